@@ -1,0 +1,64 @@
+# cognito-streams: every entry point a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PIP_VERSION := 26.3
+
+.PHONY: help venv test test-slow lint stack-up stack-down stack-status up down demo bench bench-full clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cognito-streams needs Python 3.11 (found %d.%d); set PYTHON=/path/to/python3.11" % sys.version_info[:2])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned packages into $(VENV) (first time: about a minute)"
+	@$(PY) -m pip install -qq --disable-pip-version-check "pip==$(PIP_VERSION)"
+	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the pinned packages
+
+test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## the long opt-in tests (fault soak)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+stack-up: $(STAMP) ## start moto, the Cognito Sync emulator and PostgreSQL; write .local/stack.env
+	$(PY) -m local.stack up
+
+stack-down: $(STAMP) ## stop the local stack
+	$(PY) -m local.stack down
+
+stack-status: $(STAMP) ## what runs, on which port
+	$(PY) -m local.stack status
+
+up: $(STAMP) ## the stack plus `airflow standalone` with the DAGs (the UI)
+	$(PY) -m local.stack up
+	$(PY) -m local.stack airflow-up
+
+down: $(STAMP) ## stop Airflow and the stack
+	$(PY) -m local.stack down
+
+demo: $(STAMP) ## run the whole pipeline end to end on the local stack and reconcile
+	$(PY) -m local.demo $(DEMO_ARGS)
+
+bench: $(STAMP) ## benchmarks (quick mode); `make bench-full` for the full figures
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-full: $(STAMP) ## benchmarks, full mode
+	$(PY) -m bench --full $(BENCH_ARGS)
+
+clean: ## stop everything and remove .local/ (keeps .venv)
+	-test -x $(PY) && $(PY) -m local.stack clean
+	rm -rf .local

@@ -1,0 +1,675 @@
+"""The local stack: moto (S3, Kinesis, IAM, STS, Cognito Identity), the Cognito Sync emulator and
+PostgreSQL 16 (from the ``pgserver`` wheel), started in the background with pid files and logs
+under ``.local/``; optionally ``airflow standalone`` on top for the UI.
+
+Usage (the Makefile wraps these)::
+
+    python -m local.stack up            # start everything, write .local/stack.env, migrate Airflow's DB
+    python -m local.stack down          # stop everything we started
+    python -m local.stack status
+    python -m local.stack airflow-up    # airflow standalone with our DAGs (after ``up``)
+    python -m local.stack airflow-down
+
+Ports and the state folder are settings (environment variables), so a second stack or a busy
+port never needs a code change: ``CS_MOTO_PORT``, ``CS_EMULATOR_PORT``, ``CS_PG_PORT``,
+``CS_AIRFLOW_PORT``, ``CS_STATE_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from local.procs import (
+    StackError,
+    http_ok,
+    port_is_free,
+    port_is_listening,
+    read_pid,
+    start_detached,
+    stop_process_group,
+    wait_until,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: moto's fixed account id; ARNs in the local settings use it.
+LOCAL_ACCOUNT_ID = "123456789012"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+WAREHOUSE_DB = "warehouse"
+PG_SYSTEM_USER = "pgserver"  # pgserver's convention: PostgreSQL refuses to run as root
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack lives and which ports it uses; ``from_env`` reads the ``CS_*`` settings."""
+
+    state_dir: Path = REPO / ".local"
+    host: str = "127.0.0.1"
+    moto_port: int = 45660
+    emulator_port: int = 45661
+    pg_port: int = 45662
+    airflow_port: int = 45680
+    region: str = "us-east-1"
+    landing_bucket: str = "cognito-streams-landing"
+    stream_name: str = "cognito-sync-stream"
+    stream_shards: int = 2
+    pool_names: tuple[str, ...] = ("cognito_streams_demo",)
+    airflow_parallelism: int = 4
+    extra_variable: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> StackConfig:
+        """Defaults overridden by ``CS_*`` environment variables (invalid numbers are named)."""
+        env = dict(os.environ if env is None else env)
+        cfg = cls()
+        ints = {
+            "CS_MOTO_PORT": "moto_port",
+            "CS_EMULATOR_PORT": "emulator_port",
+            "CS_PG_PORT": "pg_port",
+            "CS_AIRFLOW_PORT": "airflow_port",
+            "CS_STREAM_SHARDS": "stream_shards",
+        }
+        changes: dict[str, object] = {}
+        for var, attr in ints.items():
+            if env.get(var):
+                try:
+                    changes[attr] = int(env[var])
+                except ValueError:
+                    raise StackError(f"{var}={env[var]!r} is not a number; give a TCP port such as 45670") from None
+        if env.get("CS_STATE_DIR"):
+            changes["state_dir"] = Path(env["CS_STATE_DIR"]).resolve()
+        return replace(cfg, **changes)  # type: ignore[arg-type]
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "stack.env"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def emulator_endpoint(self) -> str:
+        return f"http://{self.host}:{self.emulator_port}"
+
+    def warehouse_dsn(self) -> str:
+        """libpq DSN of the warehouse database."""
+        return f"host={self.host} port={self.pg_port} user=postgres dbname={WAREHOUSE_DB}"
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _venv_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+class Service:
+    """One background process of the stack."""
+
+    name: str = ""
+    port_setting: str = ""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def pid_file(self) -> Path:
+        return self.cfg.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.cfg.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        return read_pid(self.pid_file)
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            stop_process_group(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def check_port(self) -> None:
+        """Fail clearly when another program holds our port."""
+        if not port_is_free(self.port, self.cfg.host):
+            raise StackError(
+                f"port {self.port} ({self.name}) is already in use by another program; "
+                f"stop that program or choose another port with {self.port_setting}=<port>, "
+                f"for example `{self.port_setting}={self.port + 100} make stack-up`"
+            )
+
+    def ensure_running(self) -> str:
+        """Start unless ours is already running and healthy; return what happened."""
+        if self.pid() is not None and self.healthy():
+            return "already running"
+        if self.pid() is not None:  # ours but not answering: restart it cleanly
+            self.stop()
+        self.check_port()
+        self.start()
+        return "started"
+
+
+class MotoService(Service):
+    """moto in server mode: S3, Kinesis, IAM, STS, Cognito Identity on one port."""
+
+    name = "moto"
+    port_setting = "CS_MOTO_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.moto_port
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.cfg.aws_endpoint}/moto-api/data.json", timeout=2.0)
+
+    def start(self) -> None:
+        argv = [_python(), "-m", "moto.server", "-H", self.cfg.host, "-p", str(self.port)]
+        pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=_child_env(self.cfg))
+        wait_until(self.healthy, timeout=30, what=f"moto server on port {self.port}", log=self.log_file, pid=pid)
+
+
+class EmulatorService(Service):
+    """The Cognito Sync emulator (``local/emulator``), talking to moto for Kinesis, S3 and IAM."""
+
+    name = "emulator"
+    port_setting = "CS_EMULATOR_PORT"
+
+    @staticmethod
+    def available() -> bool:
+        return (REPO / "local" / "emulator" / "__main__.py").exists()
+
+    @property
+    def port(self) -> int:
+        return self.cfg.emulator_port
+
+    def healthy(self) -> bool:
+        return http_ok(f"{self.cfg.emulator_endpoint}/_emulator/health", timeout=2.0)
+
+    def start(self) -> None:
+        argv = [
+            _python(),
+            "-m",
+            "local.emulator",
+            "--host",
+            self.cfg.host,
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.cfg.state_dir / "emulator"),
+            "--aws-endpoint",
+            self.cfg.aws_endpoint,
+            "--region",
+            self.cfg.region,
+        ]
+        pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=_child_env(self.cfg), cwd=REPO)
+        wait_until(
+            self.healthy, timeout=30, what=f"Cognito Sync emulator on port {self.port}", log=self.log_file, pid=pid
+        )
+
+
+class PostgresService(Service):
+    """PostgreSQL 16 from the pgserver wheel, on TCP loopback only, trust auth, database ``warehouse``."""
+
+    name = "postgres"
+    port_setting = "CS_PG_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.pg_port
+
+    @property
+    def log_file(self) -> Path:
+        # Written by the postgres user, so it lives inside PGDATA; stack logs link to it.
+        return self.cfg.pgdata / "postgres.log"
+
+    def pid(self) -> int | None:
+        pid_file = self.cfg.pgdata / "postmaster.pid"
+        return read_pid(pid_file)
+
+    def healthy(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self._dsn("postgres"), connect_timeout=2) as conn:
+                conn.execute("select 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _dsn(self, dbname: str) -> str:
+        return f"host={self.cfg.host} port={self.port} user=postgres dbname={dbname}"
+
+    def _run_as(self) -> dict[str, object]:
+        if os.name == "posix" and os.geteuid() == 0:
+            return {"user": PG_SYSTEM_USER, "group": PG_SYSTEM_USER}
+        return {}
+
+    def _prepare_root(self) -> None:
+        """As root, PostgreSQL must run as another user: create it and let it reach our files."""
+        if not self._run_as():
+            return
+        import pwd
+
+        bin_dir = _pg_bin_path()
+        from pgserver.utils import (  # type: ignore[attr-defined]  # posix-only names
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(PG_SYSTEM_USER)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.cfg.pgdata)
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir, 0o055)
+        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+        os.chown(self.cfg.pgdata, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> None:
+        bin_dir = _pg_bin_path()
+
+        self.cfg.pgdata.mkdir(parents=True, exist_ok=True)
+        self._prepare_root()
+        if not (self.cfg.pgdata / "PG_VERSION").exists():
+            subprocess.run(  # noqa: S603
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.cfg.pgdata),
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                ],
+                check=True,
+                capture_output=True,
+                **self._run_as(),  # type: ignore[arg-type]
+            )
+        options = f"-h {self.cfg.host} -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+        proc = subprocess.run(  # noqa: S603
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(self.cfg.pgdata),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            **self._run_as(),  # type: ignore[arg-type]
+        )
+        if proc.returncode != 0:
+            raise StackError(f"PostgreSQL failed to start: {proc.stderr.strip()}; see its log: {self.log_file}")
+        wait_until(self.healthy, timeout=30, what=f"PostgreSQL on port {self.port}", log=self.log_file)
+        self._ensure_database()
+        link = self.cfg.log_dir / "postgres.log"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if not link.is_symlink():
+                link.symlink_to(self.log_file)
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_DB,)).fetchone()
+            if not exists:
+                conn.execute(f'create database "{WAREHOUSE_DB}"')
+
+    def ensure_running(self) -> str:
+        state = super().ensure_running()
+        self._ensure_database()
+        return state
+
+    def stop(self) -> None:
+        if self.pid() is None:
+            return
+        bin_dir = _pg_bin_path()
+
+        subprocess.run(  # noqa: S603
+            [str(bin_dir / "pg_ctl"), "-D", str(self.cfg.pgdata), "-m", "fast", "-w", "-t", "30", "stop"],
+            capture_output=True,
+            check=False,
+            **self._run_as(),  # type: ignore[arg-type]
+        )
+        pid = self.pid()
+        if pid is not None:
+            stop_process_group(pid)
+
+
+class AirflowService(Service):
+    """``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) on SQLite."""
+
+    name = "airflow"
+    port_setting = "CS_AIRFLOW_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.airflow_port
+
+    def healthy(self) -> bool:
+        url = f"http://{self.cfg.host}:{self.port}/api/v2/monitor/health"
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = json.loads(resp.read())
+        except (OSError, ValueError):
+            return False
+        return all(body.get(k, {}).get("status") == "healthy" for k in ("metadatabase", "scheduler"))
+
+    def start(self) -> None:
+        env = {**_child_env(self.cfg), **stack_environment(self.cfg)}
+        env["AIRFLOW__API__PORT"] = str(self.port)
+        env["AIRFLOW__API__HOST"] = self.cfg.host
+        env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
+        argv = [_venv_bin("airflow"), "standalone"]
+        pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
+        wait_until(
+            self.healthy, timeout=180, what=f"Airflow standalone on port {self.port}", log=self.log_file, pid=pid
+        )
+
+    def admin_password(self) -> str | None:
+        path = self.cfg.airflow_home / "simple_auth_manager_passwords.json.generated"
+        try:
+            data = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return str(data.get("admin")) if data.get("admin") else None
+
+
+def _pg_bin_path() -> Path:
+    """Where the pgserver wheel keeps PostgreSQL's binaries (imported quietly: pgserver warns
+    about XDG_RUNTIME_DIR at import time, which is noise here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _child_env(cfg: StackConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(LOCAL_CREDENTIALS)
+    # airflow standalone (and our scripts) start `airflow ...` subprocesses by name.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("AWS_DEFAULT_REGION", cfg.region)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "plugins"), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    return env
+
+
+def pipeline_variable(cfg: StackConfig, pool_ids: list[str]) -> dict[str, object]:
+    """The ``cognito_pipeline`` Variable for the local stack."""
+    variable: dict[str, object] = {
+        "identity_pool_ids": pool_ids,
+        "stream_name": cfg.stream_name,
+        "stream_shards": cfg.stream_shards,
+        "publish_role_arn": f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/cognito-streams-publish",
+        "manage_publish_role": True,
+        "landing_bucket": cfg.landing_bucket,
+        "landing_prefix": "cognito-streams",
+        "warehouse_schema": "cognito_sync",
+        "copy_iam_role_arn": f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/cognito-streams-redshift-copy",
+    }
+    variable.update(cfg.extra_variable)
+    return variable
+
+
+def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> dict[str, str]:
+    """Every variable a shell, a test or ``airflow`` needs to use this stack."""
+    if pool_ids is None:
+        pool_ids = _read_pool_ids(cfg)
+    conn_aws = {"conn_type": "aws", "extra": {"region_name": cfg.region}}
+    conn_wh = {
+        "conn_type": "postgres",
+        "host": cfg.host,
+        "port": cfg.pg_port,
+        "login": "postgres",
+        "schema": WAREHOUSE_DB,
+    }
+    env = {
+        "AWS_ENDPOINT_URL": cfg.aws_endpoint,
+        "AWS_ENDPOINT_URL_COGNITO_SYNC": cfg.emulator_endpoint,
+        **LOCAL_CREDENTIALS,
+        "AWS_DEFAULT_REGION": cfg.region,
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn_aws),
+        "AIRFLOW_CONN_REDSHIFT_DEFAULT": json.dumps(conn_wh),
+        "AIRFLOW_VAR_COGNITO_PIPELINE": json.dumps(pipeline_variable(cfg, pool_ids)),
+        "AIRFLOW_HOME": str(cfg.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
+        "CS_STATE_DIR": str(cfg.state_dir),
+        "CS_WAREHOUSE_DSN": cfg.warehouse_dsn(),
+    }
+    return env
+
+
+def _pool_file(cfg: StackConfig) -> Path:
+    return cfg.state_dir / "pools.json"
+
+
+def _read_pool_ids(cfg: StackConfig) -> list[str]:
+    try:
+        return list(json.loads(_pool_file(cfg).read_text()))
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+def bootstrap_aws(cfg: StackConfig, endpoint: str | None = None) -> list[str]:
+    """Create what the local AWS side needs: the landing bucket and the identity pools.
+
+    Idempotent: existing resources (found by name) are kept. Returns the pool ids.
+    """
+    import boto3
+
+    kwargs = {"endpoint_url": endpoint or cfg.aws_endpoint, "region_name": cfg.region}
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", **kwargs, **creds)
+    existing_buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if cfg.landing_bucket not in existing_buckets:
+        s3.create_bucket(Bucket=cfg.landing_bucket)
+    identity = boto3.client("cognito-identity", **kwargs, **creds)
+    pools = {
+        p["IdentityPoolName"]: p["IdentityPoolId"] for p in identity.list_identity_pools(MaxResults=60)["IdentityPools"]
+    }
+    ids = []
+    for name in cfg.pool_names:
+        if name not in pools:
+            pools[name] = identity.create_identity_pool(IdentityPoolName=name, AllowUnauthenticatedIdentities=True)[
+                "IdentityPoolId"
+            ]
+        ids.append(pools[name])
+    _pool_file(cfg).parent.mkdir(parents=True, exist_ok=True)
+    _pool_file(cfg).write_text(json.dumps(ids))
+    return ids
+
+
+def write_env_file(cfg: StackConfig, env: dict[str, str]) -> Path:
+    """Write ``stack.env`` as ``export`` lines a POSIX shell can source."""
+    lines = ["# Written by `make stack-up`; `source` it to reach the local stack.", ""]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    cfg.env_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.env_file.write_text("\n".join(lines) + "\n")
+    return cfg.env_file
+
+
+def migrate_airflow(cfg: StackConfig, env: dict[str, str]) -> None:
+    """``airflow db migrate`` on the stack's SQLite metadata DB (fast when already current)."""
+    cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(  # noqa: S603
+        [_venv_bin("airflow"), "db", "migrate"],
+        env={**_child_env(cfg), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise StackError(f"`airflow db migrate` failed:\n{proc.stderr[-3000:]}")
+
+
+class Stack:
+    """The whole local stack; ``up`` is idempotent and ``down`` leaves no process behind."""
+
+    def __init__(self, cfg: StackConfig | None = None) -> None:
+        self.cfg = cfg or StackConfig.from_env()
+        self.moto = MotoService(self.cfg)
+        self.postgres = PostgresService(self.cfg)
+        self.emulator = EmulatorService(self.cfg)
+        self.airflow = AirflowService(self.cfg)
+
+    def services(self) -> list[Service]:
+        services: list[Service] = [self.moto, self.postgres]
+        if EmulatorService.available():
+            services.append(self.emulator)
+        return services
+
+    def up(self, *, migrate: bool = True, echo: bool = False) -> dict[str, str]:
+        """Start every service, create the AWS resources, write stack.env; return its variables."""
+        for directory in (self.cfg.state_dir, self.cfg.log_dir, self.cfg.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        for service in self.services():
+            t0 = time.monotonic()
+            state = service.ensure_running()
+            if echo:
+                print(f"  {service.name:<9} {state:<16} port {service.port}  ({time.monotonic() - t0:.1f} s)")
+        pool_ids = bootstrap_aws(self.cfg)
+        env = stack_environment(self.cfg, pool_ids)
+        write_env_file(self.cfg, env)
+        if migrate:
+            t0 = time.monotonic()
+            migrate_airflow(self.cfg, env)
+            if echo:
+                print(f"  airflow   metadata DB migrated  ({time.monotonic() - t0:.1f} s)")
+        return env
+
+    def down(self, *, echo: bool = False) -> None:
+        """Stop Airflow (if running) and every service; verify the ports are closed."""
+        for service in [self.airflow, *reversed(self.services())]:
+            was = service.pid()
+            service.stop()
+            if echo and was is not None:
+                print(f"  {service.name:<9} stopped (pid {was})")
+        still = [s for s in [self.airflow, *self.services()] if s.pid() is not None]
+        if still:
+            raise StackError("could not stop: " + ", ".join(f"{s.name} (pid {s.pid()})" for s in still))
+
+    def status(self) -> list[tuple[str, int, int | None, bool]]:
+        """(name, port, pid, healthy) for each service."""
+        rows = []
+        for service in [*self.services(), self.airflow]:
+            pid = service.pid()
+            rows.append((service.name, service.port, pid, pid is not None and service.healthy()))
+        return rows
+
+    def airflow_up(self, *, echo: bool = False) -> None:
+        """``airflow standalone`` with our DAGs and plugins; prints where and how to log in."""
+        self.airflow.ensure_running()
+        if echo:
+            print(
+                f"Airflow UI: http://{self.cfg.host}:{self.cfg.airflow_port}  user: admin  "
+                f"password: {self.airflow.admin_password() or '(see ' + str(self.cfg.airflow_home) + ')'}"
+            )
+
+    def listening_ports(self) -> list[int]:
+        """Ports of ours that still accept connections (for tests of ``down``)."""
+        ports = [self.cfg.moto_port, self.cfg.pg_port, self.cfg.emulator_port, self.cfg.airflow_port]
+        return [p for p in ports if port_is_listening(p, self.cfg.host)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "airflow-up", "airflow-down", "clean", "bootstrap"])
+    parser.add_argument("--no-migrate", action="store_true", help="skip `airflow db migrate` on up")
+    parser.add_argument(
+        "--aws-endpoint", help="bootstrap: the AWS endpoint to create the bucket and pools in (docker-compose)"
+    )
+    args = parser.parse_args(argv)
+    stack = Stack()
+    try:
+        if args.command == "up":
+            print(f"Starting the local stack (state in {stack.cfg.state_dir})")
+            stack.up(migrate=not args.no_migrate, echo=True)
+            print(f"Ready. In your shell: source {stack.cfg.env_file}")
+        elif args.command == "down":
+            stack.down(echo=True)
+            print("Local stack stopped.")
+        elif args.command == "status":
+            for name, port, pid, healthy in stack.status():
+                state = "healthy" if healthy else ("running, not answering" if pid else "stopped")
+                print(f"  {name:<9} port {port:<6} pid {pid or '-':<8} {state}")
+        elif args.command == "airflow-up":
+            if not stack.cfg.env_file.exists():
+                stack.up(echo=True)
+            stack.airflow_up(echo=True)
+        elif args.command == "airflow-down":
+            stack.airflow.stop()
+        elif args.command == "bootstrap":
+            # For docker-compose's init container: create the AWS side, print the Variable.
+            pool_ids = bootstrap_aws(stack.cfg, endpoint=args.aws_endpoint)
+            print(json.dumps(pipeline_variable(stack.cfg, pool_ids)))
+        elif args.command == "clean":
+            stack.down(echo=True)
+            shutil.rmtree(stack.cfg.state_dir, ignore_errors=True)
+            print(f"Removed {stack.cfg.state_dir}")
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The pipeline's settings: one typed object validated from the Airflow Variable ``cognito_pipeline``.
+
+Every field has a default where one is safe; every bad value gives an error that names the field,
+shows the value and says what is expected, all fields at once (not the first only).
+Nothing here does I/O except :func:`load_settings`, which tasks call at run time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+VARIABLE_NAME = "cognito_pipeline"
+
+# Formats from the AWS API references (Cognito Identity, Kinesis, IAM, S3) and Redshift's identifier rules.
+POOL_ID_RE = re.compile(r"^[\w-]+:[0-9a-f-]+$")
+STREAM_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+CONN_ID_RE = re.compile(r"^[\w.-]{1,250}$")
+
+#: Redshift's VARCHAR limit in bytes; values longer than this are cut and referenced.
+REDSHIFT_VARCHAR_MAX_BYTES = 65_535
+
+
+class SettingsError(ValueError):
+    """The ``cognito_pipeline`` Variable is missing or invalid; the message lists every problem."""
+
+
+class PipelineSettings(BaseModel):
+    """Validated contents of the ``cognito_pipeline`` Airflow Variable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    # Sources ---------------------------------------------------------------------------
+    identity_pool_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]
+    stream_name: str
+    stream_shards: Annotated[int, Field(ge=1, le=500)] = 1
+    publish_role_arn: str
+    manage_publish_role: bool = False
+    aws_conn_id: str = "aws_default"
+    warehouse_conn_id: str = "redshift_default"
+
+    # Landing zone ----------------------------------------------------------------------
+    landing_bucket: str
+    landing_prefix: str = "cognito-streams"
+    batch_max_records: Annotated[int, Field(ge=1, le=5_000_000)] = 100_000
+    batch_max_bytes: Annotated[int, Field(ge=1024, le=2 * 1024**3)] = 64 * 1024**2
+    run_max_records: Annotated[int, Field(ge=1)] = 1_000_000
+    run_max_seconds: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    get_records_limit: Annotated[int, Field(ge=1, le=10_000)] = 10_000
+    s3url_fetch_concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    s3url_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    s3url_fetch_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    value_max_bytes: Annotated[int, Field(ge=16, le=REDSHIFT_VARCHAR_MAX_BYTES)] = REDSHIFT_VARCHAR_MAX_BYTES
+    checkpoint_lease_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+
+    # Warehouse ---------------------------------------------------------------------------
+    warehouse_schema: str = "cognito_sync"
+    copy_iam_role_arn: str | None = None
+    load_max_files_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 64
+
+    # Bulk publish ------------------------------------------------------------------------
+    bulk_publish_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] = 6 * 3600.0
+    bulk_publish_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    # Reconciliation ----------------------------------------------------------------------
+    reconcile_sample_size: Annotated[int | None, Field(ge=1)] = None
+    reconcile_max_mismatches: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("identity_pool_ids")
+    @classmethod
+    def _pool_ids(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not (1 <= len(v) <= 55 and POOL_ID_RE.match(v))]
+        if bad:
+            raise ValueError(
+                f"{bad!r} are not identity pool ids (expected <region>:<uuid>, e.g. us-east-1:0f5b2a4e-...)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("the same identity pool id is listed twice")
+        return value
+
+    @field_validator("stream_name")
+    @classmethod
+    def _stream_name(cls, value: str) -> str:
+        if not STREAM_NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a Kinesis stream name (1-128 characters of a-z A-Z 0-9 _ . -)")
+        return value
+
+    @field_validator("publish_role_arn", "copy_iam_role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN_RE.match(value):
+            raise ValueError(f"{value!r} is not an IAM role ARN (expected arn:aws:iam::<12-digit account>:role/<name>)")
+        return value
+
+    @field_validator("landing_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        is_ip = False
+        try:
+            ipaddress.ip_address(value)
+            is_ip = True
+        except ValueError:
+            pass
+        if not BUCKET_RE.match(value) or ".." in value or is_ip or value.startswith("xn--"):
+            raise ValueError(
+                f"{value!r} is not an S3 bucket name (3-63 characters: lower-case letters, digits, '.', '-', "
+                "starting and ending with a letter or digit)"
+            )
+        return value
+
+    @field_validator("landing_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        cleaned = value.strip("/")
+        parts = cleaned.split("/") if cleaned else []
+        if any(p in ("", ".", "..") for p in parts) or len(cleaned) > 512 or any(ord(c) < 32 for c in cleaned):
+            raise ValueError(
+                f"{value!r} is not a usable S3 key prefix (no empty, '.' or '..' parts, at most 512 chars)"
+            )
+        return cleaned
+
+    @field_validator("warehouse_schema")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        if not IDENTIFIER_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a safe SQL identifier (lower-case letter or _, then letters, digits or _, "
+                "at most 63 characters)"
+            )
+        return value
+
+    @field_validator("aws_conn_id", "warehouse_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not CONN_ID_RE.match(value):
+            raise ValueError(f"{value!r} is not an Airflow connection id")
+        return value
+
+    @model_validator(mode="after")
+    def _batches_fit_runs(self) -> PipelineSettings:
+        if self.batch_max_records > self.run_max_records:
+            raise ValueError(
+                f"batch_max_records ({self.batch_max_records}) is larger than run_max_records "
+                f"({self.run_max_records}); a batch must fit in one run"
+            )
+        return self
+
+
+def parse_settings(raw: Any) -> PipelineSettings:
+    """Validate ``raw`` (a dict, or the Variable's JSON text) into :class:`PipelineSettings`.
+
+    Raises :class:`SettingsError` listing every bad field as ``cognito_pipeline.<field>: <why>``.
+    """
+    if isinstance(raw, str | bytes):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            raise SettingsError(f"Variable {VARIABLE_NAME} is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(
+            f"Variable {VARIABLE_NAME} must be a JSON object, got {type(raw).__name__}; see README, 'Settings'"
+        )
+    try:
+        return PipelineSettings.model_validate(raw)
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+
+
+def _describe(err: ValidationError) -> str:
+    lines = [f"Variable {VARIABLE_NAME} has {err.error_count()} problem(s); fix them in Admin > Variables:"]
+    for problem in err.errors(include_url=False):
+        where = ".".join(str(p) for p in problem["loc"]) or "(whole object)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting (a typo?); see README, 'Settings', for the names"
+        elif problem["type"] == "missing":
+            message = "required setting is missing"
+        shown = problem.get("input")
+        suffix = "" if problem["type"] in ("missing", "value_error") or shown is None else f" (got {shown!r})"
+        lines.append(f"  - {VARIABLE_NAME}.{where}: {message}{suffix}")
+    return "\n".join(lines)
+
+
+def load_settings() -> PipelineSettings:
+    """Read and validate the Variable at task run time (never at DAG parse time)."""
+    from airflow.sdk import Variable
+
+    raw = Variable.get(VARIABLE_NAME, default=None)
+    if raw is None:
+        raise SettingsError(
+            f"Variable {VARIABLE_NAME} is not set; create it (Admin > Variables, or env "
+            f"AIRFLOW_VAR_{VARIABLE_NAME.upper()}) as described in README, 'Settings'"
+        )
+    return parse_settings(raw)
