@@ -576,11 +576,15 @@ class Stack:
             services.append(self.emulator)
         return services
 
-    def up(self, *, migrate: bool = True, echo: bool = False) -> dict[str, str]:
-        """Start every service, create the AWS resources, write stack.env; return its variables."""
+    def up(self, *, migrate: bool = True, echo: bool = False, emulator: bool = True) -> dict[str, str]:
+        """Start every service, create the AWS resources, write stack.env; return its variables.
+
+        ``emulator=False`` leaves the Cognito Sync emulator out (tests start it on demand).
+        """
         for directory in (self.cfg.state_dir, self.cfg.log_dir, self.cfg.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        for service in self.services():
+        wanted = [s for s in self.services() if emulator or s is not self.emulator]
+        for service in wanted:
             t0 = time.monotonic()
             state = service.ensure_running()
             if echo:
@@ -597,12 +601,12 @@ class Stack:
 
     def down(self, *, echo: bool = False) -> None:
         """Stop Airflow (if running) and every service; verify the ports are closed."""
-        for service in [self.airflow, *reversed(self.services())]:
+        for service in [self.airflow, self.emulator, self.postgres, self.moto]:
             was = service.pid()
             service.stop()
             if echo and was is not None:
                 print(f"  {service.name:<9} stopped (pid {was})")
-        still = [s for s in [self.airflow, *self.services()] if s.pid() is not None]
+        still = [s for s in [self.airflow, self.emulator, self.postgres, self.moto] if s.pid() is not None]
         if still:
             raise StackError("could not stop: " + ", ".join(f"{s.name} (pid {s.pid()})" for s in still))
 

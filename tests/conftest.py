@@ -53,10 +53,12 @@ def make_stack_config(state_dir: Path, **overrides: object) -> StackConfig:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The local stack for the whole session, with its variables exported to this process."""
+    """moto and PostgreSQL for the whole session, with the stack's variables exported to this
+    process (AWS endpoints, credentials, ``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_COGNITO_PIPELINE``).
+    The Cognito Sync emulator is started only by tests that ask for the ``emulator`` fixture."""
     cfg = make_stack_config(tmp_path_factory.mktemp("stack"))
     st = Stack(cfg)
-    env = st.up(migrate=False)
+    env = st.up(migrate=False, emulator=False)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update({k: v for k, v in env.items() if not k.startswith("AIRFLOW__CORE__") and k != "AIRFLOW_HOME"})
     try:
@@ -76,3 +78,28 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.resetdb()
+
+
+@pytest.fixture(scope="session")
+def emulator(stack: Stack) -> str:
+    """The Cognito Sync emulator on the session stack; returns its endpoint URL."""
+    stack.emulator.ensure_running()
+    return stack.cfg.emulator_endpoint
+
+
+@pytest.fixture(scope="session")
+def aws(stack: Stack):  # type: ignore[no-untyped-def]
+    """``aws("s3")``: a boto3 client for the session stack (cognito-sync goes to the emulator)."""
+    import boto3
+
+    def client(service: str):  # type: ignore[no-untyped-def]
+        endpoint = stack.cfg.emulator_endpoint if service == "cognito-sync" else stack.cfg.aws_endpoint
+        return boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name=stack.cfg.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return client

@@ -1,0 +1,143 @@
+"""The benchmark harness: figures, the shared context, results.json and the printed table.
+
+A benchmark module is ``bench/bench_<topic>.py`` with ``def run(ctx: BenchContext) -> list[Figure]``.
+Each figure compares ours with a baseline measured in the same run, on the same machine, where a
+baseline exists; ``ratio`` is oriented so that above 1 means we are better.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Figure:
+    """One measured number, with its baseline from the same run when there is one."""
+
+    name: str
+    value: float
+    unit: str
+    higher_is_better: bool = True
+    baseline: str | None = None
+    baseline_value: float | None = None
+    goal: str | None = None
+    note: str | None = None
+    ratio: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.baseline_value is not None and self.ratio is None and self.value and self.baseline_value:
+            self.ratio = self.value / self.baseline_value if self.higher_is_better else self.baseline_value / self.value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class BenchContext:
+    """What a benchmark may use: the mode, a scratch folder, and the local stack (started once,
+    on free ports, only if a benchmark asks for it)."""
+
+    def __init__(self, full: bool, workdir: Path) -> None:
+        self.full = full
+        self.workdir = workdir
+        self._stack: Any = None
+
+    def scale(self, quick: int, full: int) -> int:
+        """A size for this mode."""
+        return full if self.full else quick
+
+    def stack(self, emulator: bool = True) -> Any:
+        """The local stack (moto, PostgreSQL and, unless told otherwise, the emulator), exported
+        to this process's environment."""
+        if self._stack is None:
+            from local.procs import free_port
+            from local.stack import Stack, StackConfig
+
+            cfg = StackConfig(
+                state_dir=self.workdir / "stack",
+                moto_port=free_port(),
+                emulator_port=free_port(),
+                pg_port=free_port(),
+                airflow_port=free_port(),
+            )
+            self._stack = Stack(cfg)
+            env = self._stack.up(migrate=False, emulator=emulator)
+            os.environ.update(env)
+        elif emulator:
+            self._stack.emulator.ensure_running()
+        return self._stack
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.down()
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """Best wall time of ``repeat`` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@contextlib.contextmanager
+def peak_rss() -> Iterator[dict[str, float]]:
+    """Peak resident memory (MiB) of this process while the block runs, sampled every 10 ms."""
+    import psutil
+
+    proc = psutil.Process()
+    out = {"peak_mib": 0.0, "start_mib": proc.memory_info().rss / 2**20}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            out["peak_mib"] = max(out["peak_mib"], proc.memory_info().rss / 2**20)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        out["peak_mib"] = max(out["peak_mib"], proc.memory_info().rss / 2**20)
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from."""
+    versions = {}
+    for dist in ("apache-airflow", "pyarrow", "orjson", "pandas", "psycopg", "moto", "boto3"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "max_rss_mib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "versions": versions,
+    }
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="cs-bench-"))
+
+
+def cleanup(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
