@@ -1,0 +1,320 @@
+"""Keep Cognito Streams configured: the Kinesis stream, the publish role, each pool's settings.
+
+The adapter half of ``cognito_streams_configure``: AWS calls through the Amazon provider's hooks,
+decisions from the pure core (``core.streams_config``, ``core.iam``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
+from botocore.exceptions import ClientError
+
+from cognito_streams.core.iam import (
+    RoleArn,
+    publish_role_policy,
+    publish_role_problems,
+    publish_role_trust_policy,
+    stream_arn,
+)
+from cognito_streams.core.streams_config import PoolAction, PoolPlan, plan_pool
+from cognito_streams.hooks.cognito_sync import CognitoSyncHook
+from cognito_streams.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_POLICY_NAME = "cognito-streams-publish"
+#: New IAM roles take a few seconds to become assumable; Cognito then answers
+#: InvalidConfigurationException. Retry that long, no longer.
+ROLE_PROPAGATION_SECONDS = 60.0
+
+
+class ConfigurationError(RuntimeError):
+    """Something the pipeline cannot fix by itself; the message says what to do."""
+
+
+@dataclass
+class StreamReport:
+    """What ``ensure_stream`` found and did."""
+
+    stream_name: str
+    stream_arn: str | None
+    action: str  # created | unchanged | resharded | shard_count_differs
+    open_shards: int
+    wanted_shards: int
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RoleReport:
+    """What ``ensure_publish_role`` found and did."""
+
+    role_arn: str
+    action: str  # created | updated | unchanged | validated | invalid
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PoolReport:
+    """What happened to one pool."""
+
+    identity_pool_id: str
+    action: str
+    reasons: list[str]
+    needs_backfill: bool = False
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+class StreamsConfigurator:
+    """Applies the settings to AWS, idempotently; every method returns a report for the logs."""
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        self.kinesis = KinesisHook(aws_conn_id=settings.aws_conn_id).conn
+        self.iam = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="iam").conn
+        self.cognito = CognitoSyncHook(aws_conn_id=settings.aws_conn_id)
+        self.region = self.kinesis.meta.region_name
+        self.role = RoleArn.parse(settings.publish_role_arn)
+
+    # -- the stream -------------------------------------------------------------------------
+    def _describe(self) -> dict[str, Any] | None:
+        try:
+            return dict(
+                self.kinesis.describe_stream_summary(StreamName=self.settings.stream_name)["StreamDescriptionSummary"]
+            )
+        except ClientError as err:
+            if _code(err) == "ResourceNotFoundException":
+                return None
+            raise
+
+    def _wait_active(self, timeout: float = 300.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            summary = self._describe()
+            if summary is not None and summary["StreamStatus"] == "ACTIVE":
+                return summary
+            if time.monotonic() > deadline:
+                state = summary["StreamStatus"] if summary else "missing"
+                raise ConfigurationError(
+                    f"Kinesis stream {self.settings.stream_name} is still {state} after {timeout:.0f} s"
+                )
+            time.sleep(1.0)
+
+    def ensure_stream(self, *, reshard: bool = False) -> StreamReport:
+        """The stream exists, ACTIVE, with the configured shard count (created if missing; resharded
+        only when ``reshard`` asks for it, else a differing count is reported)."""
+        name, wanted = self.settings.stream_name, self.settings.stream_shards
+        summary = self._describe()
+        if summary is not None and summary["StreamStatus"] == "DELETING":
+            log.warning("stream %s is being deleted; waiting, then creating it again", name)
+            while self._describe() is not None:
+                time.sleep(1.0)
+            summary = None
+        action = "unchanged"
+        if summary is None:
+            log.info("creating Kinesis stream %s with %d shard(s)", name, wanted)
+            self.kinesis.create_stream(
+                StreamName=name, ShardCount=wanted, StreamModeDetails={"StreamMode": "PROVISIONED"}
+            )
+            action = "created"
+        summary = self._wait_active()
+        shards = int(summary.get("OpenShardCount", 0))
+        problems: list[str] = []
+        if action == "unchanged" and shards != wanted:
+            if reshard:
+                log.info("resharding %s from %d to %d shards (UNIFORM_SCALING)", name, shards, wanted)
+                self.kinesis.update_shard_count(StreamName=name, TargetShardCount=wanted, ScalingType="UNIFORM_SCALING")
+                summary = self._wait_active()
+                shards = int(summary.get("OpenShardCount", 0))
+                action = "resharded"
+            else:
+                action = "shard_count_differs"
+                log.warning(
+                    "stream %s has %d open shard(s), settings say %d; left as is (run with reshard=true to change it)",
+                    name,
+                    shards,
+                    wanted,
+                )
+        return StreamReport(name, summary.get("StreamARN"), action, shards, wanted, problems)
+
+    def target_stream_arn(self) -> str:
+        """The stream's ARN as the publish role's policy names it."""
+        return stream_arn(self.role.partition, self.region, self.role.account_id, self.settings.stream_name)
+
+    def stream_problems(self) -> list[str]:
+        """Why Cognito could not publish to the stream now (empty: it can)."""
+        summary = self._describe()
+        if summary is None:
+            return [f"Kinesis stream {self.settings.stream_name} does not exist"]
+        if summary["StreamStatus"] not in ("ACTIVE", "UPDATING"):
+            return [f"Kinesis stream {self.settings.stream_name} is {summary['StreamStatus']}"]
+        return []
+
+    # -- the publish role -------------------------------------------------------------------
+    def _role_documents(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        try:
+            role = self.iam.get_role(RoleName=self.role.name)["Role"]
+        except ClientError as err:
+            if _code(err) in ("NoSuchEntity", "NoSuchEntityException"):
+                return None
+            raise
+        trust = _document(role["AssumeRolePolicyDocument"])
+        policies = []
+        for name in self.iam.list_role_policies(RoleName=self.role.name)["PolicyNames"]:
+            policies.append(
+                _document(self.iam.get_role_policy(RoleName=self.role.name, PolicyName=name)["PolicyDocument"])
+            )
+        for attached in self.iam.list_attached_role_policies(RoleName=self.role.name)["AttachedPolicies"]:
+            meta = self.iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            version = self.iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=meta["DefaultVersionId"])
+            policies.append(_document(version["PolicyVersion"]["Document"]))
+        return trust, policies
+
+    def role_problems(self) -> list[str]:
+        """Why the publish role cannot serve (empty: it can)."""
+        docs = self._role_documents()
+        if docs is None:
+            return [f"role {self.role.name} does not exist in account {self.role.account_id}"]
+        trust, policies = docs
+        return publish_role_problems(trust, policies, self.target_stream_arn())
+
+    def ensure_publish_role(self) -> RoleReport:
+        """Create or correct the role when the settings say we manage it; otherwise validate it."""
+        arn = self.settings.publish_role_arn
+        if not self.settings.manage_publish_role:
+            problems = self.role_problems()
+            return RoleReport(arn, "invalid" if problems else "validated", problems)
+        trust = publish_role_trust_policy()
+        policy = publish_role_policy(self.role.partition, self.region, self.role.account_id, self.settings.stream_name)
+        docs = self._role_documents()
+        if docs is None:
+            log.info("creating publish role %s (trust: cognito-sync.amazonaws.com only)", arn)
+            self.iam.create_role(
+                RoleName=self.role.name,
+                Path=self.role.path,
+                AssumeRolePolicyDocument=orjson.dumps(trust).decode(),
+                Description="Lets Amazon Cognito Sync put records on the Cognito Streams Kinesis stream",
+            )
+            self.iam.put_role_policy(
+                RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME, PolicyDocument=orjson.dumps(policy).decode()
+            )
+            return RoleReport(arn, "created")
+        current_trust, _ = docs
+        changed = []
+        if current_trust != trust:
+            self.iam.update_assume_role_policy(RoleName=self.role.name, PolicyDocument=orjson.dumps(trust).decode())
+            changed.append("trust policy")
+        try:
+            current_policy = _document(
+                self.iam.get_role_policy(RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME)["PolicyDocument"]
+            )
+        except ClientError as err:
+            if _code(err) not in ("NoSuchEntity", "NoSuchEntityException"):
+                raise
+            current_policy = None
+        if current_policy != policy:
+            self.iam.put_role_policy(
+                RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME, PolicyDocument=orjson.dumps(policy).decode()
+            )
+            changed.append("permissions policy")
+        if changed:
+            log.warning("publish role %s had drifted; rewrote its %s", arn, " and ".join(changed))
+            return RoleReport(arn, "updated", [f"rewrote {c}" for c in changed])
+        return RoleReport(arn, "unchanged")
+
+    # -- the pools --------------------------------------------------------------------------
+    def plan(self, identity_pool_id: str, stream_problems: list[str], role_problems: list[str]) -> PoolPlan:
+        """Read one pool's configuration and decide (pure decision in ``core.streams_config``)."""
+        try:
+            current = self.cognito.get_configuration(identity_pool_id)
+        except ClientError as err:
+            if _code(err) == "ResourceNotFoundException":
+                return PoolPlan(
+                    PoolAction.FAIL,
+                    [f"identity pool {identity_pool_id} does not exist (check identity_pool_ids in the settings)"],
+                )
+            raise
+        return plan_pool(
+            current,
+            stream_name=self.settings.stream_name,
+            role_arn=self.settings.publish_role_arn,
+            stream_problems=stream_problems,
+            role_problems=role_problems,
+        )
+
+    def apply(self, identity_pool_id: str, plan: PoolPlan) -> None:
+        """Write the planned settings (read-modify-write: PushSync is sent back as read).
+
+        Retries InvalidConfigurationException for a while: a role created moments ago is not yet
+        assumable by Cognito (IAM is eventually consistent)."""
+        assert plan.cognito_streams is not None  # noqa: S101 - only writing plans get here
+        deadline = time.monotonic() + ROLE_PROPAGATION_SECONDS
+        delay = 1.0
+        while True:
+            try:
+                self.cognito.set_configuration(identity_pool_id, plan.cognito_streams, plan.push_sync)
+                return
+            except ClientError as err:
+                if _code(err) != "InvalidConfigurationException" or time.monotonic() > deadline:
+                    raise ConfigurationError(
+                        f"SetIdentityPoolConfiguration refused for pool {identity_pool_id}: "
+                        f"{err.response.get('Error', {}).get('Message', err)}"
+                    ) from err
+                log.info(
+                    "pool %s: Cognito cannot use the role yet (IAM propagation); retrying in %.0f s",
+                    identity_pool_id,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def configure_pools(self, pool_ids: list[str] | None = None) -> list[PoolReport]:
+        """Plan and apply every pool; return one report each (failures included, not raised)."""
+        stream_problems = self.stream_problems()
+        role_problems = self.role_problems()
+        reports = []
+        for pool_id in pool_ids or self.settings.identity_pool_ids:
+            plan = self.plan(pool_id, stream_problems, role_problems)
+            if plan.writes:
+                self.apply(pool_id, plan)
+            level = logging.ERROR if plan.action is PoolAction.FAIL else logging.INFO
+            log.log(
+                level,
+                "pool %s: %s%s",
+                pool_id,
+                plan.action.value,
+                f" ({'; '.join(plan.reasons)})" if plan.reasons else "",
+            )
+            reports.append(PoolReport(pool_id, plan.action.value, plan.reasons, plan.needs_backfill))
+        return reports
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """IAM returns policy documents as dicts (boto3 decodes them) or URL-encoded JSON strings."""
+    if isinstance(value, dict):
+        return value
+    from urllib.parse import unquote
+
+    return dict(orjson.loads(unquote(str(value))))
+
+
+def summarize(reports: list[PoolReport]) -> dict[str, Any]:
+    """Counts by action and the list of failures, for the task's return value."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.action] = counts.get(r.action, 0) + 1
+    return {
+        "counts": counts,
+        "pools": [asdict(r) for r in reports],
+        "failed": [r.identity_pool_id for r in reports if r.action == PoolAction.FAIL.value],
+        "needs_backfill": [r.identity_pool_id for r in reports if r.needs_backfill],
+    }

@@ -1,0 +1,139 @@
+"""Planning one pool's Cognito Streams settings, and the IAM checks behind it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cognito_streams.core.iam import (
+    RoleArn,
+    allows,
+    publish_role_policy,
+    publish_role_problems,
+    publish_role_trust_policy,
+    stream_arn,
+    trusts_service,
+)
+from cognito_streams.core.streams_config import PoolAction, plan_pool
+
+ROLE = "arn:aws:iam::123456789012:role/cognito-streams-publish"
+STREAM = "cognito-sync-stream"
+PUSH = {
+    "ApplicationArns": ["arn:aws:sns:us-east-1:123456789012:app/GCM/x"],
+    "RoleArn": "arn:aws:iam::123456789012:role/push",
+}
+
+
+def config(
+    stream: str | None = STREAM, role: str | None = ROLE, status: str = "ENABLED", reason: str | None = None, push=PUSH
+):  # type: ignore[no-untyped-def]
+    streams = {"StreamName": stream, "RoleArn": role, "StreamingStatus": status}
+    if reason:
+        streams["DisabledReason"] = reason
+    out = {"IdentityPoolId": "us-east-1:x", "CognitoStreams": {k: v for k, v in streams.items() if v is not None}}
+    if push:
+        out["PushSync"] = push
+    return out
+
+
+def plan(current, stream_problems=(), role_problems=()):  # type: ignore[no-untyped-def]
+    return plan_pool(
+        current,
+        stream_name=STREAM,
+        role_arn=ROLE,
+        stream_problems=list(stream_problems),
+        role_problems=list(role_problems),
+    )
+
+
+def test_fresh_pool_is_configured_and_push_sync_kept() -> None:
+    p = plan({"IdentityPoolId": "us-east-1:x", "PushSync": PUSH})
+    assert p.action is PoolAction.CONFIGURE
+    assert p.cognito_streams == {"StreamName": STREAM, "RoleArn": ROLE, "StreamingStatus": "ENABLED"}
+    assert p.push_sync == PUSH
+
+
+def test_right_pool_is_left_alone() -> None:
+    p = plan(config())
+    assert p.action is PoolAction.UNCHANGED
+    assert not p.writes
+
+
+def test_other_stream_or_role_is_repaired_with_the_drift_named() -> None:
+    p = plan(config(stream="old-stream", role="arn:aws:iam::123456789012:role/old"))
+    assert p.action is PoolAction.REPAIR
+    assert any("old-stream" in r for r in p.reasons)
+    assert any("role/old" in r for r in p.reasons)
+    assert p.push_sync == PUSH
+
+
+def test_disabled_by_cognito_is_reenabled_when_fixed_and_asks_for_a_backfill() -> None:
+    p = plan(config(status="DISABLED", reason="Kinesis stream not found"))
+    assert p.action is PoolAction.REENABLE
+    assert p.needs_backfill
+    assert "Kinesis stream not found" in p.reasons[0]
+
+
+def test_disabled_and_still_broken_fails_with_both_reasons() -> None:
+    p = plan(config(status="DISABLED", reason="cannot assume role"), role_problems=["role does not exist"])
+    assert p.action is PoolAction.FAIL
+    text = " ".join(p.reasons)
+    assert "cannot assume role" in text
+    assert "role does not exist" in text
+
+
+def test_enabled_but_stream_gone_fails_before_cognito_notices() -> None:
+    p = plan(config(), stream_problems=["stream cognito-sync-stream does not exist"])
+    assert p.action is PoolAction.FAIL
+
+
+def test_disabled_by_hand_without_reason_is_a_repair() -> None:
+    p = plan(config(status="DISABLED"))
+    assert p.action is PoolAction.REPAIR
+    assert p.needs_backfill
+
+
+def test_role_arn_parsing() -> None:
+    assert RoleArn.parse("arn:aws:iam::123456789012:role/a/b/name") == RoleArn("aws", "123456789012", "/a/b/", "name")
+    assert RoleArn.parse(ROLE).path == "/"
+    with pytest.raises(ValueError, match="not an IAM role ARN"):
+        RoleArn.parse("arn:aws:iam::123456789012:user/bob")
+
+
+def test_shipped_publish_policies_are_least_privilege_and_pass_our_check() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    policy = publish_role_policy("aws", "us-east-1", "123456789012", STREAM)
+    trust = publish_role_trust_policy()
+    assert publish_role_problems(trust, [policy], arn) == []
+    # Nothing beyond the list: exactly two actions on exactly one resource.
+    (stmt,) = policy["Statement"]
+    assert sorted(stmt["Action"]) == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert stmt["Resource"] == arn
+    assert not allows([policy], "kinesis:DeleteStream", arn)
+    assert not allows([policy], "kinesis:PutRecord", stream_arn("aws", "us-east-1", "123456789012", "other"))
+    (trust_stmt,) = trust["Statement"]
+    assert trust_stmt["Principal"] == {"Service": "cognito-sync.amazonaws.com"}
+
+
+def test_role_checks_find_a_wrong_trust_and_a_missing_permission() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    wrong_trust = {
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    }
+    read_only = {"Statement": [{"Effect": "Allow", "Action": "kinesis:Get*", "Resource": "*"}]}
+    problems = publish_role_problems(wrong_trust, [read_only], arn)
+    assert len(problems) == 2
+    assert "trust policy" in problems[0]
+    assert "kinesis:PutRecord" in problems[1]
+
+
+def test_wildcards_and_denies_are_honoured() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    broad = {"Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "arn:aws:kinesis:*:*:stream/*"}]}
+    deny = {"Statement": [{"Effect": "Deny", "Action": "kinesis:PutRecords", "Resource": "*"}]}
+    assert allows([broad], "kinesis:PutRecord", arn)
+    assert not allows([broad, deny], "kinesis:PutRecords", arn)
+    as_text = (
+        '{"Statement": {"Effect": "Allow", "Principal": {"Service": ["cognito-sync.amazonaws.com"]}, '
+        '"Action": ["sts:AssumeRole"]}}'
+    )
+    assert trusts_service(as_text)
