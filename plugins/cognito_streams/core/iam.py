@@ -121,3 +121,33 @@ def publish_role_problems(
     if missing:
         problems.append(f"its policies do not allow {', '.join(missing)} on {target_stream_arn}")
     return problems
+
+
+def shipped_policies(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    stream_name: str,
+    bucket: str,
+    prefix: str,
+    publish_role_arn: str,
+) -> dict[str, dict[str, Any]]:
+    """Every IAM document the project ships, rendered for one deployment (README, "IAM")."""
+    role = RoleArn.parse(publish_role_arn)
+    common = {"Partition": partition, "Region": region, "AccountId": account_id}
+    role_ref = {"PublishRolePathAndName": f"{role.path}{role.name}"}
+    return {
+        "cognito-publish-role.trust": publish_role_trust_policy(),
+        "cognito-publish-role.policy": publish_role_policy(partition, region, account_id, stream_name),
+        "redshift-copy-role.trust": load_template("redshift-copy-role.trust"),
+        "redshift-copy-role.policy": load_template(
+            "redshift-copy-role.policy", Partition=partition, Bucket=bucket, Prefix=prefix
+        ),
+        "airflow-worker.policy": load_template(
+            "airflow-worker.policy", **common, StreamName=stream_name, Bucket=bucket, Prefix=prefix, **role_ref
+        ),
+        "airflow-worker-manage-publish-role.policy": load_template(
+            "airflow-worker-manage-publish-role.policy", Partition=partition, AccountId=account_id, **role_ref
+        ),
+    }
