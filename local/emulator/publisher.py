@@ -293,6 +293,13 @@ class Publisher:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
+                linger_until = time.monotonic() + self.service.settings.publish_linger_ms / 1000
+                while (
+                    not self._stopping
+                    and len(self._queue) < PUT_RECORDS_MAX_RECORDS
+                    and (left := linger_until - time.monotonic()) > 0
+                ):
+                    self._cond.wait(timeout=left)
                 if self._stopping:
                     return
                 target, drop, batch = self._take()

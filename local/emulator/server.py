@@ -8,6 +8,7 @@ are parsed and answered outside the service lock, and only the state change itse
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -106,7 +107,7 @@ class Emulator:
                 return _json(err.status, {"error": str(err)})
             except SettingsError as err:
                 return _json(400, {"error": str(err)})
-        request_id = str(uuid.uuid4())
+        request_id = str(uuid.UUID(int=random.getrandbits(128), version=4))  # no urandom syscall per request
         operation = "Unknown"
         try:
             operation, call = self._route(method, parts, parse_qs(query), headers, body)
@@ -344,6 +345,9 @@ def _unsupported(operation: str, why: str) -> Callable[[], dict[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "CognitoSyncEmulator/1.0"
+    # Small responses on keep-alive connections: with Nagle's algorithm on, the client's delayed ACK
+    # could hold a response back ~40 ms.
+    disable_nagle_algorithm = True
     emulator: Emulator
     access_log = False
 
@@ -352,13 +356,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, headers, payload = self.emulator.handle(self.command, raw_path, query, self.headers, body)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        self.log_request(status, len(payload))
+        # One write per response: status line, headers and body leave in a single send.
+        lines = [
+            f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            *(f"{name}: {value}" for name, value in headers.items()),
+            f"Content-Length: {len(payload)}",
+        ]
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head if self.command == "HEAD" else head + payload)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _serve  # noqa: N815 - names BaseHTTPRequestHandler calls
 

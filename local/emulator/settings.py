@@ -25,6 +25,9 @@ class EmulatorSettings(BaseModel):
     bulk_publish_min_seconds: Annotated[float, Field(ge=0, le=86_400)] = 1.0
     #: Datasets a bulk publish puts on the stream per second; 0 means as fast as Kinesis takes them.
     bulk_publish_datasets_per_second: Annotated[float, Field(ge=0)] = 0.0
+    #: The publisher waits up to this long for more records before a PutRecords that is not full
+    #: (batching under load; Cognito's own delivery delay is far longer). 0 sends at once.
+    publish_linger_ms: Annotated[int, Field(ge=0, le=5000)] = 20
     #: How long a SyncSessionToken from ListRecords stays valid (emulator clock).
     session_token_ttl_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
     #: How long a successful check of the publish role (IAM trust policy + STS AssumeRole) is reused.
