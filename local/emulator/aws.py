@@ -85,7 +85,7 @@ def trust_problem(document: Any, principal: str = COGNITO_SYNC_PRINCIPAL) -> str
 
 @dataclass
 class _RoleCheck:
-    expires: float
+    checked_at: float  # monotonic; reused while younger than the cache setting *now* (it may change)
     problem: str | None
     kinesis: Any  # a Kinesis client with the role's credentials, when the role works
 
@@ -110,7 +110,7 @@ class AwsGateway:
         self.s3 = self._client(
             "s3", config=self._config.merge(Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         )
-        self._pools: dict[str, float] = {}  # pool id -> monotonic time until which it is known to exist
+        self._pools: dict[str, float] = {}  # pool id -> monotonic time it was last found to exist
         self._identities: dict[str, set[str]] = {}
         self._identity_refreshed: dict[str, float] = {}  # pool id -> monotonic start of the last refresh
         self._identity_locks: dict[str, threading.Lock] = {}
@@ -136,7 +136,7 @@ class AwsGateway:
     def ensure_pool(self, pool_id: str, cache_seconds: float) -> None:
         """Raise ResourceNotFoundException unless Cognito Identity has this pool."""
         now = time.monotonic()
-        if self._pools.get(pool_id, 0.0) > now:
+        if pool_id in self._pools and now - self._pools[pool_id] < cache_seconds:
             return
         try:
             self.identity.describe_identity_pool(IdentityPoolId=pool_id)
@@ -150,7 +150,7 @@ class AwsGateway:
             raise self._unreachable("Cognito Identity", err) from err
         except BotoCoreError as err:
             raise self._unreachable("Cognito Identity", err) from err
-        self._pools[pool_id] = now + cache_seconds
+        self._pools[pool_id] = now
 
     def ensure_identity(self, pool_id: str, identity_id: str) -> None:
         """Raise ResourceNotFoundException unless the identity belongs to the pool.
@@ -211,10 +211,10 @@ class AwsGateway:
         ``cache_seconds`` unless ``fresh``. Raises InternalErrorException when IAM cannot be reached."""
         now = time.monotonic()
         cached = self._roles.get(role_arn)
-        if cached is not None and cached.expires > now and not fresh:
+        if cached is not None and now - cached.checked_at < cache_seconds and not fresh:
             return cached.problem
         problem, client = self._check_role(role_arn)
-        self._roles[role_arn] = _RoleCheck(now + cache_seconds, problem, client)
+        self._roles[role_arn] = _RoleCheck(now, problem, client)
         return problem
 
     def kinesis_for_role(self, role_arn: str) -> Any:
