@@ -177,7 +177,9 @@ def _code(err: ClientError) -> str:
 
 
 def ensure_identities(identity_client: Any, pool_id: str, count: int) -> list[str]:
-    """``count`` identities of the pool: the existing ones first (sorted), then new ones from GetId."""
+    """``count`` identities of the pool: the existing ones first (in ListIdentities order, which is
+    creation order in Cognito Identity and moto), then new ones from GetId. A re-run on the same pool
+    maps the same identity to the same random generator."""
     existing: list[str] = []
     token: str | None = None
     while True:
@@ -188,7 +190,7 @@ def ensure_identities(identity_client: Any, pool_id: str, count: int) -> list[st
         token = page.get("NextToken")
         if not token:
             break
-    identities = sorted(set(existing))[:count]
+    identities = list(dict.fromkeys(existing))[:count]
     while len(identities) < count:
         identities.append(identity_client.get_id(IdentityPoolId=pool_id)["IdentityId"])
     return identities
