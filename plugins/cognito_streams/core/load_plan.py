@@ -1,0 +1,43 @@
+"""Pure planning of a load: which landed batches go together in one warehouse transaction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_DAY_RE = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def plan_groups(items: Sequence[T], max_files: int, files: Callable[[T], int]) -> list[list[T]]:
+    """Cut ``items`` (in order) into groups of at most ``max_files`` files each; an item is never split, so
+    an item with more files than the bound forms a group of its own."""
+    if max_files < 1:
+        raise ValueError(f"max_files must be at least 1, got {max_files}")
+    groups: list[list[T]] = []
+    current: list[T] = []
+    size = 0
+    for item in items:
+        n = files(item)
+        if current and size + n > max_files:
+            groups.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += n
+    if current:
+        groups.append(current)
+    return groups
+
+
+def landing_day(key: str) -> date | None:
+    """The ``dt=YYYY-MM-DD`` partition of a landing-zone key, or None when it has none."""
+    match = _DAY_RE.search(key)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None

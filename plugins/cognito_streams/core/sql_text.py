@@ -1,0 +1,460 @@
+"""Every statement the warehouse runs, read from ``sql/`` and rendered for one schema and one engine.
+
+Pure: no database, no Airflow, no AWS. The SQL lives in files (``sql/*.sql``, ``sql/schema/``); this
+module finds them, validates the identifiers that are substituted into them (a schema name cannot be
+bound), and gives each statement one small named method, so a test can compare its exact text.
+
+Statement files hold named statements::
+
+    -- name: create_versions
+    -- comment lines...
+    create temp table stg_versions ... ;
+
+``${schema}`` and the other ``${...}`` placeholders are filled by :class:`string.Template`; values are
+always bound (``%s``), never placed in the text. PostgreSQL and Redshift run the same text except for
+``${attributes_<table>}`` (empty on PostgreSQL; DISTKEY/SORTKEY on Redshift, from
+``sql/schema/redshift_table_attributes.sql``) and the COPY into the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+Engine = Literal["postgres", "redshift"]
+ENGINES: tuple[Engine, ...] = ("postgres", "redshift")
+
+#: Where the SQL files are: ``<repo>/sql`` next to ``plugins/``; ``COGNITO_STREAMS_SQL_DIR`` overrides it
+#: for deployments that ship the files elsewhere.
+SQL_DIR_ENV = "COGNITO_STREAMS_SQL_DIR"
+DEFAULT_SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
+
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Redshift and PostgreSQL keywords a schema or table must not be named after (the ones that would
+#: change the meaning of our statements if substituted bare).
+RESERVED = frozenset(
+    {
+        "all", "and", "as", "by", "case", "cast", "create", "default", "delete", "distinct", "drop", "else",
+        "end", "false", "from", "group", "having", "in", "insert", "into", "is", "join", "limit", "lock",
+        "merge", "not", "null", "on", "or", "order", "select", "set", "table", "then", "true", "union",
+        "update", "user", "using", "values", "when", "where", "with",
+    }
+)  # fmt: skip
+S3_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/=:,+@-]{1,1024}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+MIGRATION_RE = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
+_NAME_RE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_STATEMENT_END_RE = re.compile(r";[ \t]*$", re.MULTILINE)
+
+
+class SqlTextError(ValueError):
+    """A SQL file, placeholder or identifier is wrong; the message names which and what to do."""
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed)."""
+    if not isinstance(value, str) or not IDENTIFIER_RE.match(value) or value in RESERVED:
+        raise SqlTextError(
+            f"{what} {value!r} is not a safe SQL identifier: use a lower-case letter or _, then letters, "
+            "digits or _, at most 63 characters, and not a reserved word"
+        )
+    return value
+
+
+def validate_s3_url(value: str, what: str) -> str:
+    """Return ``value`` if it is an ``s3://bucket/key`` safe to place between single quotes."""
+    if not S3_URL_RE.match(value):
+        raise SqlTextError(
+            f"{what} {value!r} is not an s3://bucket/key URL made of safe characters "
+            "(letters, digits and !_.*()/=:,+@-); it cannot be placed in a COPY statement"
+        )
+    return value
+
+
+def validate_role_arn(value: str | None) -> str:
+    """Return ``value`` if it is an IAM role ARN (the only credential COPY ever names)."""
+    if not value or not ROLE_ARN_RE.match(value):
+        raise SqlTextError(
+            f"copy_iam_role_arn {value!r} is not an IAM role ARN; set cognito_pipeline.copy_iam_role_arn to "
+            "the role Redshift assumes to read the landing bucket (arn:aws:iam::<account>:role/<name>)"
+        )
+    return value
+
+
+def substitute(template: str, values: Mapping[str, str], where: str) -> str:
+    """Fill ``${name}`` placeholders; a placeholder without a value is an error naming it."""
+    try:
+        return string.Template(template).substitute(values)
+    except KeyError as err:
+        raise SqlTextError(f"{where}: placeholder ${{{err.args[0]}}} has no value") from None
+    except ValueError as err:
+        raise SqlTextError(f"{where}: malformed placeholder ({err})") from None
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a DDL file into statements: each ends with ``;`` at the end of a line. Comment-only parts
+    are dropped; comments inside a statement are kept."""
+    statements = []
+    for chunk in _STATEMENT_END_RE.split(text):
+        body = "\n".join(line for line in chunk.strip().splitlines()).strip()
+        if any(line.strip() and not line.strip().startswith("--") for line in body.splitlines()):
+            statements.append(body)
+    return statements
+
+
+def parse_named(text: str, where: str) -> dict[str, str]:
+    """``-- name: x`` blocks of a statement file -> ``{x: statement text without the final ';'}``."""
+    names = _NAME_RE.findall(text)
+    bodies = _NAME_RE.split(text)[2::2]
+    out: dict[str, str] = {}
+    for name, body in zip(names, bodies, strict=True):
+        if name in out:
+            raise SqlTextError(f"{where}: statement {name!r} is defined twice")
+        statement = body.strip()
+        if not statement.endswith(";"):
+            raise SqlTextError(f"{where}: statement {name!r} does not end with ';'")
+        statement = statement[:-1].rstrip()
+        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+        if ";" in code:
+            raise SqlTextError(f"{where}: statement {name!r} holds more than one statement")
+        out[name] = statement
+    return out
+
+
+@dataclass(frozen=True)
+class TableAttributes:
+    """Redshift's attributes of one table: the clause after the column list and column encodings."""
+
+    clause: str
+    encodings: dict[str, str] = field(default_factory=dict)
+
+
+def parse_table_attributes(text: str) -> dict[str, TableAttributes]:
+    """Parse ``redshift_table_attributes.sql`` (format described at its top)."""
+    tables: dict[str, TableAttributes] = {}
+    current: str | None = None
+    clause: list[str] = []
+    encodings: dict[str, str] = {}
+
+    def close() -> None:
+        if current is not None:
+            tables[current] = TableAttributes(" ".join(clause).strip(), dict(encodings))
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if match := re.match(r"^--\s*table:\s*([a-z_][a-z0-9_]*)\s*$", line):
+            close()
+            current = match.group(1)
+            if current in tables:
+                raise SqlTextError(f"redshift_table_attributes.sql: table {current!r} has two blocks")
+            clause, encodings = [], {}
+        elif match := re.match(r"^--\s*encode\s+([a-z0-9_]+)\s*:\s*(.+)$", line):
+            if current is None:
+                raise SqlTextError("redshift_table_attributes.sql: an encode line comes before any '-- table:'")
+            for column in match.group(2).split(","):
+                encodings[validate_identifier(column.strip(), "encoded column")] = match.group(1)
+        elif line.startswith("--") or not line:
+            continue
+        else:
+            if current is None:
+                raise SqlTextError(f"redshift_table_attributes.sql: {line!r} comes before any '-- table:'")
+            clause.append(line)
+    close()
+    return tables
+
+
+def _encode_columns(statement: str, table: str, encodings: Mapping[str, str]) -> str:
+    """Add ``encode <x>`` to the definitions of the listed columns (one column per line in our DDL)."""
+    for column, encoding in encodings.items():
+        pattern = re.compile(rf"^(\s+{re.escape(column)}\s+[a-z][^,\n]*?)(,?)[ \t]*$", re.MULTILINE)
+        statement, count = pattern.subn(rf"\1 encode {encoding}\2", statement)
+        if count != 1:
+            raise SqlTextError(
+                f"redshift_table_attributes.sql: column {column!r} of {table!r} is defined {count} times in its "
+                "CREATE TABLE (expected once, one column per line)"
+            )
+    return statement
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned DDL file ``sql/schema/V<NNN>__<name>.sql``."""
+
+    version: int
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file: a migration applied once must never change (add a new version)."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+class SqlLibrary:
+    """The ``sql/`` folder: named statements, DDL files, migrations and Redshift's table attributes."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or Path(os.environ.get(SQL_DIR_ENV) or DEFAULT_SQL_DIR)
+        if not (self.root / "load.sql").is_file():
+            raise SqlTextError(
+                f"the SQL files are not in {self.root} (no load.sql); deploy the repository's sql/ folder beside "
+                f"plugins/, or point {SQL_DIR_ENV} at it"
+            )
+
+    def read(self, relative: str) -> str:
+        """The text of one file under the SQL folder."""
+        path = self.root / relative
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SqlTextError(f"SQL file {path} is missing") from None
+
+    def named(self, relative: str) -> dict[str, str]:
+        """The named statements of one file."""
+        return parse_named(self.read(relative), relative)
+
+    def migrations(self) -> list[Migration]:
+        """Every ``schema/V<NNN>__<name>.sql``, by version; versions are unique."""
+        found: dict[int, Migration] = {}
+        for path in sorted((self.root / "schema").glob("V*.sql")):
+            match = MIGRATION_RE.match(path.name)
+            if not match:
+                raise SqlTextError(f"{path.name}: migration files are named V<3 digits>__<lower_snake>.sql")
+            version = int(match.group(1))
+            if version in found:
+                raise SqlTextError(f"{path.name}: version {version} is used twice")
+            found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
+        return [found[v] for v in sorted(found)]
+
+    def table_attributes(self) -> dict[str, TableAttributes]:
+        """Redshift's attributes per table."""
+        return parse_table_attributes(self.read("schema/redshift_table_attributes.sql"))
+
+
+@cache
+def default_library() -> SqlLibrary:
+    """The library at the default location (read once per process)."""
+    return SqlLibrary()
+
+
+class WarehouseSql:
+    """Every statement, rendered for one schema and one engine; one method per statement."""
+
+    def __init__(self, schema: str, engine: Engine, library: SqlLibrary | None = None) -> None:
+        if engine not in ENGINES:
+            raise SqlTextError(f"unknown warehouse engine {engine!r}; expected one of {ENGINES}")
+        self.schema = validate_identifier(schema, "warehouse_schema")
+        self.engine: Engine = engine
+        self.library = library or default_library()
+        self._attributes = self.library.table_attributes() if engine == "redshift" else {}
+        self._files: dict[str, dict[str, str]] = {}
+
+    # Rendering ---------------------------------------------------------------------------------
+    def render(self, template: str, where: str, **identifiers: str) -> str:
+        """Fill ``${schema}``, ``${attributes_*}`` (with column encodings on Redshift) and the given
+        identifiers (each validated) into ``template``."""
+        values = {"schema": self.schema}
+        values.update({k: validate_identifier(v, k) for k, v in identifiers.items()})
+        for table in re.findall(r"\$\{attributes_([a-z0-9_]+)\}", template):
+            if self.engine == "postgres":
+                values[f"attributes_{table}"] = ""
+                continue
+            if table not in self._attributes:
+                raise SqlTextError(
+                    f"{where}: no Redshift attributes for table {table!r}; add a '-- table: {table}' block to "
+                    "sql/schema/redshift_table_attributes.sql"
+                )
+            attrs = self._attributes[table]
+            values[f"attributes_{table}"] = attrs.clause
+            if attrs.encodings:
+                template = _encode_columns(template, table, attrs.encodings)
+        text = substitute(template, values, where)
+        # An empty placeholder leaves a double or trailing space; indentation (at line start) is kept.
+        text = re.sub(r"(?<=\S)[ \t]{2,}(?=\S)", " ", text)
+        return re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE)
+
+    def statement(self, file: str, name: str, **identifiers: str) -> str:
+        """Named statement ``name`` of ``file``, rendered."""
+        if file not in self._files:
+            self._files[file] = self.library.named(file)
+        try:
+            template = self._files[file][name]
+        except KeyError:
+            raise SqlTextError(f"{file} has no statement named {name!r}") from None
+        return self.render(template, f"{file}:{name}", **identifiers)
+
+    # Schema ------------------------------------------------------------------------------------
+    def bootstrap(self) -> list[str]:
+        """The schema and the migration ledger (idempotent; run before every migration check)."""
+        return [
+            self.render(s, "schema/bootstrap.sql") for s in split_statements(self.library.read("schema/bootstrap.sql"))
+        ]
+
+    def migration(self, migration: Migration) -> list[str]:
+        """One migration's statements, rendered."""
+        where = f"schema/V{migration.version:03d}__{migration.name}.sql"
+        return [self.render(s, where) for s in split_statements(migration.text)]
+
+    def lock_migrations(self) -> str:
+        return self.statement("migrations.sql", "lock_migrations")
+
+    def applied_migrations(self) -> str:
+        return self.statement("migrations.sql", "applied_migrations")
+
+    def record_migration(self) -> str:
+        return self.statement("migrations.sql", "record_migration")
+
+    # Staging -----------------------------------------------------------------------------------
+    def lock_loader(self) -> str:
+        return self.statement("load.sql", "lock_loader")
+
+    def create_stage_changes(self) -> str:
+        return self.statement("load.sql", "create_stage_changes")
+
+    def create_stage_rejects(self) -> str:
+        return self.statement("load.sql", "create_stage_rejects")
+
+    def insert_stage_change(self) -> str:
+        return self.statement("load.sql", "insert_stage_change")
+
+    def copy_from_manifest(self, table: str, manifest_url: str, iam_role_arn: str | None) -> str:
+        """Redshift's server-side COPY of one manifest's Parquet files into a stage table."""
+        template = self.library.named("redshift.sql")["copy_from_manifest"]
+        values = {
+            "table": validate_identifier(table, "stage table"),
+            "manifest_url": validate_s3_url(manifest_url, "manifest"),
+            "iam_role_arn": validate_role_arn(iam_role_arn),
+        }
+        return substitute(template, values, "redshift.sql:copy_from_manifest")
+
+    def load_error_detail(self) -> str:
+        return self.statement("redshift.sql", "load_error_detail")
+
+    def copy_from_stdin(self, table: str) -> str:
+        """PostgreSQL's COPY of CSV rows sent by the worker into a stage table."""
+        return self.statement("postgres.sql", "copy_from_stdin", table=table)
+
+    def analyze_table(self, table: str) -> str:
+        return self.statement("postgres.sql", "analyze_table", table=table)
+
+    def tune_transaction(self) -> str:
+        return self.statement("postgres.sql", "tune_transaction")
+
+    def staged_changes_per_file(self) -> str:
+        return self.statement("load.sql", "staged_changes_per_file")
+
+    def staged_rejects_per_file(self) -> str:
+        return self.statement("load.sql", "staged_rejects_per_file")
+
+    def stage_contract_violations(self) -> str:
+        return self.statement("load.sql", "stage_contract_violations")
+
+    # Merge -------------------------------------------------------------------------------------
+    def create_versions(self) -> str:
+        return self.statement("load.sql", "create_versions")
+
+    def create_new_deletes(self) -> str:
+        return self.statement("load.sql", "create_new_deletes")
+
+    def insert_dataset_deletes(self) -> str:
+        return self.statement("load.sql", "insert_dataset_deletes")
+
+    def insert_record_changes(self) -> str:
+        return self.statement("load.sql", "insert_record_changes")
+
+    def create_touched_datasets(self) -> str:
+        return self.statement("load.sql", "create_touched_datasets")
+
+    def create_latest_deletes(self) -> str:
+        return self.statement("load.sql", "create_latest_deletes")
+
+    def create_reset_datasets(self) -> str:
+        return self.statement("load.sql", "create_reset_datasets")
+
+    def create_candidates(self) -> str:
+        return self.statement("load.sql", "create_candidates")
+
+    def create_generations(self) -> str:
+        return self.statement("load.sql", "create_generations")
+
+    def create_winners(self) -> str:
+        return self.statement("load.sql", "create_winners")
+
+    def merge_records(self) -> str:
+        return self.statement("load.sql", "merge_records")
+
+    def create_dataset_updates(self) -> str:
+        return self.statement("load.sql", "create_dataset_updates")
+
+    def merge_datasets(self) -> str:
+        return self.statement("load.sql", "merge_datasets")
+
+    def merge_counts(self) -> str:
+        return self.statement("load.sql", "merge_counts")
+
+    def insert_rejected_records(self) -> str:
+        return self.statement("load.sql", "insert_rejected_records")
+
+    # Bookkeeping -------------------------------------------------------------------------------
+    def create_stage_files(self) -> str:
+        return self.statement("load.sql", "create_stage_files")
+
+    def insert_stage_file(self) -> str:
+        return self.statement("load.sql", "insert_stage_file")
+
+    def merge_loaded_files(self) -> str:
+        return self.statement("load.sql", "merge_loaded_files")
+
+    def create_stage_batches(self) -> str:
+        return self.statement("load.sql", "create_stage_batches")
+
+    def insert_stage_batch(self) -> str:
+        return self.statement("load.sql", "insert_stage_batch")
+
+    def merge_loaded_batches(self) -> str:
+        return self.statement("load.sql", "merge_loaded_batches")
+
+    def loaded_descriptors(self) -> str:
+        return self.statement("load.sql", "loaded_descriptors")
+
+    def drop_work_tables(self) -> str:
+        return self.statement("load.sql", "drop_work_tables")
+
+    # Maintenance -------------------------------------------------------------------------------
+    def clear_records(self) -> str:
+        return self.statement("maintenance.sql", "clear_records")
+
+    def clear_datasets(self) -> str:
+        return self.statement("maintenance.sql", "clear_datasets")
+
+    def stage_history(self) -> str:
+        return self.statement("maintenance.sql", "stage_history")
+
+    # Checks ------------------------------------------------------------------------------------
+    def quality_checks(self) -> dict[str, str]:
+        """``{check name: statement}``; names are the ``check_*`` statements of checks.sql."""
+        names = [n for n in self.library.named("checks.sql") if n.startswith("check_")]
+        return {name.removeprefix("check_"): self.statement("checks.sql", name) for name in names}
+
+    # Bulk publish ------------------------------------------------------------------------------
+    def create_stage_bulk_publish(self) -> str:
+        return self.statement("bulk_publish.sql", "create_stage_bulk_publish")
+
+    def insert_stage_bulk_publish(self) -> str:
+        return self.statement("bulk_publish.sql", "insert_stage_bulk_publish")
+
+    def merge_bulk_publish(self) -> str:
+        return self.statement("bulk_publish.sql", "merge_bulk_publish")
+
+    def drop_stage_bulk_publish(self) -> str:
+        return self.statement("bulk_publish.sql", "drop_stage_bulk_publish")
+
+    def bulk_publish_attempts(self) -> str:
+        return self.statement("bulk_publish.sql", "bulk_publish_attempts")

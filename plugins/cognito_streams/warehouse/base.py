@@ -1,0 +1,421 @@
+"""The ``Warehouse`` interface and everything both engines share.
+
+One interface, two implementations (``redshift.RedshiftWarehouse``, ``postgres.PostgresWarehouse``),
+chosen only by the conn_type of the warehouse connection (``cognito_streams.loading.connect``). They
+differ in how rows reach the stage (server-side COPY from S3 vs COPY FROM STDIN) and in small planner
+hints; every statement after the COPY is the same text (``sql/load.sql``), run here.
+
+A load is one transaction: lock, stage, check the staged rows against the manifests, merge, record the
+files. Any error rolls all of it back, so a failed batch leaves nothing behind and is retried whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Protocol
+
+from cognito_streams.core.sql_text import Engine, SqlLibrary, WarehouseSql
+from cognito_streams.core.state import Change
+from cognito_streams.warehouse.models import (
+    BatchToLoad,
+    BulkPublishAttempt,
+    CheckResult,
+    DataQualityError,
+    LoadCheckError,
+    LoadReport,
+    Manifest,
+    MergeCounts,
+    MigrationError,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE_CHANGES = "stg_changes"
+STAGE_REJECTS = "stg_rejects"
+
+
+class Cursor(Protocol):
+    """The DB-API cursor methods we use (psycopg 3 and redshift-connector both have them)."""
+
+    rowcount: int
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
+
+    def fetchall(self) -> Sequence[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """The DB-API connection methods we use."""
+
+    def cursor(self) -> Any: ...
+
+    def commit(self) -> Any: ...
+
+    def rollback(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+def utcnow() -> datetime:
+    """Now, as the warehouse stores times (UTC, no time zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None and value.tzinfo else value
+
+
+class Warehouse(ABC):
+    """The warehouse the pipeline writes: schema, loads, rebuilds, checks and bulk-publish bookkeeping."""
+
+    engine: ClassVar[Engine]
+
+    def __init__(self, conn: Connection, schema: str, *, library: SqlLibrary | None = None) -> None:
+        self.sql = WarehouseSql(schema, self.engine, library)
+        self.schema = self.sql.schema
+        self._conn = conn
+
+    # Connection ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """A cursor in one transaction: committed when the block ends, rolled back on any error."""
+        cur = self._conn.cursor()
+        try:
+            yield cur
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    # Engine specifics ------------------------------------------------------------------------------
+    @abstractmethod
+    def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
+        """Fill stage ``table`` (stg_changes or stg_rejects) with the rows of the manifests' files, or raise
+        :class:`~cognito_streams.warehouse.models.LoadError` naming the file, line and reason."""
+
+    @abstractmethod
+    def _begin(self, cur: Cursor) -> None:
+        """First statement(s) of a loader transaction (session tuning)."""
+
+    @abstractmethod
+    def _after_work_table(self, cur: Cursor, table: str) -> None:
+        """Called after a stage or work table is filled (planner statistics where the engine needs them)."""
+
+    # Schema --------------------------------------------------------------------------------------
+    def ensure_schema(self) -> list[str]:
+        """Create or upgrade the schema: apply the ``sql/schema/V*.sql`` files not yet in schema_migrations,
+        in version order, in one transaction. Returns the names of the migrations applied now."""
+        migrations = self.sql.library.migrations()
+        with self.transaction() as cur:
+            for statement in self.sql.bootstrap():
+                cur.execute(statement)
+        applied_now: list[str] = []
+        with self.transaction() as cur:
+            cur.execute(self.sql.lock_migrations())
+            cur.execute(self.sql.applied_migrations())
+            applied = {int(v): (name, checksum) for v, name, checksum in cur.fetchall()}
+            files = {m.version: m for m in migrations}
+            unknown = sorted(set(applied) - set(files))
+            if unknown:
+                raise MigrationError(
+                    f"schema {self.schema} has migrations {unknown} that sql/schema does not have; this code is older "
+                    "than the warehouse: deploy the newer code"
+                )
+            for version, (name, checksum) in sorted(applied.items()):
+                if files[version].checksum != checksum:
+                    raise MigrationError(
+                        f"sql/schema/V{version:03d}__{name}.sql changed after it was applied to schema {self.schema}; "
+                        "applied migrations are immutable: restore the file and put the change in a new V<NNN> file"
+                    )
+            for migration in migrations:
+                if migration.version in applied:
+                    continue
+                for statement in self.sql.migration(migration):
+                    cur.execute(statement)
+                cur.execute(
+                    self.sql.record_migration(), (migration.version, migration.name, migration.checksum, utcnow())
+                )
+                applied_now.append(f"V{migration.version:03d}__{migration.name}")
+        if applied_now:
+            log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
+        else:
+            log.info("Schema %s is up to date (%d migrations)", self.schema, len(migrations))
+        return applied_now
+
+    # Finding work ----------------------------------------------------------------------------------
+    def loaded_descriptors(self, day_from: date, day_to: date) -> set[str]:
+        """Descriptor URLs already loaded among landing days ``day_from``..``day_to``."""
+        with self.transaction() as cur:
+            cur.execute(self.sql.loaded_descriptors(), (day_from, day_to))
+            return {row[0] for row in cur.fetchall()}
+
+    # Loading ---------------------------------------------------------------------------------------
+    def load(self, batches: Sequence[BatchToLoad], *, force: bool = False) -> LoadReport:
+        """Load these batches in one transaction; batches already loaded are skipped unless ``force``
+        (a forced reload merges them again, which changes nothing in records: the merge is idempotent)."""
+        report = LoadReport()
+        if not batches:
+            return report
+        loaded_at = utcnow()
+        with self.transaction() as cur:
+            self._begin(cur)
+            cur.execute(self.sql.lock_loader())
+            todo = list(batches)
+            if not force:
+                days = [b.landing_day for b in batches]
+                cur.execute(self.sql.loaded_descriptors(), (min(days), max(days)))
+                done = {row[0] for row in cur.fetchall()}
+                todo = [b for b in batches if b.descriptor_url not in done]
+                report.batches_skipped = len(batches) - len(todo)
+            if not todo:
+                return report
+            cur.execute(self.sql.create_stage_changes())
+            cur.execute(self.sql.create_stage_rejects())
+            self._stage(cur, STAGE_CHANGES, [b.changes_manifest for b in todo if b.changes_manifest])
+            self._stage(cur, STAGE_REJECTS, [b.rejects_manifest for b in todo if b.rejects_manifest])
+            staged = self._verify_stage(cur, todo)
+            report.merge = self._merge(cur, loaded_at)
+            cur.execute(self.sql.insert_rejected_records(), (loaded_at,))
+            report.rejects_inserted = max(cur.rowcount, 0)
+            self._record_batches(cur, todo, staged, loaded_at)
+            cur.execute(self.sql.drop_work_tables())
+        report.batches = len(todo)
+        report.files = sum(len(b.batch.files()) for b in todo)
+        report.rows_staged = sum(n for (kind, _), n in staged.items() if kind == STAGE_CHANGES)
+        report.rejects_staged = sum(n for (kind, _), n in staged.items() if kind == STAGE_REJECTS)
+        return report
+
+    def merge_changes(self, changes: Iterable[Change]) -> MergeCounts:
+        """Merge change rows given directly (no files, no bookkeeping) in one transaction: the same merge as
+        :meth:`load`. For small amounts (tests, repairs): rows are inserted one statement per row."""
+        with self.transaction() as cur:
+            self._begin(cur)
+            cur.execute(self.sql.lock_loader())
+            cur.execute(self.sql.create_stage_changes())
+            rows = [c.as_tuple() for c in changes]
+            if rows:
+                cur.executemany(self.sql.insert_stage_change(), rows)
+            self._after_work_table(cur, STAGE_CHANGES)
+            counts = self._merge(cur, utcnow())
+            cur.execute(self.sql.drop_work_tables())
+        return counts
+
+    def rebuild_current_state(self) -> MergeCounts:
+        """Rebuild ``records`` and ``datasets`` from ``record_changes`` and ``dataset_deletes`` (after a fix to
+        the merge rules, or if the current state is suspect), in one transaction: readers see the old state
+        until it commits."""
+        with self.transaction() as cur:
+            self._begin(cur)
+            cur.execute(self.sql.lock_loader())
+            cur.execute(self.sql.clear_records())
+            cur.execute(self.sql.clear_datasets())
+            cur.execute(self.sql.create_stage_changes())
+            cur.execute(self.sql.stage_history())
+            self._after_work_table(cur, STAGE_CHANGES)
+            counts = self._merge(cur, utcnow())
+            cur.execute(self.sql.drop_work_tables())
+        log.info(
+            "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
+            self.schema,
+            counts.versions_staged,
+            counts.keys_changed,
+            counts.keys_deleted,
+            counts.datasets_touched,
+        )
+        return counts
+
+    def _work(self, cur: Cursor, statement: str, table: str) -> None:
+        cur.execute(statement)
+        self._after_work_table(cur, table)
+
+    def _merge(self, cur: Cursor, loaded_at: datetime) -> MergeCounts:
+        """The merge of whatever is in stg_changes (docs/semantics.md), steps in sql/load.sql's order."""
+        sql = self.sql
+        self._work(cur, sql.create_versions(), "stg_versions")
+        self._work(cur, sql.create_new_deletes(), "stg_new_deletes")
+        cur.execute(sql.insert_dataset_deletes(), (loaded_at,))
+        deletes_inserted = max(cur.rowcount, 0)
+        cur.execute(sql.insert_record_changes(), (loaded_at,))
+        versions_inserted = max(cur.rowcount, 0)
+        self._work(cur, sql.create_touched_datasets(), "stg_datasets")
+        self._work(cur, sql.create_latest_deletes(), "stg_latest_deletes")
+        self._work(cur, sql.create_reset_datasets(), "stg_reset_datasets")
+        self._work(cur, sql.create_candidates(), "stg_candidates")
+        self._work(cur, sql.create_generations(), "stg_generations")
+        self._work(cur, sql.create_winners(), "stg_winners")
+        cur.execute(sql.merge_records(), (loaded_at, loaded_at))
+        self._work(cur, sql.create_dataset_updates(), "stg_dataset_updates")
+        cur.execute(sql.merge_datasets(), (loaded_at, loaded_at))
+        cur.execute(sql.merge_counts())
+        versions_staged, _, keys_changed, keys_inserted, keys_deleted, datasets_touched = cur.fetchone()
+        return MergeCounts(
+            versions_staged=int(versions_staged),
+            versions_inserted=versions_inserted,
+            deletes_inserted=deletes_inserted,
+            keys_changed=int(keys_changed),
+            keys_inserted=int(keys_inserted),
+            keys_deleted=int(keys_deleted),
+            datasets_touched=int(datasets_touched),
+        )
+
+    def _verify_stage(self, cur: Cursor, batches: Sequence[BatchToLoad]) -> dict[tuple[str, str], int]:
+        """Staged rows per file must equal the manifests' record_count, and rows must obey the landing
+        contract; otherwise nothing is merged. Returns ``{(stage table, file url): rows}``."""
+        staged: dict[tuple[str, str], int] = {}
+        problems: list[str] = []
+        for table, statement, manifests in (
+            (STAGE_CHANGES, self.sql.staged_changes_per_file(), [b.changes_manifest for b in batches]),
+            (STAGE_REJECTS, self.sql.staged_rejects_per_file(), [b.rejects_manifest for b in batches]),
+        ):
+            expected = {e.url: (m.url, e.record_count) for m in manifests if m for e in m.entries}
+            cur.execute(statement)
+            got = {str(url): int(n) for url, n in cur.fetchall()}
+            for url in sorted(set(expected) | set(got)):
+                manifest_url, want = expected.get(url, ("(no manifest lists it)", 0))
+                have = got.get(url, 0)
+                staged[(table, url)] = have
+                if have != want:
+                    problems.append(f"{url}: {manifest_url} says {want} rows, {table} holds {have}")
+        if problems:
+            raise LoadCheckError(
+                f"staged rows do not match the manifests' record_count in {len(problems)} file(s); nothing was "
+                "merged:\n  " + "\n  ".join(problems) + "\nThe landed files and their manifests disagree: re-land "
+                "those batches, or check that landed_file in the rows names the file that holds them"
+            )
+        cur.execute(self.sql.stage_contract_violations())
+        violations = cur.fetchall()
+        if violations:
+            lines = [f"{problem}: {count} row(s), e.g. in {example}" for problem, count, example in violations]
+            raise LoadCheckError(
+                "staged rows break the landing contract (core/landing_format.py); nothing was merged:\n  "
+                + "\n  ".join(lines)
+                + "\nFix the landing DAG's writer, re-land those batches, then rerun this DAG"
+            )
+        return staged
+
+    def _record_batches(
+        self, cur: Cursor, batches: Sequence[BatchToLoad], staged: dict[tuple[str, str], int], loaded_at: datetime
+    ) -> None:
+        files: list[tuple[Any, ...]] = []
+        for b in batches:
+            for table, kind, ref, manifest in (
+                (STAGE_CHANGES, "changes", b.batch.changes, b.changes_manifest),
+                (STAGE_REJECTS, "rejects", b.batch.rejects, b.rejects_manifest),
+            ):
+                if ref is None or manifest is None:
+                    continue
+                expected = sum(e.record_count for e in manifest.entries if e.url == ref.url)
+                rows = staged.get((table, ref.url), 0)
+                files.append((ref.url, b.descriptor_url, kind, manifest.url, expected, rows, ref.bytes))
+        cur.execute(self.sql.create_stage_files())
+        if files:
+            cur.executemany(self.sql.insert_stage_file(), files)
+        cur.execute(self.sql.merge_loaded_files(), (loaded_at, loaded_at))
+        rows_b = [
+            (
+                b.descriptor_url,
+                b.batch.batch_id,
+                b.landing_day,
+                b.batch.stream_name,
+                b.batch.shard_id,
+                b.batch.first_sequence_number,
+                b.batch.last_sequence_number,
+                _naive(b.batch.first_arrived_at),
+                _naive(b.batch.last_arrived_at),
+                _naive(b.batch.landed_at),
+                b.batch.kinesis_records_read,
+                b.batch.kinesis_records_landed,
+                b.batch.kinesis_records_rejected,
+                b.batch.replay,
+            )
+            for b in batches
+        ]
+        cur.execute(self.sql.create_stage_batches())
+        cur.executemany(self.sql.insert_stage_batch(), rows_b)
+        cur.execute(self.sql.merge_loaded_batches(), (loaded_at, loaded_at))
+
+    # Checks ----------------------------------------------------------------------------------------
+    def quality_checks(self, since: datetime) -> list[CheckResult]:
+        """Run every check of sql/checks.sql (loads since ``since`` for the per-load ones)."""
+        results = []
+        with self.transaction() as cur:
+            for name, statement in self.sql.quality_checks().items():
+                params = (_naive(since),) * statement.count("%s")
+                cur.execute(statement, params or None)
+                failing, example = cur.fetchone()
+                results.append(CheckResult(name=name, failing=int(failing), example=str(example)))
+        return results
+
+    def check_quality(self, since: datetime) -> list[CheckResult]:
+        """:meth:`quality_checks`, raising :class:`DataQualityError` with the numbers when one fails."""
+        results = self.quality_checks(since)
+        failed = [r for r in results if not r.ok]
+        for r in results:
+            log.info("Check %s: %s", r.name, "ok" if r.ok else f"FAILED, {r.failing} row(s), e.g. {r.example}")
+        if failed:
+            raise DataQualityError(
+                f"{len(failed)} data-quality check(s) failed on schema {self.schema}:\n  "
+                + "\n  ".join(f"{r.name}: {r.failing} failing row(s), e.g. {r.example!r}" for r in failed)
+                + "\nSee docs/warehouse.md, 'When the loader is red'"
+            )
+        return results
+
+    # Bulk publish ----------------------------------------------------------------------------------
+    def record_bulk_publish_attempt(self, attempt: BulkPublishAttempt) -> None:
+        """Insert or update (by attempt_id) one row of bulk_publish_runs; calling it again with the same
+        state changes nothing but updated_at."""
+        now = utcnow()
+        with self.transaction() as cur:
+            cur.execute(self.sql.create_stage_bulk_publish())
+            cur.execute(
+                self.sql.insert_stage_bulk_publish(),
+                (
+                    attempt.attempt_id,
+                    attempt.identity_pool_id,
+                    _naive(attempt.requested_at),
+                    attempt.decision,
+                    attempt.status,
+                    _naive(attempt.started_at),
+                    _naive(attempt.completed_at),
+                    attempt.failure_message,
+                    _naive(attempt.next_eligible_at),
+                    attempt.dag_run_id,
+                ),
+            )
+            cur.execute(self.sql.merge_bulk_publish(), (now, now))
+            cur.execute(self.sql.drop_stage_bulk_publish())
+
+    def bulk_publish_attempts(self, identity_pool_id: str, limit: int = 20) -> list[BulkPublishAttempt]:
+        """The pool's latest attempts, newest first (times are naive UTC)."""
+        with self.transaction() as cur:
+            cur.execute(self.sql.bulk_publish_attempts(), (identity_pool_id, limit))
+            names = [
+                "attempt_id", "identity_pool_id", "requested_at", "decision", "status", "started_at",
+                "completed_at", "failure_message", "next_eligible_at", "dag_run_id", "updated_at",
+            ]  # fmt: skip
+            return [BulkPublishAttempt(**dict(zip(names, row, strict=True))) for row in cur.fetchall()]

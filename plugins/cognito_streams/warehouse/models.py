@@ -1,0 +1,178 @@
+"""What goes in and out of a :class:`~cognito_streams.warehouse.base.Warehouse`: the batches to load
+(read from the landing zone by ``cognito_streams.loading``), the load reports, the bulk-publish
+attempts, and the errors a user can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from cognito_streams.core.landing_format import LandedBatch
+
+
+class WarehouseError(RuntimeError):
+    """Base of the warehouse's errors; the message says what failed, with which input, what to do."""
+
+
+class LoadError(WarehouseError):
+    """A COPY into the stage failed (the message names the file, the line and the reason)."""
+
+
+class LoadCheckError(WarehouseError):
+    """Staged rows disagree with the manifests, or break the landing contract; nothing was merged."""
+
+
+class DataQualityError(WarehouseError):
+    """A data-quality check failed after a load (the message lists each check with its numbers)."""
+
+
+class MigrationError(WarehouseError):
+    """The schema's migration history does not match the ``sql/schema`` files."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One entry of a Redshift COPY manifest."""
+
+    url: str
+    content_length: int
+    record_count: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A COPY manifest and where it is."""
+
+    url: str
+    entries: tuple[ManifestEntry, ...]
+
+    @classmethod
+    def parse(cls, url: str, body: bytes) -> Manifest:
+        """Parse a manifest written by ``landing_format.copy_manifest``; errors name the manifest."""
+        try:
+            data = orjson.loads(body)
+            entries = tuple(
+                ManifestEntry(
+                    url=str(e["url"]),
+                    content_length=int(e["meta"]["content_length"]),
+                    record_count=int(e["meta"]["record_count"]),
+                )
+                for e in data["entries"]
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise LoadCheckError(
+                f"manifest {url} is not a COPY manifest with meta.content_length and meta.record_count per entry "
+                f"({type(err).__name__}: {err}); re-land the batch or fix the writer"
+            ) from None
+        return cls(url=url, entries=entries)
+
+
+@dataclass(frozen=True)
+class BatchToLoad:
+    """One landed batch, ready to load: its descriptor and its manifests."""
+
+    descriptor_url: str
+    landing_day: date
+    batch: LandedBatch
+    changes_manifest: Manifest | None
+    rejects_manifest: Manifest | None
+
+    def __post_init__(self) -> None:
+        for kind, ref, manifest in (
+            ("changes", self.batch.changes, self.changes_manifest),
+            ("rejects", self.batch.rejects, self.rejects_manifest),
+        ):
+            listed = {e.url for e in manifest.entries} if manifest else set()
+            expected = {ref.url} if ref else set()
+            if listed != expected:
+                raise LoadCheckError(
+                    f"batch {self.descriptor_url}: its {kind} manifest lists {sorted(listed)} but the descriptor "
+                    f"names {sorted(expected)}; the batch is inconsistent, re-land it"
+                )
+
+    @property
+    def file_count(self) -> int:
+        """Data files of the batch (at least 1, so that empty batches still bound a transaction)."""
+        return max(1, len(self.batch.files()))
+
+
+@dataclass
+class MergeCounts:
+    """What one merge did."""
+
+    versions_staged: int = 0
+    versions_inserted: int = 0
+    deletes_inserted: int = 0
+    keys_changed: int = 0
+    keys_inserted: int = 0
+    keys_deleted: int = 0
+    datasets_touched: int = 0
+
+    def add(self, other: MergeCounts) -> None:
+        """Accumulate ``other`` into this."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class LoadReport:
+    """What one call of ``Warehouse.load`` did (one transaction)."""
+
+    batches: int = 0
+    batches_skipped: int = 0  # already loaded by someone else when the lock was obtained
+    files: int = 0
+    rows_staged: int = 0
+    rejects_staged: int = 0
+    rejects_inserted: int = 0
+    merge: MergeCounts = field(default_factory=MergeCounts)
+
+    def add(self, other: LoadReport) -> None:
+        """Accumulate ``other`` into this."""
+        for name in ("batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.merge.add(other.merge)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat counts, for logs, XCom and asset event extras."""
+        out: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in ("batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted")
+        }
+        out.update(vars(self.merge))
+        return out
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One data-quality check: how many rows fail it, and one example."""
+
+    name: str
+    failing: int
+    example: str
+
+    @property
+    def ok(self) -> bool:
+        return self.failing == 0
+
+
+class BulkPublishAttempt(BaseModel):
+    """A row of ``bulk_publish_runs``: one bulk publish attempt for one identity pool. The writer passes the
+    whole current state of the attempt each time; ``record_bulk_publish_attempt`` upserts it by id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_id: str = Field(min_length=1, max_length=256)
+    identity_pool_id: str = Field(min_length=1, max_length=64)
+    requested_at: datetime
+    decision: str = Field(min_length=1, max_length=64)
+    status: str = Field(min_length=1, max_length=32)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failure_message: str | None = Field(default=None, max_length=4096)
+    next_eligible_at: datetime | None = None
+    dag_run_id: str | None = Field(default=None, max_length=256)
+    updated_at: datetime | None = None  # set by the warehouse when read back

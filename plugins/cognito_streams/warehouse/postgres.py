@@ -1,0 +1,123 @@
+"""The PostgreSQL stand-in (conn_type ``postgres``): psycopg 3, the stage fed by the worker.
+
+Redshift reads the landed Parquet files itself; PostgreSQL cannot, so this reads the same objects (the
+manifest's entries, through the ``fetch`` callable: S3 via the Amazon provider in production code, anything
+in tests), checks them against the manifest and the contract's schema, converts them to CSV with pyarrow
+and streams them with ``COPY ... FROM STDIN``. Everything after the COPY is the shared SQL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECTS_SCHEMA
+from cognito_streams.core.sql_text import SqlLibrary
+from cognito_streams.warehouse.base import STAGE_CHANGES, Cursor, Warehouse
+from cognito_streams.warehouse.models import LoadCheckError, LoadError, Manifest
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], bytes]
+
+_SCHEMAS = {STAGE_CHANGES: CHANGES_SCHEMA}
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
+#: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
+PREFETCH = 2
+
+
+def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int]:
+    """A landed Parquet file as CSV rows for ``COPY ... (format csv)``, in ``schema``'s column order.
+
+    Column names and order must be the contract's (Redshift maps them by position); nulls become
+    unquoted empty fields and strings are always quoted, so NULL and '' stay distinct.
+    """
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise LoadError(f"{url} is not a readable Parquet file ({err}); re-land its batch") from None
+    if table.schema.names != schema.names:
+        raise LoadCheckError(
+            f"{url} has columns {table.schema.names}, the contract (core/landing_format.py) has {schema.names} in "
+            "that order; the writer and the loader disagree on the format: fix the writer and re-land the batch"
+        )
+    try:
+        table = table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise LoadCheckError(f"{url} has column types the contract does not allow ({err}); re-land its batch") from None
+    buf = io.BytesIO()
+    pa_csv.write_csv(table, buf, _CSV_OPTIONS)
+    return buf.getvalue(), table.num_rows
+
+
+class PostgresWarehouse(Warehouse):
+    """The warehouse on PostgreSQL 16 (the local stack's stand-in for Redshift)."""
+
+    engine = "postgres"
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        schema: str,
+        *,
+        fetch: Fetch | None = None,
+        library: SqlLibrary | None = None,
+    ) -> None:
+        super().__init__(conn, schema, library=library)
+        self._fetch = fetch
+
+    def _begin(self, cur: Cursor) -> None:
+        cur.execute(self.sql.tune_transaction())
+
+    def _after_work_table(self, cur: Cursor, table: str) -> None:
+        # Temporary tables are never auto-analyzed; without statistics the planner guesses their size and
+        # picks hash joins over the whole target table instead of index lookups.
+        cur.execute(self.sql.analyze_table(table))
+
+    def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
+        entries = [(m, e) for m in manifests for e in m.entries]
+        if entries and self._fetch is None:
+            raise LoadError("this PostgresWarehouse was opened without a way to read S3 (fetch); it cannot load files")
+        schema = _SCHEMAS.get(table, REJECTS_SCHEMA)
+        copy_sql = self.sql.copy_from_stdin(table)
+        for (manifest, entry), data in zip(entries, self._prefetched([e.url for _, e in entries]), strict=True):
+            if len(data) != entry.content_length:
+                raise LoadError(
+                    f"{entry.url} is {len(data)} bytes but {manifest.url} says content_length {entry.content_length}; "
+                    "Redshift would refuse it too: re-land the batch"
+                )
+            rows, count = parquet_to_csv(data, schema, entry.url)
+            try:
+                with cur.copy(copy_sql) as copy:  # type: ignore[attr-defined]
+                    copy.write(rows)
+            except psycopg.Error as err:
+                reason = (err.diag.message_primary or str(err)).strip()
+                context = (err.diag.context or "").strip().replace("\n", "; ")
+                raise LoadError(
+                    f"COPY of {entry.url} (listed in {manifest.url}) into {table} failed: {reason}"
+                    + (f" [{context}; line N is row N of the file]" if context else "")
+                    + ". Fix the file (re-land its batch) and rerun"
+                ) from err
+            log.debug("Staged %d rows of %s into %s", count, entry.url, table)
+        if entries:
+            self._after_work_table(cur, table)
+
+    def _prefetched(self, urls: list[str]) -> Iterator[bytes]:
+        if not urls:
+            return
+        fetch = self._fetch
+        assert fetch is not None  # noqa: S101 - checked by _stage
+        with ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="landing-fetch") as pool:
+            futures: dict[int, Future[bytes]] = {i: pool.submit(fetch, u) for i, u in enumerate(urls[:PREFETCH])}
+            for i in range(len(urls)):
+                if i + PREFETCH < len(urls):
+                    futures[i + PREFETCH] = pool.submit(fetch, urls[i + PREFETCH])
+                yield futures.pop(i).result()

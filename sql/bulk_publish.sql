@@ -1,0 +1,61 @@
+-- bulk_publish_runs: one row per attempt, written by cognito_bulk_publish through
+-- Warehouse.record_bulk_publish_attempt (an idempotent upsert by attempt_id).
+
+-- name: create_stage_bulk_publish
+create temp table stg_bulk_publish (
+    attempt_id varchar(256) not null,
+    identity_pool_id varchar(64) not null,
+    requested_at timestamp not null,
+    decision varchar(64) not null,
+    status varchar(32) not null,
+    started_at timestamp,
+    completed_at timestamp,
+    failure_message varchar(4096),
+    next_eligible_at timestamp,
+    dag_run_id varchar(256)
+) ${attributes_stg_rejects};
+
+-- name: insert_stage_bulk_publish
+insert into stg_bulk_publish (
+    attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
+    next_eligible_at, dag_run_id
+) values (
+    %s, %s, cast(%s as timestamp), %s, %s, cast(%s as timestamp), cast(%s as timestamp), %s,
+    cast(%s as timestamp), %s
+);
+
+-- name: merge_bulk_publish
+merge into ${schema}.bulk_publish_runs
+using stg_bulk_publish as a
+on bulk_publish_runs.attempt_id = a.attempt_id
+when matched then update set
+    identity_pool_id = a.identity_pool_id,
+    requested_at = a.requested_at,
+    decision = a.decision,
+    status = a.status,
+    started_at = a.started_at,
+    completed_at = a.completed_at,
+    failure_message = a.failure_message,
+    next_eligible_at = a.next_eligible_at,
+    dag_run_id = a.dag_run_id,
+    updated_at = cast(%s as timestamp)
+when not matched then insert (
+    attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
+    next_eligible_at, dag_run_id, updated_at
+) values (
+    a.attempt_id, a.identity_pool_id, a.requested_at, a.decision, a.status, a.started_at, a.completed_at,
+    a.failure_message, a.next_eligible_at, a.dag_run_id, cast(%s as timestamp)
+);
+
+-- name: drop_stage_bulk_publish
+drop table if exists stg_bulk_publish;
+
+-- name: bulk_publish_attempts
+-- A pool's attempts, newest first.
+select
+    attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
+    next_eligible_at, dag_run_id, updated_at
+from ${schema}.bulk_publish_runs
+where identity_pool_id = %s
+order by requested_at desc, attempt_id desc
+limit %s;

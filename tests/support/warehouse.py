@@ -1,0 +1,90 @@
+"""Reading the warehouse's state back, in the reference model's shapes, and isolated schemas for tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import psycopg
+
+from cognito_streams.core.state import DatasetState, RecordState, WarehouseState
+from cognito_streams.settings import PipelineSettings, parse_settings
+from cognito_streams.warehouse.postgres import Fetch, PostgresWarehouse
+
+
+def unique_schema(prefix: str = "t") -> str:
+    """A schema name no other test uses (tests share one PostgreSQL)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def connect() -> psycopg.Connection[Any]:
+    """A connection to the session stack's warehouse database (CS_WAREHOUSE_DSN, set by the stack fixture)."""
+    return psycopg.connect(os.environ["CS_WAREHOUSE_DSN"])
+
+
+@contextmanager
+def postgres_warehouse(schema: str | None = None, fetch: Fetch | None = None) -> Iterator[PostgresWarehouse]:
+    """A PostgresWarehouse on a fresh schema (created and migrated), dropped afterwards."""
+    schema = schema or unique_schema()
+    wh = PostgresWarehouse(connect(), schema, fetch=fetch)
+    try:
+        wh.ensure_schema()
+        yield wh
+    finally:
+        wh.close()
+        drop_schema(schema)
+
+
+def drop_schema(schema: str) -> None:
+    """Drop a test schema and everything in it."""
+    with connect() as conn:
+        conn.execute(f"drop schema if exists {schema} cascade")  # test-only; schema from unique_schema()
+
+
+def query(wh: PostgresWarehouse, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Rows of a query (``{schema}`` in ``sql`` is the warehouse's schema)."""
+    with wh.transaction() as cur:
+        cur.execute(sql.replace("{schema}", wh.schema), params)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def read_state(wh: PostgresWarehouse) -> WarehouseState:
+    """records and datasets as the reference model's WarehouseState."""
+    records = {
+        (r[0], r[1], r[2], r[3]): RecordState(*r[4:])
+        for r in query(
+            wh,
+            "select identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, "
+            "is_value_cut, value_ref, sync_count, last_modified_at, device_last_modified_at, is_deleted "
+            "from {schema}.records",
+        )
+    }
+    datasets = {
+        (r[0], r[1], r[2]): DatasetState(*r[3:])
+        for r in query(
+            wh,
+            "select identity_pool_id, identity_id, dataset_name, last_sync_count, last_modified_at, is_deleted, "
+            "deleted_at, live_record_count from {schema}.datasets",
+        )
+    }
+    return WarehouseState(records=records, datasets=datasets)
+
+
+def table_counts(wh: PostgresWarehouse) -> dict[str, int]:
+    """Row counts of every contract table (to show that nothing partial remains)."""
+    tables = [
+        "records", "record_changes", "dataset_deletes", "datasets", "loaded_batches", "loaded_files",
+        "rejected_records", "bulk_publish_runs",
+    ]  # fmt: skip
+    return {t: query(wh, f"select count(*) from {{schema}}.{t}")[0][0] for t in tables}  # noqa: S608 - fixed names
+
+
+def pipeline_settings(**overrides: Any) -> PipelineSettings:
+    """The stack's cognito_pipeline Variable (exported by the stack fixture), with overrides."""
+    raw = orjson.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])
+    raw.update(overrides)
+    return parse_settings(raw)
