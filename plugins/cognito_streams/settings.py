@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -59,6 +59,14 @@ class PipelineSettings(BaseModel):
     s3url_fetch_retries: Annotated[int, Field(ge=0, le=10)] = 3
     value_max_bytes: Annotated[int, Field(ge=16, le=REDSHIFT_VARCHAR_MAX_BYTES)] = REDSHIFT_VARCHAR_MAX_BYTES
     checkpoint_lease_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    # Landing (issue 5): S3Url bodies larger than this are quarantined (s3url_bad_body); Cognito
+    # datasets are at most 1 MB, so a much larger body is not a Cognito payload.
+    s3url_max_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 64 * 1024**2
+    # Extra hosts (``host`` or ``host:port``) whose S3Url payloads may be fetched besides
+    # https://*.amazonaws.com and the S3 endpoint of aws_conn_id (e.g. a private S3 endpoint).
+    s3url_allowed_hosts: list[str] = []
+    # Parquet compression of landed files (Redshift COPY reads both).
+    landing_compression: Literal["zstd", "snappy"] = "zstd"
 
     # Warehouse ---------------------------------------------------------------------------
     warehouse_schema: str = "cognito_sync"
@@ -142,6 +150,23 @@ class PipelineSettings(BaseModel):
         if not CONN_ID_RE.match(value):
             raise ValueError(f"{value!r} is not an Airflow connection id")
         return value
+
+    @field_validator("s3url_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^[a-z0-9.-]{1,253}(:[0-9]{1,5})?$", v.lower())]
+        if bad:
+            raise ValueError(f"{bad!r} are not host or host:port values (e.g. s3.example.internal:9000)")
+        return [v.lower() for v in value]
+
+    @model_validator(mode="after")
+    def _lease_outlives_task(self) -> PipelineSettings:
+        if self.checkpoint_lease_seconds <= self.run_max_seconds:
+            raise ValueError(
+                f"checkpoint_lease_seconds ({self.checkpoint_lease_seconds}) must be longer than run_max_seconds "
+                f"({self.run_max_seconds}): a landing task would lose its shard lease while still reading"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batches_fit_runs(self) -> PipelineSettings:

@@ -124,7 +124,7 @@ class LandedBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1] = 1  # = FORMAT_VERSION (a Literal needs the literal for mypy)
     batch_id: str  # "<stream>/<shard>/<first>-<last>"
     stream_name: str
     shard_id: str

@@ -1,0 +1,179 @@
+"""Per-shard checkpoints and their lease, pure (the S3 store is ``cognito_streams.landing.checkpoints``).
+
+A checkpoint says how far a shard has been landed: the Kinesis sequence number of the last record
+whose batch is complete in the landing zone. It lives in S3, outside Airflow's metadata DB, and is
+only ever moved forward after the batch's descriptor is written.
+
+The lease makes one run at a time the owner of a shard: the owner writes its name and an expiry into
+the checkpoint object by compare-and-swap on the object's ETag, and every later write is a
+compare-and-swap too. Another run that finds a live lease held by someone else leaves the shard
+alone; a lease whose owner died expires after ``checkpoint_lease_seconds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class Lease(BaseModel):
+    """Who owns the shard now, and until when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    owner: str
+    acquired_at: datetime
+    expires_at: datetime
+
+    def is_live(self, now: datetime) -> bool:
+        """Not expired at ``now``."""
+        return now < self.expires_at
+
+
+class Checkpoint(BaseModel):
+    """The content of ``_checkpoints/stream=<s>/<shard>.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: Literal[1] = 1
+    stream_name: str
+    shard_id: str
+    #: Last Kinesis sequence number landed (read AFTER_SEQUENCE_NUMBER it); None = nothing landed yet.
+    sequence_number: str | None = None
+    #: Arrival time of that record.
+    last_arrived_at: datetime | None = None
+    #: Every record that arrived in the shard before this time is at or before ``sequence_number``:
+    #: the last time a run read the shard up to its tip (or, if it stopped earlier, last_arrived_at).
+    #: Records that may have expired unread are those that arrived after it.
+    verified_at: datetime | None = None
+    #: The shard is closed and was read to its end: it is never read again (children may be read).
+    finished: bool = False
+    #: A manual replay rewound the shard: read AT_TIMESTAMP from here while sequence_number is None.
+    replay_from: datetime | None = None
+    #: Batches up to this sequence number (the position before the replay) are marked ``replay``.
+    replay_until: str | None = None
+    #: The run that rewound the shard (a retry of that run must not rewind it again).
+    replay_run_id: str | None = None
+    lease: Lease | None = None
+    last_batch_id: str | None = None
+    records_landed: int = Field(default=0, ge=0)
+    records_rejected: int = Field(default=0, ge=0)
+    updated_at: datetime
+
+    @classmethod
+    def new(cls, stream_name: str, shard_id: str, now: datetime) -> Checkpoint:
+        """A checkpoint for a shard never landed: read it from TRIM_HORIZON."""
+        return cls(stream_name=stream_name, shard_id=shard_id, updated_at=now)
+
+    def leased_to(self, owner: str, now: datetime, seconds: float) -> Checkpoint:
+        """This checkpoint with a fresh lease for ``owner``."""
+        acquired = self.lease.acquired_at if self.lease and self.lease.owner == owner else now
+        lease = Lease(owner=owner, acquired_at=acquired, expires_at=now + timedelta(seconds=seconds))
+        return self.model_copy(update={"lease": lease, "updated_at": now})
+
+    def released(self, now: datetime) -> Checkpoint:
+        """This checkpoint without a lease."""
+        return self.model_copy(update={"lease": None, "updated_at": now})
+
+    def rewound(self, replay_from: datetime, run_id: str, now: datetime) -> Checkpoint:
+        """Rewound for a manual replay from ``replay_from`` (AT_TIMESTAMP)."""
+        return self.model_copy(
+            update={
+                "sequence_number": None,
+                "last_arrived_at": None,
+                "verified_at": None,
+                "finished": False,
+                "replay_from": replay_from,
+                "replay_until": self.sequence_number if self.replay_until is None else self.replay_until,
+                "replay_run_id": run_id,
+                "updated_at": now,
+            }
+        )
+
+
+def lease_holder(checkpoint: Checkpoint | None, owner: str, now: datetime) -> Lease | None:
+    """The live lease of someone other than ``owner`` that keeps ``owner`` out, or None."""
+    if checkpoint is None or checkpoint.lease is None:
+        return None
+    lease = checkpoint.lease
+    if lease.owner == owner or not lease.is_live(now):
+        return None
+    return lease
+
+
+@dataclass(frozen=True)
+class ExpiryGap:
+    """Records that may have expired from the stream before they were landed."""
+
+    shard_id: str
+    checkpoint_sequence: str
+    since: datetime  # records that arrived after this ...
+    until: datetime  # ... and before this may be lost
+    retention_hours: int
+
+    @property
+    def hours(self) -> float:
+        """Length of the window, in hours."""
+        return max(0.0, (self.until - self.since).total_seconds() / 3600)
+
+    def message(self, checkpoint_url: str) -> str:
+        """What happened, how much may be lost, and how to repair it."""
+        return (
+            f"shard {self.shard_id}: its checkpoint (sequence number {self.checkpoint_sequence}) is older than the "
+            f"stream's retention ({self.retention_hours} h). Records that arrived between {self.since.isoformat()} "
+            f"and {self.until.isoformat()} (about {self.hours:.1f} h of this shard's data) have expired from Kinesis "
+            "before they were landed and MAY BE LOST. Nothing was skipped: this shard stops here. To repair: "
+            "1) run the cognito_bulk_publish DAG for the identity pools (it republishes every dataset; see README, "
+            "'Bulk publish'); 2) then let this shard go on from the oldest record still kept, either with a manual "
+            "run of cognito_stream_to_s3 with replay_from set to a time within the retention (and shards set to "
+            f"this shard), or by deleting {checkpoint_url} (the shard is then read from its trim horizon; "
+            "duplicates are absorbed by the loader)."
+        )
+
+
+def _seen_until(checkpoint: Checkpoint) -> datetime | None:
+    known = [t for t in (checkpoint.verified_at, checkpoint.last_arrived_at) if t is not None]
+    return max(known) if known else None
+
+
+def may_have_expired(checkpoint: Checkpoint, retention_hours: int, now: datetime) -> bool:
+    """Cheap test: could records after the checkpoint have aged out of the stream unread? (Only
+    then is the shard probed for its oldest record.)"""
+    if checkpoint.sequence_number is None:
+        return False  # never landed (read from the trim horizon) or rewound by a replay
+    seen_until = _seen_until(checkpoint)
+    # Everything after the checkpoint arrived after seen_until; within the retention it is still kept.
+    return seen_until is None or seen_until < now - timedelta(hours=retention_hours)
+
+
+def expiry_gap(
+    checkpoint: Checkpoint,
+    retention_hours: int,
+    now: datetime,
+    oldest_kept: tuple[str, datetime] | None,
+) -> ExpiryGap | None:
+    """Whether records after the checkpoint may have expired unread.
+
+    ``oldest_kept`` is the shard's oldest record still in the stream (TRIM_HORIZON), as
+    ``(sequence number, arrival time)``, or None when the shard keeps no record at all.
+    """
+    if not may_have_expired(checkpoint, retention_hours, now):
+        return None
+    assert checkpoint.sequence_number is not None  # noqa: S101 - may_have_expired checked it
+    seen_until = _seen_until(checkpoint)
+    horizon = now - timedelta(hours=retention_hours)
+    if oldest_kept is not None and int(oldest_kept[0]) <= int(checkpoint.sequence_number):
+        return None  # the checkpoint's record itself is still kept: nothing after it expired
+    until = min(oldest_kept[1], horizon) if oldest_kept is not None else horizon
+    since = seen_until if seen_until is not None else until
+    return ExpiryGap(checkpoint.shard_id, checkpoint.sequence_number, since, until, retention_hours)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC (one place, so tests can reason about it)."""
+    return datetime.now(UTC)

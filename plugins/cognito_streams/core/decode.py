@@ -1,0 +1,971 @@
+"""Decode Cognito Streams records (the data of Kinesis records) into rows of the landing zone's
+changes file (:data:`~cognito_streams.core.landing_format.CHANGES_SCHEMA`), quarantining every
+record that cannot be decoded with the reason.
+
+Pure: no Airflow, no AWS calls. Input is one shard's records in stream order
+(:class:`KinesisRecords`); output (:class:`Decoded`) is a pyarrow Table of changes, the rejects
+with their raw bytes, the ``S3Url`` payloads still to fetch, and the full text of values that
+had to be cut.
+
+How it stays fast with bad records in the input (see docs/landing.md, "Decoding"):
+
+1. KPL-aggregated records are expanded first (``aws_kinesis_agg``); each user record keeps its
+   Kinesis sequence number and gets its sub-sequence number.
+2. Records are processed in chunks of a few MB. A cheap vectorized screen (first and last byte,
+   newlines, one UTF-8 validation of the whole chunk) sends the few suspicious records to the exact
+   per-record check (:mod:`cognito_streams.core.shape`); bad ones are *blanked* (replaced by ``{}``
+   padded to the same length) so that one row still stands for one record.
+3. The chunk is parsed as NDJSON by ``pyarrow.json`` with an explicit schema. If a record the screen
+   let through still breaks the parser (a wrong JSON type, a duplicate member...), the parser's
+   row number points at it: it is checked, blanked, and parsing resumes at the failing block —
+   never the whole batch. After the first such record in a batch, a regular-expression screen
+   (RE2, vectorized) looks for more of them before they reach the parser.
+4. Semantic checks (missing ids, unknown ``op``/``payloadType``, negative counts, repeated record
+   keys...) are vectorized masks over the parsed columns; kinesisSyncRecords is flattened with
+   ``list_flatten``/``list_parent_indices``.
+
+Every record read ends in exactly one place: landed (decoded, possibly with zero changes), rejected,
+or pending (an ``S3Url`` payload to fetch), so ``read = landed + rejected + pending``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from cognito_streams.core import shape
+from cognito_streams.core.landing_format import CHANGES_SCHEMA, OP_DATASET_REMOVE, OP_REMOVE, OP_REPLACE
+from cognito_streams.core.values import cut_utf8
+
+PAYLOAD_INLINE = "Inline"
+PAYLOAD_S3URL = "S3Url"
+PAYLOAD_TYPES = (PAYLOAD_INLINE, PAYLOAD_S3URL)
+OPERATIONS = (OP_REPLACE, OP_REMOVE)
+
+#: Largest epoch-millisecond date accepted (9999-12-31T23:59:59.999Z); Redshift TIMESTAMP and Parquet hold it.
+MAX_DATE_MS = 253_402_300_799_999
+
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+
+_ITEM_TYPE = pa.struct(
+    [
+        pa.field("key", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("syncCount", pa.int64()),
+        pa.field("lastModifiedDate", pa.int64()),
+        pa.field("deviceLastModifiedDate", pa.int64()),
+        pa.field("op", pa.string()),
+    ]
+)
+
+#: What the JSON reader reads of a record; every other member is ignored, whatever its type.
+READ_SCHEMA = pa.schema(
+    [
+        pa.field("identityPoolId", pa.string()),
+        pa.field("identityId", pa.string()),
+        pa.field("dataSetName", pa.string()),
+        pa.field("datasetName", pa.string()),
+        pa.field("operation", pa.string()),
+        pa.field("kinesisSyncRecords", pa.list_(_ITEM_TYPE)),
+        pa.field("lastModifiedDate", pa.int64()),
+        pa.field("kinesisSyncRecordsURL", pa.string()),
+        pa.field("payloadType", pa.string()),
+        pa.field("syncCount", pa.int64()),
+    ]
+)
+_PARSE_OPTIONS = pj.ParseOptions(explicit_schema=READ_SCHEMA, unexpected_field_behavior="ignore")
+
+_TS = pa.timestamp("ms", tz="UTC")
+_ROW_HINT = re.compile(r" in row (\d+)\s*$")
+_OPEN, _CLOSE, _NEWLINE = ord("{"), ord("}"), ord("\n")
+
+# Records that would break the JSON reader for a reason the first screen cannot see: a non-integer
+# where an integer is read, a non-string where a string is read, a non-array kinesisSyncRecords.
+# A match is only a suspicion: the exact check decides. (A repeated member name also breaks the
+# reader; no regular expression finds it cheaply, so it costs a parser restart.)
+_INT_MEMBERS = "syncCount|lastModifiedDate|deviceLastModifiedDate"
+_STR_MEMBERS = (
+    "identityPoolId|identityId|dataSetName|datasetName|operation|payloadType|kinesisSyncRecordsURL|key|value|op"
+)
+SUSPECT_PATTERN = "|".join(
+    [
+        rf'"(?:{_INT_MEMBERS})"\s*:\s*(?:[^\s\-0-9n]|-?[0-9]+[^\s0-9,}}\]]|-?[0-9]{{19}})',
+        rf'"(?:{_STR_MEMBERS})"\s*:\s*[^\s"n]',
+        r'"kinesisSyncRecords"\s*:\s*(?:[^\s\[n]|\[\s*[^\s{\]n])',
+    ]
+)
+#: Parser restarts per MB of input above which screening the rest with RE2 is cheaper than restarting.
+REGEX_SCREEN_RESTARTS_PER_MB = 1.0
+
+
+@dataclass
+class KinesisRecords:
+    """One shard's records in stream order, as parallel lists (what GetRecords returned)."""
+
+    data: list[bytes]
+    sequence_numbers: list[str]
+    arrived_at_ms: list[int]
+    partition_keys: list[str] | None = None
+    #: Given when the records are already KPL user records; else 0 and set by de-aggregation.
+    sub_sequence_numbers: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.data)
+        lengths = {len(self.sequence_numbers), len(self.arrived_at_ms)}
+        if self.partition_keys is not None:
+            lengths.add(len(self.partition_keys))
+        if self.sub_sequence_numbers is not None:
+            lengths.add(len(self.sub_sequence_numbers))
+        if lengths != {n}:
+            raise ValueError(f"KinesisRecords lists differ in length: data has {n}, others {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One quarantined record: where it was, why, and its raw bytes."""
+
+    sequence_number: str
+    sub_sequence_number: int
+    arrived_at_ms: int
+    reason: str
+    detail: str
+    raw: bytes
+    identity_pool_id: str | None = None
+    identity_id: str | None = None
+    dataset_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPayload:
+    """A valid ``S3Url`` record whose records are behind a presigned URL, still to be fetched."""
+
+    sequence_number: str
+    sub_sequence_number: int
+    arrived_at_ms: int
+    url: str
+    raw: bytes
+    identity_pool_id: str | None
+    identity_id: str | None
+    dataset_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CutValue:
+    """The full text of a value that was cut in the changes file, and where it must be kept."""
+
+    ref: str
+    text: bytes
+
+
+@dataclass
+class Decoded:
+    """What :func:`decode_records` made of a batch."""
+
+    changes: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+    pending: list[PendingPayload] = field(default_factory=list)
+    cut_values: list[CutValue] = field(default_factory=list)
+    records_read: int = 0
+    records_landed: int = 0
+    #: How many records went through the exact per-record check (the slow path), for the logs.
+    records_checked_slowly: int = 0
+    parser_restarts: int = 0
+
+    @property
+    def records_rejected(self) -> int:
+        """Quarantined records."""
+        return len(self.rejects)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Where the rows go and how values are cut."""
+
+    stream_name: str
+    shard_id: str
+    landed_file: str
+    #: ``(sequence_number, sub_sequence_number, record_index) -> s3 URI`` of a cut value's full text.
+    value_ref: Callable[[str, int, int], str]
+    value_max_bytes: int = 65_535
+    #: Records are parsed in chunks of about this many bytes (bounds memory and the cost of a restart).
+    chunk_bytes: int = 16 * 2**20
+    #: The JSON reader's block size; a record that breaks the reader costs about one block of re-parsing.
+    block_bytes: int = 2**20
+    #: The records are ``S3Url`` records whose fetched records were put in ``kinesisSyncRecords``.
+    resolved_s3url: bool = False
+    use_threads: bool = True
+
+
+def empty_changes() -> pa.Table:
+    """A changes table with no rows."""
+    return CHANGES_SCHEMA.empty_table()
+
+
+# -- KPL ------------------------------------------------------------------------------------------
+
+
+def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
+    """Expand KPL-aggregated records into their user records (sub-sequence numbers 0, 1, ...).
+
+    An aggregate that does not de-aggregate (bad digest, bad protobuf) is rejected as
+    ``kpl_bad_aggregate``. Records without the KPL magic prefix pass through unchanged.
+    """
+    if not any(map(_is_aggregate, records.data)):
+        if records.sub_sequence_numbers is None:
+            records.sub_sequence_numbers = [0] * len(records)
+        return records, []
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+
+    data: list[bytes] = []
+    seqs: list[str] = []
+    arrived: list[int] = []
+    keys: list[str] = []
+    subs: list[int] = []
+    rejects: list[Reject] = []
+    partition_keys = records.partition_keys or [""] * len(records)
+    given_subs = records.sub_sequence_numbers or [0] * len(records)
+    for raw, seq, at, key, sub in zip(
+        records.data, records.sequence_numbers, records.arrived_at_ms, partition_keys, given_subs, strict=True
+    ):
+        if not raw.startswith(KPL_MAGIC):
+            data.append(raw)
+            seqs.append(seq)
+            arrived.append(at)
+            keys.append(key)
+            subs.append(sub)
+            continue
+        boto_record = {"Data": raw, "SequenceNumber": seq, "PartitionKey": key, "ApproximateArrivalTimestamp": at}
+        # The library prints a dump of the record (values included) to stderr when a sub-record is
+        # malformed, then stops; keep that out of the logs and treat it as a bad aggregate.
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            users = list(iter_deaggregate_records([boto_record], data_format="Boto3"))
+        not_expanded = len(users) == 1 and users[0] is boto_record
+        if errors.getvalue() or not_expanded:
+            why = "a sub-record is malformed" if errors.getvalue() else "bad MD5 digest or protobuf message"
+            rejects.append(
+                Reject(seq, sub, at, "kpl_bad_aggregate", f"KPL aggregate could not be de-aggregated: {why}", raw)
+            )
+            continue
+        for user in users:
+            kinesis = user["kinesis"]
+            data.append(_b64(kinesis["data"]))
+            seqs.append(seq)
+            arrived.append(at)
+            keys.append(kinesis.get("partitionKey") or key)
+            subs.append(int(kinesis["subSequenceNumber"]))
+    return KinesisRecords(data, seqs, arrived, keys, subs), rejects
+
+
+def _is_aggregate(data: bytes) -> bool:
+    return data.startswith(KPL_MAGIC)
+
+
+def _b64(value: bytes | str) -> bytes:
+    import base64
+
+    return base64.b64decode(value)
+
+
+# -- the decoder ----------------------------------------------------------------------------------
+
+
+def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
+    """Decode one shard's records into changes, rejects and pending ``S3Url`` payloads.
+
+    Never raises for bad input: every record is landed, rejected with a reason, or pending.
+    """
+    records, kpl_rejects = deaggregate(records)
+    out = Decoded(changes=empty_changes(), rejects=list(kpl_rejects))
+    out.records_read = len(records) + len(kpl_rejects)
+    tables: list[pa.Table] = []
+    state = _BatchState()
+    for lo, hi in _chunks(records.data, options.chunk_bytes):
+        tables.append(_decode_chunk(records, lo, hi, options, out, state))
+        state.bytes_seen += sum(map(len, records.data[lo:hi]))
+    tables = [t for t in tables if t.num_rows]
+    if tables:
+        out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return out
+
+
+@dataclass
+class _BatchState:
+    #: Screen with RE2 too: set once parser restarts became more costly than the screen.
+    regex_screen: bool = False
+    restarts: int = 0
+    bytes_seen: int = 0
+
+    def restarted(self) -> bool:
+        """Count a restart; True when the regex screen has just become worth it."""
+        self.restarts += 1
+        if self.regex_screen:
+            return False
+        worth = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * self.bytes_seen / 2**20)
+        self.regex_screen = worth
+        return worth
+
+
+def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    if not data:
+        return
+    ends = np.cumsum(np.fromiter(map(len, data), dtype=np.int64, count=len(data)) + 1)
+    lo = 0
+    while lo < len(data):
+        base = ends[lo - 1] if lo else 0
+        hi = int(np.searchsorted(ends, base + chunk_bytes, side="left")) + 1
+        hi = min(max(hi, lo + 1), len(data))
+        yield lo, hi
+        lo = hi
+
+
+class _Chunk:
+    """One chunk of records joined as NDJSON, with the positions needed to blank a record."""
+
+    def __init__(self, data: list[bytes]) -> None:
+        #: the records as read (what a reject keeps)
+        self.data = data
+        self.n = len(data)
+        #: record index -> the shape error that made it blank
+        self.errors: dict[int, shape.ShapeError] = {}
+        self.checked = 0
+        lengths = np.fromiter(map(len, data), dtype=np.int64, count=self.n)
+        parts = data
+        short = np.flatnonzero(lengths < 2)
+        if len(short):
+            # Too short to be an object, and too short to blank in place: stand "{}" in for them now
+            # (the screen sends them to the exact check, which rejects them).
+            parts = list(data)
+            for index in short.tolist():
+                parts[index] = b"{}"
+            lengths[short] = 2
+        self.short = set(short.tolist())
+        blob = bytearray(b"\n").join(parts)
+        if blob.count(b"\n") != self.n - 1:
+            # A record spanning several lines (pretty-printed JSON) would be read as several rows:
+            # compact it (or blank it when it is bad) before the reader sees it.
+            parts = list(parts)
+            for index, item in enumerate(parts):
+                if b"\n" in item:
+                    parts[index] = self._compact(index, item)
+                    lengths[index] = len(parts[index])
+            blob = bytearray(b"\n").join(parts)
+        blob += b"\n"
+        self.blob = blob
+        self.lengths = lengths
+        self.starts = np.zeros(self.n, dtype=np.int64)
+        if self.n > 1:
+            np.cumsum(lengths[:-1] + 1, out=self.starts[1:])
+
+    def _compact(self, index: int, item: bytes) -> bytes:
+        self.checked += 1
+        error = shape.check_shape(item)
+        if error is not None:
+            self.errors[index] = error
+            return b"{}"
+        return orjson.dumps(orjson.loads(item))
+
+    def blank(self, index: int, error: shape.ShapeError) -> None:
+        """Replace record ``index`` by ``{}`` and spaces of the same length: one row, all nulls."""
+        start, length = int(self.starts[index]), int(self.lengths[index])
+        self.blob[start : start + length] = b"{}" + b" " * (length - 2)
+        self.errors[index] = error
+
+    def check(self, index: int) -> shape.ShapeError | None:
+        """Run the exact check on record ``index``; blank it when it is bad."""
+        self.checked += 1
+        error = shape.check_shape(self.data[index])
+        if error is not None:
+            self.blank(index, error)
+        return error
+
+
+def _screen(chunk: _Chunk) -> list[int]:
+    """Indices of records that may not parse: cheap vectorized tests over the joined bytes."""
+    raw = np.frombuffer(chunk.blob, dtype=np.uint8)
+    first = raw[chunk.starts]
+    last = raw[chunk.starts + chunk.lengths - 1]
+    suspect = (first != _OPEN) | (last != _CLOSE)
+    if chunk.errors:
+        suspect[list(chunk.errors)] = False
+    if chunk.short:
+        suspect[list(chunk.short)] = True
+    if not chunk.blob.isascii() and not _valid_utf8(chunk.blob):
+        suspect |= _invalid_utf8_records(chunk)
+    return np.flatnonzero(suspect).tolist()
+
+
+def _valid_utf8(data: bytes | bytearray) -> bool:
+    arr = pa.Array.from_buffers(
+        pa.large_string(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)]
+    )
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _records_array(chunk: _Chunk, lo: int = 0, hi: int | None = None) -> pa.Array:
+    """The chunk's records ``[lo, hi)`` as a binary array over the joined bytes (no copy)."""
+    hi = chunk.n if hi is None else hi
+    offsets = np.empty(hi - lo + 1, dtype=np.int64)
+    # Element i spans its record and the newline after it (ASCII: harmless to the checks made here).
+    offsets[:-1] = chunk.starts[lo:hi]
+    offsets[-1] = chunk.starts[hi - 1] + chunk.lengths[hi - 1] if hi > lo else 0
+    return pa.Array.from_buffers(pa.large_binary(), hi - lo, [None, pa.py_buffer(offsets), pa.py_buffer(chunk.blob)])
+
+
+def _invalid_utf8_records(chunk: _Chunk, group: int = 64) -> np.ndarray:
+    """Which records hold invalid UTF-8: validate groups of records, then single records."""
+    bad = np.zeros(chunk.n, dtype=bool)
+    strings = _records_array(chunk).view(pa.large_string())
+    for lo in range(0, chunk.n, group):
+        part = strings.slice(lo, group)
+        try:
+            part.validate(full=True)
+        except pa.ArrowInvalid:
+            for i in range(lo, min(lo + group, chunk.n)):
+                try:
+                    chunk.data[i].decode("utf-8")
+                except UnicodeDecodeError:
+                    bad[i] = True
+    return bad
+
+
+def _regex_screen(chunk: _Chunk, lo: int) -> list[int]:
+    """Records from ``lo`` on that the RE2 screen finds suspicious (and not yet blanked)."""
+    if lo >= chunk.n:
+        return []
+    matches = pc.match_substring_regex(_records_array(chunk, lo), SUSPECT_PATTERN)
+    found = np.flatnonzero(matches.to_numpy(zero_copy_only=False)) + lo
+    return [int(i) for i in found if int(i) not in chunk.errors]
+
+
+def _parse(chunk: _Chunk, options: DecodeOptions, out: Decoded, state: _BatchState) -> pa.Table:
+    """Parse the chunk's NDJSON; a record that breaks the reader is found, blanked, and the reader
+    resumes at the failing block."""
+    read_options = pj.ReadOptions(use_threads=options.use_threads, block_size=options.block_bytes)
+    batches: list[pa.RecordBatch] = []
+    done = 0  # records parsed into `batches`
+    buffer = pa.py_buffer(chunk.blob)
+    while done < chunk.n:
+        start = int(chunk.starts[done])
+        got = 0
+        try:
+            for batch in pj.open_json(
+                pa.BufferReader(buffer.slice(start)), read_options=read_options, parse_options=_PARSE_OPTIONS
+            ):
+                batches.append(batch)
+                got += batch.num_rows
+        except pa.ArrowInvalid as err:
+            failed_at = done + got
+            out.parser_restarts += 1
+            _explain_failure(chunk, failed_at, str(err), options)
+            if state.restarted():
+                for index in _regex_screen(chunk, failed_at):
+                    chunk.check(index)
+            done = failed_at
+            # The batches of the failing reader are kept; the next reader starts where it failed.
+            continue
+        done += got
+        if got == 0:
+            break
+    table = pa.Table.from_batches(batches, schema=READ_SCHEMA)
+    if table.num_rows != chunk.n:
+        # A line held more than one JSON document (e.g. "{...} {...}"): find it the slow way.
+        for index in range(chunk.n):
+            if index not in chunk.errors:
+                chunk.check(index)
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(chunk.blob)), parse_options=_PARSE_OPTIONS)
+        if table.num_rows != chunk.n:
+            raise RuntimeError(
+                f"decoder invariant broken: {chunk.n} records parsed into {table.num_rows} rows after the exact check"
+            )
+    return table
+
+
+def _explain_failure(chunk: _Chunk, failed_at: int, message: str, options: DecodeOptions) -> None:
+    """Find and blank the record (at or after ``failed_at``) that made the JSON reader fail."""
+    hint = _ROW_HINT.search(message)
+    if hint is not None:
+        index = failed_at + int(hint.group(1))
+        if index < chunk.n and index not in chunk.errors and chunk.check(index) is not None:
+            return
+    # No usable row number (a conversion error, or the exact check disagrees): check records from
+    # the failing block on, in order, until the culprit is found.
+    limit_bytes = int(chunk.starts[failed_at]) + 2 * options.block_bytes
+    for index in range(failed_at, chunk.n):
+        if index in chunk.errors:
+            continue
+        if chunk.check(index) is not None:
+            return
+        if chunk.starts[index] > limit_bytes:
+            break
+    # The exact check accepts every record here but the reader does not: find the record the
+    # reader rejects by bisection and quarantine it with the reader's own words.
+    index = _bisect_unreadable(chunk, failed_at)
+    chunk.blank(index, shape.ShapeError("invalid_json", f"the JSON reader rejected it: {_safe_message(message)}"))
+
+
+def _bisect_unreadable(chunk: _Chunk, lo: int) -> int:
+    def readable(a: int, b: int) -> bool:
+        if a >= b:
+            return True
+        part = bytes(chunk.blob[int(chunk.starts[a]) : int(chunk.starts[b - 1] + chunk.lengths[b - 1])]) + b"\n"
+        try:
+            table = pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS)
+        except pa.ArrowInvalid:
+            return False
+        return table.num_rows == b - a
+
+    hi = chunk.n
+    if readable(lo, hi):
+        raise RuntimeError("the JSON reader failed on records it reads without error when retried")
+    # Invariant: [lo, hi) is unreadable; find the shortest unreadable prefix.
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if readable(lo, mid):
+            if readable(mid, hi):
+                # Only the combination fails: the prefix [lo, mid) still ends cleanly, so look from mid.
+                return _bisect_single(chunk, lo, hi)
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _bisect_single(chunk: _Chunk, lo: int, hi: int) -> int:
+    for index in range(lo, hi):
+        part = bytes(chunk.data[index]) + b"\n"
+        try:
+            if pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS).num_rows == 1:
+                continue
+        except pa.ArrowInvalid:
+            pass
+        return index
+    raise RuntimeError("the JSON reader failed on records it reads without error one by one")
+
+
+def _safe_message(message: str) -> str:
+    """The reader's message without any fragment of the record (conversion errors quote the value)."""
+    message = message.split("couldn't parse:", 1)[0].strip()
+    return message.removeprefix("JSON parse error: ")[:200]
+
+
+# -- semantic checks and rows --------------------------------------------------------------------
+
+# Reason and detail of each record-level check, in the order they are applied (the first wins).
+_CHECKS: list[tuple[str, str]] = [
+    ("duplicate_keys", "dataSetName and datasetName are both given and differ"),
+    ("missing_field", "identityPoolId is missing or empty"),
+    ("missing_field", "identityId is missing or empty"),
+    ("missing_field", "dataSetName (or datasetName) is missing or empty"),
+    ("missing_field", "operation is missing"),
+    ("unknown_op", "operation is not replace or remove"),
+    ("missing_field", "payloadType is missing"),
+    ("unknown_payload_type", "payloadType is not Inline or S3Url"),
+    ("missing_field", "syncCount is missing"),
+    ("bad_field_type", "syncCount is negative"),
+    ("missing_field", "lastModifiedDate is missing"),
+    ("bad_field_type", "lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
+    ("missing_field", "kinesisSyncRecordsURL is missing or empty (payloadType S3Url)"),
+    ("missing_field", "kinesisSyncRecords is missing (operation replace)"),
+]
+# Element-level checks: a record with a bad element is rejected whole (a sync is all or nothing).
+_ITEM_CHECKS: list[tuple[str, str]] = [
+    ("missing_field", "is null"),
+    ("missing_field", ".key is missing or empty"),
+    ("missing_field", ".op is missing"),
+    ("unknown_op", ".op is not replace or remove"),
+    ("missing_field", ".syncCount is missing"),
+    ("bad_field_type", ".syncCount is negative"),
+    ("missing_field", ".lastModifiedDate is missing"),
+    ("bad_field_type", ".lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
+    ("bad_field_type", ".deviceLastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
+    ("duplicate_keys", ".key repeats the key of an earlier element of the same record"),
+]
+
+
+def _np(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A null-free boolean or integer pyarrow array as numpy."""
+    return np.asarray(values.to_numpy(zero_copy_only=False))
+
+
+def _missing_text(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Null or empty string."""
+    return _np(pc.fill_null(pc.equal(pc.binary_length(values), 0), True))
+
+
+def _not_in(values: pa.ChunkedArray | pa.Array, allowed: tuple[str, ...]) -> np.ndarray:
+    """Not null and not one of ``allowed``."""
+    return _np(pc.fill_null(pc.invert(pc.is_in(values, value_set=pa.array(allowed))), False))
+
+
+def _bad_date(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Not null and outside [0, MAX_DATE_MS]."""
+    outside = pc.or_(pc.less(values, 0), pc.greater(values, MAX_DATE_MS))
+    return _np(pc.fill_null(outside, False))
+
+
+def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return _np(pc.fill_null(pc.less(values, 0), False))
+
+
+def _decode_chunk(
+    records: KinesisRecords, lo: int, hi: int, options: DecodeOptions, out: Decoded, state: _BatchState
+) -> pa.Table:
+    chunk = _Chunk(records.data[lo:hi])
+    for index in _screen(chunk):
+        chunk.check(index)
+    if state.regex_screen:
+        for index in _regex_screen(chunk, 0):
+            chunk.check(index)
+    table = _parse(chunk, options, out, state)
+    out.records_checked_slowly += chunk.checked
+    n = chunk.n
+    seqs = records.sequence_numbers[lo:hi]
+    subs = (records.sub_sequence_numbers or [0] * len(records))[lo:hi]
+    arrived = records.arrived_at_ms[lo:hi]
+
+    reason = np.full(n, -1, dtype=np.int16)  # index into _CHECKS, or -1
+    blank = np.zeros(n, dtype=bool)
+    if chunk.errors:
+        blank[list(chunk.errors)] = True
+
+    pool = table.column("identityPoolId")
+    identity = table.column("identityId")
+    ds_a, ds_b = table.column("dataSetName"), table.column("datasetName")
+    dataset = pc.coalesce(ds_a, ds_b)
+    operation = table.column("operation")
+    payload = table.column("payloadType")
+    event_sync = table.column("syncCount")
+    event_date = table.column("lastModifiedDate")
+    url = table.column("kinesisSyncRecordsURL")
+    items = table.column("kinesisSyncRecords")
+
+    is_s3url = _np(pc.fill_null(pc.equal(payload, PAYLOAD_S3URL), False))
+    inline_like = ~is_s3url if not options.resolved_s3url else np.ones(n, dtype=bool)
+    is_remove = _np(pc.fill_null(pc.equal(operation, OP_REMOVE), False))
+    items_null = _np(pc.is_null(items))
+    conflict = _np(pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False))
+    masks = [
+        conflict,
+        _missing_text(pool),
+        _missing_text(identity),
+        _missing_text(dataset),
+        _np(pc.is_null(operation)),
+        _not_in(operation, OPERATIONS),
+        _np(pc.is_null(payload)),
+        _not_in(payload, PAYLOAD_TYPES),
+        _np(pc.is_null(event_sync)),
+        _negative(event_sync),
+        _np(pc.is_null(event_date)),
+        _bad_date(event_date),
+        is_s3url & ~inline_like & _missing_text(url),
+        inline_like & items_null & ~is_remove,
+    ]
+    for check, mask in enumerate(masks):
+        np.copyto(reason, check, where=mask & (reason < 0) & ~blank)
+
+    # Elements of kinesisSyncRecords, for the records that carry them inline.
+    flat = pc.list_flatten(items)
+    parents = _np(pc.list_parent_indices(items)).astype(np.int64, copy=False)
+    lengths = _np(pc.fill_null(pc.list_value_length(items), 0)).astype(np.int64, copy=False)
+    first_item = np.cumsum(lengths) - lengths
+    positions = np.arange(len(parents), dtype=np.int64) - first_item[parents]
+    item_reason = np.full(n, -1, dtype=np.int16)
+    item_where = np.zeros(n, dtype=np.int64)
+    if len(parents):
+        used = inline_like[parents] & ~blank[parents] & (reason[parents] < 0)
+        key = pc.struct_field(flat, "key")
+        op = pc.struct_field(flat, "op")
+        sync = pc.struct_field(flat, "syncCount")
+        date = pc.struct_field(flat, "lastModifiedDate")
+        device = pc.struct_field(flat, "deviceLastModifiedDate")
+        item_masks = [
+            _np(pc.is_null(flat)),
+            _missing_text(key),
+            _np(pc.is_null(op)),
+            _not_in(op, OPERATIONS),
+            _np(pc.is_null(sync)),
+            _negative(sync),
+            _np(pc.is_null(date)),
+            _bad_date(date),
+            _bad_date(device),
+            _repeated_keys(parents, key, used),
+        ]
+        for check, mask in enumerate(item_masks):
+            bad = mask & used
+            if not bad.any():
+                continue
+            bad_parents = parents[bad]
+            fresh = item_reason[bad_parents] < 0
+            # The first bad element of a record names the problem (np.unique keeps the first occurrence).
+            uniq, first = np.unique(bad_parents[fresh], return_index=True)
+            item_reason[uniq] = check
+            item_where[uniq] = positions[bad][fresh][first]
+            used &= item_reason[parents] < 0
+    bad_item_record = (item_reason >= 0) & (reason < 0) & ~blank
+
+    # Rejects ------------------------------------------------------------------------------------
+    rejected = blank | (reason >= 0) | bad_item_record
+    if rejected.any():
+        ids_needed = np.flatnonzero((reason >= 0) | bad_item_record)
+        id_cols = _pylists(ids_needed, pool, identity, dataset)
+        for j, index in enumerate(ids_needed.tolist()):
+            if reason[index] >= 0:
+                why, detail = _CHECKS[reason[index]]
+            else:
+                why, suffix = _ITEM_CHECKS[item_reason[index]]
+                separator = "" if suffix.startswith(".") else " "
+                detail = f"kinesisSyncRecords[{item_where[index]}]{separator}{suffix}"
+            out.rejects.append(
+                Reject(
+                    seqs[index],
+                    subs[index],
+                    arrived[index],
+                    why,
+                    detail,
+                    chunk.data[index],
+                    id_cols[0][j],
+                    id_cols[1][j],
+                    id_cols[2][j],
+                )
+            )
+        for index, error in sorted(chunk.errors.items()):
+            ids = (
+                shape.identities(chunk.data[index])
+                if error.identity_id is None
+                else {
+                    "identity_pool_id": error.identity_pool_id,
+                    "identity_id": error.identity_id,
+                    "dataset_name": error.dataset_name,
+                }
+            )
+            out.rejects.append(
+                Reject(seqs[index], subs[index], arrived[index], error.reason, error.detail, chunk.data[index], **ids)
+            )
+
+    # Pending S3Url payloads -----------------------------------------------------------------------
+    ok = ~rejected
+    pending = ok & is_s3url & ~inline_like
+    if pending.any():
+        where = np.flatnonzero(pending)
+        urls, pools, idents, datasets = _pylists(where, url, pool, identity, dataset)
+        for j, index in enumerate(where.tolist()):
+            out.pending.append(
+                PendingPayload(
+                    seqs[index],
+                    subs[index],
+                    arrived[index],
+                    str(urls[j]),
+                    chunk.data[index],
+                    pools[j],
+                    idents[j],
+                    datasets[j],
+                )
+            )
+    landed = ok & ~pending
+    out.records_landed += int(landed.sum())
+
+    # Rows -----------------------------------------------------------------------------------------
+    context = _RowContext(
+        options=options,
+        seqs=pa.array(seqs, pa.string()),
+        subs=pa.array(subs, pa.int64()),
+        arrived=pa.array(arrived, pa.int64()),
+        pool=pool,
+        identity=identity,
+        dataset=dataset,
+        payload=payload,
+        event_sync=event_sync,
+        event_date=event_date,
+    )
+    parts: list[pa.Table] = []
+    if len(parents):
+        keep = landed[parents]
+        parts.append(_item_rows(context, flat, parents, positions, keep, out))
+    removes = landed & is_remove & (lengths == 0)
+    if removes.any():
+        parts.append(_dataset_remove_rows(context, np.flatnonzero(removes)))
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return empty_changes()
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _repeated_keys(parents: np.ndarray, key: pa.ChunkedArray | pa.Array, used: np.ndarray) -> np.ndarray:
+    """Elements whose key already appeared in an earlier element of the same record."""
+    if isinstance(key, pa.ChunkedArray):
+        key = key.combine_chunks()
+    codes = _np(pc.fill_null(pc.dictionary_encode(key).indices, -1)).astype(np.int64)
+    composite = parents * (int(codes.max(initial=0)) + 2) + (codes + 1)
+    composite = np.where(used & (codes >= 0), composite, -1 - np.arange(len(codes)))
+    if pc.count_distinct(pa.array(composite)).as_py() == len(composite):
+        return np.zeros(len(codes), dtype=bool)
+    _, first = np.unique(composite, return_index=True)
+    repeated = np.ones(len(codes), dtype=bool)
+    repeated[first] = False
+    return repeated
+
+
+def _pylists(indices: np.ndarray, *columns: pa.ChunkedArray | pa.Array) -> list[list[str | None]]:
+    taken = pa.array(indices, pa.int64())
+    return [pc.take(column, taken).to_pylist() for column in columns]
+
+
+@dataclass
+class _RowContext:
+    options: DecodeOptions
+    seqs: pa.Array
+    subs: pa.Array
+    arrived: pa.Array
+    pool: pa.ChunkedArray
+    identity: pa.ChunkedArray
+    dataset: pa.ChunkedArray
+    payload: pa.ChunkedArray
+    event_sync: pa.ChunkedArray
+    event_date: pa.ChunkedArray
+
+
+def _ts(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.cast(values, _TS)
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def _item_rows(
+    ctx: _RowContext,
+    flat: pa.ChunkedArray,
+    parents: np.ndarray,
+    positions: np.ndarray,
+    keep: np.ndarray,
+    out: Decoded,
+) -> pa.Table:
+    options = ctx.options
+    if not keep.all():
+        mask = pa.array(keep)
+        flat = pc.filter(flat, mask)
+        parents, positions = parents[keep], positions[keep]
+    m = len(parents)
+    if m == 0:
+        return empty_changes()
+    take = pa.array(parents, pa.int64())
+    op = pc.struct_field(flat, "op")
+    value = pc.if_else(pc.equal(op, OP_REMOVE), pa.scalar(None, pa.string()), pc.struct_field(flat, "value"))
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    value_bytes = pc.cast(pc.binary_length(value), pa.int64())
+    cut = _np(pc.fill_null(pc.greater(value_bytes, options.value_max_bytes), False))
+    value_ref = pa.nulls(m, pa.string())
+    if cut.any():
+        value, value_ref = _cut_values(ctx, value, cut, parents, positions, out)
+    seqs = ctx.seqs.take(take)
+    subs = ctx.subs.take(take)
+    columns = {
+        "identity_pool_id": pc.take(ctx.pool, take),
+        "identity_id": pc.take(ctx.identity, take),
+        "dataset_name": pc.take(ctx.dataset, take),
+        "record_key": pc.struct_field(flat, "key"),
+        "op": op,
+        "record_value": value,
+        "value_bytes": value_bytes,
+        "is_value_cut": pa.array(cut),
+        "value_ref": value_ref,
+        "sync_count": pc.struct_field(flat, "syncCount"),
+        "last_modified_at": _ts(pc.struct_field(flat, "lastModifiedDate")),
+        "device_last_modified_at": _ts(pc.struct_field(flat, "deviceLastModifiedDate")),
+        "event_sync_count": pc.take(ctx.event_sync, take),
+        "event_last_modified_at": _ts(pc.take(ctx.event_date, take)),
+        "payload_type": pc.take(ctx.payload, take),
+        "stream_name": _repeat(options.stream_name, m),
+        "shard_id": _repeat(options.shard_id, m),
+        "sequence_number": seqs,
+        "sub_sequence_number": subs,
+        "record_index": pa.array(positions.astype(np.int32)),
+        "arrived_at": _ts(ctx.arrived.take(take)),
+        "landed_file": _repeat(options.landed_file, m),
+    }
+    return _table(columns)
+
+
+def _cut_values(
+    ctx: _RowContext,
+    value: pa.Array,
+    cut: np.ndarray,
+    parents: np.ndarray,
+    positions: np.ndarray,
+    out: Decoded,
+) -> tuple[pa.Array, pa.Array]:
+    options = ctx.options
+    rows = np.flatnonzero(cut)
+    full = pc.take(value, pa.array(rows)).to_pylist()
+    refs: list[str | None] = [None] * len(value)
+    cut_texts: list[str] = []
+    for row, text in zip(rows.tolist(), full, strict=True):
+        data = text.encode("utf-8")
+        parent = int(parents[row])
+        ref = options.value_ref(ctx.seqs[parent].as_py(), ctx.subs[parent].as_py(), int(positions[row]))
+        refs[row] = ref
+        out.cut_values.append(CutValue(ref, data))
+        cut_texts.append(cut_utf8(data, options.value_max_bytes).decode("utf-8"))
+    value = pc.replace_with_mask(value, pa.array(cut), pa.array(cut_texts, pa.string()))
+    return value, pa.array(refs, pa.string())
+
+
+def _dataset_remove_rows(ctx: _RowContext, where: np.ndarray) -> pa.Table:
+    options = ctx.options
+    m = len(where)
+    take = pa.array(where, pa.int64())
+    event_sync = pc.take(ctx.event_sync, take)
+    event_date = _ts(pc.take(ctx.event_date, take))
+    columns = {
+        "identity_pool_id": pc.take(ctx.pool, take),
+        "identity_id": pc.take(ctx.identity, take),
+        "dataset_name": pc.take(ctx.dataset, take),
+        "record_key": pa.nulls(m, pa.string()),
+        "op": _repeat(OP_DATASET_REMOVE, m),
+        "record_value": pa.nulls(m, pa.string()),
+        "value_bytes": pa.nulls(m, pa.int64()),
+        "is_value_cut": pa.array(np.zeros(m, dtype=bool)),
+        "value_ref": pa.nulls(m, pa.string()),
+        "sync_count": event_sync,
+        "last_modified_at": event_date,
+        "device_last_modified_at": pa.nulls(m, _TS),
+        "event_sync_count": event_sync,
+        "event_last_modified_at": event_date,
+        "payload_type": pc.take(ctx.payload, take),
+        "stream_name": _repeat(options.stream_name, m),
+        "shard_id": _repeat(options.shard_id, m),
+        "sequence_number": ctx.seqs.take(take),
+        "sub_sequence_number": ctx.subs.take(take),
+        "record_index": pa.array(np.zeros(m, dtype=np.int32)),
+        "arrived_at": _ts(ctx.arrived.take(take)),
+        "landed_file": _repeat(options.landed_file, m),
+    }
+    return _table(columns)
+
+
+def _table(columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
+    arrays = []
+    for schema_field in CHANGES_SCHEMA:
+        column = columns[schema_field.name]
+        if isinstance(column, pa.Array):
+            column = pa.chunked_array([column])
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=CHANGES_SCHEMA)

@@ -1,0 +1,119 @@
+"""Which shards to read now: Kinesis shard lineage, pure.
+
+After a reshard (split or merge) the parent shards close and their children start receiving the
+new records. To keep each key's changes in order, a child is read only after every parent has been
+*drained*: closed, and read and checkpointed to its end (the checkpoint says ``finished``). A parent
+that no longer appears in ListShards has aged out of the stream's retention: it cannot be read any
+more, so it does not hold its children back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def sequence_key(sequence_number: str) -> int:
+    """Kinesis sequence numbers are decimal integers of up to 128 bits: compare them as numbers."""
+    return int(sequence_number)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard as ListShards describes it."""
+
+    shard_id: str
+    parent_shard_id: str | None = None
+    adjacent_parent_shard_id: str | None = None
+    starting_sequence_number: str | None = None
+    ending_sequence_number: str | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        """A closed shard takes no new records (it was split or merged)."""
+        return self.ending_sequence_number is not None
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The shard's parents: none, one (a split) or two (a merge)."""
+        return tuple(p for p in (self.parent_shard_id, self.adjacent_parent_shard_id) if p)
+
+    @classmethod
+    def from_api(cls, shard: Mapping[str, Any]) -> ShardInfo:
+        """From one element of ListShards' ``Shards``."""
+        seq_range = shard.get("SequenceNumberRange") or {}
+        return cls(
+            shard_id=shard["ShardId"],
+            parent_shard_id=shard.get("ParentShardId"),
+            adjacent_parent_shard_id=shard.get("AdjacentParentShardId"),
+            starting_sequence_number=seq_range.get("StartingSequenceNumber"),
+            ending_sequence_number=seq_range.get("EndingSequenceNumber"),
+        )
+
+    def as_dict(self) -> dict[str, str | None]:
+        """JSON-friendly (XCom)."""
+        return {
+            "shard_id": self.shard_id,
+            "parent_shard_id": self.parent_shard_id,
+            "adjacent_parent_shard_id": self.adjacent_parent_shard_id,
+            "starting_sequence_number": self.starting_sequence_number,
+            "ending_sequence_number": self.ending_sequence_number,
+        }
+
+
+@dataclass
+class ShardPlan:
+    """The outcome of planning one run."""
+
+    readable: list[ShardInfo] = field(default_factory=list)
+    #: shard id -> the parents it waits for (not drained yet)
+    waiting: dict[str, list[str]] = field(default_factory=dict)
+    finished: list[str] = field(default_factory=list)
+    #: shards left out by the run's shard filter
+    filtered_out: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the logs."""
+        waiting = ", ".join(f"{child} (after {' and '.join(parents)})" for child, parents in self.waiting.items())
+        return (
+            f"{len(self.readable)} shard(s) to read: {', '.join(s.shard_id for s in self.readable) or '-'}; "
+            f"{len(self.waiting)} waiting for their parents: {waiting or '-'}; "
+            f"{len(self.finished)} finished; {len(self.filtered_out)} left out by the shard filter"
+        )
+
+
+def plan_shards(
+    shards: Iterable[ShardInfo],
+    finished: Iterable[str],
+    only: Iterable[str] | None = None,
+) -> ShardPlan:
+    """Split the stream's shards into readable, waiting and finished ones.
+
+    ``finished``: shards whose checkpoint says they were read to their end. ``only``: a shard filter
+    (manual runs); lineage still applies to the shards it keeps.
+    """
+    listed = {s.shard_id: s for s in shards}
+    done = set(finished)
+    keep = set(only) if only is not None else None
+    plan = ShardPlan()
+    for shard_id in sorted(listed, key=_shard_order):
+        shard = listed[shard_id]
+        if shard_id in done:
+            plan.finished.append(shard_id)
+            continue
+        if keep is not None and shard_id not in keep:
+            plan.filtered_out.append(shard_id)
+            continue
+        blocking = [p for p in shard.parents if p in listed and p not in done]
+        if blocking:
+            plan.waiting[shard_id] = blocking
+        else:
+            plan.readable.append(shard)
+    return plan
+
+
+def _shard_order(shard_id: str) -> tuple[int, str]:
+    # "shardId-000000000012": order by the number, then by the text for anything else.
+    tail = shard_id.rsplit("-", 1)[-1]
+    return (int(tail), shard_id) if tail.isdigit() else (2**63, shard_id)

@@ -1,0 +1,531 @@
+"""What the ``cognito_stream_to_s3`` tasks do: plan the shards, land one shard, sum up a run.
+
+Landing one shard, in order:
+
+1. take the shard's lease (compare-and-swap on its checkpoint); leave the shard alone if another
+   run holds a live lease;
+2. find where to start: after the checkpoint, at the replay timestamp, or at the trim horizon; if
+   the checkpoint is older than the stream's retention, stop loudly (records may be lost);
+3. read bounded batches; for each: decode, fetch the ``S3Url`` payloads, write the batch (descriptor
+   last), then move the checkpoint (compare-and-swap, lease renewed);
+4. give the lease back.
+
+A crash anywhere leaves the checkpoint at the last complete batch: the rerun lands the rest (and
+maybe a batch again: the loader absorbs duplicates). Nothing is ever skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from cognito_streams.core import s3url
+from cognito_streams.core.checkpoints import Checkpoint, ExpiryGap, expiry_gap, may_have_expired, utcnow
+from cognito_streams.core.decode import (
+    Decoded,
+    DecodeOptions,
+    KinesisRecords,
+    PendingPayload,
+    Reject,
+    decode_records,
+)
+from cognito_streams.core.landing_format import LandingLayout
+from cognito_streams.core.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
+from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
+from cognito_streams.landing.reader import ReadBatch, ReadLimits, ShardReader, StartPosition
+from cognito_streams.landing.s3url import PayloadFetcher
+from cognito_streams.landing.writer import BatchRange, BatchWriter
+from cognito_streams.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+#: How many GetRecords calls the oldest-record probe may make on a shard whose first responses are empty.
+PROBE_MAX_CALLS = 20
+
+
+class RecordsMayBeLostError(RuntimeError):
+    """A checkpoint points before the stream's trim horizon: records may have expired unread."""
+
+
+class ReplayOutOfRangeError(ValueError):
+    """``replay_from`` is not within the stream's retention."""
+
+
+@dataclass
+class ShardOutcome:
+    """What one landing task did to one shard (its return value; JSON-friendly)."""
+
+    shard_id: str
+    status: str
+    records_read: int = 0
+    records_landed: int = 0
+    records_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    batches: list[str] = field(default_factory=list)
+    lag_ms: int | None = None
+    checkpoint_sequence: str | None = None
+    stopped_because: str = ""
+    note: str = ""
+    get_records_calls: int = 0
+    throttled: int = 0
+    iterators_renewed: int = 0
+    elapsed_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For XCom."""
+        return asdict(self)
+
+
+@dataclass
+class LandingContext:
+    """Everything the landing steps use; built once per task from the settings."""
+
+    settings: PipelineSettings
+    s3: Any
+    kinesis: Any  # KinesisReaderHook (or anything with its methods)
+    layout: LandingLayout
+    store: CheckpointStore
+    writer: BatchWriter
+    fetcher: PayloadFetcher
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> LandingContext:
+        """Hooks on ``settings.aws_conn_id`` (run time only: this creates AWS clients)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
+
+        s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+        kinesis = KinesisReaderHook(aws_conn_id=settings.aws_conn_id)
+        return cls.build(settings, s3, kinesis)
+
+    @classmethod
+    def build(cls, settings: PipelineSettings, s3: Any, kinesis: Any) -> LandingContext:
+        """From ready clients (tests, benchmarks)."""
+        layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)
+        allowed = set(settings.s3url_allowed_hosts)
+        endpoint_host = s3url.host_of(getattr(getattr(s3, "meta", None), "endpoint_url", "") or "")
+        if endpoint_host:
+            # The S3 endpoint this deployment itself uses (a local or private S3) is trusted too.
+            allowed.add(endpoint_host)
+        fetcher = PayloadFetcher(
+            concurrency=settings.s3url_fetch_concurrency,
+            timeout_seconds=settings.s3url_fetch_timeout_seconds,
+            retries=settings.s3url_fetch_retries,
+            max_bytes=settings.s3url_max_bytes,
+            allowed_hosts=frozenset(allowed),
+        )
+        return cls(
+            settings=settings,
+            s3=s3,
+            kinesis=kinesis,
+            layout=layout,
+            store=CheckpointStore(s3, layout, settings.checkpoint_lease_seconds),
+            writer=BatchWriter(s3, layout, settings.landing_compression),
+            fetcher=fetcher,
+        )
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def check_replay_from(replay_from: datetime, retention_hours: int, now: datetime) -> None:
+    """``replay_from`` must be in the past and within the stream's retention."""
+    if replay_from.tzinfo is None:
+        raise ReplayOutOfRangeError(f"replay_from {replay_from.isoformat()} has no time zone; give it in UTC (…Z)")
+    oldest = now - timedelta(hours=retention_hours)
+    if replay_from > now:
+        raise ReplayOutOfRangeError(f"replay_from {replay_from.isoformat()} is in the future (now {now.isoformat()})")
+    if replay_from <= oldest:
+        raise ReplayOutOfRangeError(
+            f"replay_from {replay_from.isoformat()} is older than the stream's retention ({retention_hours} h: "
+            f"the oldest record kept arrived after {oldest.isoformat()}). Kinesis no longer has that data: "
+            "replay from a later time, or use cognito_bulk_publish to republish everything."
+        )
+
+
+def plan_run(
+    ctx: LandingContext,
+    owner: str,
+    only: Iterable[str] | None = None,
+    replay_from: datetime | None = None,
+    run_id: str = "",
+) -> tuple[ShardPlan, list[str]]:
+    """The shards to read this run. For a replay, first rewind every (selected) shard's checkpoint
+    to ``replay_from`` (each under its lease; a retry of the same run does not rewind twice).
+
+    Returns the plan and the shards rewound now.
+    """
+    stream = ctx.settings.stream_name
+    shards = [ShardInfo.from_api(s) for s in ctx.kinesis.list_shards(stream)]
+    selected = set(only) if only else None
+    unknown = sorted(selected - {s.shard_id for s in shards}) if selected else []
+    if unknown:
+        raise ValueError(
+            f"shards {unknown} are not shards of stream {stream} (it has: "
+            f"{', '.join(s.shard_id for s in shards)}); fix the run's 'shards' param"
+        )
+    rewound: list[str] = []
+    if replay_from is not None:
+        check_replay_from(replay_from, ctx.kinesis.retention_hours(stream), utcnow())
+        for shard in shards:
+            keep = selected is None or shard.shard_id in selected
+            if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
+                rewound.append(shard.shard_id)
+    checkpoints = ctx.store.read_all()
+    finished = [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished]
+    plan = plan_shards(shards, finished, selected)
+    log.info("stream %s: %s", stream, plan.summary())
+    return plan, rewound
+
+
+def _rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
+    acquired = ctx.store.acquire(shard_id, owner)
+    if isinstance(acquired, LeaseRefused):
+        raise RuntimeError(
+            f"cannot replay: {acquired.describe()}. Trigger the replay again after that run ends "
+            "(or after the lease expires)."
+        )
+    current = acquired
+    if current.checkpoint.replay_run_id == run_id and run_id:
+        ctx.store.release(current, owner)
+        return False
+    current = ctx.store.update(current, current.checkpoint.rewound(replay_from, run_id, utcnow()), owner)
+    log.info(
+        "shard %s rewound for a replay from %s (it was at sequence number %s)",
+        shard_id,
+        replay_from.isoformat(),
+        current.checkpoint.replay_until,
+    )
+    ctx.store.release(current, owner)
+    return True
+
+
+# -- landing one shard ------------------------------------------------------------------------------
+
+
+def _start(checkpoint: Checkpoint) -> StartPosition:
+    if checkpoint.sequence_number is not None:
+        return StartPosition("AFTER_SEQUENCE_NUMBER", sequence_number=checkpoint.sequence_number)
+    if checkpoint.replay_from is not None:
+        return StartPosition("AT_TIMESTAMP", timestamp=checkpoint.replay_from)
+    return StartPosition("TRIM_HORIZON")
+
+
+def oldest_kept(kinesis: Any, stream_name: str, shard_id: str) -> tuple[str, datetime] | None:
+    """The shard's oldest record still in the stream, as (sequence number, arrival), or None."""
+    iterator = kinesis.shard_iterator(stream_name, shard_id, "TRIM_HORIZON")
+    for _ in range(PROBE_MAX_CALLS):
+        response = kinesis.get_records(iterator, 1)
+        records = response.get("Records") or []
+        if records:
+            arrived = records[0]["ApproximateArrivalTimestamp"]
+            return records[0]["SequenceNumber"], arrived.astimezone(UTC)
+        iterator = response.get("NextShardIterator")
+        if iterator is None or response.get("MillisBehindLatest") == 0:
+            return None
+    return None
+
+
+def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcome:
+    """Land one shard from its checkpoint, within the run limits. See the module docstring."""
+    started = time.monotonic()
+    shard_id = shard.shard_id
+    acquired = ctx.store.acquire(shard_id, owner)
+    if isinstance(acquired, LeaseRefused):
+        log.warning("%s: not read by this run (%s)", acquired.describe(), owner)
+        return ShardOutcome(shard_id, "leased", note=acquired.describe())
+    current: Versioned = acquired
+    outcome = ShardOutcome(shard_id, "running", checkpoint_sequence=current.checkpoint.sequence_number)
+    try:
+        current = _land(ctx, shard, owner, current, outcome)
+    except CheckpointConflictError:
+        outcome.status = "conflict"
+        raise
+    finally:
+        outcome.elapsed_seconds = round(time.monotonic() - started, 3)
+        if outcome.status != "conflict":
+            try:
+                current = ctx.store.release(current, owner)
+            except CheckpointConflictError as err:
+                # Only reached while another error propagates or after a takeover: say so, do not mask it.
+                log.error("shard %s: could not release the lease: %s", shard_id, err)
+    log.info(
+        "shard %s: %s; read %d = landed %d + rejected %d in %d batch(es); checkpoint at %s; lag %s ms; %.1f s",
+        shard_id,
+        outcome.stopped_because or outcome.status,
+        outcome.records_read,
+        outcome.records_landed,
+        outcome.records_rejected,
+        len(outcome.batches),
+        outcome.checkpoint_sequence,
+        outcome.lag_ms,
+        outcome.elapsed_seconds,
+    )
+    return outcome
+
+
+def _land(ctx: LandingContext, shard: ShardInfo, owner: str, current: Versioned, outcome: ShardOutcome) -> Versioned:
+    settings = ctx.settings
+    stream = settings.stream_name
+    checkpoint = current.checkpoint
+    if checkpoint.finished:
+        outcome.status = "finished"
+        outcome.stopped_because = "already read to its end"
+        return current
+    if checkpoint.sequence_number is not None:
+        gap = _expiry_gap(ctx, shard.shard_id, checkpoint)
+        if gap is not None:
+            outcome.status = "records_may_be_lost"
+            raise RecordsMayBeLostError(gap.message(ctx.store.url(shard.shard_id)))
+    start = _start(checkpoint)
+    log.info("shard %s: reading %s", shard.shard_id, start.describe())
+    limits = ReadLimits(
+        batch_max_records=settings.batch_max_records,
+        batch_max_bytes=settings.batch_max_bytes,
+        run_max_records=settings.run_max_records,
+        run_max_seconds=settings.run_max_seconds,
+        get_records_limit=settings.get_records_limit,
+    )
+    reader = ShardReader(ctx.kinesis, stream, shard, start, limits)
+    reasons: Counter[str] = Counter()
+    for batch in reader.batches():
+        if len(batch.records):
+            descriptor_url, landed, rejected, batch_reasons, last = _land_batch(ctx, shard.shard_id, batch, checkpoint)
+            outcome.batches.append(descriptor_url)
+            outcome.records_read += landed + rejected
+            outcome.records_landed += landed
+            outcome.records_rejected += rejected
+            reasons.update(batch_reasons)
+            checkpoint = _advanced(checkpoint, batch, last, descriptor_url, landed, rejected, reader)
+        else:
+            checkpoint = _advanced(checkpoint, batch, None, None, 0, 0, reader)
+        current = ctx.store.update(current, checkpoint, owner)
+        checkpoint = current.checkpoint
+        outcome.checkpoint_sequence = checkpoint.sequence_number
+    stats = reader.stats
+    outcome.rejected_by_reason = dict(reasons)
+    outcome.lag_ms = stats.lag_ms
+    outcome.stopped_because = stats.stopped_because
+    outcome.get_records_calls = stats.get_records_calls
+    outcome.throttled = stats.throttled
+    outcome.iterators_renewed = stats.iterators_renewed
+    if checkpoint.finished:
+        outcome.status = "shard_ended"
+    elif stats.stopped_because.startswith("caught up"):
+        outcome.status = "caught_up"
+    else:
+        outcome.status = "limit"
+    return current
+
+
+def _expiry_gap(ctx: LandingContext, shard_id: str, checkpoint: Checkpoint) -> ExpiryGap | None:
+    stream = ctx.settings.stream_name
+    retention = ctx.kinesis.retention_hours(stream)
+    now = utcnow()
+    # Cheap first: only when the retention may have passed the checkpoint is the shard probed.
+    if not may_have_expired(checkpoint, retention, now):
+        return None
+    return expiry_gap(checkpoint, retention, now, oldest_kept(ctx.kinesis, stream, shard_id))
+
+
+def _advanced(
+    checkpoint: Checkpoint,
+    batch: ReadBatch,
+    last_sequence: str | None,
+    descriptor_url: str | None,
+    landed: int,
+    rejected: int,
+    reader: ShardReader,
+) -> Checkpoint:
+    now = utcnow()
+    update: dict[str, Any] = {"updated_at": now, "finished": checkpoint.finished or batch.shard_ended}
+    if last_sequence is not None:
+        last_arrived = datetime.fromtimestamp(max(batch.records.arrived_at_ms) / 1000, UTC)
+        update.update(
+            sequence_number=last_sequence,
+            last_arrived_at=last_arrived,
+            verified_at=last_arrived,
+            replay_from=None,
+            last_batch_id=descriptor_url,
+            records_landed=checkpoint.records_landed + landed,
+            records_rejected=checkpoint.records_rejected + rejected,
+        )
+        if checkpoint.replay_until is not None and sequence_key(last_sequence) >= sequence_key(checkpoint.replay_until):
+            update.update(replay_until=None)
+    if batch.caught_up and reader.stats.caught_up_at is not None:
+        update["verified_at"] = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
+    return checkpoint.model_copy(update=update)
+
+
+def _land_batch(
+    ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
+) -> tuple[str, int, int, Counter[str], str]:
+    records = batch.records
+    first_seq, last_seq = records.sequence_numbers[0], records.sequence_numbers[-1]
+    span = BatchRange(
+        shard_id=shard_id,
+        first_sequence_number=first_seq,
+        last_sequence_number=last_seq,
+        first_arrived_at=datetime.fromtimestamp(records.arrived_at_ms[0] / 1000, UTC),
+        last_arrived_at=datetime.fromtimestamp(max(records.arrived_at_ms) / 1000, UTC),
+    )
+    options = DecodeOptions(
+        stream_name=ctx.settings.stream_name,
+        shard_id=shard_id,
+        landed_file=ctx.writer.changes_url(span),
+        value_ref=ctx.writer.value_url(shard_id),
+        value_max_bytes=ctx.settings.value_max_bytes,
+    )
+    decoded = decode_records(records, options)
+    if decoded.pending:
+        resolve_payloads(ctx, shard_id, decoded, options)
+    replay = checkpoint.replay_until is not None and sequence_key(first_seq) <= sequence_key(checkpoint.replay_until)
+    _, url = ctx.writer.write(span, decoded, decoded.records_read, decoded.records_landed, replay=replay)
+    reasons = Counter(r.reason for r in decoded.rejects)
+    log.info(
+        "shard %s batch %s-%s: read %d = landed %d + rejected %d%s; %d change rows; %d cut value(s); "
+        "%d record(s) checked one by one, %d parser restart(s); descriptor %s",
+        shard_id,
+        first_seq,
+        last_seq,
+        decoded.records_read,
+        decoded.records_landed,
+        decoded.records_rejected,
+        f" ({dict(reasons)})" if reasons else "",
+        decoded.changes.num_rows,
+        len(decoded.cut_values),
+        decoded.records_checked_slowly,
+        decoded.parser_restarts,
+        url,
+    )
+    return url, decoded.records_landed, decoded.records_rejected, reasons, last_seq
+
+
+def resolve_payloads(ctx: LandingContext, shard_id: str, decoded: Decoded, options: DecodeOptions) -> None:
+    """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone, and
+    decode their records like inline ones (same code); failures become rejects. Updates ``decoded``."""
+    pending = decoded.pending
+    decoded.pending = []
+    results = ctx.fetcher.fetch_all([p.url for p in pending])
+    resolved: list[bytes] = []
+    coordinates: list[tuple[str, int, int]] = []
+    originals: dict[tuple[str, int], bytes] = {}
+    fetched = 0
+    for payload, result in zip(pending, results, strict=True):
+
+        def quarantine(reason: str, detail: str, payload: PendingPayload = payload) -> None:
+            decoded.rejects.append(
+                Reject(
+                    payload.sequence_number,
+                    payload.sub_sequence_number,
+                    payload.arrived_at_ms,
+                    reason,
+                    detail,
+                    payload.raw,
+                    payload.identity_pool_id,
+                    payload.identity_id,
+                    payload.dataset_name,
+                )
+            )
+
+        if result.body is None:
+            quarantine(result.reason or "s3url_unreachable", result.detail)
+            continue
+        fetched += 1
+        kept = ctx.writer.write_payload(shard_id, payload.sequence_number, payload.sub_sequence_number, result.body)
+        records, problem = s3url.payload_records(result.body)
+        if records is None:
+            quarantine("s3url_bad_body", f"{problem} (body kept at {kept})")
+            continue
+        record, error = s3url.resolve(payload.raw, records)
+        if record is None:
+            reason = error.reason if error else "s3url_bad_body"
+            quarantine(reason, f"in the S3Url payload kept at {kept}: {error.detail if error else 'unreadable'}")
+            continue
+        coordinate = (payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms)
+        resolved.append(record)
+        coordinates.append(coordinate)
+        originals[(payload.sequence_number, payload.sub_sequence_number)] = payload.raw
+    log.info(
+        "shard %s: %d S3Url payload(s): %d fetched, %d failed, %d decodable",
+        shard_id,
+        len(pending),
+        fetched,
+        len(pending) - fetched,
+        len(resolved),
+    )
+    if not resolved:
+        return
+    sub = decode_records(
+        KinesisRecords(
+            data=resolved,
+            sequence_numbers=[c[0] for c in coordinates],
+            arrived_at_ms=[c[2] for c in coordinates],
+            sub_sequence_numbers=[c[1] for c in coordinates],
+        ),
+        replace(options, resolved_s3url=True),
+    )
+    for reject in sub.rejects:
+        # Keep the Kinesis record's own bytes (the rejects file must hold what Kinesis delivered).
+        raw = originals.get((reject.sequence_number, reject.sub_sequence_number), reject.raw)
+        decoded.rejects.append(replace(reject, raw=raw, detail=f"in the S3Url payload: {reject.detail}"))
+    decoded.cut_values.extend(sub.cut_values)
+    decoded.records_landed += sub.records_landed
+    decoded.records_checked_slowly += sub.records_checked_slowly
+    if sub.changes.num_rows:
+        decoded.changes = pa.concat_tables([decoded.changes, sub.changes]) if decoded.changes.num_rows else sub.changes
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    """The run's totals, for the final task and the asset event."""
+
+    records_read: int = 0
+    records_landed: int = 0
+    records_rejected: int = 0
+    descriptors: list[str] = field(default_factory=list)
+    by_shard: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leased: list[str] = field(default_factory=list)
+    max_lag_ms: int | None = None
+
+    def line(self) -> str:
+        """One line for the logs."""
+        return (
+            f"read {self.records_read} = landed {self.records_landed} + rejected {self.records_rejected}; "
+            f"{len(self.descriptors)} batch(es) over {len(self.by_shard)} shard(s); "
+            f"shards held by another run: {', '.join(self.leased) or 'none'}; max lag {self.max_lag_ms} ms"
+        )
+
+
+def summarize(outcomes: Iterable[dict[str, Any] | None]) -> RunSummary:
+    """Sum the landing tasks' return values (missing ones: failed tasks)."""
+    summary = RunSummary()
+    for item in outcomes:
+        if not item:
+            continue
+        summary.records_read += int(item["records_read"])
+        summary.records_landed += int(item["records_landed"])
+        summary.records_rejected += int(item["records_rejected"])
+        summary.descriptors.extend(item["batches"])
+        summary.by_shard[item["shard_id"]] = {
+            k: item[k] for k in ("status", "records_read", "records_landed", "records_rejected", "lag_ms")
+        }
+        if item["status"] == "leased":
+            summary.leased.append(item["shard_id"])
+        lag = item.get("lag_ms")
+        if lag is not None:
+            summary.max_lag_ms = lag if summary.max_lag_ms is None else max(summary.max_lag_ms, lag)
+    if summary.records_read != summary.records_landed + summary.records_rejected:
+        raise RuntimeError(f"run accounting broken: {summary.line()}")
+    return summary

@@ -1,0 +1,246 @@
+"""Write one batch to the landing zone, exactly as ``core/landing_format.py`` lays it out.
+
+Order matters, because a crash can happen between any two writes: the full text of cut values and
+the data files first, then the rejects, then the COPY manifests, and the batch descriptor LAST. A
+descriptor that exists therefore always describes a complete batch, and only after it is written
+does the caller move the shard's checkpoint. Names are deterministic from shard and sequence range,
+so a rerun after a crash overwrites the same objects (the loader absorbs duplicates).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cognito_streams.core.decode import Decoded, Reject
+from cognito_streams.core.landing_format import (
+    CHANGES_SCHEMA,
+    REJECTS_SCHEMA,
+    FileRef,
+    LandedBatch,
+    LandingLayout,
+    copy_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+#: Columns worth dictionary-encoding in Parquet (few distinct values per file); values and
+#: timestamps are not.
+DICTIONARY_COLUMNS = [
+    "identity_pool_id",
+    "identity_id",
+    "dataset_name",
+    "record_key",
+    "op",
+    "payload_type",
+    "stream_name",
+    "shard_id",
+    "sequence_number",
+    "landed_file",
+]
+#: Rows per Parquet row group: large enough for efficient scans, small enough that a reader (COPY,
+#: Spectrum) can split a big file and that writing needs little memory beyond the table itself.
+ROW_GROUP_ROWS = 256 * 1024
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """What identifies a batch: its shard and Kinesis sequence range, and the first arrival time."""
+
+    shard_id: str
+    first_sequence_number: str
+    last_sequence_number: str
+    first_arrived_at: datetime
+    last_arrived_at: datetime
+
+
+def parquet_bytes(table: pa.Table, compression: str) -> bytes:
+    """``table`` as a Parquet file (the arrow schema is stored, so column types round-trip)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=compression,
+        use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
+        row_group_size=ROW_GROUP_ROWS,
+        write_statistics=["sync_count", "last_modified_at", "arrived_at", "sub_sequence_number", "record_index"]
+        if "sync_count" in table.column_names
+        else True,
+    )
+    return bytes(sink.getvalue())
+
+
+class BatchWriter:
+    """Writes batches for one stream into ``s3://<bucket>/<prefix>/``."""
+
+    def __init__(self, s3: Any, layout: LandingLayout, compression: str = "zstd") -> None:
+        self.s3 = s3
+        self.layout = layout
+        self.compression = compression
+
+    def _put(self, key: str, body: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.layout.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def write_payload(self, shard_id: str, sequence_number: str, sub_sequence_number: int, body: bytes) -> str:
+        """Keep a fetched ``S3Url`` body (its URL will not work later); returns its s3 URI."""
+        key = self.layout.payload_key(shard_id, sequence_number, sub_sequence_number)
+        self._put(key, body, "application/json")
+        return self.layout.url(key)
+
+    def changes_url(self, batch: BatchRange) -> str:
+        """The s3 URI the batch's changes file will have (rows carry it in ``landed_file``)."""
+        return self.layout.url(
+            self.layout.changes_key(
+                batch.shard_id, batch.first_sequence_number, batch.last_sequence_number, batch.first_arrived_at
+            )
+        )
+
+    def value_url(self, shard_id: str) -> Any:
+        """``(sequence_number, sub_sequence_number, record_index) -> s3 URI`` of a cut value's full text."""
+
+        def ref(sequence_number: str, sub_sequence_number: int, record_index: int) -> str:
+            return self.layout.url(self.layout.value_key(shard_id, sequence_number, sub_sequence_number, record_index))
+
+        return ref
+
+    def write(
+        self,
+        batch: BatchRange,
+        decoded: Decoded,
+        records_read: int,
+        records_landed: int,
+        replay: bool = False,
+    ) -> tuple[LandedBatch, str]:
+        """Write every object of the batch, the descriptor last; returns it and its s3 URI."""
+        layout = self.layout
+        shard, first, last, at = (
+            batch.shard_id,
+            batch.first_sequence_number,
+            batch.last_sequence_number,
+            batch.first_arrived_at,
+        )
+        rejected = len(decoded.rejects)
+        if records_read != records_landed + rejected:
+            raise RuntimeError(
+                f"batch {shard} {first}-{last}: {records_read} records read but {records_landed} landed "
+                f"+ {rejected} rejected; refusing to write an inconsistent batch"
+            )
+        for cut in decoded.cut_values:
+            self._put(_key_of(cut.ref, layout), cut.text, "text/plain; charset=utf-8")
+
+        changes = changes_manifest = None
+        if decoded.changes.num_rows:
+            key = layout.changes_key(shard, first, last, at)
+            body = parquet_bytes(decoded.changes.cast(CHANGES_SCHEMA), self.compression)
+            self._put(key, body, "application/vnd.apache.parquet")
+            changes = FileRef(url=layout.url(key), rows=decoded.changes.num_rows, bytes=len(body))
+            manifest_key = layout.manifest_key(shard, first, last, at, "changes")
+            self._put(manifest_key, orjson.dumps(copy_manifest([changes])), "application/json")
+            changes_manifest = layout.url(manifest_key)
+
+        rejects = rejects_raw = rejects_manifest = None
+        if decoded.rejects:
+            raw_key = layout.rejects_raw_key(shard, first, last, at)
+            parquet_key = layout.rejects_key(shard, first, last, at)
+            raw_body = rejects_jsonl(decoded.rejects, layout.stream_name, shard)
+            self._put(raw_key, raw_body, "application/x-ndjson")
+            rejects_raw = FileRef(url=layout.url(raw_key), rows=len(decoded.rejects), bytes=len(raw_body))
+            table = rejects_table(
+                decoded.rejects, layout.stream_name, shard, layout.url(raw_key), layout.url(parquet_key)
+            )
+            body = parquet_bytes(table, self.compression)
+            self._put(parquet_key, body, "application/vnd.apache.parquet")
+            rejects = FileRef(url=layout.url(parquet_key), rows=table.num_rows, bytes=len(body))
+            manifest_key = layout.manifest_key(shard, first, last, at, "rejects")
+            self._put(manifest_key, orjson.dumps(copy_manifest([rejects])), "application/json")
+            rejects_manifest = layout.url(manifest_key)
+
+        descriptor = LandedBatch(
+            batch_id=f"{layout.stream_name}/{shard}/{first}-{last}",
+            stream_name=layout.stream_name,
+            shard_id=shard,
+            first_sequence_number=first,
+            last_sequence_number=last,
+            first_arrived_at=batch.first_arrived_at,
+            last_arrived_at=batch.last_arrived_at,
+            landed_at=datetime.now(UTC),
+            kinesis_records_read=records_read,
+            kinesis_records_landed=records_landed,
+            kinesis_records_rejected=rejected,
+            changes=changes,
+            changes_manifest=changes_manifest,
+            rejects=rejects,
+            rejects_raw=rejects_raw,
+            rejects_manifest=rejects_manifest,
+            replay=replay,
+        )
+        descriptor_key = layout.batch_key(shard, first, last, at)
+        self._put(descriptor_key, descriptor.model_dump_json(indent=1).encode(), "application/json")
+        return descriptor, layout.url(descriptor_key)
+
+
+def _key_of(url: str, layout: LandingLayout) -> str:
+    prefix = f"s3://{layout.bucket}/"
+    if not url.startswith(prefix):
+        raise ValueError(f"{url} is not in the landing bucket {layout.bucket}")
+    return url[len(prefix) :]
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def rejects_jsonl(rejects: list[Reject], stream_name: str, shard_id: str) -> bytes:
+    """The rejects' raw bytes (base64), reason and coordinates: one JSON object per line, line n = reject n."""
+    out = io.BytesIO()
+    for line, reject in enumerate(rejects, start=1):
+        out.write(
+            orjson.dumps(
+                {
+                    "line": line,
+                    "stream_name": stream_name,
+                    "shard_id": shard_id,
+                    "sequence_number": reject.sequence_number,
+                    "sub_sequence_number": reject.sub_sequence_number,
+                    "arrived_at": _iso_ms(reject.arrived_at_ms),
+                    "reason": reject.reason,
+                    "detail": reject.detail,
+                    "raw_base64": base64.b64encode(reject.raw).decode("ascii"),
+                }
+            )
+        )
+        out.write(b"\n")
+    return out.getvalue()
+
+
+def rejects_table(rejects: list[Reject], stream_name: str, shard_id: str, raw_url: str, parquet_url: str) -> pa.Table:
+    """The rejects' metadata in REJECTS_SCHEMA; ``raw_ref`` points at the line of the .jsonl."""
+    n = len(rejects)
+    return pa.table(
+        {
+            "stream_name": [stream_name] * n,
+            "shard_id": [shard_id] * n,
+            "sequence_number": [r.sequence_number for r in rejects],
+            "sub_sequence_number": [r.sub_sequence_number for r in rejects],
+            "arrived_at": pa.array([r.arrived_at_ms for r in rejects], pa.int64()).cast(
+                REJECTS_SCHEMA.field("arrived_at").type
+            ),
+            "reason": [r.reason for r in rejects],
+            "detail": [r.detail for r in rejects],
+            "identity_pool_id": [r.identity_pool_id for r in rejects],
+            "identity_id": [r.identity_id for r in rejects],
+            "dataset_name": [r.dataset_name for r in rejects],
+            "raw_bytes": [len(r.raw) for r in rejects],
+            "raw_ref": [f"{raw_url}#line={i}" for i in range(1, n + 1)],
+            "landed_file": [parquet_url] * n,
+        },
+        schema=REJECTS_SCHEMA,
+    )
