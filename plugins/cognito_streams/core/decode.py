@@ -252,7 +252,8 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
         errors = io.StringIO()
         with contextlib.redirect_stderr(errors):
             users = list(iter_deaggregate_records([boto_record], data_format="Boto3"))
-        not_expanded = len(users) == 1 and users[0] is boto_record
+        # A record that does not de-aggregate comes back as itself, without the "aggregated" flag.
+        not_expanded = not users or not all(u.get("kinesis", {}).get("aggregated") for u in users)
         if errors.getvalue() or not_expanded:
             why = "a sub-record is malformed" if errors.getvalue() else "bad MD5 digest or protobuf message"
             rejects.append(

@@ -94,6 +94,12 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+def _int_problem(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an integer outside the signed 64-bit range"
+    return f"a JSON {_json_type(value)}"
+
+
 def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
 
@@ -158,7 +164,7 @@ def check_object_shape(obj: dict[str, Any]) -> ShapeError | None:
     for name in TOP_INT_FIELDS:
         value = obj.get(name)
         if value is not None and not _is_int64(value):
-            return ShapeError("bad_field_type", f"{name} is a JSON {_json_type(value)}, expected an integer", **ids)
+            return ShapeError("bad_field_type", f"{name} is {_int_problem(value)}, expected an integer", **ids)
     items = obj.get(RECORDS_FIELD)
     if items is None:
         return None
@@ -173,7 +179,7 @@ def check_object_shape(obj: dict[str, Any]) -> ShapeError | None:
         repeated_here: set[str] = getattr(item, "repeated", set()) & set(ITEM_FIELDS)
         if repeated_here:
             return ShapeError(
-                "duplicate_keys", f"{where}: member {sorted(repeated)[0]!r} appears more than once", **ids
+                "duplicate_keys", f"{where}: member {sorted(repeated_here)[0]!r} appears more than once", **ids
             )
         for name in ITEM_STRING_FIELDS:
             value = item.get(name)
@@ -185,7 +191,7 @@ def check_object_shape(obj: dict[str, Any]) -> ShapeError | None:
             value = item.get(name)
             if value is not None and not _is_int64(value):
                 return ShapeError(
-                    "bad_field_type", f"{where}.{name} is a JSON {_json_type(value)}, expected an integer", **ids
+                    "bad_field_type", f"{where}.{name} is {_int_problem(value)}, expected an integer", **ids
                 )
     return None
 

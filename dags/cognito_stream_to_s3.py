@@ -1,0 +1,132 @@
+"""
+### cognito_stream_to_s3
+
+Reads the Cognito Streams Kinesis stream, decodes every sync record and lands it in S3 as Parquet
+(changes, rejects, COPY manifests, a descriptor per batch; layout in `core/landing_format.py` and
+docs/landing.md), then emits the `cognito_streams_landed_batches` Asset that schedules
+`cognito_s3_to_redshift`.
+
+Tasks:
+- `plan_shards` lists the shards. A child shard is read only after its parents are drained (read and
+  checkpointed to their end); closed, drained shards are no longer scheduled. For a replay, it
+  rewinds the shards' checkpoints first.
+- `land_shard` (one per readable shard) takes the shard's lease, reads from its checkpoint in
+  bounded batches (settings `batch_max_*`, `run_max_*`), decodes, fetches `S3Url` payloads at once,
+  writes the batch (descriptor last), then moves the checkpoint. Returns read = landed + rejected.
+- `publish_landed` sums up the run and emits the Asset (with the descriptors' URIs) only when
+  something landed; otherwise it skips, so the loader is not triggered for nothing.
+- `check_shards` fails the run if a shard's landing task failed (the others' batches were still
+  announced).
+
+Bad records never stop a run: each is quarantined under `rejects/` with its raw bytes, Kinesis
+coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airflow's database.
+
+**Params** (manual runs): `replay_from` — an ISO timestamp within the stream's retention: the shards
+are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked `replay`; the loader absorbs
+the duplicates. `shards` — limit the run to these shard ids (lineage still applies).
+
+**Schedule**: `[cognito_streams] landing_schedule` in airflow.cfg (env
+`AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE`), default every 5 minutes.
+
+**When it is red**:
+- `MAY BE LOST` — a checkpoint is older than the stream's retention: records expired from Kinesis
+  before they were landed. The message says which window; repair with `cognito_bulk_publish`, then a
+  run with `replay_from` (or delete that shard's checkpoint object). Nothing was skipped silently.
+- `was changed by someone else` — another run took the shard meanwhile; nothing is lost (its batch
+  is landed again by the owner). Check for overlapping manual runs.
+- `is being read by ... until` in a replay — wait for that run (or its lease) to end, retry.
+- `check_shards` lists the shards whose task failed: open that `land_shard` task's log.
+- Anything about the Variable `cognito_pipeline`: fix the setting it names (Admin > Variables).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk.configuration import conf
+
+from cognito_streams.assets import LANDED_BATCHES
+
+# Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
+LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5 * * * *")
+
+
+@dag(
+    dag_id="cognito_stream_to_s3",
+    schedule=LANDING_SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cognito-streams", "ingestion"],
+    default_args={
+        "owner": "cognito-streams",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "replay_from": Param(
+            None,
+            type=["null", "string"],
+            description="Manual replay: re-read the shards from this ISO 8601 time (UTC), within the retention.",
+        ),
+        "shards": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="Only these shard ids (e.g. shardId-000000000001); empty means all.",
+        ),
+    },
+)
+def cognito_stream_to_s3() -> None:
+    """Kinesis -> S3 landing zone, one mapped task per readable shard (see doc_md)."""
+
+    @task
+    def plan_shards(params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, Any]]:
+        from cognito_streams.landing import tasks
+
+        return tasks.plan(params or {}, dag_run.dag_id, dag_run.run_id)
+
+    @task(map_index_template="{{ shard_id }}")
+    def land_shard(shard: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
+        from airflow.sdk import get_current_context
+
+        from cognito_streams.landing import tasks
+
+        get_current_context()["shard_id"] = shard["shard_id"]  # type: ignore[typeddict-unknown-key]
+
+        return tasks.land(shard, dag_run.dag_id, dag_run.run_id)
+
+    @task(outlets=[LANDED_BATCHES], trigger_rule=TriggerRule.ALL_DONE)
+    def publish_landed(outcomes: Any, outlet_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from cognito_streams.landing import tasks
+
+        extra = tasks.publish(list(outcomes or []))
+        if extra is None:
+            raise AirflowSkipException("nothing landed this run: the loader is not triggered")
+        outlet_events[LANDED_BATCHES].extra = extra
+        return extra
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def check_shards(planned: Any, outcomes: Any) -> None:
+        from cognito_streams.landing import tasks
+
+        failed = tasks.failed_shards(list(planned or []), list(outcomes or []))
+        if failed:
+            raise RuntimeError(
+                f"landing failed for shard(s) {', '.join(failed)}: see their land_shard task logs "
+                "(the other shards' batches were landed and announced)"
+            )
+
+    planned = plan_shards()
+    outcomes = land_shard.expand(shard=planned)
+    publish_landed(outcomes) >> check_shards(planned, outcomes)
+
+
+cognito_stream_to_s3()

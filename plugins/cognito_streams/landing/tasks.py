@@ -1,0 +1,80 @@
+"""The bodies of the ``cognito_stream_to_s3`` tasks, so that the DAG file stays wiring only.
+
+Each function reads the settings at run time (``load_settings``), builds its AWS clients from the
+``aws_conn_id`` connection and returns JSON-friendly values for XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cognito_streams.core.shards import ShardInfo
+from cognito_streams.landing.runner import LandingContext, land_shard, plan_run, summarize
+from cognito_streams.settings import PipelineSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def parse_replay_from(value: str | None) -> datetime | None:
+    """The ``replay_from`` param: an ISO 8601 timestamp (a time without zone is taken as UTC)."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"replay_from {text!r} is not an ISO 8601 timestamp; give e.g. 2026-11-25T08:00:00Z") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def lease_owner(dag_id: str, run_id: str) -> str:
+    """Who holds a shard's lease: the DAG run (a retry of its tasks may take its own lease back)."""
+    return f"{dag_id}:{run_id}"
+
+
+def plan(
+    params: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
+) -> list[dict[str, Any]]:
+    """Plan task: the readable shards, one dict each (the landing task is mapped over them)."""
+    settings = settings or load_settings()
+    ctx = LandingContext.from_settings(settings)
+    replay_from = parse_replay_from(params.get("replay_from"))
+    only = [s for s in (params.get("shards") or []) if s] or None
+    shard_plan, rewound = plan_run(ctx, lease_owner(dag_id, run_id), only=only, replay_from=replay_from, run_id=run_id)
+    if rewound:
+        log.info("replay from %s: rewound %s", replay_from.isoformat() if replay_from else "", ", ".join(rewound))
+    return [shard.as_dict() for shard in shard_plan.readable]
+
+
+def land(
+    shard: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
+) -> dict[str, Any]:
+    """Landing task (one per readable shard): see :func:`cognito_streams.landing.runner.land_shard`."""
+    settings = settings or load_settings()
+    ctx = LandingContext.from_settings(settings)
+    info = ShardInfo(**{k: shard.get(k) for k in ShardInfo.__dataclass_fields__})  # type: ignore[arg-type]
+    return land_shard(ctx, info, lease_owner(dag_id, run_id)).as_dict()
+
+
+def publish(outcomes: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Final task: the asset event's extra when something landed, else None (the task skips)."""
+    summary = summarize(outcomes)
+    log.info("run total: %s", summary.line())
+    if not summary.descriptors:
+        return None
+    return {
+        "batches": len(summary.descriptors),
+        "descriptors": summary.descriptors,
+        "records_read": summary.records_read,
+        "records_landed": summary.records_landed,
+        "records_rejected": summary.records_rejected,
+    }
+
+
+def failed_shards(planned: Iterable[Mapping[str, Any]], outcomes: Iterable[dict[str, Any] | None]) -> list[str]:
+    """Shards planned for this run whose landing task left no outcome (it failed)."""
+    done = {o["shard_id"] for o in outcomes if o}
+    return [p["shard_id"] for p in planned if p["shard_id"] not in done]

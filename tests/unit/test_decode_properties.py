@@ -1,0 +1,190 @@
+"""Properties of decoding + landing (hypothesis): what goes in comes back out of the Parquet file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.landing_format import CHANGES_SCHEMA
+from cognito_streams.landing.writer import parquet_bytes
+from tests.landing_records import bad_records, dumps, record
+
+MAX = 40  # a tiny value_max_bytes, so that cutting happens often
+OPTIONS = DecodeOptions(
+    stream_name="s",
+    shard_id="shardId-000000000000",
+    landed_file="s3://b/data.parquet",
+    value_ref=lambda seq, sub, index: f"s3://b/values/{seq}/{sub}-{index}.txt",
+    value_max_bytes=MAX,
+    chunk_bytes=2_000,  # several chunks and blocks even for small examples
+    block_bytes=1_024,
+)
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+dates = st.integers(min_value=0, max_value=4_102_444_800_000)
+changes = st.fixed_dictionaries(
+    {
+        "key": st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+        "value": st.one_of(st.none(), texts),
+        "syncCount": st.integers(min_value=0, max_value=2**63 - 1),
+        "lastModifiedDate": dates,
+        "deviceLastModifiedDate": st.one_of(st.none(), dates),
+        "op": st.sampled_from(["replace", "remove"]),
+    }
+)
+
+
+@st.composite
+def cognito_records(draw: st.DrawFn) -> dict[str, Any]:
+    items = draw(st.lists(changes, max_size=5, unique_by=lambda c: c["key"]))
+    operation = draw(st.sampled_from(["replace", "remove"]))
+    if operation == "remove" and draw(st.booleans()):
+        items = []
+    return record(
+        items,
+        pool=draw(st.sampled_from(["us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f", "eu-west-1:00ff"])),
+        identity=draw(st.text(min_size=1, max_size=20)),
+        dataset=draw(st.text(min_size=1, max_size=20)),
+        operation=operation,
+        sync_count=draw(st.integers(min_value=0, max_value=10**12)),
+        at=draw(dates),
+        dataset_field=draw(st.sampled_from(["dataSetName", "datasetName"])),
+    )
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def expected_rows(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The reference: what the changes file must hold, computed record by record."""
+    out = []
+    for position, rec in enumerate(records):
+        dataset = rec.get("dataSetName", rec.get("datasetName"))
+        head = (rec["identityPoolId"], rec["identityId"], dataset)
+        seq = str(1000 + position)
+        items = rec["kinesisSyncRecords"] or []
+        for index, item in enumerate(items):
+            value = None if item["op"] == "remove" else item["value"]
+            full = None if value is None else value.encode()
+            cut = full is not None and len(full) > MAX
+            out.append(
+                (
+                    *head,
+                    item["key"],
+                    item["op"],
+                    full.decode() if full is not None and not cut else None,
+                    None if full is None else len(full),
+                    cut,
+                    f"s3://b/values/{seq}/0-{index}.txt" if cut else None,
+                    item["syncCount"],
+                    _ts(item["lastModifiedDate"]),
+                    _ts(item["deviceLastModifiedDate"]),
+                    rec["syncCount"],
+                    seq,
+                    index,
+                )
+            )
+        if not items and rec["operation"] == "remove":
+            out.append(
+                (
+                    *head,
+                    None,
+                    "dataset_remove",
+                    None,
+                    None,
+                    False,
+                    None,
+                    rec["syncCount"],
+                    _ts(rec["lastModifiedDate"]),
+                    None,
+                    rec["syncCount"],
+                    seq,
+                    0,
+                )
+            )
+    return sorted(out, key=repr)
+
+
+def landed_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    got = []
+    for row in table.to_pylist():
+        got.append(
+            (
+                row["identity_pool_id"],
+                row["identity_id"],
+                row["dataset_name"],
+                row["record_key"],
+                row["op"],
+                None if row["is_value_cut"] else row["record_value"],
+                row["value_bytes"],
+                row["is_value_cut"],
+                row["value_ref"],
+                row["sync_count"],
+                row["last_modified_at"],
+                row["device_last_modified_at"],
+                row["event_sync_count"],
+                row["sequence_number"],
+                row["record_index"],
+            )
+        )
+    return sorted(got, key=repr)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(cognito_records(), max_size=25))
+def test_landing_then_reading_the_parquet_gives_back_exactly_the_changes(records: list[dict[str, Any]]) -> None:
+    # GIVEN any valid records  WHEN decoded and written as the landed Parquet file, then read back
+    data = [dumps(r) for r in records]
+    out = decode_records(
+        KinesisRecords(data, [str(1000 + i) for i in range(len(data))], [1_700_000_000_000] * len(data)), OPTIONS
+    )
+    assert not out.rejects and out.records_landed == len(records)
+    back = pq.read_table(pa.BufferReader(parquet_bytes(out.changes, "zstd")))
+    # THEN the file has the contract's schema and exactly the changes that went in
+    assert back.schema.equals(CHANGES_SCHEMA)
+    assert landed_rows(back) == expected_rows(records)
+    # and every cut value's row holds a prefix of it, on a character boundary, with its full text kept
+    full_texts = {c.ref: c.text for c in out.cut_values}
+    for row in back.to_pylist():
+        if row["is_value_cut"]:
+            prefix = row["record_value"].encode()
+            assert len(prefix) <= MAX and full_texts[row["value_ref"]].startswith(prefix)
+            assert len(full_texts[row["value_ref"]]) == row["value_bytes"]
+
+
+BAD = bad_records()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(cognito_records(), min_size=1, max_size=20),
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=len(BAD) - 1)), max_size=8
+    ),
+)
+def test_bad_records_anywhere_are_rejected_and_only_them(
+    records: list[dict[str, Any]], inserts: list[tuple[int, int]]
+) -> None:
+    # GIVEN valid records with bad ones inserted at random places
+    data: list[bytes | None] = [dumps(r) for r in records]
+    reasons: dict[int, str] = {}
+    items: list[tuple[bytes, str | None]] = [(d, None) for d in data if d is not None]
+    for where, which in inserts:
+        reason, raw = BAD[which]
+        items.insert(min(where, len(items)), (raw, reason))
+    for position, (_, reason) in enumerate(items):
+        if reason is not None:
+            reasons[position] = reason
+    raws = [raw for raw, _ in items]
+    out = decode_records(KinesisRecords(raws, [str(i) for i in range(len(raws))], [0] * len(raws)), OPTIONS)
+    # THEN exactly those are rejected, each with its reason; the rest land
+    assert {int(r.sequence_number): r.reason for r in out.rejects} == reasons
+    assert out.records_landed == len(records)
+    assert out.records_read == out.records_landed + out.records_rejected
