@@ -27,10 +27,12 @@ import logging
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -38,6 +40,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger("local.simulator")
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: Datasets an app keeps per user, with the keys it writes (``save_game`` holds the large values).
 DATASETS: dict[str, tuple[str, ...]] = {
@@ -72,7 +76,10 @@ class SimulationConfig:
     #: Record changes to make (key replaces + key removes + dataset deletes); ignored when trickling.
     changes: int = 1000
     seed: int = 42
+    #: Worker threads (per process); each identity belongs to one worker.
     workers: int = 4
+    #: Processes the workers are spread over (boto3's cost per call makes one process CPU-bound).
+    processes: int = 1
     #: Share of sessions writing a value large enough for the stream record to go as S3Url.
     large_share: float = 0.01
     #: Share of key changes that remove the key (when it exists).
@@ -99,6 +106,8 @@ class SimulationConfig:
             problems.append(f"changes must be >= 0, got {self.changes}")
         if self.workers < 1:
             problems.append(f"workers must be at least 1, got {self.workers}")
+        if self.processes < 1:
+            problems.append(f"processes must be at least 1, got {self.processes}")
         for name in ("large_share", "remove_share", "delete_share", "conflict_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -531,37 +540,33 @@ def _emulator_limit(cfg: SimulationConfig) -> int:
         return 1_048_576  # not the emulator (real AWS): Cognito's documented 1 MB
 
 
-def simulate(config: SimulationConfig, stop: threading.Event | None = None) -> SimulationStats:
-    """Run the simulation; returns the counts. In trickle mode, runs until ``stop`` is set."""
-    started = time.perf_counter()
-    sync, identity = _clients(config)
-    threshold = config.s3url_threshold_bytes or (
-        emulator_threshold(config.cognito_sync_endpoint) if config.large_share else 0
-    )
-    max_dataset_bytes = _emulator_limit(config)
-    streaming = _streaming_pools(sync, config.identity_pool_ids)
-    users: list[tuple[str, str, random.Random]] = []
-    for p, pool_id in enumerate(config.identity_pool_ids):
-        for i, identity_id in enumerate(ensure_identities(identity, pool_id, config.identities_per_pool)):
-            users.append((pool_id, identity_id, random.Random(f"{config.seed}:{p}:{i}")))
-    log.info(
-        "simulating %s over %d identities in %d pools with %d workers",
-        f"{config.trickle_rate} changes/s" if config.trickle_rate else f"{config.changes} changes",
-        len(users),
-        len(config.identity_pool_ids),
-        config.workers,
-    )
+@dataclass(frozen=True)
+class _Plan:
+    """What every worker needs (picklable, for worker processes)."""
+
+    config: SimulationConfig
+    threshold: int
+    max_dataset_bytes: int
+    streaming: frozenset[str]
+
+
+#: One worker's share: its users (pool, identity, generator seed) and how many changes it makes.
+_Slot = tuple[list[tuple[str, str, str]], int]
+
+
+def _run_slots(plan: _Plan, slots: list[_Slot], stop: threading.Event | None = None) -> list[SimulationStats]:
+    """Run one thread per slot in this process; returns each slot's counts."""
+    config = plan.config
     stop = stop or threading.Event()
-    workers = min(config.workers, len(users))
-    results: list[SimulationStats] = [SimulationStats() for _ in range(workers)]
-    failures: list[BaseException] = []
+    results = [SimulationStats() for _ in slots]
+    failures: list[str] = []
+    rate = config.trickle_rate / len(slots) if config.trickle_rate else None
 
     def work(w: int) -> None:
-        own_sync = _clients(config)[0] if w else sync
+        own_sync = _clients(config)[0]
         stats = results[w]
-        mine = [_User(own_sync, p, i, rng, stats, p in streaming) for p, i, rng in users[w::workers]]
-        budget = config.changes // workers + (1 if w < config.changes % workers else 0)
-        rate = config.trickle_rate / workers if config.trickle_rate else None
+        users, budget = slots[w]
+        mine = [_User(own_sync, p, i, random.Random(seed), stats, p in plan.streaming) for p, i, seed in users]
         made = 0
         t0 = time.perf_counter()
         while not stop.is_set() and (rate is not None or made < budget):
@@ -569,10 +574,12 @@ def simulate(config: SimulationConfig, stop: threading.Event | None = None) -> S
                 if stop.is_set() or (rate is None and made >= budget):
                     break
                 try:
-                    made += user.session(budget - made if rate is None else 4, config, threshold, max_dataset_bytes)
+                    made += user.session(
+                        budget - made if rate is None else 4, config, plan.threshold, plan.max_dataset_bytes
+                    )
                 except (ClientError, BotoCoreError, SimulationError) as err:
                     if rate is None:
-                        failures.append(err)
+                        failures.append(f"{user.identity_id}: {err}")
                         stop.set()
                         return
                     # Trickling for a long-running demo: wait out an emulator restart instead of dying.
@@ -584,18 +591,112 @@ def simulate(config: SimulationConfig, stop: threading.Event | None = None) -> S
                     if ahead > 0 and stop.wait(ahead):
                         break
 
-    threads = [threading.Thread(target=work, args=(w,), name=f"sim-{w}", daemon=True) for w in range(workers)]
+    threads = [threading.Thread(target=work, args=(w,), name=f"sim-{w}", daemon=True) for w in range(len(slots))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if failures:
+        made = sum(r.replaces + r.removes + r.dataset_deletes for r in results)
+        raise SimulationError(f"the simulation stopped after {made} changes: {failures[0]}")
+    return results
+
+
+def _run_processes(plan: _Plan, slots: list[_Slot], processes: int) -> list[SimulationStats]:
+    """Spread the slots over worker processes (``python -c`` children, so nothing of the caller's
+    main module runs again); each gets its plan as JSON on stdin and answers its counts on stdout."""
+    config = {**asdict(plan.config), "identity_pool_ids": list(plan.config.identity_pool_ids)}
+    payloads = [
+        json.dumps(
+            {
+                "config": config,
+                "threshold": plan.threshold,
+                "max_dataset_bytes": plan.max_dataset_bytes,
+                "streaming": sorted(plan.streaming),
+                "slots": slots[p::processes],
+            }
+        )
+        for p in range(processes)
+    ]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from local.simulator import _worker_entry; _worker_entry()"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in payloads
+    ]
+    outputs: list[tuple[str, str]] = [("", "")] * len(children)
+
+    def talk(i: int) -> None:
+        outputs[i] = children[i].communicate(payloads[i])
+
+    talkers = [threading.Thread(target=talk, args=(i,)) for i in range(len(children))]
+    for t in talkers:
+        t.start()
+    for t in talkers:
+        t.join()
+    failed = [(c.returncode, err) for c, (_, err) in zip(children, outputs, strict=True) if c.returncode != 0]
+    if failed:
+        code, err = failed[0]
+        raise SimulationError(f"a simulator worker process failed (exit {code}): {err.strip()[-2000:]}")
+    return [SimulationStats(**stats) for out, _ in outputs for stats in json.loads(out)]
+
+
+def _worker_entry() -> None:
+    """A worker process: its plan as JSON on stdin, its counts as JSON on stdout."""
+    raw = json.loads(sys.stdin.read())
+    config = SimulationConfig(**{**raw["config"], "identity_pool_ids": tuple(raw["config"]["identity_pool_ids"])})
+    plan = _Plan(config, raw["threshold"], raw["max_dataset_bytes"], frozenset(raw["streaming"]))
+    slots: list[_Slot] = [([(p, i, seed) for p, i, seed in users], budget) for users, budget in raw["slots"]]
+    try:
+        results = _run_slots(plan, slots)
+    except SimulationError as err:
+        print(err, file=sys.stderr)
+        sys.exit(2)
+    json.dump([asdict(r) for r in results], sys.stdout)
+
+
+def simulate(config: SimulationConfig, stop: threading.Event | None = None) -> SimulationStats:
+    """Run the simulation; returns the counts. In trickle mode, runs until ``stop`` is set.
+
+    ``config.processes`` > 1 spreads the worker threads over that many processes (boto3 spends about
+    2 ms of CPU per call: one process saturates one core); trickle mode always uses one process.
+    """
+    started = time.perf_counter()
+    sync, identity = _clients(config)
+    threshold = config.s3url_threshold_bytes or (
+        emulator_threshold(config.cognito_sync_endpoint) if config.large_share else 0
+    )
+    plan = _Plan(
+        config, threshold, _emulator_limit(config), frozenset(_streaming_pools(sync, config.identity_pool_ids))
+    )
+    users: list[tuple[str, str, str]] = []
+    for p, pool_id in enumerate(config.identity_pool_ids):
+        for i, identity_id in enumerate(ensure_identities(identity, pool_id, config.identities_per_pool)):
+            users.append((pool_id, identity_id, f"{config.seed}:{p}:{i}"))
+    processes = 1 if config.trickle_rate else config.processes
+    count = min(config.workers * processes, len(users))
+    slots: list[_Slot] = [
+        (users[s::count], config.changes // count + (1 if s < config.changes % count else 0)) for s in range(count)
+    ]
+    log.info(
+        "simulating %s over %d identities in %d pools with %d workers in %d process(es)",
+        f"{config.trickle_rate} changes/s" if config.trickle_rate else f"{config.changes} changes",
+        len(users),
+        len(config.identity_pool_ids),
+        count,
+        processes,
+    )
+    results = _run_slots(plan, slots, stop) if processes == 1 else _run_processes(plan, slots, processes)
     total = SimulationStats(pools=len(config.identity_pool_ids), identities=len(users))
     for part in results:
         total.merge(part)
     total.changes = total.replaces + total.removes + total.dataset_deletes
     total.elapsed_seconds = time.perf_counter() - started
-    if failures:
-        raise SimulationError(f"the simulation stopped after {total.changes} changes: {failures[0]}") from failures[0]
     log.info("simulation done: %s", json.dumps(total.as_dict(), ensure_ascii=False))
     return total
 
@@ -626,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--identities", type=int, default=20, help="identities per pool (default 20)")
     parser.add_argument("--changes", type=int, default=1000, help="record changes to make (default 1000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--workers", type=int, default=4, help="concurrent worker threads (default 4)")
+    parser.add_argument("--workers", type=int, default=4, help="concurrent worker threads per process (default 4)")
+    parser.add_argument("--processes", type=int, default=1, help="processes to spread the workers over (default 1)")
     parser.add_argument("--large-share", type=float, default=0.01, help="share of S3Url-sized updates (0.01)")
     parser.add_argument("--remove-share", type=float, default=0.1, help="share of key removes (0.1)")
     parser.add_argument("--delete-share", type=float, default=0.02, help="share of dataset deletes (0.02)")
@@ -656,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             changes=args.changes,
             seed=args.seed,
             workers=args.workers,
+            processes=args.processes,
             large_share=args.large_share,
             remove_share=args.remove_share,
             delete_share=args.delete_share,

@@ -372,6 +372,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _serve  # noqa: N815 - names BaseHTTPRequestHandler calls
 
+    _date: tuple[int, str] = (0, "")
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, formatted once per second (email.utils is slow per request)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        if _Handler._date[0] != now:
+            _Handler._date = (now, super().date_time_string(now))
+        return _Handler._date[1]
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.access_log:
             log.info("%s %s", self.address_string(), format % args)

@@ -119,7 +119,9 @@ def test_simulated_activity_reaches_the_stream_and_replays_to_the_same_state(
 
 
 def test_the_same_seed_makes_the_same_changes(aws: Callable[[str], Any], ctl: EmulatorControl) -> None:
-    def run(seed: int) -> tuple[dict[str, Any], dict[tuple[int, str], dict[str, tuple[str | None, int]]]]:
+    def run(
+        seed: int, workers: int = 2, processes: int = 1
+    ) -> tuple[dict[str, Any], dict[tuple[int, str], dict[str, tuple[str | None, int]]]]:
         """(the counts, the final state by identity index) of one run in a fresh pool."""
         pool = _new_pool(aws)
         stats = simulate(
@@ -127,7 +129,8 @@ def test_the_same_seed_makes_the_same_changes(aws: Callable[[str], Any], ctl: Em
                 identity_pool_ids=(pool,),
                 identities_per_pool=4,
                 changes=150,
-                workers=2,
+                workers=workers,
+                processes=processes,
                 seed=seed,
                 large_share=0.0,
                 delete_share=0.05,
@@ -142,8 +145,9 @@ def test_the_same_seed_makes_the_same_changes(aws: Callable[[str], Any], ctl: Em
         counts = {k: v for k, v in stats.as_dict().items() if k not in ("elapsed_seconds", "changes_per_second")}
         return counts, state
 
-    first, again, other = run(7), run(7), run(8)
-    # The same seed: the same counts (conflicts included) and the same final values and sync counts
+    # The same seed: the same counts (conflicts included) and the same final values and sync counts,
+    # whether the two workers are threads of one process or two worker processes
+    first, again, other = run(7), run(7, workers=1, processes=2), run(8)
     assert first == again
     assert first[1] != other[1]
 
