@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local.emulator.control import EmulatorControl, EmulatorControlError
@@ -490,8 +492,10 @@ def test_throttling_is_answered_429_and_retried_by_botocore(cs: Any, ctl: Emulat
     answer = cs.describe_identity_pool_usage(IdentityPoolId=pool)
     # THEN it succeeds on the third attempt
     assert answer["ResponseMetadata"]["RetryAttempts"] == 2
-    ctl.throttle_next_requests(10)
-    code, status, _ = error_of(lambda: cs.describe_identity_pool_usage(IdentityPoolId=pool))
+    # AND without retries the caller sees the 429 itself
+    ctl.throttle_next_requests(1)
+    once = boto3.client("cognito-sync", endpoint_url=ctl.endpoint, config=Config(retries={"total_max_attempts": 1}))
+    code, status, _ = error_of(lambda: once.describe_identity_pool_usage(IdentityPoolId=pool))
     assert (code, status) == ("TooManyRequestsException", 429)
 
 
