@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from local.emulator.control import EmulatorControl
 
@@ -433,3 +435,71 @@ def _with_disabled_reason(client: Any) -> Any:
 
     client.meta.events.register("after-call.cognito-sync.GetIdentityPoolConfiguration", keep)
     return client
+
+
+# -- property: the stream and the state follow Cognito's rules for any sequence of syncs ------------------
+_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            st.sampled_from(["a", "b"]),
+            st.dictionaries(
+                st.sampled_from(["k1", "k2", "k3"]),
+                st.one_of(st.none(), st.text(alphabet='xyzé🚀"\\\n', max_size=6)),
+                min_size=1,
+                max_size=3,
+            ),
+        ),
+        st.tuples(st.just("delete"), st.sampled_from(["a", "b"]), st.just({})),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops)
+def test_any_sequence_of_syncs_streams_exactly_the_state(
+    aws: Callable[[str], Any], cs: Any, ctl: EmulatorControl, ops: list[tuple[str, str, dict[str, str | None]]]
+) -> None:
+    # GIVEN a fresh streaming pool, and a reference model of Cognito's rules: a sync gives every key it
+    # touches the dataset's next sync count; a delete drops the dataset, and counts start over
+    streaming = Streaming(aws, cs, ctl)
+    model: dict[str, tuple[int, dict[str, tuple[str | None, int]]]] = {}
+    streamed = 0
+    # WHEN the operations run (each put with the sync counts the model says are current)
+    for op, dataset, changes in ops:
+        count, keys = model.get(dataset, (0, {}))
+        if op == "delete":
+            if dataset not in model:
+                continue
+            cs.delete_dataset(IdentityPoolId=streaming.pool, IdentityId=streaming.identity, DatasetName=dataset)
+            del model[dataset]
+        else:
+            patches = [
+                {"Op": "remove", "Key": k, "SyncCount": keys.get(k, (None, 0))[1]}
+                if v is None
+                else {"Op": "replace", "Key": k, "Value": v, "SyncCount": keys.get(k, (None, 0))[1]}
+                for k, v in changes.items()
+            ]
+            streaming.put(dataset, patches)
+            model[dataset] = (count + 1, {**keys, **{k: (v, count + 1) for k, v in changes.items()}})
+        streamed += 1
+    # THEN the emulator's state is the model's
+    exported = {
+        d["dataSetName"]: (d["syncCount"], {r["key"]: (r["value"], r["syncCount"]) for r in d["records"]})
+        for d in ctl.export(streaming.pool)["datasets"]
+    }
+    assert exported == model
+    # AND the stream has one record per operation, and replaying it gives the same state
+    records = [r for _, r in streaming.records()]
+    assert len(records) == streamed
+    replayed: dict[str, dict[str, tuple[str | None, int]]] = {}
+    for record in records:
+        if record["operation"] == "remove":
+            replayed.pop(record["dataSetName"], None)
+        else:
+            replayed.setdefault(record["dataSetName"], {}).update(
+                {e["key"]: (e["value"], e["syncCount"]) for e in record["kinesisSyncRecords"]}
+            )
+    assert replayed == {name: keys for name, (_, keys) in model.items()}
