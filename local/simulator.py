@@ -356,6 +356,8 @@ class _Device:
         self.device_id = device_id
         self.stats = stats
         self.local: dict[str, _LocalDataset] = {}
+        #: Whether the other device's crossing edit (in the last push) created the dataset.
+        self.other_created = False
 
     def pull(self, dataset: str) -> tuple[str, int, bool]:
         """ListRecords since the local sync count, all pages; merge. Returns (session token, the
@@ -397,7 +399,9 @@ class _Device:
             token, server_count, existed = self.pull(dataset)
             local = self.local[dataset]
             if interfere is not None:
-                interfere.push(dataset, {k: v if v is not None else "other-device" for k, v in changes.items()})
+                self.other_created = interfere.push(
+                    dataset, {k: v if v is not None else "other-device" for k, v in changes.items()}
+                )
                 interfere = None
             patches = [
                 {
@@ -504,7 +508,7 @@ class _User:
         crossing = rng.random() < cfg.conflict_share and budget >= 2 * len(changes)
         created = self.phone.push(dataset, changes, self.tablet if crossing else None)
         if crossing:
-            self._count(dataset, {k: "other-device" for k in changes}, False)
+            self._count(dataset, {k: "other-device" for k in changes}, self.phone.other_created)
         self._count(dataset, changes, created)
         return len(changes) * (2 if crossing else 1)
 

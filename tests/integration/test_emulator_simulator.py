@@ -114,6 +114,14 @@ def test_simulated_activity_reaches_the_stream_and_replays_to_the_same_state(
     assert len(records) == stats.stream_records_expected == stats.syncs + stats.dataset_deletes
     assert sum(r["payloadType"] == "S3Url" for r in records) == stats.stream_records_expected_s3url
     assert sum(r["operation"] == "remove" for r in records) == stats.dataset_deletes
+    # AND a dataset is created by its first sync and by the first sync after each delete
+    last: dict[tuple[str, str], str] = {}
+    creations = 0
+    for record in records:
+        owner = (record["identityId"], record["dataSetName"])
+        creations += record["operation"] == "replace" and last.get(owner, "remove") == "remove"
+        last[owner] = record["operation"]
+    assert creations == stats.dataset_creations
     # AND replaying the stream gives Cognito Sync's state exactly (removed keys included)
     assert _replay(records) == _exported(ctl, pool)
 
