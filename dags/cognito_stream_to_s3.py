@@ -129,4 +129,4 @@ def cognito_stream_to_s3() -> None:
     publish_landed(outcomes) >> check_shards(planned, outcomes)
 
 
-cognito_stream_to_s3()
+DAG = cognito_stream_to_s3()
