@@ -95,27 +95,43 @@ group by problem
 order by problem;
 
 -- name: create_versions
--- Step 1. One row per version (key, sync_count, last_modified_at); of its copies, the last in stream order.
+-- Step 1. One row per version (key, sync_count, last_modified_at): of its copies, the last in stream order.
+-- One sort serves both: in each key's order by (sync_count, last_modified_at, position), all descending, a
+-- row is its version's chosen copy when the row before it is of another version, and the first row
+-- (key_rank = 1) is the batch's best version of the key: the winner wherever the dataset has no delete
+-- (then every version is of the first generation).
 create temp table stg_versions ${attributes_stg_work} as
 select
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
     value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
     payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
-    landed_file
+    landed_file, key_rank
 from (
     select
         c.*,
+        -- The same window three times (Redshift has no WINDOW clause); PostgreSQL sorts once for all three.
         row_number() over (
-            partition by
-                c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key, c.sync_count, c.last_modified_at
+            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
             order by
-                c.shard_id desc, lpad(c.sequence_number, 64, '0') desc, c.sub_sequence_number desc,
-                c.record_index desc
-        ) as copy_rank
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as key_rank,
+        lag(c.sync_count) over (
+            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
+            order by
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as previous_sync_count,
+        lag(c.last_modified_at) over (
+            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
+            order by
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as previous_last_modified_at
     from stg_changes as c
     where c.op in ('replace', 'remove')
 ) as copies
-where copy_rank = 1;
+where key_rank = 1 or previous_sync_count <> sync_count or previous_last_modified_at <> last_modified_at;
 
 -- name: create_new_deletes
 -- Step 2a. Dataset deletes the warehouse does not know yet (one row per dataset and delete time).
@@ -210,16 +226,20 @@ select distinct identity_pool_id, identity_id, dataset_name
 from stg_new_deletes;
 
 -- name: create_candidates
--- Step 3a. Every version that may win for a touched key: the staged versions, the stored current row
--- (is_stored = 1: at an equal version the stored copy stays, so duplicates never rewrite a row), and for
--- reset datasets their stored rows and history.
+-- Step 3a. For datasets that have deletes (where generations matter), every version that may win for a
+-- touched key: the staged versions, the stored current row (is_stored = 1: at an equal version the stored
+-- copy stays, so duplicates never rewrite a row), and for reset datasets all their stored rows and history.
 create temp table stg_candidates ${attributes_stg_work} as
 select
-    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
-    value_ref, sync_count, last_modified_at, device_last_modified_at,
+    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
+    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at,
     0 as is_stored, 0 as stored_live,
-    shard_id, sequence_number, sub_sequence_number, record_index
-from stg_versions
+    v.shard_id, v.sequence_number, v.sub_sequence_number, v.record_index
+from stg_versions as v
+inner join stg_latest_deletes as l
+    on l.identity_pool_id = v.identity_pool_id
+    and l.identity_id = v.identity_id
+    and l.dataset_name = v.dataset_name
 union all
 select
     r.identity_pool_id, r.identity_id, r.dataset_name, r.record_key, r.op, r.record_value, r.value_bytes,
@@ -228,8 +248,13 @@ select
     '', '', 0, 0
 from ${schema}.records as r
 inner join (
-    select distinct identity_pool_id, identity_id, dataset_name, record_key
-    from stg_versions
+    select v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key
+    from stg_versions as v
+    inner join stg_latest_deletes as l
+        on l.identity_pool_id = v.identity_pool_id
+        and l.identity_id = v.identity_id
+        and l.dataset_name = v.dataset_name
+    where v.key_rank = 1
 ) as k
     on k.identity_pool_id = r.identity_pool_id
     and k.identity_id = r.identity_id
@@ -279,10 +304,40 @@ left join ${schema}.dataset_deletes as d
 group by c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at;
 
 -- name: create_winners
--- Step 3c. One winner per key by (generation, sync_count, last_modified_at, stored first, stream position),
--- kept only when it changes the stored row: a new key, a newer version, or a tombstone flag that flips.
--- A key is deleted when its winner is a remove or is not newer than the dataset's latest delete.
+-- Step 3c. One winner per key, kept only when it changes the stored row (a new key, a newer version, or a
+-- tombstone flag that flips); at most one row per key, as MERGE requires.
+-- Datasets without any delete (nearly all): every version is of the first generation, so the batch's best
+-- version (key_rank = 1) wins when it is newer than the stored row by (sync_count, last_modified_at); an
+-- equal version is a duplicate and changes nothing.
+-- Datasets with deletes: the winner among the candidates by (generation, sync_count, last_modified_at,
+-- stored first, stream position); a key is deleted when its winner is a remove or is not newer than the
+-- dataset's latest delete.
 create temp table stg_winners ${attributes_stg_work} as
+select
+    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
+    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at,
+    case when v.op = 'remove' then true else false end as is_deleted,
+    case when v.op = 'remove' then 0 else 1 end as is_live,
+    case when r.identity_pool_id is null then 0 else 1 end as was_stored,
+    case when r.identity_pool_id is null or r.is_deleted then 0 else 1 end as was_live
+from stg_versions as v
+left join stg_latest_deletes as l
+    on l.identity_pool_id = v.identity_pool_id
+    and l.identity_id = v.identity_id
+    and l.dataset_name = v.dataset_name
+left join ${schema}.records as r
+    on r.identity_pool_id = v.identity_pool_id
+    and r.identity_id = v.identity_id
+    and r.dataset_name = v.dataset_name
+    and r.record_key = v.record_key
+where v.key_rank = 1
+    and l.identity_pool_id is null
+    and (
+        r.identity_pool_id is null
+        or v.sync_count > r.sync_count
+        or (v.sync_count = r.sync_count and v.last_modified_at > r.last_modified_at)
+    )
+union all
 select
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
     value_ref, sync_count, last_modified_at, device_last_modified_at, is_deleted, is_live, was_stored, was_live
@@ -307,7 +362,7 @@ from (
                 c.sub_sequence_number desc, c.record_index desc
         ) as winner_rank
     from stg_candidates as c
-    left join stg_latest_deletes as l
+    inner join stg_latest_deletes as l
         on l.identity_pool_id = c.identity_pool_id
         and l.identity_id = c.identity_id
         and l.dataset_name = c.dataset_name

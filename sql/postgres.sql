@@ -1,13 +1,32 @@
--- PostgreSQL-only statements (the local stand-in): the stage is fed through COPY FROM STDIN with the
--- rows of the same S3 objects Redshift would read, and the planner gets statistics on the work tables
--- (Redshift computes them itself when CREATE TABLE AS or COPY fills an empty table).
-
--- name: tune_transaction
--- Sorts of a 100,000-row batch (dedupe, winners) fit in memory instead of spilling to disk.
-set local work_mem = '64MB';
+-- PostgreSQL-only statements (the local stand-in). The stage is fed through COPY FROM STDIN with the rows
+-- of the same S3 objects Redshift would read; the rest is tuning that Redshift does not need or accept.
+-- None of it changes what a statement computes.
 
 -- name: copy_from_stdin
 copy ${table} from stdin with (format csv);
 
 -- name: analyze_table
 analyze ${table};
+
+-- name: tune_session
+-- The loader's work tables are temporary: with the default 8MB of temp_buffers, a 100,000-row batch spills
+-- them to disk between statements. Runs before the session first touches a temporary table.
+set temp_buffers = '256MB';
+
+-- name: tune_transaction
+-- Sorts of a 100,000-row batch (dedupe, winners) fit in memory instead of spilling to disk.
+set local work_mem = '64MB';
+
+-- name: tune_planner
+-- A batch touches a small part of large tables: index probes (random reads on SSD or in cache) must look
+-- cheaper than scanning the whole table, or a merge's cost grows with the table instead of the batch.
+set local random_page_cost = 1.1;
+
+-- name: tune_records_table
+-- records and datasets are updated in place by every load: free space in their pages lets PostgreSQL keep
+-- a new row version on the same page without touching the indexes (HOT updates). Idempotent; applies to
+-- pages written from now on.
+alter table ${schema}.records set (fillfactor = 85);
+
+-- name: tune_datasets_table
+alter table ${schema}.datasets set (fillfactor = 85);

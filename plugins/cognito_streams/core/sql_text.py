@@ -347,6 +347,15 @@ class WarehouseSql:
     def tune_transaction(self) -> str:
         return self.statement("postgres.sql", "tune_transaction")
 
+    def tune_planner(self) -> str:
+        return self.statement("postgres.sql", "tune_planner")
+
+    def tune_session(self) -> str:
+        return self.statement("postgres.sql", "tune_session")
+
+    def tune_tables(self) -> list[str]:
+        return [self.statement("postgres.sql", n) for n in ("tune_records_table", "tune_datasets_table")]
+
     def staged_changes_per_file(self) -> str:
         return self.statement("load.sql", "staged_changes_per_file")
 

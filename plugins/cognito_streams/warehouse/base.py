@@ -119,6 +119,10 @@ class Warehouse(ABC):
         :class:`~cognito_streams.warehouse.models.LoadError` naming the file, line and reason."""
 
     @abstractmethod
+    def _after_migrations(self, cur: Cursor) -> None:
+        """Engine-specific table settings, applied (idempotently) after the migrations."""
+
+    @abstractmethod
     def _begin(self, cur: Cursor) -> None:
         """First statement(s) of a loader transaction (session tuning)."""
 
@@ -161,6 +165,7 @@ class Warehouse(ABC):
                     self.sql.record_migration(), (migration.version, migration.name, migration.checksum, utcnow())
                 )
                 applied_now.append(f"V{migration.version:03d}__{migration.name}")
+            self._after_migrations(cur)
         if applied_now:
             log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
         else:

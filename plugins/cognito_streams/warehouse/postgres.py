@@ -30,8 +30,18 @@ Fetch = Callable[[str], bytes]
 
 _SCHEMAS = {STAGE_CHANGES: CHANGES_SCHEMA}
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
+#: Work tables whose column statistics pay for themselves (see _after_work_table).
+ANALYZED_WORK_TABLES: frozenset[str] = frozenset()
 #: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
 PREFETCH = 2
+
+
+def _utc_wall_clock(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with time-zone-less timestamps: the same UTC instants, written without a zone (the columns
+    are TIMESTAMP, UTC by convention), which makes pyarrow's CSV writer about 8x faster on them."""
+    return pa.schema(
+        [pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) else f for f in schema]
+    )
 
 
 def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int]:
@@ -50,7 +60,7 @@ def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int
             "that order; the writer and the loader disagree on the format: fix the writer and re-land the batch"
         )
     try:
-        table = table.cast(schema)
+        table = table.cast(schema).cast(_utc_wall_clock(schema))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise LoadCheckError(f"{url} has column types the contract does not allow ({err}); re-land its batch") from None
     buf = io.BytesIO()
@@ -73,14 +83,23 @@ class PostgresWarehouse(Warehouse):
     ) -> None:
         super().__init__(conn, schema, library=library)
         self._fetch = fetch
+        with self.transaction() as cur:
+            cur.execute(self.sql.tune_session())
+
+    def _after_migrations(self, cur: Cursor) -> None:
+        for statement in self.sql.tune_tables():
+            cur.execute(statement)
 
     def _begin(self, cur: Cursor) -> None:
         cur.execute(self.sql.tune_transaction())
+        cur.execute(self.sql.tune_planner())
 
     def _after_work_table(self, cur: Cursor, table: str) -> None:
-        # Temporary tables are never auto-analyzed; without statistics the planner guesses their size and
-        # picks hash joins over the whole target table instead of index lookups.
-        cur.execute(self.sql.analyze_table(table))
+        # Temporary tables are never auto-analyzed. The planner still knows their size (from their pages),
+        # which is what picks index probes over scans of the big tables; column statistics would cost more
+        # to gather than they save, except where listed.
+        if table in ANALYZED_WORK_TABLES:
+            cur.execute(self.sql.analyze_table(table))
 
     def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
         entries = [(m, e) for m in manifests for e in m.entries]

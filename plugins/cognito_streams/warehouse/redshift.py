@@ -42,6 +42,9 @@ class RedshiftWarehouse(Warehouse):
         super().__init__(conn, schema, library=library)
         self.copy_iam_role_arn = copy_iam_role_arn
 
+    def _after_migrations(self, cur: Cursor) -> None:
+        """Nothing: Redshift's table attributes are part of the DDL (redshift_table_attributes.sql)."""
+
     def _begin(self, cur: Cursor) -> None:
         """Nothing to tune: Redshift sizes query memory through workload management, not per session."""
 

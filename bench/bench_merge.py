@@ -1,0 +1,301 @@
+"""The loader's merge on PostgreSQL, side by side with (a) the floor, a plain COPY of the same rows into an
+empty table, and (b) the S3ToRedshiftOperator-style UPSERT (DELETE ... USING + INSERT, no dedupe, no
+ordering), on ``records`` tables of two sizes. Full mode: a batch of 100,000 changes into 1,000,000 and
+10,000,000 rows; quick mode: 10,000 into 100,000 and 1,000,000.
+
+Every variant starts from the same landed Parquet file and pays the same Parquet -> CSV -> COPY FROM STDIN.
+"ours" is ``PostgresWarehouse.load`` itself (stage, contract and count checks, dedupe, history, MERGE of
+records and datasets, bookkeeping), in one transaction. The batch has what real streams have: updates,
+new keys, removes, exact resends within the batch and older versions arriving late; (b) gets those wrong,
+and the figure notes count how many rows it leaves wrong.
+
+Goals (issue 6): ours within 3x of (a), faster than (b), and less than 1.5x slower on the 10x larger table.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.harness import BenchContext, Figure
+from cognito_streams.core.landing_format import CHANGES_SCHEMA, FileRef, LandedBatch
+from cognito_streams.warehouse.models import BatchToLoad, Manifest, ManifestEntry
+from cognito_streams.warehouse.postgres import PostgresWarehouse, parquet_to_csv
+
+POOL = "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"
+BASE_TIME = datetime(2024, 1, 1)
+KEYS_PER_DATASET = 10
+DATASETS_PER_IDENTITY = 2
+ROWS_PER_IDENTITY = KEYS_PER_DATASET * DATASETS_PER_IDENTITY
+
+
+def identity(n: int) -> str:
+    return f"us-east-1:{n:08d}-0000-4000-8000-000000000000"
+
+
+def row_key(i: int) -> tuple[str, str, str]:
+    """(identity_id, dataset_name, record_key) of base row ``i``; the same mapping as _populate's SQL."""
+    return (
+        identity(i // ROWS_PER_IDENTITY),
+        f"ds{(i // KEYS_PER_DATASET) % DATASETS_PER_IDENTITY}",
+        f"k{i % KEYS_PER_DATASET}",
+    )
+
+
+def _populate(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
+    """n rows in records and record_changes (the history of a warehouse in steady state), n/10 datasets.
+    Bulk SQL for speed; primary keys are added after the rows, as a restore would."""
+    key_sql = (
+        "'us-east-1:' || lpad((i / 20)::text, 8, '0') || '-0000-4000-8000-000000000000', "
+        "'ds' || ((i / 10) % 2)::text, 'k' || (i % 10)::text"
+    )
+    lma = "timestamp '2024-01-01' + (i % 1000) * interval '1 second'"
+    with conn.cursor() as cur:
+        for table in ("records", "record_changes", "datasets"):
+            cur.execute(f"alter table {schema}.{table} drop constraint {table}_pkey")
+        cur.execute(
+            f"insert into {schema}.records select '{POOL}', {key_sql}, 'replace', 'value ' || i, 10, false, null, 5, "
+            f"{lma}, {lma}, false, now() from generate_series(0, {n - 1}) as i"
+        )
+        cur.execute(
+            f"insert into {schema}.record_changes select '{POOL}', {key_sql}, 'replace', 'value ' || i, 10, false, "
+            f"null, 5, {lma}, {lma}, 5, {lma}, 'Inline', 's', 'shardId-000000000000', lpad(i::text, 56, '0'), 0, 0, "
+            f"{lma}, 's3://b/base.parquet', now() from generate_series(0, {n - 1}) as i"
+        )
+        cur.execute(
+            f"insert into {schema}.datasets select '{POOL}', 'us-east-1:' || lpad((i / 2)::text, 8, '0') || "
+            f"'-0000-4000-8000-000000000000', 'ds' || (i % 2)::text, 5, timestamp '2024-01-01 00:20:00', false, null, "
+            f"null, 5, 10, now() from generate_series(0, {n // KEYS_PER_DATASET - 1}) as i"
+        )
+        cur.execute(
+            f"alter table {schema}.records add primary key (identity_pool_id, identity_id, dataset_name, record_key)"
+        )
+        cur.execute(
+            f"alter table {schema}.record_changes add primary key "
+            "(identity_pool_id, identity_id, dataset_name, record_key, sync_count, last_modified_at)"
+        )
+        cur.execute(f"alter table {schema}.datasets add primary key (identity_pool_id, identity_id, dataset_name)")
+        # The baseline's target: the same rows, with the key indexed but not unique, like Redshift (whose
+        # primary keys are not enforced), so that its duplicates survive as they would there.
+        cur.execute(f"create table {schema}.records_upsert as select * from {schema}.records")
+        cur.execute(
+            f"create index on {schema}.records_upsert (identity_pool_id, identity_id, dataset_name, record_key)"
+        )
+    conn.commit()
+    conn.autocommit = True
+    for table in ("records", "record_changes", "datasets", "records_upsert"):
+        conn.execute(f"vacuum analyze {schema}.{table}")
+    conn.autocommit = False
+
+
+def _batch(n_base: int, size: int, seed: int) -> tuple[pa.Table, dict[str, int]]:
+    """A batch of ``size`` changes against a table of ``n_base`` rows: 60% updates, 15% new keys, 5% removes,
+    5% older versions of existing keys arriving late, 15% exact resends of the batch's own changes."""
+    rnd = random.Random(seed)
+    mix = {"update": 0.60, "new": 0.15, "remove": 0.05, "older": 0.05}
+    counts = {k: int(size * v) for k, v in mix.items()}
+    counts["resend"] = size - sum(counts.values())
+    existing = rnd.sample(range(n_base), counts["update"] + counts["remove"] + counts["older"])
+    t1 = BASE_TIME + timedelta(hours=1 + seed)
+    rows: list[dict[str, Any]] = []
+
+    def add(ident: str, ds: str, key: str, op: str, value: str | None, sc: int, lma: datetime) -> None:
+        seq = len(rows) + 1
+        rows.append(
+            {
+                "identity_pool_id": POOL, "identity_id": ident, "dataset_name": ds, "record_key": key, "op": op,
+                "record_value": value, "value_bytes": None if value is None else len(value), "is_value_cut": False,
+                "value_ref": None, "sync_count": sc, "last_modified_at": lma, "device_last_modified_at": lma,
+                "event_sync_count": sc, "event_last_modified_at": lma, "payload_type": "Inline", "stream_name": "s",
+                "shard_id": "shardId-000000000001", "sequence_number": f"{seed:04d}{seq:052d}",
+                "sub_sequence_number": 0, "record_index": 0, "arrived_at": lma, "landed_file": "",
+            }
+        )  # fmt: skip
+
+    it = iter(existing)
+    for _ in range(counts["update"]):
+        i = next(it)
+        add(*row_key(i), "replace", f"updated {i}", 6 + seed, t1)
+    for _ in range(counts["remove"]):
+        i = next(it)
+        add(*row_key(i), "remove", None, 6 + seed, t1)
+    for _ in range(counts["older"]):
+        i = next(it)
+        add(*row_key(i), "replace", f"stale {i}", 4, BASE_TIME - timedelta(days=1))
+    for j in range(counts["new"]):
+        add(*row_key(n_base + seed * size + j), "replace", f"new {j}", 1, t1)
+    for _ in range(counts["resend"]):
+        again = dict(rnd.choice(rows[: counts["update"]]))
+        again["sequence_number"] = f"{seed:04d}{len(rows) + 1:052d}"
+        rows.append(again)
+    rnd.shuffle(rows)
+    return pa.Table.from_pylist(rows, schema=CHANGES_SCHEMA), counts
+
+
+def _landed(table: pa.Table, name: str) -> tuple[BatchToLoad, dict[str, bytes]]:
+    """The batch as the landing DAG would leave it (Parquet + manifest + descriptor), kept in memory."""
+    url = f"s3://bench/{name}.parquet"
+    table = table.set_column(
+        CHANGES_SCHEMA.get_field_index("landed_file"), "landed_file", pa.array([url] * table.num_rows)
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    data = buf.getvalue()
+    now = datetime.now(UTC)
+    batch = LandedBatch(
+        batch_id=f"s/shardId-000000000001/{name}", stream_name="s", shard_id="shardId-000000000001",
+        first_sequence_number="1", last_sequence_number=str(table.num_rows), first_arrived_at=now,
+        last_arrived_at=now, landed_at=now, kinesis_records_read=table.num_rows,
+        kinesis_records_landed=table.num_rows, kinesis_records_rejected=0,
+        changes=FileRef(url=url, rows=table.num_rows, bytes=len(data)), changes_manifest=url + ".manifest",
+        rejects=None, rejects_raw=None, rejects_manifest=None,
+    )  # fmt: skip
+    manifest = Manifest(url + ".manifest", (ManifestEntry(url, len(data), table.num_rows),))
+    return (
+        BatchToLoad(f"s3://bench/{name}.json", now.date(), batch, manifest, None),
+        {url: data},
+    )
+
+
+def _copy_floor(conn: psycopg.Connection[Any], data: bytes) -> float:
+    """(a): the same Parquet -> CSV -> COPY into an empty table, nothing else."""
+    t0 = time.perf_counter()
+    csv, _ = parquet_to_csv(data, CHANGES_SCHEMA, "floor")
+    with conn.cursor() as cur:
+        cur.execute("create temp table floor_copy (like bench_stage_shape)")
+        with cur.copy("copy floor_copy from stdin with (format csv)") as copy:
+            copy.write(csv)
+    conn.commit()
+    elapsed = time.perf_counter() - t0
+    conn.execute("drop table floor_copy")
+    conn.commit()
+    return elapsed
+
+
+def _upsert_baseline(conn: psycopg.Connection[Any], schema: str, data: bytes) -> float:
+    """(b): S3ToRedshiftOperator's UPSERT: COPY into a table like the stage, then in one transaction
+    DELETE ... USING on the key and INSERT of every staged row (no dedupe, no version order)."""
+    t0 = time.perf_counter()
+    csv, _ = parquet_to_csv(data, CHANGES_SCHEMA, "upsert")
+    with conn.cursor() as cur:
+        cur.execute("create temp table upsert_stage (like bench_stage_shape)")
+        with cur.copy("copy upsert_stage from stdin with (format csv)") as copy:
+            copy.write(csv)
+        cur.execute("analyze upsert_stage")
+        cur.execute(
+            f"delete from {schema}.records_upsert as t using upsert_stage as s where t.identity_pool_id = "
+            "s.identity_pool_id and t.identity_id = s.identity_id and t.dataset_name = s.dataset_name and "
+            "t.record_key = s.record_key"
+        )
+        cur.execute(
+            f"insert into {schema}.records_upsert select identity_pool_id, identity_id, dataset_name, record_key, op, "
+            "record_value, value_bytes, is_value_cut, value_ref, sync_count, last_modified_at, "
+            "device_last_modified_at, op = 'remove', now() from upsert_stage"
+        )
+        cur.execute("drop table upsert_stage")
+    conn.commit()
+    return time.perf_counter() - t0
+
+
+def _wrong_rows(conn: psycopg.Connection[Any], schema: str) -> tuple[int, int]:
+    """(duplicate rows, keys holding another version than ours) left by the baseline."""
+    dup = conn.execute(
+        f"select count(*) - count(distinct (identity_id, dataset_name, record_key)) from {schema}.records_upsert"
+    ).fetchone()
+    stale = conn.execute(
+        f"select count(distinct (u.identity_id, u.dataset_name, u.record_key)) from {schema}.records_upsert u "
+        f"join {schema}.records r using (identity_pool_id, identity_id, dataset_name, record_key) "
+        "where u.sync_count <> r.sync_count or u.last_modified_at <> r.last_modified_at"
+    ).fetchone()
+    conn.commit()
+    assert dup is not None and stale is not None
+    return int(dup[0]), int(stale[0])
+
+
+def run(ctx: BenchContext) -> list[Figure]:
+    ctx.stack(emulator=False)
+    dsn = os.environ["CS_WAREHOUSE_DSN"]
+    batch_size = ctx.scale(10_000, 100_000)
+    sizes = [ctx.scale(100_000, 1_000_000), ctx.scale(1_000_000, 10_000_000)]
+    figures: list[Figure] = []
+    ours_by_size: dict[int, float] = {}
+    for n in sizes:
+        schema = f"bench_merge_{n}"
+        admin = psycopg.connect(dsn)
+        admin.execute(f"drop schema if exists {schema} cascade")
+        admin.commit()
+        wh = PostgresWarehouse(psycopg.connect(dsn), schema)
+        wh.ensure_schema()
+        t0 = time.perf_counter()
+        _populate(admin, schema, n)
+        admin.execute(f"create temp table bench_stage_shape as select * from {schema}.record_changes limit 0")
+        admin.execute("alter table bench_stage_shape drop column loaded_at")
+        admin.commit()
+        print(f"   records={n:,}: populated in {time.perf_counter() - t0:.1f} s", flush=True)
+
+        ours, floor, upsert = [], [], []
+        for seed in (1, 2):  # two different batches; the best of each variant is reported
+            table, counts = _batch(n, batch_size, seed)
+            batch, files = _landed(table, f"batch-{n}-{seed}")
+            data = files[batch.changes_manifest.entries[0].url]  # type: ignore[union-attr]
+            floor.append(min(_copy_floor(admin, data) for _ in range(2)))
+            wh._fetch = files.__getitem__
+            t0 = time.perf_counter()
+            report = wh.load([batch])
+            ours.append(time.perf_counter() - t0)
+            assert report.rows_staged == batch_size, report
+            upsert.append(_upsert_baseline(admin, schema, data))
+        duplicates, stale = _wrong_rows(admin, schema)
+        wh.close()
+        admin.execute(f"drop schema {schema} cascade")
+        admin.commit()
+        admin.close()
+
+        best = min(ours)
+        ours_by_size[n] = best
+        label = f"{batch_size:,} changes into {n:,} records"
+        figures.append(
+            Figure(
+                name=f"merge vs plain COPY: {label}",
+                value=best,
+                unit="s",
+                higher_is_better=False,
+                baseline="(a) COPY into an empty table",
+                baseline_value=min(floor),
+                goal="ratio >= 0.33 (within 3x of the floor)",
+                note=f"batch mix {counts}; best of 2 batches",
+            )
+        )
+        figures.append(
+            Figure(
+                name=f"merge vs DELETE+INSERT upsert: {label}",
+                value=best,
+                unit="s",
+                higher_is_better=False,
+                baseline="(b) S3ToRedshiftOperator UPSERT",
+                baseline_value=min(upsert),
+                goal="ratio > 1 (faster than (b))",
+                note=f"(b) left {duplicates:,} duplicate rows and {stale:,} keys on an older version after 2 batches;"
+                " ours left none",
+            )
+        )
+    small, large = sizes
+    figures.append(
+        Figure(
+            name=f"merge cost growth, records {small:,} -> {large:,}",
+            value=ours_by_size[large] / ours_by_size[small],
+            unit="x",
+            higher_is_better=False,
+            goal="< 1.5x",
+            note=f"{ours_by_size[small]:.3f} s -> {ours_by_size[large]:.3f} s for the same batch size",
+        )
+    )
+    return figures
