@@ -1,0 +1,128 @@
+"""
+### cognito_s3_to_redshift
+
+Turns the landing zone into the tables analysts query (schema `cognito_sync` by default; see
+docs/warehouse.md), idempotently: the warehouse ends in Cognito Sync's true state whatever arrives
+twice, late or out of order (rules: docs/semantics.md).
+
+Runs when `cognito_stream_to_s3` announces landed batches (Asset `cognito_streams_landed_batches`), and
+by hand for backfills. One run at a time.
+
+1. **ensure_schema** — applies the `sql/schema/V*.sql` migrations not yet in `schema_migrations`.
+2. **choose_mode** — `load` (default) or `rebuild` (Params below).
+3. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
+   `load_max_files_per_batch` files per transaction, and lists again until caught up. Per transaction:
+   COPY into a stage (Redshift: server-side from the manifest; PostgreSQL: streamed), staged rows checked
+   against the manifests' `record_count` and the landing contract, dedupe, new versions into
+   `record_changes`, dataset deletes, MERGE of `records` (newer versions only; removes and dataset
+   deletes leave tombstones) and `datasets`, quarantined records into `rejected_records`, files into
+   `loaded_files`/`loaded_batches`. All or nothing.
+4. **rebuild_state** — rebuilds `records` and `datasets` from `record_changes` + `dataset_deletes`.
+5. **quality_checks** — merge keys unique and not null; staged rows = manifests' counts; datasets' live
+   counts = records. Red with the numbers when one fails.
+6. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
+   run loaded or rebuilt something; skipped otherwise.
+
+**Params** (manual runs): `mode` (`load` | `rebuild`); `from_day`/`to_day` (YYYY-MM-DD, the landing
+`dt=` partition) to load only that range; `force` to merge a day range again even if loaded (harmless:
+nothing changes unless the rules changed).
+
+**When it is red** (details: docs/warehouse.md, "When the loader is red"):
+- `COPY ... failed` — names the file, line and reason (Redshift: from `sys_load_error_detail`). Nothing of
+  that transaction was written. Fix the file (usually re-land the batch), then clear the task.
+- `staged rows do not match the manifests` / `break the landing contract` — the landed files and their
+  manifests or the contract disagree: a writer bug; fix it, re-land the batch, clear the task.
+- `data-quality check(s) failed` — the numbers and an example are in the message; run a `rebuild`.
+- `schema ... changed after it was applied` — an applied migration file was edited: restore it and put
+  the change in a new `V<NNN>` file.
+- Anything about the Variable `cognito_pipeline` or a connection: fix the setting it names.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, TriggerRule, dag, task
+
+from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
+
+
+@dag(
+    dag_id="cognito_s3_to_redshift",
+    schedule=[LANDED_BATCHES],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cognito-streams", "warehouse", "backfill"],
+    default_args={
+        "owner": "cognito-streams",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "mode": Param(
+            "load",
+            enum=["load", "rebuild"],
+            description="load: landed batches (new, or the day range); rebuild: records and datasets from history.",
+        ),
+        "from_day": Param(
+            None, type=["null", "string"], format="date", description="First landing day (YYYY-MM-DD) to load."
+        ),
+        "to_day": Param(None, type=["null", "string"], format="date", description="Last landing day to load."),
+        "force": Param(False, type="boolean", description="Merge the day range again, even batches already loaded."),
+    },
+)
+def cognito_s3_to_redshift() -> None:
+    """S3 landing zone -> warehouse, idempotent merges (see doc_md)."""
+
+    @task
+    def ensure_schema() -> list[str]:
+        from cognito_streams.loading import tasks
+
+        return tasks.ensure_schema()
+
+    @task.branch
+    def choose_mode(params: dict[str, Any] | None = None) -> str:
+        from cognito_streams.loading import tasks
+
+        return tasks.choose(params)
+
+    @task
+    def load_batches(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from cognito_streams.loading import tasks
+
+        return tasks.load(params)
+
+    @task
+    def rebuild_state() -> dict[str, Any]:
+        from cognito_streams.loading import tasks
+
+        return tasks.rebuild()
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def quality_checks(dag_run: Any = None) -> dict[str, int]:
+        from cognito_streams.loading import tasks
+
+        return tasks.check(dag_run.start_date)
+
+    @task(outlets=[WAREHOUSE_LOADED])
+    def announce_loaded(ti: Any = None, outlet_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from cognito_streams.loading import tasks
+
+        extra = tasks.announcement(ti.xcom_pull(task_ids=tasks.LOAD_TASK), ti.xcom_pull(task_ids=tasks.REBUILD_TASK))
+        if extra is None:
+            raise AirflowSkipException("nothing was loaded by this run: no warehouse event")
+        outlet_events[WAREHOUSE_LOADED].extra = extra
+        return extra
+
+    chosen = ensure_schema() >> choose_mode()
+    chosen >> [load_batches(), rebuild_state()] >> quality_checks() >> announce_loaded()
+
+
+DAG = cognito_s3_to_redshift()

@@ -1,0 +1,145 @@
+"""The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3, PostgreSQL):
+it creates the schema, loads landed batches, checks them and announces the load; a second run finds
+nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cognito_streams.assets import WAREHOUSE_LOADED
+from cognito_streams.core.state import expected_state
+from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.warehouse.postgres import PostgresWarehouse
+from tests.conftest import REPO
+from tests.support.changes import change, dataset_remove, resent
+from tests.support.landing import LandingWriter, reject_row
+from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
+
+pytestmark = [pytest.mark.dag, pytest.mark.integration]
+
+
+@pytest.fixture
+def dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_s3_to_redshift.py"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("cognito_s3_to_redshift")
+    for task in dag.tasks:
+        task.retries = 0  # a failure must show at once, not after the retry delay
+    return dag
+
+
+@pytest.fixture
+def variable(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    value = {
+        **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+        "warehouse_schema": unique_schema("dag"),
+        "landing_prefix": f"dagtests/{uuid.uuid4().hex[:8]}",
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(value))
+    yield value
+    drop_schema(value["warehouse_schema"])
+
+
+def warehouse(variable: dict[str, Any]) -> PostgresWarehouse:
+    wh = open_warehouse(pipeline_settings(**variable))
+    assert isinstance(wh, PostgresWarehouse)
+    return wh
+
+
+def states(run: Any) -> dict[str, str | None]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def warehouse_events(after: datetime) -> list[Any]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.uri == WAREHOUSE_LOADED.uri, AssetEvent.timestamp > after)
+            )
+        )
+
+
+def test_the_dag_loads_checks_and_announces_then_idles(
+    airflow_db: None, dag: Any, variable: dict[str, Any], aws: Any
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN two landed batches with duplicates, a late older version, a dataset delete and a reject
+    writer = LandingWriter(aws("s3"), variable["landing_bucket"], variable["landing_prefix"])
+    first = [change("coins", "4500", 7, 0), change("level", "12", 7, 0, index=1), dataset_remove(2, 50, dataset="old")]
+    second = [resent(first[0]), change("coins", "4400", 6, -100), change("coins", "4600", 8, 100)]
+    writer.land(first, rejects=[reject_row(900)])
+    writer.land(second)
+    started = datetime.now(UTC)
+    # WHEN the DAG runs
+    run = dag.test(logical_date=started)
+    # THEN every task succeeds but the rebuild branch, the warehouse holds the reference state,
+    assert run.state == DagRunState.SUCCESS, states(run)
+    assert states(run) == {
+        "ensure_schema": "success",
+        "choose_mode": "success",
+        "load_batches": "success",
+        "rebuild_state": "skipped",
+        "quality_checks": "success",
+        "announce_loaded": "success",
+    }
+    with warehouse(variable) as wh:
+        assert read_state(wh) == expected_state(first + second)
+        assert query(wh, "select count(*) from {schema}.rejected_records") == [(1,)]
+    # AND the warehouse asset event carries the counts
+    events = warehouse_events(started - timedelta(seconds=1))
+    assert len(events) == 1
+    assert events[0].extra["batches"] == 2 and events[0].extra["rejects_inserted"] == 1
+
+    # WHEN it runs again with nothing new
+    again = dag.test(logical_date=started + timedelta(minutes=1))
+    # THEN it succeeds, loads nothing and announces nothing
+    assert again.state == DagRunState.SUCCESS, states(again)
+    assert states(again)["announce_loaded"] == "skipped"
+    assert len(warehouse_events(started - timedelta(seconds=1))) == 1
+
+
+def test_a_rebuild_run_gives_the_same_state(airflow_db: None, dag: Any, variable: dict[str, Any], aws: Any) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a loaded warehouse
+    writer = LandingWriter(aws("s3"), variable["landing_bucket"], variable["landing_prefix"])
+    changes = [change("coins", "1", 1, 0), dataset_remove(2, 10), change("coins", "2", 1, 20)]
+    writer.land(changes)
+    started = datetime.now(UTC)
+    assert dag.test(logical_date=started).state == DagRunState.SUCCESS
+    # WHEN a manual run rebuilds records and datasets from the history
+    run = dag.test(logical_date=started + timedelta(minutes=1), run_conf={"mode": "rebuild"})
+    # THEN the load branch is skipped and the state is unchanged
+    assert run.state == DagRunState.SUCCESS, states(run)
+    assert states(run)["load_batches"] == "skipped" and states(run)["rebuild_state"] == "success"
+    with warehouse(variable) as wh:
+        assert read_state(wh) == expected_state(changes)
+
+
+def test_inconsistent_params_fail_before_writing(airflow_db: None, dag: Any, variable: dict[str, Any]) -> None:
+    from airflow.utils.state import DagRunState
+
+    # WHEN a run asks for a rebuild of a day range
+    run = dag.test(
+        logical_date=datetime.now(UTC), run_conf={"mode": "rebuild", "from_day": "2026-01-01", "force": False}
+    )
+    # THEN it fails at choose_mode, before loading or rebuilding anything
+    assert run.state == DagRunState.FAILED
+    assert states(run)["choose_mode"] == "failed"
+    assert states(run)["load_batches"] != "success" and states(run)["rebuild_state"] != "success"
