@@ -280,10 +280,11 @@ class PostgresService(Service):
     def _dsn(self, dbname: str) -> str:
         return f"host={self.cfg.host} port={self.port} user=postgres dbname={dbname}"
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> str | None:
+        """The system user PostgreSQL runs as: ``pgserver`` when we are root, else ourselves."""
         if os.name == "posix" and os.geteuid() == 0:
-            return {"user": PG_SYSTEM_USER, "group": PG_SYSTEM_USER}
-        return {}
+            return PG_SYSTEM_USER
+        return None
 
     def _prepare_root(self) -> None:
         """As root, PostgreSQL must run as another user: create it and let it reach our files."""
@@ -324,7 +325,8 @@ class PostgresService(Service):
                 ],
                 check=True,
                 capture_output=True,
-                **self._run_as(),  # type: ignore[arg-type]
+                user=self._run_as(),
+                group=self._run_as(),
             )
         options = f"-h {self.cfg.host} -p {self.port} -c unix_socket_directories='' -c max_connections=200"
         proc = subprocess.run(  # noqa: S603
@@ -343,7 +345,8 @@ class PostgresService(Service):
             ],
             capture_output=True,
             text=True,
-            **self._run_as(),  # type: ignore[arg-type]
+            user=self._run_as(),
+            group=self._run_as(),
         )
         if proc.returncode != 0:
             raise StackError(f"PostgreSQL failed to start: {proc.stderr.strip()}; see its log: {self.log_file}")
@@ -377,7 +380,8 @@ class PostgresService(Service):
             [str(bin_dir / "pg_ctl"), "-D", str(self.cfg.pgdata), "-m", "fast", "-w", "-t", "30", "stop"],
             capture_output=True,
             check=False,
-            **self._run_as(),  # type: ignore[arg-type]
+            user=self._run_as(),
+            group=self._run_as(),
         )
         pid = self.pid()
         if pid is not None:

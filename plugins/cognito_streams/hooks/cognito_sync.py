@@ -6,7 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+
+def _keep_disabled_reason(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    """botocore's model for cognito-sync lacks ``CognitoStreams.DisabledReason`` (the API reference
+    has it), so boto3 drops it from the parsed answer; copy it back from the raw body."""
+    if getattr(http_response, "status_code", None) != 200 or "CognitoStreams" not in parsed:
+        return
+    try:
+        raw = orjson.loads(http_response.content or b"{}")
+    except orjson.JSONDecodeError:
+        return
+    reason = (raw.get("CognitoStreams") or {}).get("DisabledReason") if isinstance(raw, dict) else None
+    if reason:
+        parsed["CognitoStreams"]["DisabledReason"] = reason
 
 
 class CognitoSyncHook(AwsBaseHook):
@@ -18,6 +33,13 @@ class CognitoSyncHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "cognito-sync"
         super().__init__(*args, **kwargs)
+
+    def get_client_type(self, *args: Any, **kwargs: Any) -> Any:
+        """The boto3 client, with ``DisabledReason`` kept in GetIdentityPoolConfiguration answers."""
+        client = super().get_client_type(*args, **kwargs)
+        for op in ("GetIdentityPoolConfiguration", "SetIdentityPoolConfiguration"):
+            client.meta.events.register(f"after-call.cognito-sync.{op}", _keep_disabled_reason)
+        return client
 
     # -- pagination --------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,127 @@
+"""
+### cognito_streams_configure
+
+Keeps Amazon Cognito Streams configured and healthy for every identity pool in the
+`cognito_pipeline` Variable, hourly and on demand.
+
+1. **ensure_stream** — the Kinesis stream exists, ACTIVE, with `stream_shards` shards (created if
+   missing; a different shard count is reported, and changed only with the `reshard` param).
+2. **ensure_publish_role** — with `manage_publish_role: true`, the role that lets Cognito Sync put
+   records is created/corrected (trust: `cognito-sync.amazonaws.com` only; PutRecord/PutRecords on
+   this one stream). Otherwise it is validated.
+3. **configure_pools** — each pool's CognitoStreams (stream, role, ENABLED) by read-modify-write that
+   keeps its PushSync; pools already right are not written (logged `unchanged`). Drift (another
+   stream/role, `StreamingStatus=DISABLED` with its `DisabledReason`) is repaired when the cause is
+   fixed.
+4. **backfill_reenabled_pools** — pools that had streaming off missed changes: a
+   `cognito_bulk_publish` run is triggered for them.
+5. **check_pools** — red when any pool could not be made right, with the reason per pool.
+
+**When it is red**: read `check_pools`' log. Typical causes: the role does not trust
+`cognito-sync.amazonaws.com` or lacks `kinesis:PutRecord` on the stream (fix the role, or set
+`manage_publish_role`); an identity pool id that does not exist; a stream stuck in a non-ACTIVE state.
+Rerun the DAG after fixing; it is idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
+
+
+@dag(
+    dag_id="cognito_streams_configure",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cognito-streams", "configuration"],
+    default_args={"owner": "cognito-streams", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "reshard": Param(
+            False, type="boolean", description="Change the stream's shard count to `stream_shards` if it differs."
+        ),
+        "backfill_reenabled": Param(
+            True, type="boolean", description="Trigger a bulk publish for pools whose streaming was re-enabled."
+        ),
+    },
+)
+def cognito_streams_configure() -> None:
+    """Stream, role and per-pool Cognito Streams settings, idempotently (see doc_md)."""
+
+    @task
+    def ensure_stream(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from cognito_streams.configure import StreamsConfigurator
+        from cognito_streams.settings import load_settings
+
+        report = StreamsConfigurator(load_settings()).ensure_stream(reshard=bool((params or {}).get("reshard")))
+        return asdict(report)
+
+    @task
+    def ensure_publish_role() -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+        from cognito_streams.settings import load_settings
+
+        report = StreamsConfigurator(load_settings()).ensure_publish_role()
+        if report.action == "invalid":
+            # Not raised here: pools may still be fine to inspect; check_pools turns this red.
+            import logging
+
+            logging.getLogger(__name__).error("publish role %s: %s", report.role_arn, "; ".join(report.problems))
+        elif report.action not in ("created", "updated", "unchanged", "validated"):
+            raise ConfigurationError(f"unexpected role report {report}")
+        return asdict(report)
+
+    @task
+    def configure_pools() -> dict[str, Any]:
+        from cognito_streams.configure import StreamsConfigurator, summarize
+        from cognito_streams.settings import load_settings
+
+        return summarize(StreamsConfigurator(load_settings()).configure_pools())
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def pools_to_backfill(summary: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any] | bool:
+        pools = summary["needs_backfill"]
+        if not pools or not (params or {}).get("backfill_reenabled", True):
+            return False
+        return {"identity_pool_ids": pools, "reason": "streaming was re-enabled by cognito_streams_configure"}
+
+    @task(trigger_rule="all_done")
+    def check_pools(summary: dict[str, Any], role: dict[str, Any]) -> dict[str, Any]:
+        from cognito_streams.configure import ConfigurationError
+
+        failed = [p for p in summary["pools"] if p["action"] == "fail"]
+        if failed or role["action"] == "invalid":
+            lines = [f"- pool {p['identity_pool_id']}: {'; '.join(p['reasons'])}" for p in failed]
+            if role["action"] == "invalid":
+                lines.insert(0, f"- publish role {role['role_arn']}: {'; '.join(role['problems'])}")
+            raise ConfigurationError("Cognito Streams is not healthy:\n" + "\n".join(lines))
+        return summary["counts"]
+
+    stream = ensure_stream()
+    role = ensure_publish_role()
+    summary = configure_pools()
+    stream >> role >> summary
+    backfill = pools_to_backfill(summary)
+    # conf=XComArg: the trigger runs after pools_to_backfill and gets its pool list.
+    TriggerDagRunOperator(
+        task_id="backfill_reenabled_pools",
+        trigger_dag_id=BULK_PUBLISH_DAG_ID,
+        conf=backfill,
+        wait_for_completion=False,
+    )
+    check_pools(summary, role)
+
+
+cognito_streams_configure()

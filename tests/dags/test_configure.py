@@ -1,0 +1,210 @@
+"""``cognito_streams_configure`` with ``dag.test()`` against moto and the Cognito Sync emulator:
+configure from nothing, a rerun changes nothing, a deleted stream is detected and repaired, and a
+disabled pool whose role is broken fails with its reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.dag, pytest.mark.integration]
+
+PUSH_SYNC = {
+    "ApplicationArns": ["arn:aws:sns:us-east-1:123456789012:app/GCM/demo"],
+    "RoleArn": "arn:aws:iam::123456789012:role/push-sync",
+}
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db: None) -> Any:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    # The DAG it triggers must be known to Airflow, as the dag-processor would have made it.
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(REPO / "dags" / "cognito_bulk_publish.py")), "dags-folder", None)
+    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_streams_configure.py"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("cognito_streams_configure")
+    for task in dag.tasks:
+        task.retries = 0
+    return dag
+
+
+@pytest.fixture
+def setup(stack: Any, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A fresh pool (with PushSync set, which must survive), stream name and role name."""
+    suffix = uuid.uuid4().hex[:8]
+    pool_id = aws("cognito-identity").create_identity_pool(
+        IdentityPoolName=f"configure_{suffix}", AllowUnauthenticatedIdentities=True
+    )["IdentityPoolId"]
+    aws("cognito-sync").set_identity_pool_configuration(IdentityPoolId=pool_id, PushSync=PUSH_SYNC)
+    variable = {
+        **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+        "identity_pool_ids": [pool_id],
+        "stream_name": f"configure-{suffix}",
+        "stream_shards": 2,
+        "publish_role_arn": f"arn:aws:iam::123456789012:role/streams/publish-{suffix}",
+        "manage_publish_role": True,
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
+    return {"pool_id": pool_id, "variable": variable, "suffix": suffix}
+
+
+def results(run: Any) -> dict[str, Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.value).where(
+                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
+            )
+        ).all()
+    return {task_id: (json.loads(value) if isinstance(value, str) else value) for task_id, value in rows}
+
+
+def states(run: Any) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def test_configure_from_nothing_then_a_rerun_changes_nothing(
+    airflow_db: None, dag: Any, setup: dict[str, Any], aws: Any
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a pool with PushSync only, no stream, no role
+    variable = setup["variable"]
+    # WHEN the DAG runs
+    first = dag.test()
+    # THEN the stream exists with 2 shards, the role trusts Cognito Sync only, the pool streams, PushSync kept
+    assert first.state == DagRunState.SUCCESS, states(first)
+    out = results(first)
+    assert out["ensure_stream"]["action"] == "created"
+    assert out["ensure_publish_role"]["action"] == "created"
+    assert out["configure_pools"]["counts"] == {"configure": 1}
+    summary = aws("kinesis").describe_stream_summary(StreamName=variable["stream_name"])["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == 2
+    role = aws("iam").get_role(RoleName=f"publish-{setup['suffix']}")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "cognito-sync.amazonaws.com"}
+    config = aws("cognito-sync").get_identity_pool_configuration(IdentityPoolId=setup["pool_id"])
+    assert config["CognitoStreams"] == {
+        "StreamName": variable["stream_name"],
+        "RoleArn": variable["publish_role_arn"],
+        "StreamingStatus": "ENABLED",
+    }
+    assert config["PushSync"] == PUSH_SYNC
+    assert states(first)["backfill_reenabled_pools"] == "skipped"
+
+    # WHEN it runs again THEN nothing is written: everything reports unchanged
+    second = dag.test()
+    assert second.state == DagRunState.SUCCESS, states(second)
+    out = results(second)
+    assert out["ensure_stream"]["action"] == "unchanged"
+    assert out["ensure_publish_role"]["action"] == "unchanged"
+    assert out["configure_pools"]["counts"] == {"unchanged": 1}
+
+
+def test_a_deleted_stream_is_detected_repaired_and_backfilled(
+    airflow_db: None, dag: Any, setup: dict[str, Any], aws: Any
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    from local.emulator.control import EmulatorControl
+
+    ctl = EmulatorControl.from_env()
+    assert dag.test().state == DagRunState.SUCCESS
+    pool_id, stream_name = setup["pool_id"], setup["variable"]["stream_name"]
+    # GIVEN the stream deleted while an app keeps syncing: Cognito turns streaming DISABLED
+    aws("kinesis").delete_stream(StreamName=stream_name)
+    identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
+    sync = aws("cognito-sync")
+    token = sync.list_records(IdentityPoolId=pool_id, IdentityId=identity, DatasetName="prefs")["SyncSessionToken"]
+    sync.update_records(
+        IdentityPoolId=pool_id,
+        IdentityId=identity,
+        DatasetName="prefs",
+        SyncSessionToken=token,
+        RecordPatches=[{"Op": "replace", "Key": "theme", "Value": "dark", "SyncCount": 0}],
+    )
+    ctl.flush()
+    disabled = sync.get_identity_pool_configuration(IdentityPoolId=pool_id)["CognitoStreams"]
+    assert disabled["StreamingStatus"] == "DISABLED"
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN the stream is created again, streaming re-enabled, and a bulk publish asked for the pool
+    assert run.state == DagRunState.SUCCESS, states(run)
+    out = results(run)
+    assert out["ensure_stream"]["action"] == "created"
+    (pool,) = out["configure_pools"]["pools"]
+    assert pool["action"] == "reenable"
+    assert any("DisabledReason" in r for r in pool["reasons"]), pool["reasons"]
+    assert out["configure_pools"]["needs_backfill"] == [pool_id]
+    assert out["pools_to_backfill"] == {
+        "identity_pool_ids": [pool_id],
+        "reason": "streaming was re-enabled by cognito_streams_configure",
+    }
+    assert states(run)["backfill_reenabled_pools"] == "success"
+    assert (
+        sync.get_identity_pool_configuration(IdentityPoolId=pool_id)["CognitoStreams"]["StreamingStatus"] == "ENABLED"
+    )
+
+
+def test_a_disabled_pool_with_a_broken_role_fails_with_its_reason(
+    airflow_db: None, dag: Any, setup: dict[str, Any], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    from local.emulator.control import EmulatorControl
+
+    assert dag.test().state == DagRunState.SUCCESS
+    pool_id = setup["pool_id"]
+    # GIVEN the role is no longer ours to manage, and someone broke its trust policy
+    variable = {**setup["variable"], "manage_publish_role": False}
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
+    lambda_trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    aws("iam").update_assume_role_policy(RoleName=f"publish-{setup['suffix']}", PolicyDocument=json.dumps(lambda_trust))
+    ctl = EmulatorControl.from_env()
+    ctl.update_settings(role_check_cache_seconds=0)
+    try:
+        identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
+        sync = aws("cognito-sync")
+        token = sync.list_records(IdentityPoolId=pool_id, IdentityId=identity, DatasetName="prefs")["SyncSessionToken"]
+        sync.update_records(
+            IdentityPoolId=pool_id,
+            IdentityId=identity,
+            DatasetName="prefs",
+            SyncSessionToken=token,
+            RecordPatches=[{"Op": "replace", "Key": "k", "Value": "v", "SyncCount": 0}],
+        )
+        ctl.flush()
+    finally:
+        ctl.update_settings(role_check_cache_seconds=5)
+    assert (
+        sync.get_identity_pool_configuration(IdentityPoolId=pool_id)["CognitoStreams"]["StreamingStatus"] == "DISABLED"
+    )
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN it fails, and the failing task says which pool, Cognito's reason and ours
+    assert run.state == DagRunState.FAILED
+    assert states(run)["check_pools"] == "failed"
+    assert states(run)["configure_pools"] == "success"
+    out = results(run)
+    (pool,) = out["configure_pools"]["pools"]
+    assert pool["action"] == "fail"
+    text = " ".join(pool["reasons"])
+    assert "DisabledReason" in text
+    assert "trust policy does not let cognito-sync.amazonaws.com assume it" in text
+    assert out["ensure_publish_role"]["action"] == "invalid"
