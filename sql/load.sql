@@ -111,19 +111,19 @@ from (
         c.*,
         -- The same window three times (Redshift has no WINDOW clause); PostgreSQL sorts once for all three.
         row_number() over (
-            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
             order by
                 c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
                 c.sub_sequence_number desc, c.record_index desc
         ) as key_rank,
         lag(c.sync_count) over (
-            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
             order by
                 c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
                 c.sub_sequence_number desc, c.record_index desc
         ) as previous_sync_count,
         lag(c.last_modified_at) over (
-            partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
             order by
                 c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
                 c.sub_sequence_number desc, c.record_index desc
@@ -404,7 +404,7 @@ when not matched then insert (
 
 -- name: create_dataset_updates
 -- Step 4. The new row of every touched dataset. generation_sync_count is kept incrementally (stored value
--- and this batch's versions after the latest delete) and recomputed from the history only when the
+-- and this batch's changes after the latest delete; copies do not change a maximum) and recomputed from the history only when the
 -- latest delete moved; live_record_count moves by the keys that changed state in this batch.
 create temp table stg_dataset_updates ${attributes_stg_work} as
 select
@@ -427,8 +427,8 @@ from (
                 and coalesce(s.deleted_at, timestamp '1970-01-01 00:00:00')
                     <> coalesce(l.deleted_at, timestamp '1970-01-01 00:00:00')
                 then h.generation_sync_count
-            when s.generation_sync_count is null or v.generation_sync_count > s.generation_sync_count
-                then v.generation_sync_count
+            when s.generation_sync_count is null or m.generation_sync_count > s.generation_sync_count
+                then m.generation_sync_count
             else s.generation_sync_count
         end as generation_sync_count,
         coalesce(s.live_record_count, 0) + coalesce(w.live_delta, 0) as live_record_count
@@ -442,26 +442,25 @@ from (
         and l.identity_id = t.identity_id
         and l.dataset_name = t.dataset_name
     left join (
-        select identity_pool_id, identity_id, dataset_name, max(last_modified_at) as last_modified_at
-        from stg_changes
-        group by identity_pool_id, identity_id, dataset_name
+        select
+            c.identity_pool_id, c.identity_id, c.dataset_name,
+            max(c.last_modified_at) as last_modified_at,
+            max(
+                case
+                    when c.op <> 'dataset_remove' and (l2.deleted_at is null or c.last_modified_at > l2.deleted_at)
+                        then c.sync_count
+                end
+            ) as generation_sync_count
+        from stg_changes as c
+        left join stg_latest_deletes as l2
+            on l2.identity_pool_id = c.identity_pool_id
+            and l2.identity_id = c.identity_id
+            and l2.dataset_name = c.dataset_name
+        group by c.identity_pool_id, c.identity_id, c.dataset_name
     ) as m
         on m.identity_pool_id = t.identity_pool_id
         and m.identity_id = t.identity_id
         and m.dataset_name = t.dataset_name
-    left join (
-        select sv.identity_pool_id, sv.identity_id, sv.dataset_name, max(sv.sync_count) as generation_sync_count
-        from stg_versions as sv
-        left join stg_latest_deletes as l2
-            on l2.identity_pool_id = sv.identity_pool_id
-            and l2.identity_id = sv.identity_id
-            and l2.dataset_name = sv.dataset_name
-        where l2.deleted_at is null or sv.last_modified_at > l2.deleted_at
-        group by sv.identity_pool_id, sv.identity_id, sv.dataset_name
-    ) as v
-        on v.identity_pool_id = t.identity_pool_id
-        and v.identity_id = t.identity_id
-        and v.dataset_name = t.dataset_name
     left join (
         select identity_pool_id, identity_id, dataset_name, sum(is_live) - sum(was_live) as live_delta
         from stg_winners
