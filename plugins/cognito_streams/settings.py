@@ -65,8 +65,9 @@ class PipelineSettings(BaseModel):
     # Extra hosts (``host`` or ``host:port``) whose S3Url payloads may be fetched besides
     # https://*.amazonaws.com and the S3 endpoint of aws_conn_id (e.g. a private S3 endpoint).
     s3url_allowed_hosts: list[str] = []
-    # Parquet compression of landed files (Redshift COPY reads both).
-    landing_compression: Literal["zstd", "snappy"] = "zstd"
+    # Parquet compression of landed files (Redshift COPY reads both): snappy writes faster, zstd
+    # makes files about 25 % smaller.
+    landing_compression: Literal["zstd", "snappy"] = "snappy"
 
     # Warehouse ---------------------------------------------------------------------------
     warehouse_schema: str = "cognito_sync"

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from cognito_streams.core import decode as decode_module
-from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import DECODED_SCHEMA, DecodeOptions, KinesisRecords, decode_records
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECT_REASONS
 from tests.landing_records import SAMPLES, bad_records, change, dumps, record, seed_records
 
@@ -40,7 +40,7 @@ def test_inline_replace_sample_gives_one_row_per_change_with_lineage() -> None:
     out = decode_records(batch([SAMPLES["inline-replace"]]), OPTIONS)
     # THEN two rows, one per key, with the record's ids, versions and Kinesis coordinates
     assert out.records_read == out.records_landed == 1 and not out.rejects and not out.pending
-    assert out.changes.schema == CHANGES_SCHEMA
+    assert out.changes.schema == DECODED_SCHEMA and out.changes.cast(CHANGES_SCHEMA).schema == CHANGES_SCHEMA
     got = rows(out.changes)
     assert [(r["record_key"], r["record_value"], r["op"], r["sync_count"]) for r in got] == [
         ("level", "12", "replace", 7),
@@ -260,3 +260,13 @@ def test_raw_bytes_are_kept_exactly() -> None:
     raw = b"\x00\x01binary\xff"
     out = decode_records(batch([raw]), OPTIONS)
     assert out.rejects[0].raw == raw and base64.b64decode(base64.b64encode(raw)) == raw
+
+
+def test_a_key_repeated_far_apart_in_a_large_record_is_found() -> None:
+    # GIVEN a sync of 12 keys where the last repeats the first (beyond the pairwise window)
+    items = [change(f"k{i}", str(i), 1, 1_000) for i in range(11)] + [change("k0", "again", 1, 1_000)]
+    out = decode_records(batch([dumps(record(items)), SAMPLES["inline-remove"]]), OPTIONS)
+    assert [(r.reason, r.detail) for r in out.rejects] == [
+        ("duplicate_keys", "kinesisSyncRecords[11].key repeats the key of an earlier element of the same record")
+    ]
+    assert out.records_landed == 1

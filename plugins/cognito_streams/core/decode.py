@@ -131,6 +131,16 @@ class KinesisRecords:
     def __len__(self) -> int:
         return len(self.data)
 
+    def slice(self, lo: int, hi: int) -> KinesisRecords:
+        """Records ``[lo, hi)``."""
+        return KinesisRecords(
+            self.data[lo:hi],
+            self.sequence_numbers[lo:hi],
+            self.arrived_at_ms[lo:hi],
+            self.partition_keys[lo:hi] if self.partition_keys is not None else None,
+            self.sub_sequence_numbers[lo:hi] if self.sub_sequence_numbers is not None else None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -200,17 +210,32 @@ class DecodeOptions:
     value_ref: Callable[[str, int, int], str]
     value_max_bytes: int = 65_535
     #: Records are parsed in chunks of about this many bytes (bounds memory and the cost of a restart).
-    chunk_bytes: int = 16 * 2**20
-    #: The JSON reader's block size; a record that breaks the reader costs about one block of re-parsing.
-    block_bytes: int = 2**20
+    chunk_bytes: int = 8 * 2**20
+    #: The JSON reader's block size once a record broke it: such a record costs about half a block
+    #: of re-parsing plus a reader start.
+    block_bytes: int = 256 * 2**10
+    #: The block size while the batch is clean (one read_json call per chunk, parsed in parallel).
+    fast_block_bytes: int = 2**20
     #: The records are ``S3Url`` records whose fetched records were put in ``kinesisSyncRecords``.
     resolved_s3url: bool = False
     use_threads: bool = True
 
 
+#: Columns that hold one value for a whole batch: dictionary-encoded in memory.
+CONSTANT_COLUMNS = ("stream_name", "shard_id", "landed_file")
+#: The decoder's table: CHANGES_SCHEMA, with the constant columns dictionary-encoded. Its Parquet
+#: file reads back as exactly CHANGES_SCHEMA; ``.cast(CHANGES_SCHEMA)`` gives it in memory.
+DECODED_SCHEMA = pa.schema(
+    [
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), f.nullable) if f.name in CONSTANT_COLUMNS else f
+        for f in CHANGES_SCHEMA
+    ]
+)
+
+
 def empty_changes() -> pa.Table:
     """A changes table with no rows."""
-    return CHANGES_SCHEMA.empty_table()
+    return DECODED_SCHEMA.empty_table()
 
 
 # -- KPL ------------------------------------------------------------------------------------------
@@ -222,10 +247,6 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
     An aggregate that does not de-aggregate (bad digest, bad protobuf) is rejected as
     ``kpl_bad_aggregate``. Records without the KPL magic prefix pass through unchanged.
     """
-    if not any(map(_is_aggregate, records.data)):
-        if records.sub_sequence_numbers is None:
-            records.sub_sequence_numbers = [0] * len(records)
-        return records, []
     from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
     data: list[bytes] = []
@@ -270,10 +291,6 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
     return KinesisRecords(data, seqs, arrived, keys, subs), rejects
 
 
-def _is_aggregate(data: bytes) -> bool:
-    return data.startswith(KPL_MAGIC)
-
-
 def _b64(value: bytes | str) -> bytes:
     import base64
 
@@ -288,35 +305,69 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
 
     Never raises for bad input: every record is landed, rejected with a reason, or pending.
     """
-    records, kpl_rejects = deaggregate(records)
-    out = Decoded(changes=empty_changes(), rejects=list(kpl_rejects))
-    out.records_read = len(records) + len(kpl_rejects)
+    out = Decoded(changes=empty_changes())
     tables: list[pa.Table] = []
     state = _BatchState()
+    # Chunks are decoded one after the other. (Parsing chunk k+1 on a worker thread while chunk k is
+    # checked was measured: slower on 2 cores, since the parser then loses its second thread.)
     for lo, hi in _chunks(records.data, options.chunk_bytes):
-        tables.append(_decode_chunk(records, lo, hi, options, out, state))
-        state.bytes_seen += sum(map(len, records.data[lo:hi]))
-    tables = [t for t in tables if t.num_rows]
+        parsed = _prepare(records.slice(lo, hi), options, state)
+        out.rejects.extend(parsed.kpl_rejects)
+        out.records_read += len(parsed.records) + len(parsed.kpl_rejects)
+        out.parser_restarts += parsed.restarts
+        out.records_checked_slowly += parsed.chunk.checked
+        table = _decode_chunk(parsed.records, parsed.chunk, parsed.table, options, out)
+        if table.num_rows:
+            tables.append(table)
     if tables:
         out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return out
 
 
 @dataclass
+class _Parsed:
+    """One chunk, screened and parsed."""
+
+    records: KinesisRecords
+    chunk: _Chunk
+    table: pa.Table
+    kpl_rejects: list[Reject]
+    restarts: int
+
+
+def _prepare(records: KinesisRecords, options: DecodeOptions, state: _BatchState) -> _Parsed:
+    chunk = _Chunk(records.data)
+    kpl_rejects: list[Reject] = []
+    if chunk.may_hold_kpl():
+        records, kpl_rejects = deaggregate(records)
+        chunk = _Chunk(records.data)
+    for index in _screen(chunk):
+        chunk.check(index)
+    if state.regex_screen:
+        for index in _regex_screen(chunk, 0):
+            chunk.check(index)
+    restarts_before = state.restarts
+    table = _parse(chunk, options, state)
+    state.bytes_seen += len(chunk.blob)
+    return _Parsed(records, chunk, table, kpl_rejects, state.restarts - restarts_before)
+
+
+@dataclass
 class _BatchState:
+    #: No record of the batch has broken the JSON reader yet: parse a chunk in one call (fastest).
+    clean: bool = True
     #: Screen with RE2 too: set once parser restarts became more costly than the screen.
     regex_screen: bool = False
     restarts: int = 0
     bytes_seen: int = 0
 
-    def restarted(self) -> bool:
+    def restarted(self, chunk_bytes: int) -> bool:
         """Count a restart; True when the regex screen has just become worth it."""
-        self.restarts += 1
         if self.regex_screen:
             return False
-        worth = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * self.bytes_seen / 2**20)
-        self.regex_screen = worth
-        return worth
+        seen_mb = (self.bytes_seen + chunk_bytes) / 2**20
+        self.regex_screen = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * seen_mb)
+        return self.regex_screen
 
 
 def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -332,6 +383,10 @@ def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
         lo = hi
 
 
+def _blank_bytes(length: int) -> bytes:
+    return b"{}" + b" " * (length - 2)
+
+
 class _Chunk:
     """One chunk of records joined as NDJSON, with the positions needed to blank a record."""
 
@@ -342,6 +397,7 @@ class _Chunk:
         #: record index -> the shape error that made it blank
         self.errors: dict[int, shape.ShapeError] = {}
         self.checked = 0
+        self.newlines_fixed = False
         lengths = np.fromiter(map(len, data), dtype=np.int64, count=self.n)
         parts = data
         short = np.flatnonzero(lengths < 2)
@@ -353,36 +409,59 @@ class _Chunk:
                 parts[index] = b"{}"
             lengths[short] = 2
         self.short = set(short.tolist())
-        blob = bytearray(b"\n").join(parts)
-        if blob.count(b"\n") != self.n - 1:
-            # A record spanning several lines (pretty-printed JSON) would be read as several rows:
-            # compact it (or blank it when it is bad) before the reader sees it.
-            parts = list(parts)
-            for index, item in enumerate(parts):
-                if b"\n" in item:
-                    parts[index] = self._compact(index, item)
-                    lengths[index] = len(parts[index])
-            blob = bytearray(b"\n").join(parts)
-        blob += b"\n"
-        self.blob = blob
+        self._build(parts, lengths)
+
+    def _build(self, parts: list[bytes], lengths: np.ndarray) -> None:
+        self.parts = parts
         self.lengths = lengths
         self.starts = np.zeros(self.n, dtype=np.int64)
         if self.n > 1:
             np.cumsum(lengths[:-1] + 1, out=self.starts[1:])
+        self.blob = bytearray(b"\n").join(parts)
+        self.blob += b"\n"
+        for index in self.errors:
+            self._blank_in_place(index)
 
-    def _compact(self, index: int, item: bytes) -> bytes:
-        self.checked += 1
-        error = shape.check_shape(item)
-        if error is not None:
-            self.errors[index] = error
-            return b"{}"
-        return orjson.dumps(orjson.loads(item))
+    def first_bytes(self) -> np.ndarray:
+        """The first byte of every record (as joined)."""
+        return np.frombuffer(self.blob, dtype=np.uint8)[self.starts]
+
+    def may_hold_kpl(self) -> bool:
+        """Some record starts like a KPL aggregate (0xF3 ...)."""
+        return bool(self.n) and bool((self.first_bytes() == KPL_MAGIC[0]).any())
+
+    def fix_newlines(self) -> bool:
+        """Compact (or blank, when bad) records spanning several lines; True if the blob changed.
+
+        Done only when the reader has failed: a record with a newline inside always breaks it, and
+        counting newlines up front would cost every clean batch a pass over its bytes.
+        """
+        self.newlines_fixed = True
+        if self.blob.count(b"\n") == self.n:
+            return False
+        parts = list(self.parts)
+        lengths = self.lengths.copy()
+        for index, item in enumerate(parts):
+            if b"\n" in item:
+                self.checked += 1
+                error = shape.check_shape(item)
+                if error is not None:
+                    self.errors[index] = error
+                    parts[index] = b"{}"
+                else:
+                    parts[index] = orjson.dumps(orjson.loads(item))
+                lengths[index] = len(parts[index])
+        self._build(parts, lengths)
+        return True
+
+    def _blank_in_place(self, index: int) -> None:
+        start, length = int(self.starts[index]), int(self.lengths[index])
+        self.blob[start : start + length] = _blank_bytes(length)
 
     def blank(self, index: int, error: shape.ShapeError) -> None:
         """Replace record ``index`` by ``{}`` and spaces of the same length: one row, all nulls."""
-        start, length = int(self.starts[index]), int(self.lengths[index])
-        self.blob[start : start + length] = b"{}" + b" " * (length - 2)
         self.errors[index] = error
+        self._blank_in_place(index)
 
     def check(self, index: int) -> shape.ShapeError | None:
         """Run the exact check on record ``index``; blank it when it is bad."""
@@ -399,8 +478,6 @@ def _screen(chunk: _Chunk) -> list[int]:
     first = raw[chunk.starts]
     last = raw[chunk.starts + chunk.lengths - 1]
     suspect = (first != _OPEN) | (last != _CLOSE)
-    if chunk.errors:
-        suspect[list(chunk.errors)] = False
     if chunk.short:
         suspect[list(chunk.short)] = True
     if not chunk.blob.isascii() and not _valid_utf8(chunk.blob):
@@ -446,47 +523,68 @@ def _invalid_utf8_records(chunk: _Chunk, group: int = 64) -> np.ndarray:
     return bad
 
 
-def _regex_screen(chunk: _Chunk, lo: int) -> list[int]:
-    """Records from ``lo`` on that the RE2 screen finds suspicious (and not yet blanked)."""
-    if lo >= chunk.n:
+def _regex_screen(chunk: _Chunk, lo: int, hi: int | None = None) -> list[int]:
+    """Records in ``[lo, hi)`` that the RE2 screen finds suspicious (and not yet blanked)."""
+    hi = chunk.n if hi is None else min(hi, chunk.n)
+    if lo >= hi:
         return []
-    matches = pc.match_substring_regex(_records_array(chunk, lo), SUSPECT_PATTERN)
+    matches = pc.match_substring_regex(_records_array(chunk, lo, hi), SUSPECT_PATTERN)
     found = np.flatnonzero(matches.to_numpy(zero_copy_only=False)) + lo
     return [int(i) for i in found if int(i) not in chunk.errors]
 
 
-def _parse(chunk: _Chunk, options: DecodeOptions, out: Decoded, state: _BatchState) -> pa.Table:
-    """Parse the chunk's NDJSON; a record that breaks the reader is found, blanked, and the reader
-    resumes at the failing block."""
-    read_options = pj.ReadOptions(use_threads=options.use_threads, block_size=options.block_bytes)
+def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Table:
+    """Parse the chunk's NDJSON into one row per record.
+
+    While the batch is clean, the chunk is read in one call. Once a record broke the reader, chunks
+    are read as a stream of blocks: a failure keeps the blocks read so far, the culprit is found
+    (the reader names its row), blanked, and reading resumes at the failing block.
+    """
+    buffer = pa.py_buffer(chunk.blob)
+    if state.clean:
+        read_options = pj.ReadOptions(use_threads=options.use_threads, block_size=options.fast_block_bytes)
+        try:
+            table = pj.read_json(pa.BufferReader(buffer), read_options=read_options, parse_options=_PARSE_OPTIONS)
+            if table.num_rows == chunk.n:
+                return table
+        except pa.ArrowInvalid:
+            pass
+        state.clean = False
+    # Single-threaded on purpose: a threaded reader parses blocks ahead, which a failure throws away.
+    read_options = pj.ReadOptions(use_threads=False, block_size=options.block_bytes)
     batches: list[pa.RecordBatch] = []
     done = 0  # records parsed into `batches`
-    buffer = pa.py_buffer(chunk.blob)
     while done < chunk.n:
-        start = int(chunk.starts[done])
         got = 0
         try:
             for batch in pj.open_json(
-                pa.BufferReader(buffer.slice(start)), read_options=read_options, parse_options=_PARSE_OPTIONS
+                pa.BufferReader(buffer.slice(int(chunk.starts[done]))),
+                read_options=read_options,
+                parse_options=_PARSE_OPTIONS,
             ):
                 batches.append(batch)
                 got += batch.num_rows
         except pa.ArrowInvalid as err:
+            if not chunk.newlines_fixed and chunk.fix_newlines():
+                buffer, batches, done = pa.py_buffer(chunk.blob), [], 0  # offsets changed: start over
+                continue
             failed_at = done + got
-            out.parser_restarts += 1
+            state.restarts += 1
             _explain_failure(chunk, failed_at, str(err), options)
-            if state.restarted():
+            if state.restarted(len(chunk.blob)):
                 for index in _regex_screen(chunk, failed_at):
                     chunk.check(index)
+            # The batches read before the failure are kept; the next reader starts at the failing block.
             done = failed_at
-            # The batches of the failing reader are kept; the next reader starts where it failed.
             continue
         done += got
         if got == 0:
             break
     table = pa.Table.from_batches(batches, schema=READ_SCHEMA)
     if table.num_rows != chunk.n:
-        # A line held more than one JSON document (e.g. "{...} {...}"): find it the slow way.
+        # A line held more than one JSON document ("{...} {...}"), or a record spanned lines.
+        if not chunk.newlines_fixed:
+            chunk.fix_newlines()
         for index in range(chunk.n):
             if index not in chunk.errors:
                 chunk.check(index)
@@ -505,15 +603,16 @@ def _explain_failure(chunk: _Chunk, failed_at: int, message: str, options: Decod
         index = failed_at + int(hint.group(1))
         if index < chunk.n and index not in chunk.errors and chunk.check(index) is not None:
             return
-    # No usable row number (a conversion error, or the exact check disagrees): check records from
-    # the failing block on, in order, until the culprit is found.
-    limit_bytes = int(chunk.starts[failed_at]) + 2 * options.block_bytes
+    # No usable row number (a conversion error such as a fraction where an integer is read, or the
+    # exact check disagrees): the culprit is in the failing block; look at RE2's suspects there
+    # first, then at each record in order.
+    window_end = int(np.searchsorted(chunk.starts, chunk.starts[failed_at] + 2 * options.block_bytes)) + 1
+    if any(chunk.check(index) is not None for index in _regex_screen(chunk, failed_at, window_end)):
+        return
     for index in range(failed_at, chunk.n):
-        if index in chunk.errors:
-            continue
-        if chunk.check(index) is not None:
+        if index not in chunk.errors and chunk.check(index) is not None:
             return
-        if chunk.starts[index] > limit_bytes:
+        if index >= window_end:
             break
     # The exact check accepts every record here but the reader does not: find the record the
     # reader rejects by bisection and quarantine it with the reader's own words.
@@ -521,42 +620,35 @@ def _explain_failure(chunk: _Chunk, failed_at: int, message: str, options: Decod
     chunk.blank(index, shape.ShapeError("invalid_json", f"the JSON reader rejected it: {_safe_message(message)}"))
 
 
-def _bisect_unreadable(chunk: _Chunk, lo: int) -> int:
-    def readable(a: int, b: int) -> bool:
-        if a >= b:
-            return True
-        part = bytes(chunk.blob[int(chunk.starts[a]) : int(chunk.starts[b - 1] + chunk.lengths[b - 1])]) + b"\n"
-        try:
-            table = pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS)
-        except pa.ArrowInvalid:
-            return False
-        return table.num_rows == b - a
+def _readable(chunk: _Chunk, a: int, b: int) -> bool:
+    """The JSON reader reads records ``[a, b)`` into exactly ``b - a`` rows."""
+    if a >= b:
+        return True
+    part = bytes(chunk.blob[int(chunk.starts[a]) : int(chunk.starts[b - 1] + chunk.lengths[b - 1])]) + b"\n"
+    try:
+        table = pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS)
+    except pa.ArrowInvalid:
+        return False
+    return bool(table.num_rows == b - a)
 
+
+def _bisect_unreadable(chunk: _Chunk, lo: int) -> int:
+    """The first record from ``lo`` on that the reader cannot read."""
     hi = chunk.n
-    if readable(lo, hi):
+    if _readable(chunk, lo, hi):
         raise RuntimeError("the JSON reader failed on records it reads without error when retried")
-    # Invariant: [lo, hi) is unreadable; find the shortest unreadable prefix.
+    # Invariant: [lo, hi) is unreadable; shrink it to its first unreadable record.
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if readable(lo, mid):
-            if readable(mid, hi):
-                # Only the combination fails: the prefix [lo, mid) still ends cleanly, so look from mid.
-                return _bisect_single(chunk, lo, hi)
+        if not _readable(chunk, lo, mid):
+            hi = mid
+        elif not _readable(chunk, mid, hi):
             lo = mid
         else:
-            hi = mid
-    return lo
-
-
-def _bisect_single(chunk: _Chunk, lo: int, hi: int) -> int:
+            break  # only the two halves together fail: check records one by one
     for index in range(lo, hi):
-        part = bytes(chunk.data[index]) + b"\n"
-        try:
-            if pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS).num_rows == 1:
-                continue
-        except pa.ArrowInvalid:
-            pass
-        return index
+        if not _readable(chunk, index, index + 1):
+            return index
     raise RuntimeError("the JSON reader failed on records it reads without error one by one")
 
 
@@ -626,20 +718,13 @@ def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _decode_chunk(
-    records: KinesisRecords, lo: int, hi: int, options: DecodeOptions, out: Decoded, state: _BatchState
+    records: KinesisRecords, chunk: _Chunk, table: pa.Table, options: DecodeOptions, out: Decoded
 ) -> pa.Table:
-    chunk = _Chunk(records.data[lo:hi])
-    for index in _screen(chunk):
-        chunk.check(index)
-    if state.regex_screen:
-        for index in _regex_screen(chunk, 0):
-            chunk.check(index)
-    table = _parse(chunk, options, out, state)
-    out.records_checked_slowly += chunk.checked
+    """Semantic checks and rows for one parsed chunk."""
     n = chunk.n
-    seqs = records.sequence_numbers[lo:hi]
-    subs = (records.sub_sequence_numbers or [0] * len(records))[lo:hi]
-    arrived = records.arrived_at_ms[lo:hi]
+    seqs = records.sequence_numbers
+    subs = records.sub_sequence_numbers if records.sub_sequence_numbers is not None else [0] * n
+    arrived = records.arrived_at_ms
 
     reason = np.full(n, -1, dtype=np.int16)  # index into _CHECKS, or -1
     blank = np.zeros(n, dtype=bool)
@@ -706,7 +791,7 @@ def _decode_chunk(
             _np(pc.is_null(date)),
             _bad_date(date),
             _bad_date(device),
-            _repeated_keys(parents, key, used),
+            _repeated_keys(parents, lengths, key, used),
         ]
         for check, mask in enumerate(item_masks):
             bad = mask & used
@@ -808,19 +893,38 @@ def _decode_chunk(
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
-def _repeated_keys(parents: np.ndarray, key: pa.ChunkedArray | pa.Array, used: np.ndarray) -> np.ndarray:
+#: Records with up to this many elements are checked for repeated keys by comparing shifted
+#: columns (cheap); larger ones through a hash of (record, key).
+PAIRWISE_MAX_ITEMS = 8
+
+
+def _repeated_keys(
+    parents: np.ndarray, lengths: np.ndarray, key: pa.ChunkedArray | pa.Array, used: np.ndarray
+) -> np.ndarray:
     """Elements whose key already appeared in an earlier element of the same record."""
     if isinstance(key, pa.ChunkedArray):
         key = key.combine_chunks()
-    codes = _np(pc.fill_null(pc.dictionary_encode(key).indices, -1)).astype(np.int64)
-    composite = parents * (int(codes.max(initial=0)) + 2) + (codes + 1)
-    composite = np.where(used & (codes >= 0), composite, -1 - np.arange(len(codes)))
-    if pc.count_distinct(pa.array(composite)).as_py() == len(composite):
-        return np.zeros(len(codes), dtype=bool)
-    _, first = np.unique(composite, return_index=True)
-    repeated = np.ones(len(codes), dtype=bool)
-    repeated[first] = False
-    return repeated
+    m = len(parents)
+    repeated = np.zeros(m, dtype=bool)
+    longest = int(lengths.max(initial=0))
+    # Element i and element i + d belong to the same record only if the record has > d elements.
+    for d in range(1, min(longest, PAIRWISE_MAX_ITEMS)):
+        same_record = parents[d:] == parents[:-d]
+        if not same_record.any():
+            break
+        equal = _np(pc.fill_null(pc.equal(key.slice(d), key.slice(0, m - d)), False))
+        repeated[d:] |= same_record & equal
+    big = lengths[parents] > PAIRWISE_MAX_ITEMS
+    if big.any():
+        where = np.flatnonzero(big)
+        codes = _np(pc.fill_null(pc.dictionary_encode(key.take(pa.array(where))).indices, -1)).astype(np.int64)
+        composite = parents[where] * (int(codes.max(initial=0)) + 2) + (codes + 1)
+        composite = np.where(codes >= 0, composite, -1 - np.arange(len(codes)))
+        _, first = np.unique(composite, return_index=True)
+        later = np.ones(len(where), dtype=bool)
+        later[first] = False
+        repeated[where[later]] = True
+    return repeated & used
 
 
 def _pylists(indices: np.ndarray, *columns: pa.ChunkedArray | pa.Array) -> list[list[str | None]]:
@@ -847,7 +951,9 @@ def _ts(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
 
 
 def _repeat(value: str, n: int) -> pa.Array:
-    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+    """``n`` times ``value``, dictionary-encoded: 4 bytes a row instead of a copy of the text (the
+    Parquet file stores these columns as strings; see ``landing.writer.parquet_bytes``)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
 
 
 def _item_rows(
@@ -964,9 +1070,9 @@ def _dataset_remove_rows(ctx: _RowContext, where: np.ndarray) -> pa.Table:
 
 def _table(columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
     arrays = []
-    for schema_field in CHANGES_SCHEMA:
+    for schema_field in DECODED_SCHEMA:
         column = columns[schema_field.name]
         if isinstance(column, pa.Array):
             column = pa.chunked_array([column])
         arrays.append(column)
-    return pa.Table.from_arrays(arrays, schema=CHANGES_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=DECODED_SCHEMA)

@@ -122,32 +122,47 @@ def parse_object(data: bytes) -> tuple[dict[str, Any] | None, ShapeError | None]
     Returns ``(object, None)`` or ``(None, error)``. Duplicate member names are kept visible on the
     returned object (see :func:`check_shape`).
     """
+    value, error = _strict(data)
+    if error is not None:
+        return None, error
     try:
-        text = data.decode("utf-8")
+        # json gives the member pairs, so repeated names can be seen; orjson keeps only the last.
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=Members, parse_constant=reject_constant)
+    except (ValueError, RecursionError) as err:  # unreachable after orjson accepted it, kept for safety
+        return None, ShapeError("invalid_json", f"not valid JSON: {type(err).__name__}")
+    return value, None
+
+
+def _strict(data: bytes) -> tuple[Any, ShapeError | None]:
+    """orjson's strict parse (grammar, UTF-8, lone surrogates, control characters, trailing data)."""
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError as err:
         return None, ShapeError("invalid_utf8", f"not UTF-8: byte 0x{data[err.start]:02x} at offset {err.start}")
     try:
-        # orjson is strict about the grammar (lone surrogates, control characters, trailing data).
-        orjson.loads(data)
-        # json gives the member pairs, so repeated names can be seen; orjson keeps only the last.
-        value = json.loads(text, object_pairs_hook=Members, parse_constant=reject_constant)
-    except json.JSONDecodeError as err:  # orjson's error is a subclass
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
         return None, ShapeError("invalid_json", f"not valid JSON: {err.msg} at offset {err.pos}")
-    except ValueError as err:  # NaN / Infinity
-        return None, ShapeError("invalid_json", f"not valid JSON: {err}")
-    except RecursionError:
-        return None, ShapeError("invalid_json", "not valid JSON: nested too deeply")
     if not isinstance(value, dict):
         return None, ShapeError("not_an_object", f"a JSON {_json_type(value)}, not an object")
     return value, None
 
 
 def check_shape(data: bytes) -> ShapeError | None:
-    """``None`` when ``data`` is a record the fast decoder can read, else the first problem found."""
-    obj, error = parse_object(data)
+    """``None`` when ``data`` is a record the fast decoder can read, else the first problem found.
+
+    Types are checked on orjson's parse first; only a record that passes is parsed a second time
+    (slower) to see repeated member names.
+    """
+    value, error = _strict(data)
     if error is not None:
         return error
-    assert obj is not None  # noqa: S101 - parse_object returns one or the other
+    error = check_object_shape(value)
+    if error is not None:
+        return error
+    obj, error = parse_object(data)
+    if error is not None or obj is None:
+        return error
     return check_object_shape(obj)
 
 

@@ -63,11 +63,17 @@ class BatchRange:
 
 
 def parquet_bytes(table: pa.Table, compression: str) -> bytes:
-    """``table`` as a Parquet file (the arrow schema is stored, so column types round-trip)."""
+    """``table`` as a Parquet file.
+
+    The arrow schema is not stored: the Parquet types alone read back as CHANGES_SCHEMA /
+    REJECTS_SCHEMA (strings, UTC millisecond timestamps, ints, required columns), and the decoder's
+    dictionary-encoded constant columns are written as plain (dictionary-paged) strings.
+    """
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
         sink,
+        store_schema=False,
         compression=compression,
         use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
         row_group_size=ROW_GROUP_ROWS,
@@ -81,7 +87,7 @@ def parquet_bytes(table: pa.Table, compression: str) -> bytes:
 class BatchWriter:
     """Writes batches for one stream into ``s3://<bucket>/<prefix>/``."""
 
-    def __init__(self, s3: Any, layout: LandingLayout, compression: str = "zstd") -> None:
+    def __init__(self, s3: Any, layout: LandingLayout, compression: str = "snappy") -> None:
         self.s3 = s3
         self.layout = layout
         self.compression = compression
@@ -139,7 +145,9 @@ class BatchWriter:
         changes = changes_manifest = None
         if decoded.changes.num_rows:
             key = layout.changes_key(shard, first, last, at)
-            body = parquet_bytes(decoded.changes.cast(CHANGES_SCHEMA), self.compression)
+            if not _writes_as(decoded.changes.schema, CHANGES_SCHEMA):
+                raise TypeError(f"changes table does not match the contract's schema: {decoded.changes.schema}")
+            body = parquet_bytes(decoded.changes, self.compression)
             self._put(key, body, "application/vnd.apache.parquet")
             changes = FileRef(url=layout.url(key), rows=decoded.changes.num_rows, bytes=len(body))
             manifest_key = layout.manifest_key(shard, first, last, at, "changes")
@@ -185,6 +193,17 @@ class BatchWriter:
         descriptor_key = layout.batch_key(shard, first, last, at)
         self._put(descriptor_key, descriptor.model_dump_json(indent=1).encode(), "application/json")
         return descriptor, layout.url(descriptor_key)
+
+
+def _writes_as(schema: pa.Schema, contract: pa.Schema) -> bool:
+    """``schema`` is ``contract`` up to dictionary encoding of string columns."""
+    if schema.names != contract.names:
+        return False
+    for got, want in zip(schema, contract, strict=True):
+        kind = got.type.value_type if pa.types.is_dictionary(got.type) else got.type
+        if kind != want.type or got.nullable != want.nullable:
+            return False
+    return True
 
 
 def _key_of(url: str, layout: LandingLayout) -> str:

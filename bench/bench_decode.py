@@ -1,0 +1,264 @@
+"""Decode + land throughput, and memory while landing a backlog.
+
+1. Throughput, side by side in one run on the same seed-format records (~1 KB, 1-4 changes each)
+   with 2 % bad records of every kind the decoder quarantines mixed in:
+   - ours: ``decode_records`` + the changes and rejects Parquet files the landing step writes
+     (everything but the S3 upload);
+   - (a) pandas ``json_normalize`` + ``to_parquet``: it has no way to quarantine, so it gets the
+     good records only (its MB/s counts the bytes it read);
+   - (b) a bare per-record ``orjson.loads`` loop (parse only, nothing built);
+   - (c) a bare ``pyarrow.json.read_json`` of the same bytes: it cannot read a batch with a bad
+     record, so it gets the good records only (its MB/s counts the bytes it read).
+   Each contender's best of 3 runs. MB/s counts the input bytes; records/s the Kinesis records.
+2. Peak memory (RSS of a fresh process) while landing a backlog from moto Kinesis to moto S3
+   with the default batch settings, at two backlog sizes: bounded by the batch settings, not by
+   the backlog.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.harness import REPO, BenchContext, Figure, timed
+
+BAD_SHARE = 0.02
+
+
+def _records(n: int) -> tuple[list[bytes], list[bytes]]:
+    """(all records with ~2 % bad mixed in, the good ones only)."""
+    from tests.landing_records import bad_records, seed_records
+
+    data = seed_records(n, seed=42)
+    bad = bad_records()
+    step = int(1 / BAD_SHARE)
+    good = []
+    for i in range(n):
+        if i % step == step // 2:
+            data[i] = bad[(i // step) % len(bad)][1]
+        else:
+            good.append(data[i])
+    return data, good
+
+
+def _ours(data: list[bytes]) -> Any:
+    import pyarrow as pa
+
+    from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
+    from cognito_streams.landing.writer import parquet_bytes, rejects_jsonl, rejects_table
+
+    records = KinesisRecords(
+        data, [str(10**20 + i) for i in range(len(data))], [1_700_000_000_000 + i for i in range(len(data))]
+    )
+    options = DecodeOptions(
+        stream_name="bench",
+        shard_id="shardId-000000000000",
+        landed_file="s3://bench/data/stream=bench/dt=2026-01-01/hour=00/shardId-000000000000/1-2.parquet",
+        value_ref=lambda seq, sub, index: f"s3://bench/values/{seq}/{sub}-{index}.txt",
+    )
+
+    def run() -> tuple[int, int]:
+        out = decode_records(records, options)
+        changes = parquet_bytes(out.changes, "zstd")
+        raw = rejects_jsonl(out.rejects, "bench", "shardId-000000000000")
+        rejects = parquet_bytes(
+            rejects_table(out.rejects, "bench", "shardId-000000000000", "s3://b/r.jsonl", "s3://b/r.parquet"), "zstd"
+        )
+        assert out.records_read == out.records_landed + out.records_rejected
+        return len(changes) + len(raw) + len(rejects), out.changes.num_rows
+
+    return run, pa
+
+
+def _pandas(good: list[bytes]) -> Any:
+    import orjson
+    import pandas as pd
+
+    def run() -> int:
+        objs = [orjson.loads(item) for item in good]
+        frame = pd.json_normalize(
+            objs,
+            record_path="kinesisSyncRecords",
+            meta=["identityPoolId", "identityId", "dataSetName", "syncCount", "lastModifiedDate"],
+            meta_prefix="event_",
+            errors="ignore",
+        )
+        sink = io.BytesIO()
+        frame.to_parquet(sink, compression="zstd", index=False)
+        return len(sink.getvalue())
+
+    return run
+
+
+def _orjson_loop(data: list[bytes]) -> Any:
+    import orjson
+
+    def run() -> int:
+        ok = 0
+        for item in data:
+            try:
+                orjson.loads(item)
+                ok += 1
+            except orjson.JSONDecodeError:
+                pass
+        return ok
+
+    return run
+
+
+def _read_json(good: list[bytes]) -> Any:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    blob = b"\n".join(good) + b"\n"
+
+    def run() -> int:
+        return int(pj.read_json(pa.BufferReader(blob)).num_rows)
+
+    return run, len(blob)
+
+
+def throughput(ctx: BenchContext) -> list[Figure]:
+    n = ctx.scale(30_000, 200_000)
+    data, good = _records(n)
+    total = sum(len(d) for d in data)
+    ours_run, _ = _ours(data)
+    ours_run()  # warm up (imports, allocator)
+    t_ours = timed(ours_run, repeat=3)
+    good_bytes = sum(len(g) for g in good)
+    t_pandas = timed(_pandas(good), repeat=1 if ctx.full else 2)
+    t_orjson = timed(_orjson_loop(data), repeat=3)
+    read_json, _ = _read_json(good)
+    read_json()
+    t_arrow = timed(read_json, repeat=3)
+    mbs = total / t_ours / 1e6
+    note = f"{n} records, {total / n:.0f} B each, {len(data) - len(good)} bad ({BAD_SHARE:.0%}) of every kind"
+    return [
+        Figure(
+            "decode+land throughput vs pandas",
+            round(mbs, 1),
+            "MB/s",
+            baseline="(a) pandas json_normalize + to_parquet (good records only)",
+            baseline_value=round(good_bytes / t_pandas / 1e6, 1),
+            goal=">= 7x",
+            note=note,
+        ),
+        Figure(
+            "decode+land throughput vs orjson loop",
+            round(mbs, 1),
+            "MB/s",
+            baseline="(b) bare per-record orjson.loads loop",
+            baseline_value=round(total / t_orjson / 1e6, 1),
+            goal=">= 2x",
+        ),
+        Figure(
+            "decode+land throughput vs pyarrow read_json",
+            round(mbs, 1),
+            "MB/s",
+            baseline="(c) bare pyarrow.json.read_json (good records only)",
+            baseline_value=round(good_bytes / t_arrow / 1e6, 1),
+            goal=">= 0.67x (within 1.5x)",
+        ),
+        Figure("decode+land records/s", round(n / t_ours), "records/s", note=note),
+    ]
+
+
+# -- memory while landing a backlog ---------------------------------------------------------------------
+
+
+def _child(n: int, batch_max_records: int) -> None:
+    """In a fresh process: put ``n`` records on a moto stream, land them all, print peak RSS (MiB)."""
+    import resource
+    import uuid
+
+    import boto3
+
+    from cognito_streams.landing.runner import LandingContext, land_shard, plan_run
+    from cognito_streams.settings import parse_settings
+    from tests.landing_records import put_records, seed_records
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint)
+    stream = f"bench-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    template = seed_records(2_000, seed=7)
+    for lo in range(0, n, 10_000):
+        put_records(kinesis, stream, [template[i % len(template)] for i in range(lo, min(n, lo + 10_000))])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    settings = parse_settings(
+        {
+            **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+            "stream_name": stream,
+            "landing_prefix": f"bench/{stream}",
+            "batch_max_records": batch_max_records,
+            "run_max_records": max(n, batch_max_records),
+            "run_max_seconds": 3_600,
+            "checkpoint_lease_seconds": 7_200,
+        }
+    )
+    context = LandingContext.from_settings(settings)
+    started = time.perf_counter()
+    plan, _ = plan_run(context, "bench")
+    landed = sum(land_shard(context, shard, "bench").records_landed for shard in plan.readable)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"records": n, "landed": landed, "peak_mib": peak, "before_mib": before, "seconds": elapsed}))
+
+
+def _run_child(n: int, batch_max_records: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.bench_decode", "--child", str(n), str(batch_max_records)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"backlog landing of {n} records failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def memory(ctx: BenchContext) -> list[Figure]:
+    ctx.stack(emulator=False)
+    batch = ctx.scale(5_000, 100_000)
+    small_n, large_n = ctx.scale(10_000, 250_000), ctx.scale(40_000, 1_000_000)
+    small = _run_child(small_n, batch)
+    large = _run_child(large_n, batch)
+    for result in (small, large):
+        if result["landed"] != result["records"]:
+            raise RuntimeError(f"backlog landing lost records: {result}")
+    return [
+        Figure(
+            f"peak RSS landing a {large_n:,}-record backlog",
+            round(large["peak_mib"], 1),
+            "MiB",
+            higher_is_better=False,
+            baseline=f"peak RSS landing a {small_n:,}-record backlog",
+            baseline_value=round(small["peak_mib"], 1),
+            goal="about 1x: bounded by batch_max_records/bytes, not by the backlog",
+            note=(
+                f"batch_max_records={batch}, batch_max_bytes=64 MiB; process RSS before landing "
+                f"{large['before_mib']:.0f} MiB; landed {large['records'] / large['seconds']:.0f} records/s "
+                "from moto Kinesis to moto S3"
+            ),
+        )
+    ]
+
+
+def run(ctx: BenchContext) -> list[Figure]:
+    """``make bench`` entry point."""
+    return throughput(ctx) + memory(ctx)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        _child(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit("usage: python -m bench.bench_decode --child <records> <batch_max_records>")
