@@ -123,3 +123,27 @@ def test_a_failing_shard_fails_the_run_but_the_other_shards_batches_are_announce
     (event,) = asset_events(started)
     assert event.extra["records_landed"] > 0
     assert all(f"/{shards[1]}/" in url for url in event.extra["descriptors"])
+
+
+def test_nothing_readable_skips_the_landing_and_the_asset(
+    airflow_db: None, dag: Any, stream: dict[str, Any], aws: Any
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a manual run limited to a child shard whose parent is not drained yet
+    kinesis = aws("kinesis")
+    parent = kinesis.list_shards(StreamName=stream["stream_name"])["Shards"][0]
+    kinesis.split_shard(
+        StreamName=stream["stream_name"],
+        ShardToSplit=parent["ShardId"],
+        NewStartingHashKey=str(int(parent["HashKeyRange"]["EndingHashKey"]) // 2 + 1),
+    )
+    child = next(
+        s["ShardId"] for s in kinesis.list_shards(StreamName=stream["stream_name"])["Shards"] if s.get("ParentShardId")
+    )
+    started = datetime.now(UTC)
+    # WHEN the DAG runs  THEN nothing is read, nothing is announced, and the run is green
+    run = dag.test(logical_date=started, run_conf={"shards": [child]})
+    assert run.state == DagRunState.SUCCESS, states(run)
+    assert states(run)["publish_landed"] == "skipped"
+    assert asset_events(started) == []
