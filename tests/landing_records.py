@@ -89,26 +89,32 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def seed_records(n: int, seed: int = 0, value_size: tuple[int, int] = (60, 320)) -> list[bytes]:
-    """``n`` valid records of about 1 KB (1-4 changes each; values with escapes and non-ASCII text)."""
+def seed_records(n: int, seed: int = 0) -> list[bytes]:
+    """``n`` valid records of about 1 KB, shaped like app data in Cognito Sync: 3-9 keys per sync,
+    mostly short values (numbers, words, flags), some longer text with escapes and non-ASCII."""
     rnd = random.Random(seed)
+    words = ["dark", "light", "en-US", "fr-FR", "true", "false", "easy", "hard", "level-7", "sword", "shield"]
     alphabet = string.ascii_letters + string.digits + ' "\\/éü€'
+
+    def value() -> str | None:
+        roll = rnd.random()
+        if roll < 0.4:
+            return str(rnd.randint(0, 10 ** rnd.randint(1, 7)))
+        if roll < 0.75:
+            return rnd.choice(words)
+        if roll < 0.97:
+            return "".join(rnd.choices(alphabet, k=rnd.randint(20, 160)))
+        return None
+
     out = []
     for i in range(n):
         at = 1_700_000_000_000 + i * 1000
-        changes = [
-            change(
-                f"key_{rnd.randint(0, 40)}_{j}",
-                None if rnd.random() < 0.05 else "".join(rnd.choices(alphabet, k=rnd.randint(*value_size))),
-                sync_count=i % 97 + 1,
-                at=at,
-                op="remove" if rnd.random() < 0.05 else "replace",
+        changes = []
+        for j in range(rnd.randint(3, 8)):
+            op = "remove" if rnd.random() < 0.05 else "replace"
+            changes.append(
+                change(f"key_{j}_{rnd.randint(0, 40)}", value() if op == "replace" else None, i % 97 + 1, at, op=op)
             )
-            for j in range(rnd.randint(1, 4))
-        ]
-        for c in changes:
-            if c["op"] == "remove":
-                c["value"] = None
         out.append(
             dumps(
                 record(

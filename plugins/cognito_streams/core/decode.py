@@ -417,8 +417,8 @@ class _Chunk:
         self.starts = np.zeros(self.n, dtype=np.int64)
         if self.n > 1:
             np.cumsum(lengths[:-1] + 1, out=self.starts[1:])
-        self.blob = bytearray(b"\n").join(parts)
-        self.blob += b"\n"
+        # The trailing empty part gives the last newline without resizing (copying) the joined bytes.
+        self.blob = bytearray(b"\n").join([*parts, b""])
         for index in self.errors:
             self._blank_in_place(index)
 
