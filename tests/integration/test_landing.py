@@ -443,3 +443,35 @@ def test_an_unknown_shard_in_the_filter_is_refused(stack: Any, aws: Any) -> None
     landing = make_landing(aws)
     with pytest.raises(ValueError, match="not shards of stream"):
         landing.run(only=["shardId-999"])
+
+
+def test_a_failed_task_gives_its_lease_back_after_moving_the_checkpoint(
+    stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a task that lands one batch, moves the checkpoint, then fails on the second batch
+    landing = make_landing(aws)
+    put = put_records(landing.kinesis, landing.stream, seed_records(150, seed=12))
+    from cognito_streams.landing.writer import BatchWriter
+
+    real_put = BatchWriter._put
+    descriptors = {"n": 0}
+
+    def failing_second_descriptor(self: BatchWriter, key: str, body: bytes, content_type: str) -> None:
+        if "/batches/" in key:
+            descriptors["n"] += 1
+            if descriptors["n"] == 2:
+                raise ConnectionError("injected: S3 unreachable")
+        real_put(self, key, body, content_type)
+
+    monkeypatch.setattr(BatchWriter, "_put", failing_second_descriptor)
+    with pytest.raises(ConnectionError):
+        landing.run(owner="run-1")
+    monkeypatch.undo()
+    (shard_id,) = landing.shard_ids()
+    checkpoint = landing.checkpoint(shard_id)
+    # THEN the checkpoint is after the first batch and the lease was given back
+    assert checkpoint.sequence_number is not None and checkpoint.lease is None
+    # so another run lands the rest at once
+    (outcome,) = landing.run(owner="run-2")
+    assert outcome.status == "caught_up" and outcome.records_read == 50
+    assert landing.landed_positions() == {(p["ShardId"], p["SequenceNumber"]) for p in put}

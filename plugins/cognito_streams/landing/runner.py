@@ -242,10 +242,12 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     if isinstance(acquired, LeaseRefused):
         log.warning("%s: not read by this run (%s)", acquired.describe(), owner)
         return ShardOutcome(shard_id, "leased", note=acquired.describe())
-    current: Versioned = acquired
-    outcome = ShardOutcome(shard_id, "running", checkpoint_sequence=current.checkpoint.sequence_number)
+    # The latest version of the checkpoint we wrote: releasing the lease (even after a failure)
+    # must compare-and-swap against it, not against the version we started from.
+    held = [acquired]
+    outcome = ShardOutcome(shard_id, "running", checkpoint_sequence=acquired.checkpoint.sequence_number)
     try:
-        current = _land(ctx, shard, owner, current, outcome)
+        _land(ctx, shard, owner, held, outcome)
     except CheckpointConflictError:
         outcome.status = "conflict"
         raise
@@ -253,9 +255,9 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
         outcome.elapsed_seconds = round(time.monotonic() - started, 3)
         if outcome.status != "conflict":
             try:
-                current = ctx.store.release(current, owner)
+                ctx.store.release(held[0], owner)
             except CheckpointConflictError as err:
-                # Only reached while another error propagates or after a takeover: say so, do not mask it.
+                # Someone took the shard over meanwhile; say so without masking an error in flight.
                 log.error("shard %s: could not release the lease: %s", shard_id, err)
     log.info(
         "shard %s: %s; read %d = landed %d + rejected %d in %d batch(es); checkpoint at %s; lag %s ms; %.1f s",
@@ -272,14 +274,14 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     return outcome
 
 
-def _land(ctx: LandingContext, shard: ShardInfo, owner: str, current: Versioned, outcome: ShardOutcome) -> Versioned:
+def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versioned], outcome: ShardOutcome) -> None:
     settings = ctx.settings
     stream = settings.stream_name
-    checkpoint = current.checkpoint
+    checkpoint = held[0].checkpoint
     if checkpoint.finished:
         outcome.status = "finished"
         outcome.stopped_because = "already read to its end"
-        return current
+        return
     if checkpoint.sequence_number is not None:
         gap = _expiry_gap(ctx, shard.shard_id, checkpoint)
         if gap is not None:
@@ -307,8 +309,8 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, current: Versioned,
             checkpoint = _advanced(checkpoint, batch, last, descriptor_url, landed, rejected, reader)
         else:
             checkpoint = _advanced(checkpoint, batch, None, None, 0, 0, reader)
-        current = ctx.store.update(current, checkpoint, owner)
-        checkpoint = current.checkpoint
+        held[0] = ctx.store.update(held[0], checkpoint, owner)
+        checkpoint = held[0].checkpoint
         outcome.checkpoint_sequence = checkpoint.sequence_number
     stats = reader.stats
     outcome.rejected_by_reason = dict(reasons)
@@ -323,7 +325,6 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, current: Versioned,
         outcome.status = "caught_up"
     else:
         outcome.status = "limit"
-    return current
 
 
 def _expiry_gap(ctx: LandingContext, shard_id: str, checkpoint: Checkpoint) -> ExpiryGap | None:
