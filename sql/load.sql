@@ -94,47 +94,8 @@ where problem is not null
 group by problem
 order by problem;
 
--- name: create_versions
--- Step 1. One row per version (key, sync_count, last_modified_at): of its copies, the last in stream order.
--- One sort serves both: in each key's order by (sync_count, last_modified_at, position), all descending, a
--- row is its version's chosen copy when the row before it is of another version, and the first row
--- (key_rank = 1) is the batch's best version of the key: the winner wherever the dataset has no delete
--- (then every version is of the first generation).
-create temp table stg_versions ${attributes_stg_work} as
-select
-    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
-    value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
-    payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
-    landed_file, key_rank
-from (
-    select
-        c.*,
-        -- The same window three times (Redshift has no WINDOW clause); PostgreSQL sorts once for all three.
-        row_number() over (
-            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
-            order by
-                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
-                c.sub_sequence_number desc, c.record_index desc
-        ) as key_rank,
-        lag(c.sync_count) over (
-            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
-            order by
-                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
-                c.sub_sequence_number desc, c.record_index desc
-        ) as previous_sync_count,
-        lag(c.last_modified_at) over (
-            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
-            order by
-                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
-                c.sub_sequence_number desc, c.record_index desc
-        ) as previous_last_modified_at
-    from stg_changes as c
-    where c.op in ('replace', 'remove')
-) as copies
-where key_rank = 1 or previous_sync_count <> sync_count or previous_last_modified_at <> last_modified_at;
-
 -- name: create_new_deletes
--- Step 2a. Dataset deletes the warehouse does not know yet (one row per dataset and delete time).
+-- Step 1. Dataset deletes the warehouse does not know yet (one row per dataset and delete time).
 create temp table stg_new_deletes ${attributes_stg_work} as
 select
     d.identity_pool_id, d.identity_id, d.dataset_name, d.last_modified_at as deleted_at, d.sync_count,
@@ -169,29 +130,6 @@ select
     sequence_number, sub_sequence_number, arrived_at, landed_file, cast(%s as timestamp)
 from stg_new_deletes;
 
--- name: insert_record_changes
--- Step 2b. History: the versions record_changes does not have yet, with their lineage.
-insert into ${schema}.record_changes (
-    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
-    value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
-    payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
-    landed_file, loaded_at
-)
-select
-    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
-    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at, v.event_sync_count,
-    v.event_last_modified_at, v.payload_type, v.stream_name, v.shard_id, v.sequence_number,
-    v.sub_sequence_number, v.record_index, v.arrived_at, v.landed_file, cast(%s as timestamp)
-from stg_versions as v
-left join ${schema}.record_changes as known
-    on known.identity_pool_id = v.identity_pool_id
-    and known.identity_id = v.identity_id
-    and known.dataset_name = v.dataset_name
-    and known.record_key = v.record_key
-    and known.sync_count = v.sync_count
-    and known.last_modified_at = v.last_modified_at
-where known.identity_pool_id is null;
-
 -- name: create_touched_datasets
 create temp table stg_datasets ${attributes_stg_work} as
 select distinct identity_pool_id, identity_id, dataset_name
@@ -225,8 +163,104 @@ create temp table stg_reset_datasets ${attributes_stg_work} as
 select distinct identity_pool_id, identity_id, dataset_name
 from stg_new_deletes;
 
+-- name: create_versions
+-- Step 2. One row per version (key, sync_count, last_modified_at): of its copies, the last in stream order.
+-- One sort serves both: in each key's order by (sync_count, last_modified_at, position), all descending, a
+-- row is its version's chosen copy when the row before it is of another version, and the first row
+-- (key_rank = 1) is the batch's best version of the key.
+-- Each version also carries the stored row of its key (one index probe, used twice below) and is_new: in
+-- a dataset without deletes the stored row is the best version of the key's whole history, so a version
+-- newer than it (or of a key never seen) is certainly not in record_changes yet.
+create temp table stg_versions ${attributes_stg_work} as
+select
+    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
+    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at, v.event_sync_count,
+    v.event_last_modified_at, v.payload_type, v.stream_name, v.shard_id, v.sequence_number,
+    v.sub_sequence_number, v.record_index, v.arrived_at, v.landed_file, v.key_rank,
+    case when l.identity_pool_id is null then 0 else 1 end as has_deletes,
+    case
+        when l.identity_pool_id is null
+            and (
+                r.identity_pool_id is null
+                or v.sync_count > r.sync_count
+                or (v.sync_count = r.sync_count and v.last_modified_at > r.last_modified_at)
+            )
+            then 1
+        else 0
+    end as is_new,
+    case when r.identity_pool_id is null then 0 else 1 end as was_stored,
+    case when r.identity_pool_id is null or r.is_deleted then 0 else 1 end as was_live
+from (
+    select
+        c.*,
+        -- The same window three times (Redshift has no WINDOW clause); PostgreSQL sorts once for all three.
+        row_number() over (
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
+            order by
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as key_rank,
+        lag(c.sync_count) over (
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
+            order by
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as previous_sync_count,
+        lag(c.last_modified_at) over (
+            partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
+            order by
+                c.sync_count desc, c.last_modified_at desc, c.shard_id desc, lpad(c.sequence_number, 64, '0') desc,
+                c.sub_sequence_number desc, c.record_index desc
+        ) as previous_last_modified_at
+    from stg_changes as c
+    where c.op in ('replace', 'remove')
+) as v
+left join stg_latest_deletes as l
+    on l.identity_pool_id = v.identity_pool_id
+    and l.identity_id = v.identity_id
+    and l.dataset_name = v.dataset_name
+left join ${schema}.records as r
+    on r.identity_pool_id = v.identity_pool_id
+    and r.identity_id = v.identity_id
+    and r.dataset_name = v.dataset_name
+    and r.record_key = v.record_key
+where v.key_rank = 1 or v.previous_sync_count <> v.sync_count or v.previous_last_modified_at <> v.last_modified_at;
+
+-- name: insert_record_changes
+-- Step 3. History: the versions record_changes does not have yet, with their lineage. New versions
+-- (is_new) go in directly; the others (duplicates, late older versions, datasets with deletes) only when
+-- an anti-join finds them missing.
+insert into ${schema}.record_changes (
+    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
+    value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
+    payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
+    landed_file, loaded_at
+)
+select
+    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
+    value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
+    payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
+    landed_file, cast(%s as timestamp)
+from stg_versions
+where is_new = 1
+union all
+select
+    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
+    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at, v.event_sync_count,
+    v.event_last_modified_at, v.payload_type, v.stream_name, v.shard_id, v.sequence_number,
+    v.sub_sequence_number, v.record_index, v.arrived_at, v.landed_file, cast(%s as timestamp)
+from stg_versions as v
+left join ${schema}.record_changes as known
+    on known.identity_pool_id = v.identity_pool_id
+    and known.identity_id = v.identity_id
+    and known.dataset_name = v.dataset_name
+    and known.record_key = v.record_key
+    and known.sync_count = v.sync_count
+    and known.last_modified_at = v.last_modified_at
+where v.is_new = 0 and known.identity_pool_id is null;
+
 -- name: create_candidates
--- Step 3a. For datasets that have deletes (where generations matter), every version that may win for a
+-- Step 4a. For datasets that have deletes (where generations matter), every version that may win for a
 -- touched key: the staged versions, the stored current row (is_stored = 1: at an equal version the stored
 -- copy stays, so duplicates never rewrite a row), and for reset datasets all their stored rows and history.
 create temp table stg_candidates ${attributes_stg_work} as
@@ -236,10 +270,7 @@ select
     0 as is_stored, 0 as stored_live,
     v.shard_id, v.sequence_number, v.sub_sequence_number, v.record_index
 from stg_versions as v
-inner join stg_latest_deletes as l
-    on l.identity_pool_id = v.identity_pool_id
-    and l.identity_id = v.identity_id
-    and l.dataset_name = v.dataset_name
+where v.has_deletes = 1
 union all
 select
     r.identity_pool_id, r.identity_id, r.dataset_name, r.record_key, r.op, r.record_value, r.value_bytes,
@@ -248,13 +279,9 @@ select
     '', '', 0, 0
 from ${schema}.records as r
 inner join (
-    select v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key
-    from stg_versions as v
-    inner join stg_latest_deletes as l
-        on l.identity_pool_id = v.identity_pool_id
-        and l.identity_id = v.identity_id
-        and l.dataset_name = v.dataset_name
-    where v.key_rank = 1
+    select identity_pool_id, identity_id, dataset_name, record_key
+    from stg_versions
+    where has_deletes = 1 and key_rank = 1
 ) as k
     on k.identity_pool_id = r.identity_pool_id
     and k.identity_id = r.identity_id
@@ -284,7 +311,7 @@ inner join stg_reset_datasets as z
     and z.dataset_name = h.dataset_name;
 
 -- name: create_generations
--- Step 3b. Generation of each candidate of a dataset that has deletes: the latest delete strictly before
+-- Step 4b. Generation of each candidate of a dataset that has deletes: the latest delete strictly before
 -- the change (none: the first generation, coalesced to 1970-01-01 below).
 create temp table stg_generations ${attributes_stg_work} as
 select c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at, max(d.deleted_at) as generation
@@ -304,39 +331,24 @@ left join ${schema}.dataset_deletes as d
 group by c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at;
 
 -- name: create_winners
--- Step 3c. One winner per key, kept only when it changes the stored row (a new key, a newer version, or a
+-- Step 4c. One winner per key, kept only when it changes the stored row (a new key, a newer version, or a
 -- tombstone flag that flips); at most one row per key, as MERGE requires.
 -- Datasets without any delete (nearly all): every version is of the first generation, so the batch's best
--- version (key_rank = 1) wins when it is newer than the stored row by (sync_count, last_modified_at); an
--- equal version is a duplicate and changes nothing.
+-- version (key_rank = 1) wins when it is newer than the stored row (is_new); an equal version is a
+-- duplicate and changes nothing.
 -- Datasets with deletes: the winner among the candidates by (generation, sync_count, last_modified_at,
 -- stored first, stream position); a key is deleted when its winner is a remove or is not newer than the
 -- dataset's latest delete.
 create temp table stg_winners ${attributes_stg_work} as
 select
-    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
-    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at,
-    case when v.op = 'remove' then true else false end as is_deleted,
-    case when v.op = 'remove' then 0 else 1 end as is_live,
-    case when r.identity_pool_id is null then 0 else 1 end as was_stored,
-    case when r.identity_pool_id is null or r.is_deleted then 0 else 1 end as was_live
-from stg_versions as v
-left join stg_latest_deletes as l
-    on l.identity_pool_id = v.identity_pool_id
-    and l.identity_id = v.identity_id
-    and l.dataset_name = v.dataset_name
-left join ${schema}.records as r
-    on r.identity_pool_id = v.identity_pool_id
-    and r.identity_id = v.identity_id
-    and r.dataset_name = v.dataset_name
-    and r.record_key = v.record_key
-where v.key_rank = 1
-    and l.identity_pool_id is null
-    and (
-        r.identity_pool_id is null
-        or v.sync_count > r.sync_count
-        or (v.sync_count = r.sync_count and v.last_modified_at > r.last_modified_at)
-    )
+    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
+    value_ref, sync_count, last_modified_at, device_last_modified_at,
+    case when op = 'remove' then true else false end as is_deleted,
+    case when op = 'remove' then 0 else 1 end as is_live,
+    was_stored,
+    was_live
+from stg_versions
+where key_rank = 1 and is_new = 1
 union all
 select
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
@@ -375,7 +387,7 @@ from (
 where winner_rank = 1 and (is_stored = 0 or is_live <> stored_live);
 
 -- name: merge_records
--- Step 3d. Current state: at most one source row per key (stg_winners), newer-only already decided.
+-- Step 4d. Current state: at most one source row per key (stg_winners), newer-only already decided.
 merge into ${schema}.records
 using stg_winners as w
 on records.identity_pool_id = w.identity_pool_id
@@ -403,112 +415,123 @@ when not matched then insert (
 );
 
 -- name: create_dataset_updates
--- Step 4. The new row of every touched dataset. generation_sync_count is kept incrementally (stored value
--- and this batch's changes after the latest delete; copies do not change a maximum) and recomputed from the history only when the
--- latest delete moved; live_record_count moves by the keys that changed state in this batch.
+-- Step 5a. What this batch says about every touched dataset; merge_datasets combines it with the stored
+-- row (so the stored row is read once, by the MERGE). generation_sync_count is the batch's largest sync
+-- count after the latest delete (copies do not change a maximum); recomputed_sync_count is the same over
+-- the whole history, for datasets whose latest delete may have moved; live_delta is how many keys became
+-- live minus how many stopped being live.
 create temp table stg_dataset_updates ${attributes_stg_work} as
 select
-    identity_pool_id, identity_id, dataset_name,
-    coalesce(generation_sync_count, delete_sync_count) as last_sync_count,
-    last_modified_at,
-    case when deleted_at is not null and last_modified_at <= deleted_at then true else false end as is_deleted,
-    deleted_at, delete_sync_count, generation_sync_count, live_record_count
-from (
+    t.identity_pool_id, t.identity_id, t.dataset_name,
+    m.last_modified_at,
+    l.deleted_at,
+    l.delete_sync_count,
+    m.generation_sync_count,
+    h.generation_sync_count as recomputed_sync_count,
+    coalesce(w.live_delta, 0) as live_delta
+from stg_datasets as t
+inner join (
     select
-        t.identity_pool_id, t.identity_id, t.dataset_name,
-        case
-            when s.last_modified_at is null or m.last_modified_at > s.last_modified_at then m.last_modified_at
-            else s.last_modified_at
-        end as last_modified_at,
-        l.deleted_at,
-        l.delete_sync_count,
-        case
-            when s.identity_pool_id is not null
-                and coalesce(s.deleted_at, timestamp '1970-01-01 00:00:00')
-                    <> coalesce(l.deleted_at, timestamp '1970-01-01 00:00:00')
-                then h.generation_sync_count
-            when s.generation_sync_count is null or m.generation_sync_count > s.generation_sync_count
-                then m.generation_sync_count
-            else s.generation_sync_count
-        end as generation_sync_count,
-        coalesce(s.live_record_count, 0) + coalesce(w.live_delta, 0) as live_record_count
-    from stg_datasets as t
-    left join ${schema}.datasets as s
-        on s.identity_pool_id = t.identity_pool_id
-        and s.identity_id = t.identity_id
-        and s.dataset_name = t.dataset_name
-    left join stg_latest_deletes as l
-        on l.identity_pool_id = t.identity_pool_id
-        and l.identity_id = t.identity_id
-        and l.dataset_name = t.dataset_name
-    left join (
-        select
-            c.identity_pool_id, c.identity_id, c.dataset_name,
-            max(c.last_modified_at) as last_modified_at,
-            max(
-                case
-                    when c.op <> 'dataset_remove' and (l2.deleted_at is null or c.last_modified_at > l2.deleted_at)
-                        then c.sync_count
-                end
-            ) as generation_sync_count
-        from stg_changes as c
-        left join stg_latest_deletes as l2
-            on l2.identity_pool_id = c.identity_pool_id
-            and l2.identity_id = c.identity_id
-            and l2.dataset_name = c.dataset_name
-        group by c.identity_pool_id, c.identity_id, c.dataset_name
-    ) as m
-        on m.identity_pool_id = t.identity_pool_id
-        and m.identity_id = t.identity_id
-        and m.dataset_name = t.dataset_name
-    left join (
-        select identity_pool_id, identity_id, dataset_name, sum(is_live) - sum(was_live) as live_delta
-        from stg_winners
-        group by identity_pool_id, identity_id, dataset_name
-    ) as w
-        on w.identity_pool_id = t.identity_pool_id
-        and w.identity_id = t.identity_id
-        and w.dataset_name = t.dataset_name
-    left join (
-        select hc.identity_pool_id, hc.identity_id, hc.dataset_name, max(hc.sync_count) as generation_sync_count
-        from ${schema}.record_changes as hc
-        inner join stg_reset_datasets as z
-            on z.identity_pool_id = hc.identity_pool_id
-            and z.identity_id = hc.identity_id
-            and z.dataset_name = hc.dataset_name
-        inner join stg_latest_deletes as l3
-            on l3.identity_pool_id = hc.identity_pool_id
-            and l3.identity_id = hc.identity_id
-            and l3.dataset_name = hc.dataset_name
-        where hc.last_modified_at > l3.deleted_at
-        group by hc.identity_pool_id, hc.identity_id, hc.dataset_name
-    ) as h
-        on h.identity_pool_id = t.identity_pool_id
-        and h.identity_id = t.identity_id
-        and h.dataset_name = t.dataset_name
-) as merged;
+        c.identity_pool_id, c.identity_id, c.dataset_name,
+        max(c.last_modified_at) as last_modified_at,
+        max(
+            case
+                when c.op <> 'dataset_remove' and (l2.deleted_at is null or c.last_modified_at > l2.deleted_at)
+                    then c.sync_count
+            end
+        ) as generation_sync_count
+    from stg_changes as c
+    left join stg_latest_deletes as l2
+        on l2.identity_pool_id = c.identity_pool_id
+        and l2.identity_id = c.identity_id
+        and l2.dataset_name = c.dataset_name
+    group by c.identity_pool_id, c.identity_id, c.dataset_name
+) as m
+    on m.identity_pool_id = t.identity_pool_id
+    and m.identity_id = t.identity_id
+    and m.dataset_name = t.dataset_name
+left join stg_latest_deletes as l
+    on l.identity_pool_id = t.identity_pool_id
+    and l.identity_id = t.identity_id
+    and l.dataset_name = t.dataset_name
+left join (
+    select identity_pool_id, identity_id, dataset_name, sum(is_live) - sum(was_live) as live_delta
+    from stg_winners
+    group by identity_pool_id, identity_id, dataset_name
+) as w
+    on w.identity_pool_id = t.identity_pool_id
+    and w.identity_id = t.identity_id
+    and w.dataset_name = t.dataset_name
+left join (
+    select hc.identity_pool_id, hc.identity_id, hc.dataset_name, max(hc.sync_count) as generation_sync_count
+    from ${schema}.record_changes as hc
+    inner join stg_reset_datasets as z
+        on z.identity_pool_id = hc.identity_pool_id
+        and z.identity_id = hc.identity_id
+        and z.dataset_name = hc.dataset_name
+    inner join stg_latest_deletes as l3
+        on l3.identity_pool_id = hc.identity_pool_id
+        and l3.identity_id = hc.identity_id
+        and l3.dataset_name = hc.dataset_name
+    where hc.last_modified_at > l3.deleted_at
+    group by hc.identity_pool_id, hc.identity_id, hc.dataset_name
+) as h
+    on h.identity_pool_id = t.identity_pool_id
+    and h.identity_id = t.identity_id
+    and h.dataset_name = t.dataset_name;
 
 -- name: merge_datasets
+-- Step 5b. New values from the stored row (target columns, read before the update) and the batch:
+-- generation_sync_count moves incrementally, or is recomputed when the latest delete moved; the last sync
+-- count falls back to the delete's; a dataset is deleted when nothing is newer than its latest delete.
 merge into ${schema}.datasets
 using stg_dataset_updates as u
 on datasets.identity_pool_id = u.identity_pool_id
     and datasets.identity_id = u.identity_id
     and datasets.dataset_name = u.dataset_name
 when matched then update set
-    last_sync_count = u.last_sync_count,
-    last_modified_at = u.last_modified_at,
-    is_deleted = u.is_deleted,
+    last_sync_count = coalesce(
+        case
+            when coalesce(datasets.deleted_at, timestamp '1970-01-01 00:00:00')
+                <> coalesce(u.deleted_at, timestamp '1970-01-01 00:00:00')
+                then u.recomputed_sync_count
+            when datasets.generation_sync_count is null or u.generation_sync_count > datasets.generation_sync_count
+                then u.generation_sync_count
+            else datasets.generation_sync_count
+        end,
+        u.delete_sync_count
+    ),
+    last_modified_at = case
+        when u.last_modified_at > datasets.last_modified_at then u.last_modified_at
+        else datasets.last_modified_at
+    end,
+    is_deleted = case
+        when u.deleted_at is not null
+            and u.deleted_at >= u.last_modified_at
+            and u.deleted_at >= datasets.last_modified_at
+            then true
+        else false
+    end,
     deleted_at = u.deleted_at,
     delete_sync_count = u.delete_sync_count,
-    generation_sync_count = u.generation_sync_count,
-    live_record_count = u.live_record_count,
+    generation_sync_count = case
+        when coalesce(datasets.deleted_at, timestamp '1970-01-01 00:00:00')
+            <> coalesce(u.deleted_at, timestamp '1970-01-01 00:00:00')
+            then u.recomputed_sync_count
+        when datasets.generation_sync_count is null or u.generation_sync_count > datasets.generation_sync_count
+            then u.generation_sync_count
+        else datasets.generation_sync_count
+    end,
+    live_record_count = datasets.live_record_count + u.live_delta,
     updated_at = cast(%s as timestamp)
 when not matched then insert (
     identity_pool_id, identity_id, dataset_name, last_sync_count, last_modified_at, is_deleted, deleted_at,
     delete_sync_count, generation_sync_count, live_record_count, updated_at
 ) values (
-    u.identity_pool_id, u.identity_id, u.dataset_name, u.last_sync_count, u.last_modified_at, u.is_deleted,
-    u.deleted_at, u.delete_sync_count, u.generation_sync_count, u.live_record_count, cast(%s as timestamp)
+    u.identity_pool_id, u.identity_id, u.dataset_name, coalesce(u.generation_sync_count, u.delete_sync_count),
+    u.last_modified_at,
+    case when u.deleted_at is not null and u.last_modified_at <= u.deleted_at then true else false end,
+    u.deleted_at, u.delete_sync_count, u.generation_sync_count, u.live_delta, cast(%s as timestamp)
 );
 
 -- name: merge_counts
@@ -526,7 +549,7 @@ cross join (
 cross join (select count(*) as datasets_touched from stg_dataset_updates) as u;
 
 -- name: insert_rejected_records
--- Step 5. Quarantined records, once each (a replay can quarantine the same record again).
+-- Step 6. Quarantined records, once each (a replay can quarantine the same record again).
 insert into ${schema}.rejected_records (
     stream_name, shard_id, sequence_number, sub_sequence_number, arrived_at, reason, detail, identity_pool_id,
     identity_id, dataset_name, raw_bytes, raw_ref, landed_file, loaded_at
@@ -568,7 +591,7 @@ insert into stg_files (
 ) values (%s, %s, %s, %s, %s, %s, %s);
 
 -- name: merge_loaded_files
--- Step 6a. The batch's files; a forced reload refreshes their rows.
+-- Step 7a. The batch's files; a forced reload refreshes their rows.
 merge into ${schema}.loaded_files
 using stg_files as f
 on loaded_files.file_url = f.file_url
@@ -613,7 +636,7 @@ insert into stg_batches (
 ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: merge_loaded_batches
--- Step 6b. Recorded last, in the same transaction: a batch is "loaded" exactly when its data is.
+-- Step 7b. Recorded last, in the same transaction: a batch is "loaded" exactly when its data is.
 merge into ${schema}.loaded_batches
 using stg_batches as b
 on loaded_batches.descriptor_url = b.descriptor_url

@@ -242,7 +242,7 @@ class Warehouse(ABC):
             cur.execute(self.sql.create_stage_changes())
             cur.execute(self.sql.stage_history())
             self._after_work_table(cur, STAGE_CHANGES)
-            counts = self._merge(cur, utcnow())
+            counts = self._merge(cur, utcnow(), from_history=True)
             cur.execute(self.sql.drop_work_tables())
         log.info(
             "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
@@ -258,18 +258,25 @@ class Warehouse(ABC):
         cur.execute(statement)
         self._after_work_table(cur, table)
 
-    def _merge(self, cur: Cursor, loaded_at: datetime) -> MergeCounts:
-        """The merge of whatever is in stg_changes (docs/semantics.md), steps in sql/load.sql's order."""
+    def _merge(self, cur: Cursor, loaded_at: datetime, *, from_history: bool = False) -> MergeCounts:
+        """The merge of whatever is in stg_changes (docs/semantics.md), steps in sql/load.sql's order.
+
+        ``from_history``: the stage holds the history itself (a rebuild), so nothing is added to it; the
+        shortcut of insert_record_changes (a version newer than the stored row is new) would not hold
+        while records is being rebuilt."""
         sql = self.sql
-        self._work(cur, sql.create_versions(), "stg_versions")
         self._work(cur, sql.create_new_deletes(), "stg_new_deletes")
-        cur.execute(sql.insert_dataset_deletes(), (loaded_at,))
-        deletes_inserted = max(cur.rowcount, 0)
-        cur.execute(sql.insert_record_changes(), (loaded_at,))
-        versions_inserted = max(cur.rowcount, 0)
+        deletes_inserted = versions_inserted = 0
+        if not from_history:
+            cur.execute(sql.insert_dataset_deletes(), (loaded_at,))
+            deletes_inserted = max(cur.rowcount, 0)
         self._work(cur, sql.create_touched_datasets(), "stg_datasets")
         self._work(cur, sql.create_latest_deletes(), "stg_latest_deletes")
         self._work(cur, sql.create_reset_datasets(), "stg_reset_datasets")
+        self._work(cur, sql.create_versions(), "stg_versions")
+        if not from_history:
+            cur.execute(sql.insert_record_changes(), (loaded_at, loaded_at))
+            versions_inserted = max(cur.rowcount, 0)
         self._work(cur, sql.create_candidates(), "stg_candidates")
         self._work(cur, sql.create_generations(), "stg_generations")
         self._work(cur, sql.create_winners(), "stg_winners")
