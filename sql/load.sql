@@ -422,15 +422,14 @@ when not matched then insert (
 -- live minus how many stopped being live.
 create temp table stg_dataset_updates ${attributes_stg_work} as
 select
-    t.identity_pool_id, t.identity_id, t.dataset_name,
+    m.identity_pool_id, m.identity_id, m.dataset_name,
     m.last_modified_at,
     l.deleted_at,
     l.delete_sync_count,
     m.generation_sync_count,
     h.generation_sync_count as recomputed_sync_count,
     coalesce(w.live_delta, 0) as live_delta
-from stg_datasets as t
-inner join (
+from (
     select
         c.identity_pool_id, c.identity_id, c.dataset_name,
         max(c.last_modified_at) as last_modified_at,
@@ -447,21 +446,18 @@ inner join (
         and l2.dataset_name = c.dataset_name
     group by c.identity_pool_id, c.identity_id, c.dataset_name
 ) as m
-    on m.identity_pool_id = t.identity_pool_id
-    and m.identity_id = t.identity_id
-    and m.dataset_name = t.dataset_name
 left join stg_latest_deletes as l
-    on l.identity_pool_id = t.identity_pool_id
-    and l.identity_id = t.identity_id
-    and l.dataset_name = t.dataset_name
+    on l.identity_pool_id = m.identity_pool_id
+    and l.identity_id = m.identity_id
+    and l.dataset_name = m.dataset_name
 left join (
     select identity_pool_id, identity_id, dataset_name, sum(is_live) - sum(was_live) as live_delta
     from stg_winners
     group by identity_pool_id, identity_id, dataset_name
 ) as w
-    on w.identity_pool_id = t.identity_pool_id
-    and w.identity_id = t.identity_id
-    and w.dataset_name = t.dataset_name
+    on w.identity_pool_id = m.identity_pool_id
+    and w.identity_id = m.identity_id
+    and w.dataset_name = m.dataset_name
 left join (
     select hc.identity_pool_id, hc.identity_id, hc.dataset_name, max(hc.sync_count) as generation_sync_count
     from ${schema}.record_changes as hc
@@ -476,9 +472,9 @@ left join (
     where hc.last_modified_at > l3.deleted_at
     group by hc.identity_pool_id, hc.identity_id, hc.dataset_name
 ) as h
-    on h.identity_pool_id = t.identity_pool_id
-    and h.identity_id = t.identity_id
-    and h.dataset_name = t.dataset_name;
+    on h.identity_pool_id = m.identity_pool_id
+    and h.identity_id = m.identity_id
+    and h.dataset_name = m.dataset_name;
 
 -- name: merge_datasets
 -- Step 5b. New values from the stored row (target columns, read before the update) and the batch:

@@ -8,6 +8,14 @@ copy ${table} from stdin with (format csv);
 -- name: analyze_table
 analyze ${table};
 
+-- name: analyze_dataset_keys
+-- Statistics of the join keys only: enough for the planner to estimate the loader's joins (without them
+-- it may take a 70,000-row work table for one row and nest loops over it), at a fraction of the cost.
+analyze ${table} (identity_pool_id, identity_id, dataset_name);
+
+-- name: analyze_record_keys
+analyze ${table} (identity_pool_id, identity_id, dataset_name, record_key);
+
 -- name: tune_session
 -- The loader's work tables are temporary: with the default 8MB of temp_buffers, a 100,000-row batch spills
 -- them to disk between statements. Runs before the session first touches a temporary table.

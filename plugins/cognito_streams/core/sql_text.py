@@ -344,6 +344,11 @@ class WarehouseSql:
     def analyze_table(self, table: str) -> str:
         return self.statement("postgres.sql", "analyze_table", table=table)
 
+    def analyze_keys(self, table: str, with_record_key: bool) -> str:
+        """PostgreSQL: statistics of a work table's join keys (dataset keys, or record keys)."""
+        name = "analyze_record_keys" if with_record_key else "analyze_dataset_keys"
+        return self.statement("postgres.sql", name, table=table)
+
     def tune_transaction(self) -> str:
         return self.statement("postgres.sql", "tune_transaction")
 

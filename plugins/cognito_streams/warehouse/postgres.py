@@ -30,8 +30,16 @@ Fetch = Callable[[str], bytes]
 
 _SCHEMAS = {STAGE_CHANGES: CHANGES_SCHEMA}
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
-#: Work tables whose column statistics pay for themselves (see _after_work_table).
-ANALYZED_WORK_TABLES: frozenset[str] = frozenset()
+#: Work tables the planner needs statistics on, with whether their key includes record_key: the big ones
+#: that drive joins. The others are empty or tiny in a normal batch (deletes, candidates of datasets with
+#: deletes), where the planner's default guess does no harm.
+ANALYZED_WORK_TABLES: dict[str, bool] = {
+    "stg_changes": True,
+    "stg_versions": True,
+    "stg_datasets": False,
+    "stg_winners": True,
+    "stg_dataset_updates": False,
+}
 #: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
 PREFETCH = 2
 
@@ -95,11 +103,10 @@ class PostgresWarehouse(Warehouse):
         cur.execute(self.sql.tune_planner())
 
     def _after_work_table(self, cur: Cursor, table: str) -> None:
-        # Temporary tables are never auto-analyzed. The planner still knows their size (from their pages),
-        # which is what picks index probes over scans of the big tables; column statistics would cost more
-        # to gather than they save, except where listed.
+        # Temporary tables are never auto-analyzed. Without statistics, a join of two of them on three or four
+        # columns is estimated at one row, and the planner nests loops over tens of thousands of rows.
         if table in ANALYZED_WORK_TABLES:
-            cur.execute(self.sql.analyze_table(table))
+            cur.execute(self.sql.analyze_keys(table, ANALYZED_WORK_TABLES[table]))
 
     def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
         entries = [(m, e) for m in manifests for e in m.entries]
