@@ -33,7 +33,10 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +58,7 @@ OPERATIONS = (OP_REPLACE, OP_REMOVE)
 MAX_DATE_MS = 253_402_300_799_999
 
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
+_STDERR_LOCK = threading.Lock()
 
 _ITEM_TYPE = pa.struct(
     [
@@ -105,6 +109,8 @@ SUSPECT_PATTERN = "|".join(
 )
 #: Parser restarts per MB of input above which screening the rest with RE2 is cheaper than restarting.
 REGEX_SCREEN_RESTARTS_PER_MB = 1.0
+#: Chunks parsed at once (each single-threaded) once a batch is known to hold bad records.
+DIRTY_PARSE_THREADS = 2
 
 
 @dataclass
@@ -271,7 +277,8 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
         # The library prints a dump of the record (values included) to stderr when a sub-record is
         # malformed, then stops; keep that out of the logs and treat it as a bad aggregate.
         errors = io.StringIO()
-        with contextlib.redirect_stderr(errors):
+        # redirect_stderr swaps the process-wide sys.stderr: one thread at a time.
+        with _STDERR_LOCK, contextlib.redirect_stderr(errors):
             users = list(iter_deaggregate_records([boto_record], data_format="Boto3"))
         # A record that does not de-aggregate comes back as itself, without the "aggregated" flag.
         not_expanded = not users or not all(u.get("kinesis", {}).get("aggregated") for u in users)
@@ -308,10 +315,12 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
     out = Decoded(changes=empty_changes())
     tables: list[pa.Table] = []
     state = _BatchState()
-    # Chunks are decoded one after the other. (Parsing chunk k+1 on a worker thread while chunk k is
-    # checked was measured: slower on 2 cores, since the parser then loses its second thread.)
-    for lo, hi in _chunks(records.data, options.chunk_bytes):
-        parsed = _prepare(records.slice(lo, hi), options, state)
+    bounds = list(_chunks(records.data, options.chunk_bytes))
+
+    def prepare(bound: tuple[int, int]) -> _Parsed:
+        return _prepare(records.slice(*bound), options, state)
+
+    def consume(parsed: _Parsed) -> None:
         out.rejects.extend(parsed.kpl_rejects)
         out.records_read += len(parsed.records) + len(parsed.kpl_rejects)
         out.parser_restarts += parsed.restarts
@@ -319,6 +328,24 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
         table = _decode_chunk(parsed.records, parsed.chunk, parsed.table, options, out)
         if table.num_rows:
             tables.append(table)
+
+    # While the batch is clean, each chunk is one multi-threaded read_json call. Once a record broke
+    # the reader, chunks are read as single-threaded streams (restartable), so two chunks are
+    # prepared at a time on worker threads to keep both cores busy (pyarrow releases the GIL).
+    done = 0
+    while done < len(bounds) and (state.clean or not options.use_threads):
+        consume(prepare(bounds[done]))
+        done += 1
+    if done < len(bounds):
+        with ThreadPoolExecutor(max_workers=DIRTY_PARSE_THREADS, thread_name_prefix="decode") as pool:
+            in_flight = deque(pool.submit(prepare, b) for b in bounds[done : done + DIRTY_PARSE_THREADS])
+            following = iter(bounds[done + DIRTY_PARSE_THREADS :])
+            while in_flight:
+                parsed = in_flight.popleft().result()
+                bound = next(following, None)
+                if bound is not None:
+                    in_flight.append(pool.submit(prepare, bound))
+                consume(parsed)
     if tables:
         out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return out
@@ -346,28 +373,34 @@ def _prepare(records: KinesisRecords, options: DecodeOptions, state: _BatchState
     if state.regex_screen:
         for index in _regex_screen(chunk, 0):
             chunk.check(index)
-    restarts_before = state.restarts
-    table = _parse(chunk, options, state)
-    state.bytes_seen += len(chunk.blob)
-    return _Parsed(records, chunk, table, kpl_rejects, state.restarts - restarts_before)
+    table, restarts = _parse(chunk, options, state)
+    with state.lock:
+        state.bytes_seen += len(chunk.blob)
+    return _Parsed(records, chunk, table, kpl_rejects, restarts)
 
 
 @dataclass
 class _BatchState:
+    """What the chunks of a batch learn about it (shared by the worker threads; updates are
+    single attribute writes or guarded by the lock)."""
+
     #: No record of the batch has broken the JSON reader yet: parse a chunk in one call (fastest).
     clean: bool = True
     #: Screen with RE2 too: set once parser restarts became more costly than the screen.
     regex_screen: bool = False
     restarts: int = 0
     bytes_seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def restarted(self, chunk_bytes: int) -> bool:
         """Count a restart; True when the regex screen has just become worth it."""
-        if self.regex_screen:
-            return False
-        seen_mb = (self.bytes_seen + chunk_bytes) / 2**20
-        self.regex_screen = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * seen_mb)
-        return self.regex_screen
+        with self.lock:
+            self.restarts += 1
+            if self.regex_screen:
+                return False
+            seen_mb = (self.bytes_seen + chunk_bytes) / 2**20
+            self.regex_screen = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * seen_mb)
+            return self.regex_screen
 
 
 def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -533,7 +566,7 @@ def _regex_screen(chunk: _Chunk, lo: int, hi: int | None = None) -> list[int]:
     return [int(i) for i in found if int(i) not in chunk.errors]
 
 
-def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Table:
+def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[pa.Table, int]:
     """Parse the chunk's NDJSON into one row per record.
 
     While the batch is clean, the chunk is read in one call. Once a record broke the reader, chunks
@@ -546,7 +579,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Tabl
         try:
             table = pj.read_json(pa.BufferReader(buffer), read_options=read_options, parse_options=_PARSE_OPTIONS)
             if table.num_rows == chunk.n:
-                return table
+                return table, 0
         except pa.ArrowInvalid:
             pass
         state.clean = False
@@ -554,6 +587,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Tabl
     read_options = pj.ReadOptions(use_threads=False, block_size=options.block_bytes)
     batches: list[pa.RecordBatch] = []
     done = 0  # records parsed into `batches`
+    restarts = 0
     while done < chunk.n:
         got = 0
         try:
@@ -569,7 +603,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Tabl
                 buffer, batches, done = pa.py_buffer(chunk.blob), [], 0  # offsets changed: start over
                 continue
             failed_at = done + got
-            state.restarts += 1
+            restarts += 1
             _explain_failure(chunk, failed_at, str(err), options)
             if state.restarted(len(chunk.blob)):
                 for index in _regex_screen(chunk, failed_at):
@@ -593,7 +627,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> pa.Tabl
             raise RuntimeError(
                 f"decoder invariant broken: {chunk.n} records parsed into {table.num_rows} rows after the exact check"
             )
-    return table
+    return table, restarts
 
 
 def _explain_failure(chunk: _Chunk, failed_at: int, message: str, options: DecodeOptions) -> None:
