@@ -30,6 +30,16 @@ set local work_mem = '64MB';
 -- cheaper than scanning the whole table, or a merge's cost grows with the table instead of the batch.
 set local random_page_cost = 1.1;
 
+-- name: tune_memoize
+-- The loader's probes look up each key once (its work tables have one row per key), so PostgreSQL's
+-- Memoize cache in front of them never hits: it only costs memory and time.
+set local enable_memoize = off;
+
+-- name: tune_statistics
+-- The work tables' statistics only need the order of magnitude of their distinct keys: a 3,000-row
+-- sample (instead of 30,000) gives it at a tenth of the cost.
+set local default_statistics_target = 10;
+
 -- name: tune_records_table
 -- records and datasets are updated in place by every load: free space in their pages lets PostgreSQL keep
 -- a new row version on the same page without touching the indexes (HOT updates). Idempotent; applies to

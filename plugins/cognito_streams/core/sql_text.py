@@ -355,6 +355,12 @@ class WarehouseSql:
     def tune_planner(self) -> str:
         return self.statement("postgres.sql", "tune_planner")
 
+    def tune_memoize(self) -> str:
+        return self.statement("postgres.sql", "tune_memoize")
+
+    def tune_statistics(self) -> str:
+        return self.statement("postgres.sql", "tune_statistics")
+
     def tune_session(self) -> str:
         return self.statement("postgres.sql", "tune_session")
 

@@ -101,6 +101,8 @@ class PostgresWarehouse(Warehouse):
     def _begin(self, cur: Cursor) -> None:
         cur.execute(self.sql.tune_transaction())
         cur.execute(self.sql.tune_planner())
+        cur.execute(self.sql.tune_memoize())
+        cur.execute(self.sql.tune_statistics())
 
     def _after_work_table(self, cur: Cursor, table: str) -> None:
         # Temporary tables are never auto-analyzed. Without statistics, a join of two of them on three or four
