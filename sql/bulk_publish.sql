@@ -12,16 +12,17 @@ create temp table stg_bulk_publish (
     completed_at timestamp,
     failure_message varchar(4096),
     next_eligible_at timestamp,
-    dag_run_id varchar(256)
+    dag_run_id varchar(256),
+    reason varchar(1024)
 ) ${attributes_stg_rejects};
 
 -- name: insert_stage_bulk_publish
 insert into stg_bulk_publish (
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
-    next_eligible_at, dag_run_id
+    next_eligible_at, dag_run_id, reason
 ) values (
     %s, %s, cast(%s as timestamp), %s, %s, cast(%s as timestamp), cast(%s as timestamp), %s,
-    cast(%s as timestamp), %s
+    cast(%s as timestamp), %s, %s
 );
 
 -- name: merge_bulk_publish
@@ -38,13 +39,14 @@ when matched then update set
     failure_message = a.failure_message,
     next_eligible_at = a.next_eligible_at,
     dag_run_id = a.dag_run_id,
+    reason = a.reason,
     updated_at = cast(%s as timestamp)
 when not matched then insert (
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
-    next_eligible_at, dag_run_id, updated_at
+    next_eligible_at, dag_run_id, reason, updated_at
 ) values (
     a.attempt_id, a.identity_pool_id, a.requested_at, a.decision, a.status, a.started_at, a.completed_at,
-    a.failure_message, a.next_eligible_at, a.dag_run_id, cast(%s as timestamp)
+    a.failure_message, a.next_eligible_at, a.dag_run_id, a.reason, cast(%s as timestamp)
 );
 
 -- name: drop_stage_bulk_publish
@@ -54,7 +56,7 @@ drop table if exists stg_bulk_publish;
 -- A pool's attempts, newest first.
 select
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
-    next_eligible_at, dag_run_id, updated_at
+    next_eligible_at, dag_run_id, reason, updated_at
 from ${schema}.bulk_publish_runs
 where identity_pool_id = %s
 order by requested_at desc, attempt_id desc

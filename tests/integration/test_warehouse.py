@@ -31,7 +31,10 @@ def test_schema_is_created_once_and_upgrades_are_idempotent(stack) -> None:  # t
         }
         # THEN it has the contract's tables and the analysts' view, and the ledger names V001
         assert tables >= TABLES | {"live_records"}
-        assert query(wh, "select version, name from {schema}.schema_migrations") == [(1, "warehouse_tables")]
+        assert query(wh, "select version, name from {schema}.schema_migrations order by 1") == [
+            (1, "warehouse_tables"),
+            (2, "bulk_publish_reason"),
+        ]
         # WHEN it runs again THEN nothing is applied
         assert wh.ensure_schema() == []
 
@@ -57,7 +60,7 @@ def test_bulk_publish_attempts_are_upserted_by_id(stack) -> None:  # type: ignor
         # GIVEN an attempt recorded when requested, then again when it ended (the same id)
         started = BulkPublishAttempt(
             attempt_id="run-1/pool", identity_pool_id=pool, requested_at=requested, decision="start",
-            status="IN_PROGRESS", started_at=requested, dag_run_id="run-1",
+            status="IN_PROGRESS", started_at=requested, dag_run_id="run-1", reason="no bulk publish has run",
         )  # fmt: skip
         wh.record_bulk_publish_attempt(started)
         done = started.model_copy(
@@ -72,7 +75,7 @@ def test_bulk_publish_attempts_are_upserted_by_id(stack) -> None:  # type: ignor
         attempts = wh.bulk_publish_attempts(pool)
         assert [a.attempt_id for a in attempts] == ["run-2/pool", "run-1/pool"]
         assert attempts[1].status == "SUCCEEDED" and attempts[1].completed_at == datetime(2026, 3, 1, 14)
-        assert attempts[1].updated_at is not None
+        assert attempts[1].updated_at is not None and attempts[1].reason == "no bulk publish has run"
         assert wh.bulk_publish_attempts("us-east-1:00000000-0000-4000-8000-000000000000") == []
 
 

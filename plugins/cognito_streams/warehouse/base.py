@@ -417,6 +417,7 @@ class Warehouse(ABC):
                     attempt.failure_message,
                     _naive(attempt.next_eligible_at),
                     attempt.dag_run_id,
+                    attempt.reason,
                 ),
             )
             cur.execute(self.sql.merge_bulk_publish(), (now, now))
@@ -428,6 +429,6 @@ class Warehouse(ABC):
             cur.execute(self.sql.bulk_publish_attempts(), (identity_pool_id, limit))
             names = [
                 "attempt_id", "identity_pool_id", "requested_at", "decision", "status", "started_at",
-                "completed_at", "failure_message", "next_eligible_at", "dag_run_id", "updated_at",
+                "completed_at", "failure_message", "next_eligible_at", "dag_run_id", "reason", "updated_at",
             ]  # fmt: skip
             return [BulkPublishAttempt(**dict(zip(names, row, strict=True))) for row in cur.fetchall()]

@@ -175,4 +175,5 @@ class BulkPublishAttempt(BaseModel):
     failure_message: str | None = Field(default=None, max_length=4096)
     next_eligible_at: datetime | None = None
     dag_run_id: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=1024)  # why this decision (core.bulk_publish.Plan)
     updated_at: datetime | None = None  # set by the warehouse when read back
