@@ -173,9 +173,23 @@ def throughput(ctx: BenchContext) -> list[Figure]:
 # -- memory while landing a backlog ---------------------------------------------------------------------
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory (VmHWM), in MiB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux: clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+
+
 def _child(n: int, batch_max_records: int) -> None:
     """In a fresh process: put ``n`` records on a moto stream, land them all, print peak RSS (MiB)."""
-    import resource
     import uuid
 
     import boto3
@@ -191,7 +205,10 @@ def _child(n: int, batch_max_records: int) -> None:
     template = seed_records(2_000, seed=7)
     for lo in range(0, n, 10_000):
         put_records(kinesis, stream, [template[i % len(template)] for i in range(lo, min(n, lo + 10_000))])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # ru_maxrss survives exec on Linux (it would report the parent's peak): use the memory map's own
+    # high-water mark, reset here so that it covers the landing only.
+    _reset_peak()
+    before = _peak_mib()
     settings = parse_settings(
         {
             **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
@@ -208,7 +225,7 @@ def _child(n: int, batch_max_records: int) -> None:
     plan, _ = plan_run(context, "bench")
     landed = sum(land_shard(context, shard, "bench").records_landed for shard in plan.readable)
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mib()
     print(json.dumps({"records": n, "landed": landed, "peak_mib": peak, "before_mib": before, "seconds": elapsed}))
 
 
