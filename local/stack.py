@@ -414,11 +414,51 @@ class AirflowService(Service):
         env["AIRFLOW__API__PORT"] = str(self.port)
         env["AIRFLOW__API__HOST"] = self.cfg.host
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
+        # Lively for the UI: land every minute (the production default is every 5 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
         wait_until(
             self.healthy, timeout=180, what=f"Airflow standalone on port {self.port}", log=self.log_file, pid=pid
         )
+
+    def _api(self, method: str, path: str, body: dict[str, object] | None, token: str | None) -> dict[str, object]:
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://{self.cfg.host}:{self.port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+            return dict(json.loads(resp.read() or b"{}"))
+
+    def unpause(self, dag_ids: tuple[str, ...], timeout: float = 120.0) -> list[str]:
+        """Unpause our DAGs through the REST API once the dag-processor has parsed them."""
+        password = self.admin_password()
+        if password is None:
+            raise StackError(f"no admin password found under {self.cfg.airflow_home}")
+        token = str(self._api("POST", "/auth/token", {"username": "admin", "password": password}, None)["access_token"])
+        pending, done = list(dag_ids), []
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for dag_id in list(pending):
+                try:
+                    self._api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+                except OSError:  # 404 until the dag-processor has parsed the file
+                    continue
+                pending.remove(dag_id)
+                done.append(dag_id)
+            if pending:
+                time.sleep(2)
+        if pending:
+            raise StackError(
+                f"Airflow did not list {', '.join(pending)} within {timeout:.0f} s; see {self.log_file} "
+                "and the UI's DAG import errors"
+            )
+        return done
 
     def admin_password(self) -> str | None:
         path = self.cfg.airflow_home / "simple_auth_manager_passwords.json.generated"
@@ -427,6 +467,39 @@ class AirflowService(Service):
         except (FileNotFoundError, ValueError):
             return None
         return str(data.get("admin")) if data.get("admin") else None
+
+
+class TrickleService(Service):
+    """The activity simulator in trickle mode (``make up``): a few changes per second, so the UI shows
+    runs going green and rows arriving."""
+
+    name = "trickle"
+    port_setting = ""
+    rate = 2.0
+
+    @property
+    def port(self) -> int:
+        return 0
+
+    def healthy(self) -> bool:
+        return self.pid() is not None
+
+    def check_port(self) -> None:
+        return None
+
+    def start(self) -> None:
+        argv = [_python(), "-m", "local.simulator", "--trickle", "--rate", str(self.rate), "--identities", "25"]
+        env = {**_child_env(self.cfg), **stack_environment(self.cfg)}
+        start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
+
+
+OUR_DAGS = (
+    "cognito_streams_configure",
+    "cognito_bulk_publish",
+    "cognito_stream_to_s3",
+    "cognito_s3_to_redshift",
+    "cognito_reconcile",
+)
 
 
 def _pg_bin_path() -> Path:
@@ -573,6 +646,7 @@ class Stack:
         self.postgres = PostgresService(self.cfg)
         self.emulator = EmulatorService(self.cfg)
         self.airflow = AirflowService(self.cfg)
+        self.trickle = TrickleService(self.cfg)
 
     def services(self) -> list[Service]:
         services: list[Service] = [self.moto, self.postgres]
@@ -605,12 +679,14 @@ class Stack:
 
     def down(self, *, echo: bool = False) -> None:
         """Stop Airflow (if running) and every service; verify the ports are closed."""
-        for service in [self.airflow, self.emulator, self.postgres, self.moto]:
+        for service in [self.trickle, self.airflow, self.emulator, self.postgres, self.moto]:
             was = service.pid()
             service.stop()
             if echo and was is not None:
                 print(f"  {service.name:<9} stopped (pid {was})")
-        still = [s for s in [self.airflow, self.emulator, self.postgres, self.moto] if s.pid() is not None]
+        still = [
+            s for s in [self.trickle, self.airflow, self.emulator, self.postgres, self.moto] if s.pid() is not None
+        ]
         if still:
             raise StackError("could not stop: " + ", ".join(f"{s.name} (pid {s.pid()})" for s in still))
 
@@ -622,9 +698,18 @@ class Stack:
             rows.append((service.name, service.port, pid, pid is not None and service.healthy()))
         return rows
 
-    def airflow_up(self, *, echo: bool = False) -> None:
-        """``airflow standalone`` with our DAGs and plugins; prints where and how to log in."""
-        self.airflow.ensure_running()
+    def airflow_up(self, *, echo: bool = False, alive: bool = True) -> None:
+        """``airflow standalone`` with our DAGs and plugins; with ``alive``, the DAGs unpaused and the
+        simulator trickling changes in. Prints where and how to log in."""
+        state = self.airflow.ensure_running()
+        if echo:
+            print(f"  airflow   {state:<16} port {self.airflow.port}")
+        if alive:
+            unpaused = self.airflow.unpause(OUR_DAGS)
+            state = self.trickle.ensure_running()
+            if echo:
+                print(f"  DAGs      unpaused: {', '.join(unpaused)}")
+                print(f"  trickle   {state:<16} ~{self.trickle.rate:g} changes/s (log: {self.trickle.log_file})")
         if echo:
             print(
                 f"Airflow UI: http://{self.cfg.host}:{self.cfg.airflow_port}  user: admin  "
