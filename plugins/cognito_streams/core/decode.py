@@ -216,7 +216,7 @@ class DecodeOptions:
     value_ref: Callable[[str, int, int], str]
     value_max_bytes: int = 65_535
     #: Records are parsed in chunks of about this many bytes (bounds memory and the cost of a restart).
-    chunk_bytes: int = 8 * 2**20
+    chunk_bytes: int = 16 * 2**20
     #: The JSON reader's block size once a record broke it: such a record costs about half a block
     #: of re-parsing plus a reader start.
     block_bytes: int = 256 * 2**10
