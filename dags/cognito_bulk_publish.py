@@ -89,4 +89,4 @@ def cognito_bulk_publish() -> None:
     ).expand(identity_pool_id=pools_to_publish())
 
 
-cognito_bulk_publish()
+DAG = cognito_bulk_publish()

@@ -91,14 +91,14 @@ def cognito_streams_configure() -> None:
         return summarize(StreamsConfigurator(load_settings()).configure_pools())
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def pools_to_backfill(summary: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any] | bool:
+    def pools_to_backfill(summary: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | bool:
         pools = summary["needs_backfill"]
         if not pools or not (params or {}).get("backfill_reenabled", True):
             return False
         return {"identity_pool_ids": pools, "reason": "streaming was re-enabled by cognito_streams_configure"}
 
     @task(trigger_rule="all_done")
-    def check_pools(summary: dict[str, Any], role: dict[str, Any]) -> dict[str, Any]:
+    def check_pools(summary: Any, role: Any) -> dict[str, Any]:
         from cognito_streams.configure import ConfigurationError
 
         failed = [p for p in summary["pools"] if p["action"] == "fail"]
@@ -118,10 +118,10 @@ def cognito_streams_configure() -> None:
     TriggerDagRunOperator(
         task_id="backfill_reenabled_pools",
         trigger_dag_id=BULK_PUBLISH_DAG_ID,
-        conf=backfill,
+        conf=backfill,  # type: ignore[arg-type]  # an XComArg is resolved to the dict at run time
         wait_for_completion=False,
     )
     check_pools(summary, role)
 
 
-cognito_streams_configure()
+DAG = cognito_streams_configure()

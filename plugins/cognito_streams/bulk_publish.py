@@ -58,13 +58,14 @@ class BulkPublishRecorder:
                 None,
             )
             stored = previous.model_dump() if previous else {}
+            why = reason or stored.get("reason")
             attempt = BulkPublishAttempt(
                 attempt_id=self.attempt_id,
                 identity_pool_id=self.identity_pool_id,
                 requested_at=requested_at or stored.get("requested_at") or datetime.now(UTC),
                 decision=decision,
                 status=status,
-                reason=(reason or stored.get("reason"))[:1024] if (reason or stored.get("reason")) else None,
+                reason=str(why)[:1024] if why else None,
                 started_at=_as_datetime(started_at) or stored.get("started_at"),
                 completed_at=_as_datetime(completed_at) or stored.get("completed_at"),
                 failure_message=failure_message or stored.get("failure_message"),

@@ -81,6 +81,8 @@ class PipelineSettings(BaseModel):
     # Reconciliation ----------------------------------------------------------------------
     reconcile_sample_size: Annotated[int | None, Field(ge=1)] = None
     reconcile_max_mismatches: Annotated[int, Field(ge=0)] = 0
+    #: Changes younger than this may still be on their way (Kinesis, landing, loading): not judged.
+    reconcile_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 900
 
     @field_validator("identity_pool_ids")
     @classmethod

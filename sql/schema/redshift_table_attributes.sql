@@ -61,6 +61,17 @@ diststyle all
 compound sortkey (identity_pool_id, requested_at)
 -- encode zstd: failure_message
 
+-- table: reconciliation_runs
+-- One row per reconciliation run: tiny, on every node.
+diststyle all
+compound sortkey (checked_at)
+
+-- table: reconciliation_results
+-- Mismatches: few when healthy; read by run and by identity.
+diststyle key distkey (identity_id)
+compound sortkey (run_id, identity_pool_id, identity_id)
+-- encode zstd: detail, record_key
+
 -- table: schema_migrations
 diststyle all
 

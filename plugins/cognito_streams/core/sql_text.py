@@ -478,3 +478,34 @@ class WarehouseSql:
 
     def bulk_publish_attempts(self) -> str:
         return self.statement("bulk_publish.sql", "bulk_publish_attempts")
+
+
+class ReportingSql(WarehouseSql):
+    """The statements of reconciliation (``sql/reconcile.sql``) and of the health report (``sql/report.sql``)."""
+
+    def identities_in_warehouse(self) -> str:
+        return self.statement("reconcile.sql", "identities_in_warehouse")
+
+    def records_of_identities(self, count: int) -> str:
+        """Rows of ``count`` identities: the IN list is ``count`` bound placeholders, never values."""
+        if not 1 <= count <= 1000:
+            raise SqlTextError(f"records_of_identities takes 1 to 1000 identities per query, got {count}")
+        template = self.library.named("reconcile.sql")["records_of_identities"]
+        template = template.replace("${identity_list}", ", ".join(["%s"] * count))
+        return self.render(template, "reconcile.sql:records_of_identities")
+
+    def insert_reconciliation_result(self) -> str:
+        return self.statement("reconcile.sql", "insert_reconciliation_result")
+
+    def delete_reconciliation_run(self) -> list[str]:
+        return [
+            self.statement("reconcile.sql", "delete_reconciliation_run"),
+            self.statement("reconcile.sql", "delete_reconciliation_summary"),
+        ]
+
+    def insert_reconciliation_run(self) -> str:
+        return self.statement("reconcile.sql", "insert_reconciliation_run")
+
+    def report(self, name: str) -> str:
+        """One statement of ``sql/report.sql``."""
+        return self.statement("report.sql", name)

@@ -1,0 +1,112 @@
+"""
+### cognito_reconcile
+
+Proves the warehouse right: compares it with Amazon Cognito Sync itself, daily and on demand, and
+writes the pipeline-health report.
+
+1. **reconcile** — for every identity of the configured pools (from the warehouse and from Cognito
+   Identity's `ListIdentities`), or a deterministic sample, reads Cognito Sync (`ListDatasets`,
+   `ListRecords`) and the identity's rows of `records`, and records each difference in
+   `reconciliation_results` with its kind: `missing` (Cognito has the key, the warehouse has no row),
+   `extra` (a live row Cognito does not have), `stale_value` (value, sync count or time differ),
+   `wrong_delete_state` (deleted on one side, live on the other). Changes younger than
+   `settle_seconds` may still be in flight and are counted apart, not judged. The run's counts go to
+   `reconciliation_runs`.
+2. **write_report** — the pipeline-health report (changes loaded per hour, Kinesis lag per shard,
+   rejects by reason, bulk publish history, last load, reconciliation) as one HTML page: in the
+   landing bucket under `reports/`, shown in the Airflow UI (menu *Browse > Pipeline health*).
+3. **check_mismatches** — red when mismatches exceed `max_mismatches`.
+
+**Params**: `sample_size` (null = every identity), `settle_seconds`, `max_mismatches` (null = the
+setting `reconcile_max_mismatches`, default 0), `identity_pool_ids` (a subset).
+
+**When it is red**: query `reconciliation_results` for the run (`run_id` in the log). A few
+`stale_value`/`missing` right after an outage usually mean data still in flight or lost from
+Kinesis: run `cognito_bulk_publish`, let the pipeline catch up, then reconcile again. `extra` or
+`wrong_delete_state` that persist point at a loader problem: run `cognito_s3_to_redshift` with
+`mode: rebuild`, and open an issue with the examples.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, TriggerRule, dag, task
+
+
+@dag(
+    dag_id="cognito_reconcile",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["cognito-streams", "data-quality"],
+    default_args={"owner": "cognito-streams", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    params={
+        "sample_size": Param(None, type=["null", "integer"], minimum=1, description="Identities to check; null = all."),
+        "settle_seconds": Param(
+            None, type=["null", "integer"], minimum=0, description="Ignore changes younger than this (in flight)."
+        ),
+        "max_mismatches": Param(None, type=["null", "integer"], minimum=0, description="Red above this many."),
+        "identity_pool_ids": Param([], type="array", items={"type": "string"}, description="Subset of pools."),
+    },
+)
+def cognito_reconcile() -> None:
+    """Warehouse vs Cognito Sync, and the health report (see doc_md)."""
+
+    @task
+    def reconcile(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
+        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.reconcile import Reconciler
+        from cognito_streams.settings import SettingsError, load_settings
+
+        settings, p = load_settings(), params or {}
+        pools = list(p.get("identity_pool_ids") or settings.identity_pool_ids)
+        unknown = sorted(set(pools) - set(settings.identity_pool_ids))
+        if unknown:
+            raise SettingsError(
+                f"identity_pool_ids param names pools not in cognito_pipeline.identity_pool_ids: {unknown}"
+            )
+        pick = lambda name, default: default if p.get(name) is None else int(p[name])  # noqa: E731
+        with open_warehouse(settings) as warehouse:
+            warehouse.ensure_schema()
+            summary = Reconciler(settings, warehouse).run(
+                dag_run.run_id,
+                pool_ids=pools,
+                sample_size=pick("sample_size", settings.reconcile_sample_size),
+                settle_seconds=pick("settle_seconds", settings.reconcile_settle_seconds),
+                max_mismatches=pick("max_mismatches", settings.reconcile_max_mismatches),
+            )
+        return summary.as_dict()
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def write_report() -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.report import write_report as write
+        from cognito_streams.settings import load_settings
+
+        settings = load_settings()
+        with open_warehouse(settings) as warehouse:
+            warehouse.ensure_schema()
+            return write(settings, warehouse, S3Hook(aws_conn_id=settings.aws_conn_id).get_conn())
+
+    @task
+    def check_mismatches(summary: Any) -> dict[str, int]:
+        if not summary["passed"]:
+            raise ValueError(
+                f"reconciliation {summary['run_id']}: {summary['mismatches']} mismatch(es) > max_mismatches "
+                f"{summary['max_mismatches']} ({summary['by_kind']}); see reconciliation_results for this run_id"
+            )
+        return summary["by_kind"]
+
+    summary = reconcile()
+    summary >> write_report()
+    check_mismatches(summary)
+
+
+DAG = cognito_reconcile()
