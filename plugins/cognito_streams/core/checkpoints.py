@@ -63,6 +63,8 @@ class Checkpoint(BaseModel):
     last_batch_id: str | None = None
     records_landed: int = Field(default=0, ge=0)
     records_rejected: int = Field(default=0, ge=0)
+    #: MillisBehindLatest at the last read (the health report's lag per shard); None before any read.
+    lag_ms: int | None = None
     updated_at: datetime
 
     @classmethod

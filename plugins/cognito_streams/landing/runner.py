@@ -347,7 +347,11 @@ def _advanced(
     reader: ShardReader,
 ) -> Checkpoint:
     now = utcnow()
-    update: dict[str, Any] = {"updated_at": now, "finished": checkpoint.finished or batch.shard_ended}
+    update: dict[str, Any] = {
+        "updated_at": now,
+        "finished": checkpoint.finished or batch.shard_ended,
+        "lag_ms": reader.stats.lag_ms,
+    }
     if last_sequence is not None:
         last_arrived = datetime.fromtimestamp(max(batch.records.arrived_at_ms) / 1000, UTC)
         update.update(
