@@ -12,7 +12,6 @@ import logging
 import os
 from html import escape
 from pathlib import Path
-from typing import Any, ClassVar
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.plugins_manager import AirflowPlugin
@@ -61,10 +60,8 @@ class CognitoStreamsPlugin(AirflowPlugin):
     """Registers the report app and its entry in the UI's Browse menu."""
 
     name = "cognito_streams"
-    fastapi_apps: ClassVar[list[Any]] = [
-        {"app": app, "url_prefix": "/cognito-streams", "name": "cognito-streams report"}
-    ]
-    external_views: ClassVar[list[Any]] = [
+    fastapi_apps = [{"app": app, "url_prefix": "/cognito-streams", "name": "cognito-streams report"}]
+    external_views = [
         {
             "name": "Pipeline health",
             "href": "/cognito-streams/report",
