@@ -154,3 +154,15 @@ def _run_reconcile(flow: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         mp.setenv("COGNITO_STREAMS_REPORT_DIR", str(Path(flow["result"].report_path).parent))
         run = dag.test(logical_date=datetime.now(UTC), run_conf={"settle_seconds": 0})
     return run, {}
+
+
+def test_the_analysts_queries_in_the_docs_run(flow: dict[str, Any]) -> None:
+    """docs/analysts.md's ready queries run as written on the loaded warehouse."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "analysts.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
+    assert len(queries) >= 8
+    with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"]) as conn:
+        for query in queries:
+            conn.execute(query.replace("cognito_sync.", f"{flow['schema']}.")).fetchall()

@@ -111,3 +111,39 @@ def test_role_management_is_a_separate_opt_in_policy(policies) -> None:  # type:
         (a, f"arn:aws:iam::{ACCOUNT}:role/app/cognito-streams-publish")
         for a in ("iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy")
     }
+
+
+def test_the_cli_renders_every_document_from_the_settings(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from cognito_streams.iam_cli import main
+
+    settings = {
+        "identity_pool_ids": ["us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"],
+        "stream_name": "sync-stream",
+        "publish_role_arn": ROLE,
+        "landing_bucket": "landing-bucket",
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(settings))
+    assert main(["--region", "eu-west-1"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert docs["cognito-publish-role.policy"]["Statement"][0]["Resource"] == STREAM_ARN
+    assert set(docs) == {
+        "cognito-publish-role.trust",
+        "cognito-publish-role.policy",
+        "redshift-copy-role.trust",
+        "redshift-copy-role.policy",
+        "airflow-worker.policy",
+        "airflow-worker-manage-publish-role.policy",
+    }
+
+
+def test_the_cli_names_a_bad_setting(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import sys
+
+    from cognito_streams.iam_cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"stream_name": "x"}'))
+    assert main(["--settings", "-", "--region", "us-east-1"]) == 2
+    assert "cognito_pipeline.identity_pool_ids: required setting is missing" in capsys.readouterr().err

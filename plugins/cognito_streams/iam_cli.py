@@ -1,0 +1,56 @@
+"""Print the IAM policy documents for a deployment, rendered from its ``cognito_pipeline`` settings.
+
+    PYTHONPATH=plugins python -m cognito_streams.iam_cli --settings pipeline.json --region eu-west-1
+
+``--settings`` is the Variable's JSON (a file, or ``-`` for stdin; default: the environment variable
+``AIRFLOW_VAR_COGNITO_PIPELINE``). The account and partition come from ``publish_role_arn``.
+Output: one JSON object, document name -> policy document, ready for ``aws iam create-role`` /
+``put-role-policy`` or your infrastructure code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import orjson
+
+from cognito_streams.core.iam import RoleArn, shipped_policies
+from cognito_streams.settings import SettingsError, parse_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m cognito_streams.iam_cli", description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", help="the cognito_pipeline JSON: a file path or '-' (default: the env var)")
+    parser.add_argument("--region", required=True, help="AWS region of the stream and pools, e.g. us-east-1")
+    args = parser.parse_args(argv)
+    if args.settings == "-":
+        raw = sys.stdin.read()
+    elif args.settings:
+        with open(args.settings, encoding="utf-8") as fh:
+            raw = fh.read()
+    else:
+        raw = os.environ.get("AIRFLOW_VAR_COGNITO_PIPELINE", "")
+    try:
+        settings = parse_settings(raw)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    role = RoleArn.parse(settings.publish_role_arn)
+    docs = shipped_policies(
+        partition=role.partition,
+        region=args.region,
+        account_id=role.account_id,
+        stream_name=settings.stream_name,
+        bucket=settings.landing_bucket,
+        prefix=settings.landing_prefix,
+        publish_role_arn=settings.publish_role_arn,
+    )
+    sys.stdout.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
