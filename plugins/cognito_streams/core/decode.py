@@ -241,7 +241,8 @@ DECODED_SCHEMA = pa.schema(
 
 def empty_changes() -> pa.Table:
     """A changes table with no rows."""
-    return DECODED_SCHEMA.empty_table()
+    # Not DECODED_SCHEMA.empty_table(): it goes through pyarrow's pandas layer.
+    return pa.Table.from_batches([], schema=DECODED_SCHEMA)
 
 
 # -- KPL ------------------------------------------------------------------------------------------
@@ -562,7 +563,7 @@ def _regex_screen(chunk: _Chunk, lo: int, hi: int | None = None) -> list[int]:
     if lo >= hi:
         return []
     matches = pc.match_substring_regex(_records_array(chunk, lo, hi), SUSPECT_PATTERN)
-    found = np.flatnonzero(matches.to_numpy(zero_copy_only=False)) + lo
+    found = np.flatnonzero(_np(pc.fill_null(matches, False))) + lo
     return [int(i) for i in found if int(i) not in chunk.errors]
 
 
@@ -727,8 +728,26 @@ _ITEM_CHECKS: list[tuple[str, str]] = [
 
 
 def _np(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A null-free boolean or integer pyarrow array as numpy."""
-    return np.asarray(values.to_numpy(zero_copy_only=False))
+    """A null-free boolean or integer pyarrow array as numpy.
+
+    Not ``to_numpy(zero_copy_only=False)``: for booleans (bit-packed, never zero-copy) pyarrow converts
+    through its pandas layer, a few times slower than unpacking the bits.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 1:
+            return _np(values.chunk(0))
+        if values.num_chunks == 0:
+            return _np(pa.array([], values.type))
+        return np.concatenate([_np(chunk) for chunk in values.chunks])
+    if values.null_count:
+        raise ValueError(f"_np needs an array without nulls, got {values.null_count} null(s)")
+    if pa.types.is_boolean(values.type):
+        n, offset = len(values), values.offset
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        bits = np.frombuffer(values.buffers()[1], dtype=np.uint8)
+        return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(bool)
+    return np.asarray(values.to_numpy(zero_copy_only=True))
 
 
 def _missing_text(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
