@@ -413,6 +413,8 @@ class AirflowService(Service):
         env = {**_child_env(self.cfg), **stack_environment(self.cfg)}
         env["AIRFLOW__API__PORT"] = str(self.port)
         env["AIRFLOW__API__HOST"] = self.cfg.host
+        # Workers reach the task Execution API on the api-server; its default URL assumes port 8080.
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{self.cfg.host}:{self.port}/execution/"
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
         # Lively for the UI: land every minute (the production default is every 5 minutes).
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
