@@ -66,6 +66,15 @@ class Checkpoint(BaseModel):
     #: MillisBehindLatest at the last read (the health report's lag per shard); None before any read.
     lag_ms: int | None = None
     updated_at: datetime
+    #: ``StreamCreationTimestamp`` of the stream this checkpoint was written for. A stream deleted and
+    #: created again under the same name has the same shard ids but other sequence numbers: a
+    #: checkpoint of the deleted stream must not be used on the new one. None: written before this
+    #: field existed (adopted at the next write).
+    stream_created_at: datetime | None = None
+    #: Appended to the shard's folder in the landing zone's object keys for a re-created stream
+    #: (``@<creation time>``), so that its objects never overwrite the deleted stream's when sequence
+    #: numbers repeat (they do in moto; Kinesis' own never repeat). None for a stream's first life.
+    key_suffix: str | None = None
 
     @classmethod
     def new(cls, stream_name: str, shard_id: str, now: datetime) -> Checkpoint:
@@ -82,6 +91,13 @@ class Checkpoint(BaseModel):
         """This checkpoint without a lease."""
         return self.model_copy(update={"lease": None, "updated_at": now})
 
+    def for_new_stream(self, created_at: datetime, now: datetime) -> Checkpoint:
+        """A fresh checkpoint (read from the trim horizon) for the stream created at ``created_at``;
+        the lease is kept."""
+        fresh = Checkpoint.new(self.stream_name, self.shard_id, now)
+        suffix = f"@{created_at.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+        return fresh.model_copy(update={"stream_created_at": created_at, "lease": self.lease, "key_suffix": suffix})
+
     def rewound(self, replay_from: datetime, run_id: str, now: datetime) -> Checkpoint:
         """Rewound for a manual replay from ``replay_from`` (AT_TIMESTAMP)."""
         return self.model_copy(
@@ -96,6 +112,19 @@ class Checkpoint(BaseModel):
                 "updated_at": now,
             }
         )
+
+
+#: Two creation timestamps closer than this are the same stream (they survive JSON round trips as
+#: microseconds; a stream is never deleted and created again within a millisecond).
+SAME_STREAM_TOLERANCE = timedelta(milliseconds=1)
+
+
+def from_other_stream(checkpoint: Checkpoint, stream_created_at: datetime) -> bool:
+    """The checkpoint was written for an earlier stream of the same name (deleted since, then created
+    again): its sequence numbers and ``finished`` flag mean nothing for the current stream."""
+    if checkpoint.stream_created_at is None:
+        return False
+    return abs(checkpoint.stream_created_at - stream_created_at) > SAME_STREAM_TOLERANCE
 
 
 def lease_holder(checkpoint: Checkpoint | None, owner: str, now: datetime) -> Lease | None:

@@ -35,6 +35,12 @@ class KinesisReaderHook(AwsBaseHook):
         summary = self.conn.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
         return int(summary["RetentionPeriodHours"])
 
+    def stream_created_at(self, stream_name: str) -> datetime:
+        """The stream's ``StreamCreationTimestamp`` (``DescribeStreamSummary``): tells a stream deleted
+        and created again under the same name from the one a checkpoint was written for."""
+        summary = self.conn.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+        return summary["StreamCreationTimestamp"]  # type: ignore[no-any-return]
+
     def shard_iterator(
         self,
         stream_name: str,

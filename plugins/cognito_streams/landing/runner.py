@@ -25,9 +25,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+from botocore.exceptions import ClientError
 
 from cognito_streams.core import s3url
-from cognito_streams.core.checkpoints import Checkpoint, ExpiryGap, expiry_gap, may_have_expired, utcnow
+from cognito_streams.core.checkpoints import (
+    Checkpoint,
+    ExpiryGap,
+    expiry_gap,
+    from_other_stream,
+    may_have_expired,
+    utcnow,
+)
 from cognito_streams.core.decode import (
     Decoded,
     DecodeOptions,
@@ -180,7 +188,17 @@ def plan_run(
             if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
     checkpoints = ctx.store.read_all()
-    finished = [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished]
+    created = stream_created_at(ctx)
+    stale = sorted(shard_id for shard_id, ckpt in checkpoints.items() if from_other_stream(ckpt, created))
+    if stale:
+        # Their shard ids exist again in the new stream; each landing task starts them over (loudly).
+        log.warning(
+            "stream %s was re-created at %s: the checkpoints of %s belong to the deleted stream and are not used",
+            stream,
+            created.isoformat(),
+            ", ".join(stale),
+        )
+    finished = [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished and shard_id not in stale]
     plan = plan_shards(shards, finished, selected)
     log.info("stream %s: %s", stream, plan.summary())
     return plan, rewound
@@ -274,10 +292,56 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     return outcome
 
 
+def stream_created_at(ctx: LandingContext) -> datetime:
+    """When the stream of this name was created (in UTC): tells a re-created stream from the one the
+    checkpoints were written for."""
+    return ctx.kinesis.stream_created_at(ctx.settings.stream_name).astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _sequence_from_other_stream(ctx: LandingContext, shard_id: str, sequence_number: str) -> bool:
+    """Kinesis' own verdict on a checkpoint of unknown origin (written before checkpoints kept the
+    stream's creation time): AFTER_SEQUENCE_NUMBER with a number of another stream is refused."""
+    try:
+        ctx.kinesis.shard_iterator(
+            ctx.settings.stream_name, shard_id, "AFTER_SEQUENCE_NUMBER", sequence_number=sequence_number
+        )
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "InvalidArgumentException":
+            return True
+        raise
+    return False
+
+
+def _same_stream(ctx: LandingContext, shard_id: str, held: list[Versioned], outcome: ShardOutcome) -> Checkpoint:
+    """The checkpoint, started over from the trim horizon if it belongs to a deleted stream of the
+    same name (shard ids repeat; its sequence numbers, end marker and lease mean nothing here)."""
+    checkpoint = held[0].checkpoint
+    created = stream_created_at(ctx)
+    if checkpoint.stream_created_at is None and checkpoint.sequence_number is not None:
+        stale = _sequence_from_other_stream(ctx, shard_id, checkpoint.sequence_number)
+    else:
+        stale = from_other_stream(checkpoint, created)
+    if stale:
+        previous = checkpoint.stream_created_at.isoformat() if checkpoint.stream_created_at else "unknown"
+        outcome.note = (
+            f"stream {ctx.settings.stream_name} was re-created at {created.isoformat()} (the checkpoint was for the "
+            f"stream created at {previous}, at sequence number {checkpoint.sequence_number}): reading the new "
+            "stream from its trim horizon. Changes made while the stream was missing were not streamed by Cognito: "
+            "cognito_streams_configure re-enables streaming and triggers cognito_bulk_publish, which republishes them"
+        )
+        log.error("shard %s: %s", shard_id, outcome.note)
+        checkpoint = checkpoint.for_new_stream(created, utcnow())
+    elif checkpoint.stream_created_at is None:
+        checkpoint = checkpoint.model_copy(update={"stream_created_at": created})
+    # Written with the next checkpoint move (or the lease's release), compare-and-swap on the same ETag.
+    held[0] = Versioned(checkpoint, held[0].etag)
+    return checkpoint
+
+
 def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versioned], outcome: ShardOutcome) -> None:
     settings = ctx.settings
     stream = settings.stream_name
-    checkpoint = held[0].checkpoint
+    checkpoint = _same_stream(ctx, shard.shard_id, held, outcome)
     if checkpoint.finished:
         outcome.status = "finished"
         outcome.stopped_because = "already read to its end"
@@ -375,23 +439,26 @@ def _land_batch(
 ) -> tuple[str, int, int, Counter[str], str]:
     records = batch.records
     first_seq, last_seq = records.sequence_numbers[0], records.sequence_numbers[-1]
+    # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
+    folder = shard_id + (checkpoint.key_suffix or "")
     span = BatchRange(
         shard_id=shard_id,
         first_sequence_number=first_seq,
         last_sequence_number=last_seq,
         first_arrived_at=datetime.fromtimestamp(records.arrived_at_ms[0] / 1000, UTC),
         last_arrived_at=datetime.fromtimestamp(max(records.arrived_at_ms) / 1000, UTC),
+        key_shard=folder if folder != shard_id else None,
     )
     options = DecodeOptions(
         stream_name=ctx.settings.stream_name,
         shard_id=shard_id,
         landed_file=ctx.writer.changes_url(span),
-        value_ref=ctx.writer.value_url(shard_id),
+        value_ref=ctx.writer.value_url(folder),
         value_max_bytes=ctx.settings.value_max_bytes,
     )
     decoded = decode_records(records, options)
     if decoded.pending:
-        resolve_payloads(ctx, shard_id, decoded, options)
+        resolve_payloads(ctx, shard_id, decoded, options, folder=folder)
     replay = checkpoint.replay_until is not None and sequence_key(first_seq) <= sequence_key(checkpoint.replay_until)
     _, url = ctx.writer.write(span, decoded, decoded.records_read, decoded.records_landed, replay=replay)
     reasons = Counter(r.reason for r in decoded.rejects)
@@ -414,9 +481,12 @@ def _land_batch(
     return url, decoded.records_landed, decoded.records_rejected, reasons, last_seq
 
 
-def resolve_payloads(ctx: LandingContext, shard_id: str, decoded: Decoded, options: DecodeOptions) -> None:
-    """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone, and
-    decode their records like inline ones (same code); failures become rejects. Updates ``decoded``."""
+def resolve_payloads(
+    ctx: LandingContext, shard_id: str, decoded: Decoded, options: DecodeOptions, folder: str | None = None
+) -> None:
+    """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone (under
+    ``folder``, the shard's folder in object keys, by default its id), and decode their records like
+    inline ones (same code); failures become rejects. Updates ``decoded``."""
     pending = decoded.pending
     decoded.pending = []
     results = ctx.fetcher.fetch_all([p.url for p in pending])
@@ -445,7 +515,9 @@ def resolve_payloads(ctx: LandingContext, shard_id: str, decoded: Decoded, optio
             quarantine(result.reason or "s3url_unreachable", result.detail)
             continue
         fetched += 1
-        kept = ctx.writer.write_payload(shard_id, payload.sequence_number, payload.sub_sequence_number, result.body)
+        kept = ctx.writer.write_payload(
+            folder or shard_id, payload.sequence_number, payload.sub_sequence_number, result.body
+        )
         records, problem = s3url.payload_records(result.body)
         if records is None:
             quarantine("s3url_bad_body", f"{problem} (body kept at {kept})")

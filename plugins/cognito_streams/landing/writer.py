@@ -60,6 +60,14 @@ class BatchRange:
     last_sequence_number: str
     first_arrived_at: datetime
     last_arrived_at: datetime
+    #: The shard's folder in object keys when it is not the shard id: a re-created stream's shards
+    #: (``Checkpoint.key_suffix``), whose sequence numbers may repeat the deleted stream's.
+    key_shard: str | None = None
+
+    @property
+    def folder(self) -> str:
+        """The shard's folder in the batch's object keys."""
+        return self.key_shard or self.shard_id
 
 
 def parquet_bytes(table: pa.Table, compression: str) -> bytes:
@@ -105,7 +113,7 @@ class BatchWriter:
         """The s3 URI the batch's changes file will have (rows carry it in ``landed_file``)."""
         return self.layout.url(
             self.layout.changes_key(
-                batch.shard_id, batch.first_sequence_number, batch.last_sequence_number, batch.first_arrived_at
+                batch.folder, batch.first_sequence_number, batch.last_sequence_number, batch.first_arrived_at
             )
         )
 
@@ -128,7 +136,7 @@ class BatchWriter:
         """Write every object of the batch, the descriptor last; returns it and its s3 URI."""
         layout = self.layout
         shard, first, last, at = (
-            batch.shard_id,
+            batch.folder,
             batch.first_sequence_number,
             batch.last_sequence_number,
             batch.first_arrived_at,
@@ -158,11 +166,11 @@ class BatchWriter:
         if decoded.rejects:
             raw_key = layout.rejects_raw_key(shard, first, last, at)
             parquet_key = layout.rejects_key(shard, first, last, at)
-            raw_body = rejects_jsonl(decoded.rejects, layout.stream_name, shard)
+            raw_body = rejects_jsonl(decoded.rejects, layout.stream_name, batch.shard_id)
             self._put(raw_key, raw_body, "application/x-ndjson")
             rejects_raw = FileRef(url=layout.url(raw_key), rows=len(decoded.rejects), bytes=len(raw_body))
             table = rejects_table(
-                decoded.rejects, layout.stream_name, shard, layout.url(raw_key), layout.url(parquet_key)
+                decoded.rejects, layout.stream_name, batch.shard_id, layout.url(raw_key), layout.url(parquet_key)
             )
             body = parquet_bytes(table, self.compression)
             self._put(parquet_key, body, "application/vnd.apache.parquet")
@@ -172,9 +180,9 @@ class BatchWriter:
             rejects_manifest = layout.url(manifest_key)
 
         descriptor = LandedBatch(
-            batch_id=f"{layout.stream_name}/{shard}/{first}-{last}",
+            batch_id=f"{layout.stream_name}/{shard}/{first}-{last}",  # the folder: unique per stream incarnation
             stream_name=layout.stream_name,
-            shard_id=shard,
+            shard_id=batch.shard_id,
             first_sequence_number=first,
             last_sequence_number=last,
             first_arrived_at=batch.first_arrived_at,
