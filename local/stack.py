@@ -437,12 +437,27 @@ class AirflowService(Service):
         with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
             return dict(json.loads(resp.read() or b"{}"))
 
-    def unpause(self, dag_ids: tuple[str, ...], timeout: float = 120.0) -> list[str]:
-        """Unpause our DAGs through the REST API once the dag-processor has parsed them."""
+    def _token(self) -> str:
         password = self.admin_password()
         if password is None:
             raise StackError(f"no admin password found under {self.cfg.airflow_home}")
-        token = str(self._api("POST", "/auth/token", {"username": "admin", "password": password}, None)["access_token"])
+        return str(self._api("POST", "/auth/token", {"username": "admin", "password": password}, None)["access_token"])
+
+    def wait_for_first_run(self, dag_id: str, timeout: float = 300.0) -> str:
+        """Wait until the DAG's latest run has finished; return its state."""
+        token = self._token()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            latest = (runs.get("dag_runs") or [None])[0]  # type: ignore[index]
+            if isinstance(latest, dict) and latest.get("state") in ("success", "failed"):
+                return str(latest["state"])
+            time.sleep(2)
+        raise StackError(f"{dag_id}'s first run did not finish within {timeout:.0f} s; see the Airflow UI")
+
+    def unpause(self, dag_ids: tuple[str, ...], timeout: float = 120.0) -> list[str]:
+        """Unpause our DAGs through the REST API once the dag-processor has parsed them."""
+        token = self._token()
         pending, done = list(dag_ids), []
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
@@ -709,10 +724,17 @@ class Stack:
         if echo:
             print(f"  airflow   {state:<16} port {self.airflow.port}")
         if alive:
-            unpaused = self.airflow.unpause(OUR_DAGS)
+            # Configure first (it creates the stream and enables Cognito Streams), so that the other
+            # DAGs' first runs find a working pipeline instead of going red.
+            first, *others = OUR_DAGS
+            self.airflow.unpause((first,))
+            outcome = self.airflow.wait_for_first_run(first)
+            if echo:
+                print(f"  {first}: first run {outcome}")
+            unpaused = self.airflow.unpause(tuple(others))
             state = self.trickle.ensure_running()
             if echo:
-                print(f"  DAGs      unpaused: {', '.join(unpaused)}")
+                print(f"  DAGs      unpaused: {', '.join([first, *unpaused])}")
                 print(f"  trickle   {state:<16} ~{self.trickle.rate:g} changes/s (log: {self.trickle.log_file})")
         if echo:
             print(
