@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import resource
 import shutil
 import sys
@@ -44,7 +45,34 @@ class Figure:
             self.ratio = self.value / self.baseline_value if self.higher_is_better else self.baseline_value / self.value
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The JSON object of results.json (fields that are None left out), with ``goal_met``."""
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        met = self.goal_met()
+        if met is not None:
+            out["goal_met"] = met
+        return out
+
+    def goal_met(self) -> bool | None:
+        """Whether the goal is met, for the goal forms used here (None when the goal says no number):
+        ``>= 7x`` / ``ratio >= 0.33`` / ``ratio > 1`` compare the ratio; ``< 30 s`` / ``< 1.5x`` compare
+        the value; ``about 1x`` means a ratio of at least 1/1.5 (no more than 1.5x worse)."""
+        if not self.goal:
+            return None
+        goal = self.goal.strip()
+        if goal.startswith("about 1x"):
+            return None if self.ratio is None else self.ratio >= 1 / 1.5
+        match = _GOAL.match(goal)
+        if match is None:
+            return None
+        op, number = match["op"], float(match["n"])
+        on_ratio = bool(match["ratio"] or match["x"]) and not goal.startswith("<")
+        subject = self.ratio if on_ratio else self.value
+        if subject is None:
+            return None
+        return {">=": subject >= number, ">": subject > number, "<": subject < number, "<=": subject <= number}[op]
+
+
+_GOAL = re.compile(r"^(?P<ratio>ratio\s*)?(?P<op>>=|<=|>|<)\s*(?P<n>[0-9.]+)\s*(?P<x>x)?")
 
 
 class BenchContext:
@@ -150,11 +178,42 @@ def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": _git_commit(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "max_rss_mib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "versions": versions,
     }
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if out.returncode == 0:
+            return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return None
 
 
 def scratch() -> Path:
