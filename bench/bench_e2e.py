@@ -679,16 +679,16 @@ def cost_per_change(stack: Any, records: list[tuple[str, bytes]], sizes: tuple[i
         pass
     landing_s = time.perf_counter() - t0
     dsn = os.environ["CS_WAREHOUSE_DSN"]
-    out = []
-    for rows in sizes:
+    loading: dict[int, float] = {}
+    # Each size twice, alternating, best of two: the first load of a process pays one-time costs.
+    for rows in (*sizes, *sizes):
         target = settings.model_copy(update={"warehouse_schema": f"bench_cost_{rows}_{uuid.uuid4().hex[:4]}"})
         ensure_schema(target)
         populate(dsn, target.warehouse_schema, rows)
         t0 = time.perf_counter()
         load_landing_zone(target)
-        loading_s = time.perf_counter() - t0
-        out.append((rows, (landing_s + loading_s) / (len(records) * KEYS_PER_CALL)))
-    return out
+        loading[rows] = min(loading.get(rows, float("inf")), time.perf_counter() - t0)
+    return [(rows, (landing_s + loading[rows]) / (len(records) * KEYS_PER_CALL)) for rows in sizes]
 
 
 # -- figures ----------------------------------------------------------------------------------------------------------
@@ -760,7 +760,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     figures += _freshness_figures(sched, SCHEDULE_INTERVAL_S + 30, "one-minute schedule (Airflow)")
 
     # 3. + 4. our part apart from the producer, and scaling with shards
-    backlog = synthetic_records(ctx.scale(12_000, 100_000), identities=2_000)
+    backlog = synthetic_records(ctx.scale(8_000, 100_000), identities=2_000)
     mb = sum(len(d) for _, d in backlog) / 1e6
     for shards in SHARD_COUNTS:
         comp = components(stack, shards, backlog, load=shards in (1, 8))
@@ -785,7 +785,7 @@ def run(ctx: BenchContext) -> list[Figure]:
                     "fetch Parquet from moto S3, stage, merge",
                 )
             )
-    scale_seconds = ctx.scale(12, 60)
+    scale_seconds = ctx.scale(8, 60)
     for shards in SHARD_COUNTS:
         result = (
             main
@@ -804,7 +804,7 @@ def run(ctx: BenchContext) -> list[Figure]:
 
     # 5. cost per change at two warehouse sizes
     small, large = ctx.scale(50_000, 500_000), ctx.scale(500_000, 5_000_000)
-    changes = synthetic_records(ctx.scale(5_000, 25_000), identities=1_000, seed=5)
+    changes = synthetic_records(ctx.scale(3_000, 25_000), identities=1_000, seed=5)
     costs = cost_per_change(stack, changes, (small, large))
     (_, small_cost), (_, large_cost) = costs
     figures.append(
