@@ -109,8 +109,8 @@ SUSPECT_PATTERN = "|".join(
 )
 #: Parser restarts per MB of input above which screening the rest with RE2 is cheaper than restarting.
 REGEX_SCREEN_RESTARTS_PER_MB = 1.0
-#: Chunks parsed at once (each single-threaded) once a batch is known to hold bad records.
-DIRTY_PARSE_THREADS = 2
+#: Chunks prepared at once on worker threads (the rows of the previous one are built meanwhile).
+PREPARE_THREADS = 2
 
 
 @dataclass
@@ -330,21 +330,22 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
         if table.num_rows:
             tables.append(table)
 
-    # While the batch is clean, each chunk is one multi-threaded read_json call. Once a record broke
-    # the reader, chunks are read as single-threaded streams (restartable), so two chunks are
-    # prepared at a time on worker threads to keep both cores busy (pyarrow releases the GIL).
-    done = 0
-    while done < len(bounds) and (state.clean or not options.use_threads):
-        consume(prepare(bounds[done]))
-        done += 1
-    if done < len(bounds):
-        with ThreadPoolExecutor(max_workers=DIRTY_PARSE_THREADS, thread_name_prefix="decode") as pool:
-            in_flight = deque(pool.submit(prepare, b) for b in bounds[done : done + DIRTY_PARSE_THREADS])
-            following = iter(bounds[done + DIRTY_PARSE_THREADS :])
+    # Chunks are prepared (joined, screened, parsed) two at a time on worker threads while this thread
+    # builds the rows of the previous one, so both cores stay busy (pyarrow and numpy release the GIL).
+    # While the batch is clean, a chunk is one multi-threaded read_json call; once a record broke the
+    # reader, chunks are read as single-threaded, restartable streams.
+    if not options.use_threads or len(bounds) < 2:
+        for bound in bounds:
+            consume(prepare(bound))
+    else:
+        with ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="decode") as pool:
+            # The first chunk alone: it tells whether the batch is clean, so that the next ones do not
+            # all start with a whole-chunk read that a bad record would throw away.
+            in_flight = deque([pool.submit(prepare, bounds[0])])
+            following = iter(bounds[1:])
             while in_flight:
                 parsed = in_flight.popleft().result()
-                bound = next(following, None)
-                if bound is not None:
+                while len(in_flight) < PREPARE_THREADS and (bound := next(following, None)) is not None:
                     in_flight.append(pool.submit(prepare, bound))
                 consume(parsed)
     if tables:
