@@ -345,8 +345,8 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
             following = iter(bounds[1:])
             while in_flight:
                 parsed = in_flight.popleft().result()
-                while len(in_flight) < PREPARE_THREADS and (bound := next(following, None)) is not None:
-                    in_flight.append(pool.submit(prepare, bound))
+                while len(in_flight) < PREPARE_THREADS and (upcoming := next(following, None)) is not None:
+                    in_flight.append(pool.submit(prepare, upcoming))
                 consume(parsed)
     if tables:
         out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
