@@ -804,7 +804,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         )
 
     # 5. cost per change at two warehouse sizes
-    small, large = ctx.scale(50_000, 500_000), ctx.scale(500_000, 5_000_000)
+    small, large = ctx.scale(50_000, 250_000), ctx.scale(500_000, 2_500_000)
     changes = synthetic_records(ctx.scale(3_000, 25_000), identities=1_000, seed=5)
     costs = cost_per_change(stack, changes, (small, large))
     (_, small_cost), (_, large_cost) = costs
