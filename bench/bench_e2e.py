@@ -44,7 +44,8 @@ import time
 import uuid
 from bisect import bisect_left
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -144,6 +145,20 @@ def produce(cfg: ProducerConfig) -> list[Update]:
     if errors:
         raise RuntimeError(errors[0])
     return [u for part in out for u in part]
+
+
+def run_producer(cfg: ProducerConfig, failed: Callable[[], BaseException | None] = lambda: None) -> list[Update]:
+    """``produce`` in its own process (apps are not in the pipeline's process); stops it at once and
+    raises when ``failed()`` reports that the pipeline died meanwhile."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pending = pool.apply_async(produce, (cfg,))
+        while not pending.ready():
+            error = failed()
+            if error is not None:
+                pool.terminate()
+                raise RuntimeError(f"the pipeline failed during the run: {error!r}") from error
+            pending.wait(0.5)
+        return list(pending.get())
 
 
 def _dataset_path(pool: str, identity: str, dataset: str) -> str:
@@ -269,6 +284,8 @@ class Cycles:
     loading_seconds: list[float] = field(default_factory=list)
     records_landed: int = 0
     batches: int = 0
+    #: what stopped the loop, if it failed
+    error: BaseException | None = None
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -292,7 +309,14 @@ def land_all(ctx: Any, owner: str) -> tuple[int, int, int]:
 
 
 def continuous(settings: Any, stop: threading.Event, cycles: Cycles) -> None:
-    """Land and load back to back until ``stop`` (the continuous mode)."""
+    """Land and load back to back until ``stop`` (the continuous mode); a failure is kept in ``cycles.error``."""
+    try:
+        _continuous(settings, stop, cycles)
+    except BaseException as err:  # noqa: BLE001 - handed to the main thread, which raises it
+        cycles.error = err
+
+
+def _continuous(settings: Any, stop: threading.Event, cycles: Cycles) -> None:
     from cognito_streams.landing.runner import LandingContext
     from cognito_streams.loading.run import load_landing_zone
 
@@ -403,19 +427,28 @@ def run_continuous(stack: Any, shards: int, seconds: float, identities: int, tag
     producer_cfg = ProducerConfig(stack.cfg.emulator_endpoint, lane.pool, lane.identities, seconds)
     with Watcher(dsn, lane.schema, lane.pool) as watcher:
         pipeline.start()
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            updates = pool.submit(produce, producer_cfg).result()
-        _wait_visible(watcher, updates, timeout=120)
-        stop.set()
-        pipeline.join(timeout=300)
+        try:
+            updates = run_producer(producer_cfg, lambda: cycles.error)
+            _wait_visible(watcher, updates, timeout=120, failed=lambda: cycles.error)
+        finally:
+            stop.set()
+            pipeline.join(timeout=300)
     fresh = Freshness.of(updates, watcher)
     _check_complete(dsn, lane, fresh)
     return E2EResult("continuous", shards, fresh, cycles, seconds, fresh.changes / seconds)
 
 
-def _wait_visible(watcher: Watcher, updates: list[Update], timeout: float) -> None:
+def _wait_visible(
+    watcher: Watcher,
+    updates: list[Update],
+    timeout: float,
+    failed: Callable[[], BaseException | None] = lambda: None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not watcher.caught_up(updates):
+        error = failed()
+        if error is not None:
+            raise RuntimeError(f"the pipeline failed during the run: {error!r}") from error
         time.sleep(POLL_SECONDS)
     time.sleep(2 * POLL_SECONDS)  # one more poll after the last load
 
@@ -454,8 +487,7 @@ def run_scheduled(stack: Any, seconds: float, rate: float, identities: int) -> E
             producer_cfg = ProducerConfig(
                 stack.cfg.emulator_endpoint, lane.pool, lane.identities, seconds, threads=2, rate=rate
             )
-            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                updates = pool.submit(produce, producer_cfg).result()
+            updates = run_producer(producer_cfg)
             _wait_visible(watcher, updates, timeout=3 * SCHEDULE_INTERVAL_S + 60)
     finally:
         airflow.stop()
