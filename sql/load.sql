@@ -67,32 +67,26 @@ insert into stg_changes (
 ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: staged_changes_per_file
-select landed_file, count(*) as row_count
-from stg_changes
-group by landed_file;
-
--- name: staged_rejects_per_file
-select landed_file, count(*) as row_count
-from stg_rejects
-group by landed_file;
-
--- name: stage_contract_violations
--- Rows core/landing_format.py forbids, counted per problem with one example file.
-select problem, count(*) as row_count, max(landed_file) as example_file
+-- One pass over the stage for both checks: rows per file and per landing-contract problem (problem is null
+-- for a good row). The problems are the rows core/landing_format.py forbids, the first that applies.
+select landed_file, problem, count(*) as row_count
 from (
     select
+        landed_file,
         case
             when op not in ('replace', 'remove', 'dataset_remove') then 'unknown op'
             when op <> 'dataset_remove' and record_key is null then 'record change without record_key'
             when op = 'dataset_remove' and record_key is not null then 'dataset_remove with a record_key'
             when is_value_cut and value_ref is null then 'value cut without value_ref'
-        end as problem,
-        landed_file
+        end as problem
     from stg_changes
 ) as checked
-where problem is not null
-group by problem
-order by problem;
+group by landed_file, problem;
+
+-- name: staged_rejects_per_file
+select landed_file, cast(null as varchar(64)) as problem, count(*) as row_count
+from stg_rejects
+group by landed_file;
 
 -- name: create_new_deletes
 -- Step 1. Dataset deletes the warehouse does not know yet (one row per dataset and delete time).
@@ -131,9 +125,21 @@ select
 from stg_new_deletes;
 
 -- name: create_touched_datasets
+-- Every touched dataset with what the batch says about it, from one pass over the stage: its latest change
+-- or delete, and the largest sync count of its changes (the sync count of its current generation when it
+-- has no delete; see create_dataset_updates).
 create temp table stg_datasets ${attributes_stg_work} as
-select distinct identity_pool_id, identity_id, dataset_name
-from stg_changes;
+select
+    identity_pool_id, identity_id, dataset_name,
+    max(last_modified_at) as last_modified_at,
+    max(case when op <> 'dataset_remove' then sync_count end) as max_sync_count
+from stg_changes
+group by identity_pool_id, identity_id, dataset_name;
+
+-- name: count_latest_deletes
+-- How many touched datasets have a delete: none (the usual case) lets the loader skip the statements that
+-- only concern such datasets (candidates, generations, winners with deletes).
+select count(*) from stg_latest_deletes;
 
 -- name: create_latest_deletes
 -- The latest delete of each touched dataset, this batch's included.
@@ -335,10 +341,7 @@ group by c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at;
 -- tombstone flag that flips); at most one row per key, as MERGE requires.
 -- Datasets without any delete (nearly all): every version is of the first generation, so the batch's best
 -- version (key_rank = 1) wins when it is newer than the stored row (is_new); an equal version is a
--- duplicate and changes nothing.
--- Datasets with deletes: the winner among the candidates by (generation, sync_count, last_modified_at,
--- stored first, stream position); a key is deleted when its winner is a remove or is not newer than the
--- dataset's latest delete.
+-- duplicate and changes nothing. (is_new is 0 in datasets with deletes: insert_winners_with_deletes.)
 create temp table stg_winners ${attributes_stg_work} as
 select
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
@@ -348,8 +351,13 @@ select
     was_stored,
     was_live
 from stg_versions
-where key_rank = 1 and is_new = 1
-union all
+where key_rank = 1 and is_new = 1;
+
+-- name: insert_winners_with_deletes
+-- Step 4c for datasets with deletes: the winner among the candidates by (generation, sync_count,
+-- last_modified_at, stored first, stream position); a key is deleted when its winner is a remove or is not
+-- newer than the dataset's latest delete. Skipped when no touched dataset has a delete.
+insert into stg_winners
 select
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
     value_ref, sync_count, last_modified_at, device_last_modified_at, is_deleted, is_live, was_stored, was_live
@@ -417,47 +425,46 @@ when not matched then insert (
 -- name: create_dataset_updates
 -- Step 5a. What this batch says about every touched dataset; merge_datasets combines it with the stored
 -- row (so the stored row is read once, by the MERGE). generation_sync_count is the batch's largest sync
--- count after the latest delete (copies do not change a maximum); recomputed_sync_count is the same over
--- the whole history, for datasets whose latest delete may have moved; live_delta is how many keys became
--- live minus how many stopped being live.
+-- count after the latest delete (copies do not change a maximum): stg_datasets has it for datasets without
+-- deletes, the join with the stage computes it for the few with deletes; recomputed_sync_count is the same
+-- over the whole history, for datasets whose latest delete may have moved; live_delta is how many keys
+-- became live minus how many stopped being live.
 create temp table stg_dataset_updates ${attributes_stg_work} as
 select
-    m.identity_pool_id, m.identity_id, m.dataset_name,
-    m.last_modified_at,
+    t.identity_pool_id, t.identity_id, t.dataset_name,
+    t.last_modified_at,
     l.deleted_at,
     l.delete_sync_count,
-    m.generation_sync_count,
+    case when l.identity_pool_id is null then t.max_sync_count else g.generation_sync_count end
+        as generation_sync_count,
     h.generation_sync_count as recomputed_sync_count,
     coalesce(w.live_delta, 0) as live_delta
-from (
-    select
-        c.identity_pool_id, c.identity_id, c.dataset_name,
-        max(c.last_modified_at) as last_modified_at,
-        max(
-            case
-                when c.op <> 'dataset_remove' and (l2.deleted_at is null or c.last_modified_at > l2.deleted_at)
-                    then c.sync_count
-            end
-        ) as generation_sync_count
+from stg_datasets as t
+left join stg_latest_deletes as l
+    on l.identity_pool_id = t.identity_pool_id
+    and l.identity_id = t.identity_id
+    and l.dataset_name = t.dataset_name
+left join (
+    select c.identity_pool_id, c.identity_id, c.dataset_name, max(c.sync_count) as generation_sync_count
     from stg_changes as c
-    left join stg_latest_deletes as l2
+    inner join stg_latest_deletes as l2
         on l2.identity_pool_id = c.identity_pool_id
         and l2.identity_id = c.identity_id
         and l2.dataset_name = c.dataset_name
+    where c.op <> 'dataset_remove' and c.last_modified_at > l2.deleted_at
     group by c.identity_pool_id, c.identity_id, c.dataset_name
-) as m
-left join stg_latest_deletes as l
-    on l.identity_pool_id = m.identity_pool_id
-    and l.identity_id = m.identity_id
-    and l.dataset_name = m.dataset_name
+) as g
+    on g.identity_pool_id = t.identity_pool_id
+    and g.identity_id = t.identity_id
+    and g.dataset_name = t.dataset_name
 left join (
     select identity_pool_id, identity_id, dataset_name, sum(is_live) - sum(was_live) as live_delta
     from stg_winners
     group by identity_pool_id, identity_id, dataset_name
 ) as w
-    on w.identity_pool_id = m.identity_pool_id
-    and w.identity_id = m.identity_id
-    and w.dataset_name = m.dataset_name
+    on w.identity_pool_id = t.identity_pool_id
+    and w.identity_id = t.identity_id
+    and w.dataset_name = t.dataset_name
 left join (
     select hc.identity_pool_id, hc.identity_id, hc.dataset_name, max(hc.sync_count) as generation_sync_count
     from ${schema}.record_changes as hc
@@ -472,9 +479,9 @@ left join (
     where hc.last_modified_at > l3.deleted_at
     group by hc.identity_pool_id, hc.identity_id, hc.dataset_name
 ) as h
-    on h.identity_pool_id = m.identity_pool_id
-    and h.identity_id = m.identity_id
-    and h.dataset_name = m.dataset_name;
+    on h.identity_pool_id = t.identity_pool_id
+    and h.identity_id = t.identity_id
+    and h.dataset_name = t.dataset_name;
 
 -- name: merge_datasets
 -- Step 5b. New values from the stored row (target columns, read before the update) and the batch:

@@ -40,6 +40,24 @@ set local enable_memoize = off;
 -- sample (instead of 30,000) gives it at a tenth of the cost.
 set local default_statistics_target = 10;
 
+-- name: tune_commit
+-- The load transaction does not wait for its WAL to reach the disk at COMMIT (asynchronous commit). Safe
+-- here: PostgreSQL stays consistent and the transaction stays atomic; a server crash within ~0.6 s of the
+-- commit can only lose the whole transaction, its loaded_batches rows included, and the next run then finds
+-- those batches unloaded and loads them again from the landing zone (which keeps them). Nothing outside the
+-- warehouse acts on a load before the run's checks read it back.
+set local synchronous_commit = off;
+
+-- name: probe_by_key
+-- Around the MERGE into records: the planner prices an index probe as a random read and, for a batch a
+-- tenth of the table's size, prefers to read all of records into a hash; the probes are cached reads and
+-- cost what the batch costs, whatever the table's size. The MERGE's only join is its ON clause, so this
+-- leaves one plan: a nested loop over the batch with one primary-key probe per row.
+select set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
+
+-- name: probe_by_key_done
+select set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true);
+
 -- name: tune_records_table
 -- records and datasets are updated in place by every load: free space in their pages lets PostgreSQL keep
 -- a new row version on the same page without touching the indexes (HOT updates). Idempotent; applies to

@@ -364,6 +364,13 @@ class WarehouseSql:
     def tune_session(self) -> str:
         return self.statement("postgres.sql", "tune_session")
 
+    def tune_commit(self) -> str:
+        return self.statement("postgres.sql", "tune_commit")
+
+    def probe_by_key(self, done: bool = False) -> str:
+        """PostgreSQL: steer the planner to primary-key probes around a MERGE (``done``: back to normal)."""
+        return self.statement("postgres.sql", "probe_by_key_done" if done else "probe_by_key")
+
     def tune_tables(self) -> list[str]:
         return [self.statement("postgres.sql", n) for n in ("tune_records_table", "tune_datasets_table")]
 
@@ -372,9 +379,6 @@ class WarehouseSql:
 
     def staged_rejects_per_file(self) -> str:
         return self.statement("load.sql", "staged_rejects_per_file")
-
-    def stage_contract_violations(self) -> str:
-        return self.statement("load.sql", "stage_contract_violations")
 
     # Merge -------------------------------------------------------------------------------------
     def create_versions(self) -> str:
@@ -398,6 +402,9 @@ class WarehouseSql:
     def create_reset_datasets(self) -> str:
         return self.statement("load.sql", "create_reset_datasets")
 
+    def count_latest_deletes(self) -> str:
+        return self.statement("load.sql", "count_latest_deletes")
+
     def create_candidates(self) -> str:
         return self.statement("load.sql", "create_candidates")
 
@@ -406,6 +413,9 @@ class WarehouseSql:
 
     def create_winners(self) -> str:
         return self.statement("load.sql", "create_winners")
+
+    def insert_winners_with_deletes(self) -> str:
+        return self.statement("load.sql", "insert_winners_with_deletes")
 
     def merge_records(self) -> str:
         return self.statement("load.sql", "merge_records")

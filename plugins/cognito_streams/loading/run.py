@@ -64,7 +64,8 @@ def load_landing_zone(
                 log.info(
                     "Transaction %d/%d: %d batch(es) (%d skipped: already loaded), %d file(s), %d row(s) staged, "
                     "%d version(s) staged, %d new in record_changes, %d dataset delete(s), %d key(s) changed "
-                    "(%d new, %d tombstoned), %d dataset(s) updated, %d reject(s) staged, %d new",
+                    "(%d new, %d tombstoned), %d dataset(s) updated, %d reject(s) staged, %d new; COPY %.2f s, "
+                    "merge and commit %.2f s",
                     i,
                     len(groups),
                     report.batches,
@@ -80,6 +81,8 @@ def load_landing_zone(
                     m.datasets_touched,
                     report.rejects_staged,
                     report.rejects_inserted,
+                    report.stage_seconds,
+                    report.merge_seconds,
                 )
             reloaded.update(r.url for r in refs)
         else:

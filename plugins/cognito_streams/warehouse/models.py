@@ -128,20 +128,28 @@ class LoadReport:
     rows_staged: int = 0
     rejects_staged: int = 0
     rejects_inserted: int = 0
+    #: Wall time of the COPY into the stage tables (what a plain COPY would cost: the floor).
+    stage_seconds: float = 0.0
+    #: Wall time of everything after the COPY: checks, merge, bookkeeping and the commit.
+    merge_seconds: float = 0.0
     merge: MergeCounts = field(default_factory=MergeCounts)
+
+    _SUMMED = (
+        "batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted", "stage_seconds",
+        "merge_seconds",
+    )  # fmt: skip
 
     def add(self, other: LoadReport) -> None:
         """Accumulate ``other`` into this."""
-        for name in ("batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted"):
+        for name in self._SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.merge.add(other.merge)
 
     def as_dict(self) -> dict[str, Any]:
-        """Flat counts, for logs, XCom and asset event extras."""
-        out: dict[str, Any] = {
-            k: getattr(self, k)
-            for k in ("batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted")
-        }
+        """Flat counts (and the two timings, rounded to milliseconds), for logs, XCom and asset event extras."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self._SUMMED}
+        out["stage_seconds"] = round(self.stage_seconds, 3)
+        out["merge_seconds"] = round(self.merge_seconds, 3)
         out.update(vars(self.merge))
         return out
 

@@ -12,6 +12,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -103,6 +104,13 @@ class PostgresWarehouse(Warehouse):
         cur.execute(self.sql.tune_planner())
         cur.execute(self.sql.tune_memoize())
         cur.execute(self.sql.tune_statistics())
+        cur.execute(self.sql.tune_commit())
+
+    @contextmanager
+    def _probing_by_key(self, cur: Cursor) -> Iterator[None]:
+        cur.execute(self.sql.probe_by_key())
+        yield
+        cur.execute(self.sql.probe_by_key(done=True))
 
     def _after_work_table(self, cur: Cursor, table: str) -> None:
         # Temporary tables are never auto-analyzed. Without statistics, a join of two of them on three or four
