@@ -65,7 +65,7 @@ def _replay(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, tu
             state.pop(owner, None)
             continue
         if record["payloadType"] == "S3Url":
-            with urllib.request.urlopen(record["kinesisSyncRecordsURL"], timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(record["kinesisSyncRecordsURL"], timeout=10) as response:
                 elements = json.loads(response.read())
         else:
             elements = record["kinesisSyncRecords"]

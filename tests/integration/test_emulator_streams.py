@@ -240,7 +240,7 @@ def test_a_large_update_goes_as_s3url_with_an_expiring_presigned_url(streaming: 
     url = record["kinesisSyncRecordsURL"]
     assert parse_qs(urlparse(url).query)["X-Amz-Expires"] == ["2"]
     # AND the URL's body is the JSON array of the elements
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a URL the emulator made
+    with urllib.request.urlopen(url, timeout=10) as response:
         body = json.loads(response.read())
     assert [(e["key"], e["value"], e["syncCount"], e["op"]) for e in body] == [
         ("snapshot", big, 1, "replace"),
@@ -250,7 +250,7 @@ def test_a_large_update_goes_as_s3url_with_an_expiring_presigned_url(streaming: 
     # AND once it expires, the URL no longer gives the payload
     time.sleep(3.5)
     with pytest.raises(urllib.error.HTTPError) as expired:
-        urllib.request.urlopen(url, timeout=10)  # noqa: S310
+        urllib.request.urlopen(url, timeout=10)
     assert expired.value.code in (403, 404)
 
 
@@ -409,7 +409,7 @@ def test_bulk_publish_sends_large_datasets_as_s3url(streaming: Streaming) -> Non
     bulk = {r["dataSetName"]: r for _, r in streaming.records()[live:]}
     assert bulk["small"]["payloadType"] == "Inline"
     assert bulk["save"]["payloadType"] == "S3Url"
-    with urllib.request.urlopen(bulk["save"]["kinesisSyncRecordsURL"], timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(bulk["save"]["kinesisSyncRecordsURL"], timeout=10) as response:
         assert json.loads(response.read())[0]["value"] == "x" * 5000
 
 
