@@ -10,6 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.exceptions import ClientError
+
+
+class StreamNotFoundError(RuntimeError):
+    """The configured Kinesis stream does not exist (yet, or any more)."""
 
 
 class KinesisReaderHook(AwsBaseHook):
@@ -22,7 +27,15 @@ class KinesisReaderHook(AwsBaseHook):
     def list_shards(self, stream_name: str) -> list[dict[str, Any]]:
         """Every shard of the stream (open and closed, within retention), across ``ListShards`` pages."""
         shards: list[dict[str, Any]] = []
-        page = self.conn.list_shards(StreamName=stream_name)
+        try:
+            page = self.conn.list_shards(StreamName=stream_name)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise StreamNotFoundError(
+                    f"Kinesis stream {stream_name} does not exist: run cognito_streams_configure (it creates the "
+                    "stream and re-enables Cognito Streams), then cognito_bulk_publish to send what was missed"
+                ) from err
+            raise
         shards.extend(page.get("Shards") or [])
         while page.get("NextToken"):
             # With NextToken, StreamName must not be given (the API rejects both).
