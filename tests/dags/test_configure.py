@@ -71,6 +71,21 @@ def results(run: Any) -> dict[str, Any]:
     return {task_id: (json.loads(value) if isinstance(value, str) else value) for task_id, value in rows}
 
 
+def app_syncs_one_key(aws: Any, pool_id: str) -> Any:
+    """A new user of the pool writes one key, as an app does (list for a session token, then update)."""
+    identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
+    sync = aws("cognito-sync")
+    token = sync.list_records(IdentityPoolId=pool_id, IdentityId=identity, DatasetName="prefs")["SyncSessionToken"]
+    sync.update_records(
+        IdentityPoolId=pool_id,
+        IdentityId=identity,
+        DatasetName="prefs",
+        SyncSessionToken=token,
+        RecordPatches=[{"Op": "replace", "Key": "theme", "Value": "dark", "SyncCount": 0}],
+    )
+    return sync
+
+
 def states(run: Any) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
@@ -124,16 +139,7 @@ def test_a_deleted_stream_is_detected_repaired_and_backfilled(
     pool_id, stream_name = setup["pool_id"], setup["variable"]["stream_name"]
     # GIVEN the stream deleted while an app keeps syncing: Cognito turns streaming DISABLED
     aws("kinesis").delete_stream(StreamName=stream_name)
-    identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
-    sync = aws("cognito-sync")
-    token = sync.list_records(IdentityPoolId=pool_id, IdentityId=identity, DatasetName="prefs")["SyncSessionToken"]
-    sync.update_records(
-        IdentityPoolId=pool_id,
-        IdentityId=identity,
-        DatasetName="prefs",
-        SyncSessionToken=token,
-        RecordPatches=[{"Op": "replace", "Key": "theme", "Value": "dark", "SyncCount": 0}],
-    )
+    sync = app_syncs_one_key(aws, pool_id)
     ctl.flush()
     disabled = sync.get_identity_pool_configuration(IdentityPoolId=pool_id)["CognitoStreams"]
     assert disabled["StreamingStatus"] == "DISABLED"
@@ -179,16 +185,7 @@ def test_a_disabled_pool_with_a_broken_role_fails_with_its_reason(
     ctl = EmulatorControl.from_env()
     ctl.update_settings(role_check_cache_seconds=0)
     try:
-        identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
-        sync = aws("cognito-sync")
-        token = sync.list_records(IdentityPoolId=pool_id, IdentityId=identity, DatasetName="prefs")["SyncSessionToken"]
-        sync.update_records(
-            IdentityPoolId=pool_id,
-            IdentityId=identity,
-            DatasetName="prefs",
-            SyncSessionToken=token,
-            RecordPatches=[{"Op": "replace", "Key": "k", "Value": "v", "SyncCount": 0}],
-        )
+        sync = app_syncs_one_key(aws, pool_id)
         ctl.flush()
     finally:
         ctl.update_settings(role_check_cache_seconds=5)
