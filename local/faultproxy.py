@@ -16,8 +16,9 @@ control port, so closing the proxy's listener never cuts the test off from it.
     proxy.stats()                  # forwarded and injected counts, by operation and fault
 
 A rule fails the requests it matches (``service`` from the SigV4 credential scope, ``operation`` from
-``X-Amz-Target`` or the S3 method and path, ``path_contains``), for its next ``count`` matches, or
-for ``seconds``, each with ``probability`` (seeded: the same seed fails the same requests).
+``X-Amz-Target`` or the S3 method and path, ``path_contains``), after letting the first ``after``
+through, for its next ``count`` matches or for ``seconds``, each with ``probability`` (seeded: the
+same seed fails the same requests).
 Standard library only; nothing here is logged but methods, paths and counts (never bodies or
 headers: they carry signatures).
 """
@@ -70,18 +71,20 @@ class Rule:
     path_contains: str = ""
     count: int | None = None
     seconds: float | None = None
+    after: int = 0
     probability: float = 1.0
     status: int = 500
     delay_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
     injected: int = 0
+    passed: int = 0
 
     @classmethod
     def parse(cls, raw: Any) -> Rule:
         """From the control API's JSON; every field checked, the bad one named."""
         if not isinstance(raw, dict):
             raise RuleError(f"a rule must be a JSON object, got {type(raw).__name__}")
-        known = {"fault", "service", "operation", "path_contains", "count", "seconds", "probability", "status"}
+        known = {"fault", "service", "operation", "path_contains", "count", "seconds", "after", "probability", "status"}
         known.add("delay_seconds")
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -94,6 +97,9 @@ class Rule:
             raise RuleError(f"rule.count is {count!r}; give a whole number >= 0, or null for no limit")
         if seconds is not None and (not isinstance(seconds, int | float) or seconds <= 0):
             raise RuleError(f"rule.seconds is {seconds!r}; give a number of seconds > 0, or null")
+        after = raw.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise RuleError(f"rule.after is {after!r}; give how many matching requests pass first (>= 0)")
         probability = raw.get("probability", 1.0)
         if not isinstance(probability, int | float) or not 0 <= probability <= 1:
             raise RuleError(f"rule.probability is {probability!r}; give a number from 0 to 1")
@@ -114,6 +120,7 @@ class Rule:
             path_contains=text["path_contains"],
             count=count,
             seconds=float(seconds) if seconds is not None else None,
+            after=after,
             probability=float(probability),
             status=status,
             delay_seconds=float(delay),
@@ -142,6 +149,7 @@ class Rule:
             "path_contains": self.path_contains,
             "count": self.count,
             "seconds": self.seconds,
+            "after": self.after,
             "probability": self.probability,
             "injected": self.injected,
         }
@@ -221,7 +229,12 @@ class FaultState:
         now = time.monotonic()
         with self.lock:
             for rule in self.rules:
-                if rule.active(now) and rule.matches(request) and self.random.random() < rule.probability:
+                if not (rule.active(now) and rule.matches(request)):
+                    continue
+                if rule.passed < rule.after:
+                    rule.passed += 1
+                    continue
+                if self.random.random() < rule.probability:
                     rule.injected += 1
                     key = f"{rule.fault}:{request.service}:{request.operation}"
                     self.injected[key] = self.injected.get(key, 0) + 1

@@ -72,6 +72,26 @@ def through_proxy(fault_proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> Iterat
         fault_proxy.control.reset()
 
 
+@pytest.fixture(scope="session")
+def pipeline_dags(airflow_db: None) -> dict[str, Any]:
+    """The configure and bulk publish DAGs for ``dag.test()``, known to the metadata DB (configure
+    triggers bulk publish), retries off (a scenario reruns by itself, at once)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    out = {}
+    for dag_id in ("cognito_streams_configure", "cognito_bulk_publish"):
+        bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
+        assert bag.import_errors == {}
+        sync_bag_to_db(bag, "dags-folder", None)
+        dag = bag.get_dag(dag_id)
+        for task in dag.tasks:
+            task.retries = 0
+        out[dag_id] = dag
+    return out
+
+
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     columns = [
         ("scenario", "scenario"), ("changes_made", "changes"), ("kinesis_records_read", "read"),

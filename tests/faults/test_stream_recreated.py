@@ -6,7 +6,6 @@ publish refills what was missed. The warehouse ends exact."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,54 +13,20 @@ from typing import Any
 import pytest
 
 from local.emulator.control import EmulatorControl
-from local.stack import REPO, Stack
+from local.stack import Stack
+from tests.support.faults import dag_results as results
 from tests.support.faults import scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.dag]
 
 
-@pytest.fixture(scope="module")
-def dags(airflow_db: None) -> dict[str, Any]:
-    """The configure and bulk publish DAGs, known to the metadata DB (configure triggers the other)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    out = {}
-    for dag_id in ("cognito_streams_configure", "cognito_bulk_publish"):
-        bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
-        assert bag.import_errors == {}
-        sync_bag_to_db(bag, "dags-folder", None)
-        dag = bag.get_dag(dag_id)
-        for task in dag.tasks:
-            task.retries = 0
-        out[dag_id] = dag
-    return out
-
-
-def results(run: Any) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
-                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-            )
-        ).all()
-    out: dict[str, Any] = {}
-    for task_id, map_index, value in rows:
-        value = json.loads(value) if isinstance(value, str) else value
-        if map_index >= 0:
-            out.setdefault(task_id, []).append(value)
-        else:
-            out[task_id] = value
-    return out
-
-
 def test_stream_deleted_and_recreated_is_repaired_and_refilled(
-    stack: Stack, emulator: str, aws: Any, fault_tmp: Path, dags: dict[str, Any], caplog: pytest.LogCaptureFixture
+    stack: Stack,
+    emulator: str,
+    aws: Any,
+    fault_tmp: Path,
+    pipeline_dags: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from airflow.utils.state import DagRunState
 
@@ -84,7 +49,7 @@ def test_stream_deleted_and_recreated_is_repaired_and_refilled(
         # THEN the landing is red while the stream is gone (nothing to read, nothing skipped)
         assert sc.attempt(sc.land) is None
         # WHEN cognito_streams_configure runs
-        run = dags["cognito_streams_configure"].test()
+        run = pipeline_dags["cognito_streams_configure"].test()
         assert run.state == DagRunState.SUCCESS
         out = results(run)
         # THEN it re-created the stream, re-enabled the pool and asked for a bulk publish of it
@@ -93,7 +58,7 @@ def test_stream_deleted_and_recreated_is_repaired_and_refilled(
         sc.activity.streaming = True
         sc.activity.run(6)  # on the new stream
         # WHEN the bulk publish it asked for runs
-        publish = dags["cognito_bulk_publish"].test(run_conf=out["pools_to_backfill"])
+        publish = pipeline_dags["cognito_bulk_publish"].test(run_conf=out["pools_to_backfill"])
         assert publish.state == DagRunState.SUCCESS
         assert results(publish)["bulk_publish"][0]["action"] == "published"
         sc.flush()

@@ -228,6 +228,8 @@ class Scenario:
         self.activity = Activity(aws("cognito-sync"), self.pool_id, self.identities, seed)
         self.runs = 0
         self.landing_read = 0
+        #: Landing runs whose tries all failed: their leases live on until an operator clears the task.
+        self.uncleared: list[str] = []
 
     # -- settings ------------------------------------------------------------------------------
     def export(self) -> None:
@@ -286,8 +288,31 @@ class Scenario:
         run.ensure_schema(self.settings)
         return run.load_landing_zone(self.settings).as_dict()
 
+    def land_run(self, retries: int = 2) -> list[dict[str, Any]] | None:
+        """One landing DAG run as Airflow makes it under a fault: a failed task is retried in the same
+        run (same lease owner) up to ``retries`` times; a run whose tries all fail is remembered for
+        :meth:`catch_up`, which clears it (as an operator does) before anything else."""
+        run_id = self.run_id()
+        for _ in range(retries + 1):
+            outcome = self.attempt(lambda: self.land(run_id))
+            if outcome is not None:
+                return outcome  # type: ignore[no-any-return]
+        self.uncleared.append(run_id)
+        return None
+
+    def load_run(self, retries: int = 2) -> dict[str, Any] | None:
+        """One loading DAG run under a fault: the load task retried up to ``retries`` times."""
+        for _ in range(retries + 1):
+            outcome = self.attempt(self.load)
+            if outcome is not None:
+                return outcome  # type: ignore[no-any-return]
+        return None
+
     def catch_up(self, max_rounds: int = 12) -> None:
-        """Land and load until a landing run reads nothing and every shard is at its tip."""
+        """Clear the failed landing runs (rerun in their own run: their leases are theirs), then land
+        and load until a landing run reads nothing and every shard is at its tip."""
+        while self.uncleared:
+            self.land(self.uncleared.pop(0))
         for _ in range(max_rounds):
             outcomes = self.land()
             self.load()
@@ -470,6 +495,28 @@ def scenario(
         else:
             os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"] = saved
         sc.cleanup()
+
+
+def dag_results(run: Any) -> dict[str, Any]:
+    """A ``dag.test()`` run's return values by task id (mapped tasks' as lists)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
+            )
+        ).all()
+    out: dict[str, Any] = {}
+    for task_id, map_index, value in rows:
+        value = json.loads(value) if isinstance(value, str) else value
+        if map_index >= 0:
+            out.setdefault(task_id, []).append(value)
+        else:
+            out[task_id] = value
+    return out
 
 
 # -- services ------------------------------------------------------------------------------------

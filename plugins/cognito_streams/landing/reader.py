@@ -134,6 +134,8 @@ class ShardReader:
         self.sleep = sleep
         self.stats = ReadStats()
         self._last_sequence: str | None = start.sequence_number
+        #: Throttled calls in a row: the backoff grows with these and starts over after a success.
+        self._throttled_in_a_row = 0
 
     def _iterator(self) -> str:
         if self._last_sequence is not None:
@@ -153,12 +155,15 @@ class ShardReader:
         backing off; the iterator stays valid) or when the iterator expired (``renew``)."""
         self.stats.get_records_calls += 1
         try:
-            return self.client.get_records(iterator, self.limits.get_records_limit), False
+            response = self.client.get_records(iterator, self.limits.get_records_limit)
+            self._throttled_in_a_row = 0
+            return response, False
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code in THROTTLED:
                 self.stats.throttled += 1
-                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(self.stats.throttled, 10))
+                self._throttled_in_a_row += 1
+                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(self._throttled_in_a_row, 10))
                 log.warning("shard %s: GetRecords throttled (%s), backing off %.2f s", self.shard.shard_id, code, delay)
                 self.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not security
                 return None, False
