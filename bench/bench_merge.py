@@ -28,8 +28,9 @@ import pyarrow.parquet as pq
 
 from bench.harness import BenchContext, Figure
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, FileRef, LandedBatch
+from cognito_streams.core.sql_text import WarehouseSql
 from cognito_streams.warehouse.models import BatchToLoad, Manifest, ManifestEntry
-from cognito_streams.warehouse.postgres import PostgresWarehouse, parquet_to_csv
+from cognito_streams.warehouse.postgres import PostgresWarehouse, copy_landed
 
 POOL = "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"
 BASE_TIME = datetime(2024, 1, 1)
@@ -53,15 +54,16 @@ def row_key(i: int) -> tuple[str, str, str]:
 
 def _populate(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
     """n rows in records and record_changes (the history of a warehouse in steady state), n/10 datasets.
-    Bulk SQL for speed; primary keys are added after the rows, as a restore would."""
+    Bulk SQL for speed; the indexes (the loader's own, from sql/) are built after the rows, as a restore would."""
     key_sql = (
         "'us-east-1:' || lpad((i / 20)::text, 8, '0') || '-0000-4000-8000-000000000000', "
         "'ds' || ((i / 10) % 2)::text, 'k' || (i % 10)::text"
     )
     lma = "timestamp '2024-01-01' + (i % 1000) * interval '1 second'"
     with conn.cursor() as cur:
-        for table in ("records", "record_changes", "datasets"):
+        for table in ("records", "datasets"):
             cur.execute(f"alter table {schema}.{table} drop constraint {table}_pkey")
+        cur.execute(f"drop index {schema}.record_changes_version_idx, {schema}.record_changes_dataset_idx")
         cur.execute(
             f"insert into {schema}.records select '{POOL}', {key_sql}, 'replace', 'value ' || i, 10, false, null, 5, "
             f"{lma}, {lma}, false, now() from generate_series(0, {n - 1}) as i"
@@ -76,14 +78,13 @@ def _populate(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
             f"'-0000-4000-8000-000000000000', 'ds' || (i % 2)::text, 5, timestamp '2024-01-01 00:20:00', false, null, "
             f"null, 5, 10, now() from generate_series(0, {n // KEYS_PER_DATASET - 1}) as i"
         )
+        cur.execute("set local maintenance_work_mem = '1GB'")
         cur.execute(
             f"alter table {schema}.records add primary key (identity_pool_id, identity_id, dataset_name, record_key)"
         )
-        cur.execute(
-            f"alter table {schema}.record_changes add primary key "
-            "(identity_pool_id, identity_id, dataset_name, record_key, sync_count, last_modified_at)"
-        )
         cur.execute(f"alter table {schema}.datasets add primary key (identity_pool_id, identity_id, dataset_name)")
+        for statement in WarehouseSql(schema, "postgres").tune_tables():  # record_changes' indexes
+            cur.execute(statement)
         # The baseline's target: the same rows, with the key indexed but not unique, like Redshift (whose
         # primary keys are not enforced), so that its duplicates survive as they would there.
         cur.execute(f"create table {schema}.records_upsert as select * from {schema}.records")
@@ -175,14 +176,13 @@ def _landed(table: pa.Table, name: str) -> tuple[BatchToLoad, dict[str, bytes]]:
     )
 
 
-def _copy_floor(conn: psycopg.Connection[Any], data: bytes) -> float:
-    """(a): the same Parquet -> CSV -> COPY into an empty table, nothing else."""
+def _copy_floor(conn: psycopg.Connection[Any], wh: PostgresWarehouse, data: bytes) -> float:
+    """(a): the same Parquet -> CSV -> COPY (the loader's own code) into an empty table, nothing else."""
     t0 = time.perf_counter()
-    csv, _ = parquet_to_csv(data, CHANGES_SCHEMA, "floor")
     with conn.cursor() as cur:
+        _same_tuning(cur, wh)
         cur.execute("create temp table floor_copy (like bench_stage_shape)")
-        with cur.copy("copy floor_copy from stdin with (format csv)") as copy:
-            copy.write(csv)
+        copy_landed(cur, "copy floor_copy from stdin with (format csv)", data, CHANGES_SCHEMA, "floor")
     conn.commit()
     elapsed = time.perf_counter() - t0
     conn.execute("drop table floor_copy")
@@ -190,15 +190,24 @@ def _copy_floor(conn: psycopg.Connection[Any], data: bytes) -> float:
     return elapsed
 
 
-def _upsert_baseline(conn: psycopg.Connection[Any], schema: str, data: bytes) -> float:
+def _same_tuning(cur: psycopg.Cursor[Any], wh: PostgresWarehouse) -> None:
+    """The PostgreSQL settings ours runs with (memory, planner costs, asynchronous commit), for a baseline's
+    transaction: a baseline slowed by a default setting would flatter ours."""
+    for statement in (wh.sql.tune_transaction(), wh.sql.tune_planner(), wh.sql.tune_memoize(), wh.sql.tune_commit()):
+        cur.execute(statement)
+
+
+def _upsert_baseline(conn: psycopg.Connection[Any], wh: PostgresWarehouse, data: bytes) -> float:
     """(b): S3ToRedshiftOperator's UPSERT: COPY into a table like the stage, then in one transaction
-    DELETE ... USING on the key and INSERT of every staged row (no dedupe, no version order)."""
+    DELETE ... USING on the key and INSERT of every staged row (no dedupe, no version order). Its target has
+    the same rows and the same key index as records (not unique: Redshift enforces no key, so its duplicates
+    survive there as they do here)."""
+    schema = wh.schema
     t0 = time.perf_counter()
-    csv, _ = parquet_to_csv(data, CHANGES_SCHEMA, "upsert")
     with conn.cursor() as cur:
+        _same_tuning(cur, wh)
         cur.execute("create temp table upsert_stage (like bench_stage_shape)")
-        with cur.copy("copy upsert_stage from stdin with (format csv)") as copy:
-            copy.write(csv)
+        copy_landed(cur, "copy upsert_stage from stdin with (format csv)", data, CHANGES_SCHEMA, "upsert")
         cur.execute("analyze upsert_stage")
         cur.execute(
             f"delete from {schema}.records_upsert as t using upsert_stage as s where t.identity_pool_id = "
@@ -251,6 +260,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     for n in sizes:
         schema = f"bench_merge_{n}"
         admin = psycopg.connect(dsn)
+        admin.execute(WarehouseSql(schema, "postgres").tune_session())  # the baselines' temp tables get ours' memory
         admin.execute(f"drop schema if exists {schema} cascade")
         admin.commit()
         wh = PostgresWarehouse(psycopg.connect(dsn), schema)
@@ -270,7 +280,7 @@ def run(ctx: BenchContext) -> list[Figure]:
             batch, files = _landed(table, f"batch-{n}-{seed}")
             data = files[batch.changes_manifest.entries[0].url]  # type: ignore[union-attr]
             loads.append(os.getloadavg()[0])
-            floor.append(min(_copy_floor(admin, data) for _ in range(2)))
+            floor.append(min(_copy_floor(admin, wh, data) for _ in range(2)))
             _checkpoint(admin)
             wh._fetch = files.__getitem__
             t0 = time.perf_counter()
@@ -278,7 +288,7 @@ def run(ctx: BenchContext) -> list[Figure]:
             ours.append((time.perf_counter() - t0, report.stage_seconds, report.merge_seconds))
             assert report.rows_staged == batch_size, report
             _checkpoint(admin)
-            upsert.append(_upsert_baseline(admin, schema, data))
+            upsert.append(_upsert_baseline(admin, wh, data))
             _checkpoint(admin)
             print(
                 f"   records={n:,} batch {seed}: floor {floor[-1]:.3f} s, ours {ours[-1][0]:.3f} s (COPY "

@@ -372,7 +372,12 @@ class WarehouseSql:
         return self.statement("postgres.sql", "probe_by_key_done" if done else "probe_by_key")
 
     def tune_tables(self) -> list[str]:
-        return [self.statement("postgres.sql", n) for n in ("tune_records_table", "tune_datasets_table")]
+        """PostgreSQL: table settings and the history's indexes, each idempotent, in this order."""
+        names = (
+            "tune_records_table", "tune_datasets_table", "tune_history_version_index",
+            "tune_history_drop_key_ordered_pkey", "tune_history_dataset_index",
+        )  # fmt: skip
+        return [self.statement("postgres.sql", n) for n in names]
 
     def staged_changes_per_file(self) -> str:
         return self.statement("load.sql", "staged_changes_per_file")

@@ -43,6 +43,10 @@ ANALYZED_WORK_TABLES: dict[str, bool] = {
 }
 #: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
 PREFETCH = 2
+#: Rows per CSV chunk sent to COPY, and chunks converted ahead (by as many threads) while COPY parses one:
+#: converting and parsing overlap on two cores, and a file's CSV is never all in memory at once.
+CSV_CHUNK_ROWS = 16_384
+CSV_CHUNKS_AHEAD = 2
 
 
 def _utc_wall_clock(schema: pa.Schema) -> pa.Schema:
@@ -53,12 +57,10 @@ def _utc_wall_clock(schema: pa.Schema) -> pa.Schema:
     )
 
 
-def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int]:
-    """A landed Parquet file as CSV rows for ``COPY ... (format csv)``, in ``schema``'s column order.
+def read_landed(data: bytes, schema: pa.Schema, url: str) -> pa.Table:
+    """A landed Parquet file as a table in ``schema``'s column order and types, timestamps as UTC wall clock.
 
-    Column names and order must be the contract's (Redshift maps them by position); nulls become
-    unquoted empty fields and strings are always quoted, so NULL and '' stay distinct.
-    """
+    Column names and order must be the contract's (Redshift maps them by position)."""
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as err:
@@ -69,12 +71,47 @@ def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int
             "that order; the writer and the loader disagree on the format: fix the writer and re-land the batch"
         )
     try:
-        table = table.cast(schema).cast(_utc_wall_clock(schema))
+        return table.cast(schema).cast(_utc_wall_clock(schema))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise LoadCheckError(f"{url} has column types the contract does not allow ({err}); re-land its batch") from None
+
+
+def _to_csv(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pa_csv.write_csv(table, buf, _CSV_OPTIONS)
-    return buf.getvalue(), table.num_rows
+    return buf.getvalue()
+
+
+def csv_chunks(table: pa.Table, rows_per_chunk: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """``table`` as CSV rows for ``COPY ... (format csv)``, in chunks of ``rows_per_chunk`` rows converted by
+    worker threads up to CSV_CHUNKS_AHEAD chunks ahead of the consumer, so that PostgreSQL parses one chunk
+    while the next ones are written (pyarrow's writer releases the GIL). Nulls become unquoted empty fields
+    and strings are always quoted, so NULL and '' stay distinct."""
+    starts = range(0, table.num_rows, rows_per_chunk)
+    with ThreadPoolExecutor(max_workers=CSV_CHUNKS_AHEAD, thread_name_prefix="landing-csv") as pool:
+        pending: list[Future[bytes]] = []
+        for start in starts:
+            pending.append(pool.submit(_to_csv, table.slice(start, rows_per_chunk)))
+            if len(pending) > CSV_CHUNKS_AHEAD:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int]:
+    """A landed Parquet file as one block of CSV rows (see :func:`csv_chunks`) and its row count."""
+    table = read_landed(data, schema, url)
+    return b"".join(csv_chunks(table)), table.num_rows
+
+
+def copy_landed(cur: Any, copy_sql: str, data: bytes, schema: pa.Schema, url: str) -> int:
+    """Stream a landed Parquet file into ``COPY ... FROM STDIN`` (``copy_sql``), converting ahead of the
+    server; returns its row count. psycopg errors propagate (the caller names the file)."""
+    table = read_landed(data, schema, url)
+    with cur.copy(copy_sql) as copy:
+        for chunk in csv_chunks(table):
+            copy.write(chunk)
+    return int(table.num_rows)
 
 
 class PostgresWarehouse(Warehouse):
@@ -130,10 +167,8 @@ class PostgresWarehouse(Warehouse):
                     f"{entry.url} is {len(data)} bytes but {manifest.url} says content_length {entry.content_length}; "
                     "Redshift would refuse it too: re-land the batch"
                 )
-            rows, count = parquet_to_csv(data, schema, entry.url)
             try:
-                with cur.copy(copy_sql) as copy:  # type: ignore[attr-defined]
-                    copy.write(rows)
+                count = copy_landed(cur, copy_sql, data, schema, entry.url)
             except psycopg.Error as err:
                 reason = (err.diag.message_primary or str(err)).strip()
                 context = (err.diag.context or "").strip().replace("\n", "; ")
