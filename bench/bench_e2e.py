@@ -585,7 +585,10 @@ def bare_read(settings: Any) -> int:
     """The floor: every shard read with GetRecords (threads, one per shard), nothing done with the data."""
     import boto3
 
+    from cognito_streams.landing.runner import raw_timestamps
+
     kinesis = boto3.client("kinesis")
+    raw_timestamps(kinesis)  # as the landing's own client: the floor must not be slower than ours for that
     shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=settings.stream_name)["Shards"]]
 
     def read(shard: str) -> int:
