@@ -8,8 +8,10 @@ and streams them with ``COPY ... FROM STDIN``. Everything after the COPY is the 
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -104,14 +106,28 @@ def parquet_to_csv(data: bytes, schema: pa.Schema, url: str) -> tuple[bytes, int
     return b"".join(csv_chunks(table)), table.num_rows
 
 
-def copy_landed(cur: Any, copy_sql: str, data: bytes, schema: pa.Schema, url: str) -> int:
+def copy_landed(
+    cur: Any, copy_sql: str, data: bytes, schema: pa.Schema, url: str, rows_per_chunk: int = CSV_CHUNK_ROWS
+) -> int:
     """Stream a landed Parquet file into ``COPY ... FROM STDIN`` (``copy_sql``), converting ahead of the
-    server; returns its row count. psycopg errors propagate (the caller names the file)."""
+    server; returns its row count. One COPY for the whole file, so an error's "line N" is a line of the file's
+    CSV (see :func:`row_of_csv_line`). psycopg errors propagate (the caller names the file)."""
     table = read_landed(data, schema, url)
     with cur.copy(copy_sql) as copy:
-        for chunk in csv_chunks(table):
+        for chunk in csv_chunks(table, rows_per_chunk):
             copy.write(chunk)
     return int(table.num_rows)
+
+
+def row_of_csv_line(data: bytes, schema: pa.Schema, url: str, line: int) -> int | None:
+    """The row (from 1) of a landed file that COPY's "line ``line``" is in. COPY counts the lines of the CSV
+    it was sent, and a value holding a newline spans several, so the two differ; for error messages only."""
+    text = b"".join(csv_chunks(read_landed(data, schema, url))).decode()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for row, _ in enumerate(reader, start=1):
+        if reader.line_num >= line:
+            return row
+    return None
 
 
 class PostgresWarehouse(Warehouse):
@@ -172,9 +188,12 @@ class PostgresWarehouse(Warehouse):
             except psycopg.Error as err:
                 reason = (err.diag.message_primary or str(err)).strip()
                 context = (err.diag.context or "").strip().replace("\n", "; ")
+                line = re.search(r"\bline (\d+)", context)
+                row = row_of_csv_line(data, schema, entry.url, int(line.group(1))) if line else None
                 raise LoadError(
                     f"COPY of {entry.url} (listed in {manifest.url}) into {table} failed: {reason}"
-                    + (f" [{context}; line N is row N of the file]" if context else "")
+                    + (f" [{context}]" if context else "")
+                    + (f" at row {row} of the file" if row else "")
                     + ". Fix the file (re-land its batch) and rerun"
                 ) from err
             log.debug("Staged %d rows of %s into %s", count, entry.url, table)
