@@ -20,7 +20,7 @@ What is measured (quick mode in brackets):
    loader on its Asset, the producer at a steady 200 changes/s; the same freshness figures.
 3. **Our part apart from the producer** (the emulator caps the input rate): landing throughput from
    a pre-filled stream, beside a bare ``GetRecords`` loop over the same shards (moto's read floor),
-   and loading throughput from the landed files, for 1, 2, 4 and 8 shards.
+   for 1, 2, 4 and 8 shards, and loading throughput from the landed files (1 and 8 shards).
 4. **Scaling**: the continuous run with 1, 2, 4 and 8 shards [shorter windows].
 5. **Cost per change as the warehouse grows**: the same landed batches loaded into a warehouse that
    already holds N and 10 N rows of other identities; landing + loading wall time per change.
