@@ -26,11 +26,14 @@ OPTIONS = DecodeOptions(
     block_bytes=1_024,
 )
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+# Valid text: no lone surrogates, and no U+0000, which no warehouse text column can hold (the decoder
+# quarantines text with it: tests/integration/test_bad_input.py).
+storable = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+texts = st.text(storable, max_size=60)
 dates = st.integers(min_value=0, max_value=4_102_444_800_000)
 changes = st.fixed_dictionaries(
     {
-        "key": st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+        "key": st.text(storable, min_size=1, max_size=12),
         "value": st.one_of(st.none(), texts),
         "syncCount": st.integers(min_value=0, max_value=2**63 - 1),
         "lastModifiedDate": dates,
@@ -49,8 +52,8 @@ def cognito_records(draw: st.DrawFn) -> dict[str, Any]:
     return record(
         items,
         pool=draw(st.sampled_from(["us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f", "eu-west-1:00ff"])),
-        identity=draw(st.text(min_size=1, max_size=20)),
-        dataset=draw(st.text(min_size=1, max_size=20)),
+        identity=draw(st.text(storable, min_size=1, max_size=20)),
+        dataset=draw(st.text(storable, min_size=1, max_size=20)),
         operation=operation,
         sync_count=draw(st.integers(min_value=0, max_value=10**12)),
         at=draw(dates),

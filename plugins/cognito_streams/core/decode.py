@@ -89,6 +89,8 @@ READ_SCHEMA = pa.schema(
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=READ_SCHEMA, unexpected_field_behavior="ignore")
 
 _TS = pa.timestamp("ms", tz="UTC")
+#: pyarrow.json's default block size.
+_READER_DEFAULT_BLOCK = 2**20
 _ROW_HINT = re.compile(r" in row (\d+)\s*$")
 _OPEN, _CLOSE, _NEWLINE = ord("{"), ord("}"), ord("\n")
 
@@ -457,6 +459,13 @@ class _Chunk:
         for index in self.errors:
             self._blank_in_place(index)
 
+    def block_bytes(self, wanted: int) -> int:
+        """A JSON reader block size of at least ``wanted`` that holds the chunk's largest record: the
+        reader cannot read an object (nor a blanked record's padding) larger than its block, and
+        resolved ``S3Url`` records can be several MB."""
+        largest = int(self.lengths.max()) if self.n else 0
+        return max(wanted, largest + 2)
+
     def first_bytes(self) -> np.ndarray:
         """The first byte of every record (as joined)."""
         return np.frombuffer(self.blob, dtype=np.uint8)[self.starts]
@@ -577,7 +586,9 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
     """
     buffer = pa.py_buffer(chunk.blob)
     if state.clean:
-        read_options = pj.ReadOptions(use_threads=options.use_threads, block_size=options.fast_block_bytes)
+        read_options = pj.ReadOptions(
+            use_threads=options.use_threads, block_size=chunk.block_bytes(options.fast_block_bytes)
+        )
         try:
             table = pj.read_json(pa.BufferReader(buffer), read_options=read_options, parse_options=_PARSE_OPTIONS)
             if table.num_rows == chunk.n:
@@ -586,7 +597,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
             pass
         state.clean = False
     # Single-threaded on purpose: a threaded reader parses blocks ahead, which a failure throws away.
-    read_options = pj.ReadOptions(use_threads=False, block_size=options.block_bytes)
+    read_options = pj.ReadOptions(use_threads=False, block_size=chunk.block_bytes(options.block_bytes))
     batches: list[pa.RecordBatch] = []
     done = 0  # records parsed into `batches`
     restarts = 0
@@ -624,7 +635,11 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
         for index in range(chunk.n):
             if index not in chunk.errors:
                 chunk.check(index)
-        table = pj.read_json(pa.BufferReader(pa.py_buffer(chunk.blob)), parse_options=_PARSE_OPTIONS)
+        table = pj.read_json(
+            pa.BufferReader(pa.py_buffer(chunk.blob)),
+            read_options=pj.ReadOptions(block_size=chunk.block_bytes(_READER_DEFAULT_BLOCK)),
+            parse_options=_PARSE_OPTIONS,
+        )
         if table.num_rows != chunk.n:
             raise RuntimeError(
                 f"decoder invariant broken: {chunk.n} records parsed into {table.num_rows} rows after the exact check"
@@ -661,8 +676,9 @@ def _readable(chunk: _Chunk, a: int, b: int) -> bool:
     if a >= b:
         return True
     part = bytes(chunk.blob[int(chunk.starts[a]) : int(chunk.starts[b - 1] + chunk.lengths[b - 1])]) + b"\n"
+    read_options = pj.ReadOptions(block_size=chunk.block_bytes(_READER_DEFAULT_BLOCK))
     try:
-        table = pj.read_json(pa.BufferReader(part), parse_options=_PARSE_OPTIONS)
+        table = pj.read_json(pa.BufferReader(part), read_options=read_options, parse_options=_PARSE_OPTIONS)
     except pa.ArrowInvalid:
         return False
     return bool(table.num_rows == b - a)
@@ -696,6 +712,16 @@ def _safe_message(message: str) -> str:
 
 # -- semantic checks and rows --------------------------------------------------------------------
 
+#: Cognito Sync's limits (API reference). Longer text is not Cognito's, and would not fit the warehouse's
+#: columns either: one such row would fail every load of its batch.
+MAX_ID_CHARS = 55
+MAX_DATASET_CHARS = 128
+MAX_KEY_CHARS = 1024
+
+#: Why text with U+0000 is quarantined: valid JSON, but no warehouse text column can hold it (PostgreSQL
+#: refuses it, Redshift's VARCHAR too), so one such value would fail every load of its batch.
+_UNSTORABLE = ", which the warehouse cannot store"
+
 # Reason and detail of each record-level check, in the order they are applied (the first wins).
 _CHECKS: list[tuple[str, str]] = [
     ("duplicate_keys", "dataSetName and datasetName are both given and differ"),
@@ -712,6 +738,10 @@ _CHECKS: list[tuple[str, str]] = [
     ("bad_field_type", "lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
     ("missing_field", "kinesisSyncRecordsURL is missing or empty (payloadType S3Url)"),
     ("missing_field", "kinesisSyncRecords is missing (operation replace)"),
+    ("bad_field_type", f"identityPoolId, identityId or the dataset name contains U+0000 (NUL){_UNSTORABLE}"),
+    ("bad_field_type", f"identityPoolId is longer than {MAX_ID_CHARS} characters (Cognito's limit)"),
+    ("bad_field_type", f"identityId is longer than {MAX_ID_CHARS} characters (Cognito's limit)"),
+    ("bad_field_type", f"the dataset name is longer than {MAX_DATASET_CHARS} characters (Cognito's limit)"),
 ]
 # Element-level checks: a record with a bad element is rejected whole (a sync is all or nothing).
 _ITEM_CHECKS: list[tuple[str, str]] = [
@@ -724,6 +754,9 @@ _ITEM_CHECKS: list[tuple[str, str]] = [
     ("missing_field", ".lastModifiedDate is missing"),
     ("bad_field_type", ".lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
     ("bad_field_type", ".deviceLastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
+    ("bad_field_type", f".key contains U+0000 (NUL){_UNSTORABLE}"),
+    ("bad_field_type", f".key is longer than {MAX_KEY_CHARS} characters (Cognito's limit)"),
+    ("bad_field_type", f".value contains U+0000 (NUL){_UNSTORABLE}"),
     ("duplicate_keys", ".key repeats the key of an earlier element of the same record"),
 ]
 
@@ -765,6 +798,16 @@ def _bad_date(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Not null and outside [0, MAX_DATE_MS]."""
     outside = pc.or_(pc.less(values, 0), pc.greater(values, MAX_DATE_MS))
     return _np(pc.fill_null(outside, False))
+
+
+def _longer(values: pa.ChunkedArray | pa.Array, chars: int) -> np.ndarray:
+    """Not null and longer than ``chars`` characters."""
+    return _np(pc.fill_null(pc.greater(pc.utf8_length(values), chars), False))
+
+
+def _has_nul(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Not null and containing U+0000."""
+    return _np(pc.fill_null(pc.match_substring(values, "\x00"), False))
 
 
 def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -816,6 +859,10 @@ def _decode_chunk(
         _bad_date(event_date),
         is_s3url & ~inline_like & _missing_text(url),
         inline_like & items_null & ~is_remove,
+        _has_nul(pool) | _has_nul(identity) | _has_nul(dataset),
+        _longer(pool, MAX_ID_CHARS),
+        _longer(identity, MAX_ID_CHARS),
+        _longer(dataset, MAX_DATASET_CHARS),
     ]
     for check, mask in enumerate(masks):
         np.copyto(reason, check, where=mask & (reason < 0) & ~blank)
@@ -845,6 +892,9 @@ def _decode_chunk(
             _np(pc.is_null(date)),
             _bad_date(date),
             _bad_date(device),
+            _has_nul(key),
+            _longer(key, MAX_KEY_CHARS),
+            _has_nul(pc.struct_field(flat, "value")),
             _repeated_keys(parents, lengths, key, used),
         ]
         for check, mask in enumerate(item_masks):

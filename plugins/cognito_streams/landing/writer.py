@@ -248,6 +248,15 @@ def rejects_jsonl(rejects: list[Reject], stream_name: str, shard_id: str) -> byt
     return out.getvalue()
 
 
+def _storable(text: str | None, max_bytes: int = 65_535) -> str | None:
+    """``text``, or None when the warehouse cannot hold it (U+0000, longer than its column): a
+    quarantined record's ids may be like that (it can be why it was quarantined), and one such value
+    would fail every load of the rejects file. Its raw bytes keep it whole."""
+    if text is None or "\x00" in text or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        return None
+    return text
+
+
 def rejects_table(rejects: list[Reject], stream_name: str, shard_id: str, raw_url: str, parquet_url: str) -> pa.Table:
     """The rejects' metadata in REJECTS_SCHEMA; ``raw_ref`` points at the line of the .jsonl."""
     n = len(rejects)
@@ -261,10 +270,10 @@ def rejects_table(rejects: list[Reject], stream_name: str, shard_id: str, raw_ur
                 REJECTS_SCHEMA.field("arrived_at").type
             ),
             "reason": [r.reason for r in rejects],
-            "detail": [r.detail for r in rejects],
-            "identity_pool_id": [r.identity_pool_id for r in rejects],
-            "identity_id": [r.identity_id for r in rejects],
-            "dataset_name": [r.dataset_name for r in rejects],
+            "detail": [_storable(r.detail) or r.reason for r in rejects],
+            "identity_pool_id": [_storable(r.identity_pool_id, 64) for r in rejects],
+            "identity_id": [_storable(r.identity_id, 64) for r in rejects],
+            "dataset_name": [_storable(r.dataset_name, 128) for r in rejects],
             "raw_bytes": [len(r.raw) for r in rejects],
             "raw_ref": [f"{raw_url}#line={i}" for i in range(1, n + 1)],
             "landed_file": [parquet_url] * n,
