@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cognito_streams.core.sql_text import RESERVED
+
 VARIABLE_NAME = "cognito_pipeline"
 
 # Formats from the AWS API references (Cognito Identity, Kinesis, IAM, S3) and Redshift's identifier rules.
@@ -22,6 +24,9 @@ STREAM_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Characters of a landing prefix: those of an S3 key that may stand between quotes in a COPY statement
+#: (``core.sql_text.S3_URL_RE``).
+PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*()/=:,+@-]{1,512}")
 CONN_ID_RE = re.compile(r"^[\w.-]{1,250}$")
 
 #: Redshift's VARCHAR limit in bytes; values longer than this are cut and referenced.
@@ -84,10 +89,25 @@ class PipelineSettings(BaseModel):
     #: Changes younger than this may still be on their way (Kinesis, landing, loading): not judged.
     reconcile_settle_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = 900
 
+    @field_validator(
+        "stream_shards", "batch_max_records", "batch_max_bytes", "run_max_records", "run_max_seconds",
+        "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
+        "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
+        "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "reconcile_sample_size",
+        "reconcile_max_mismatches", "reconcile_settle_seconds",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # pydantic reads true as 1: a boolean where a number belongs is a mistake, not a count of one.
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is a boolean; give a number")
+        return value
+
     @field_validator("identity_pool_ids")
     @classmethod
     def _pool_ids(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if not (1 <= len(v) <= 55 and POOL_ID_RE.match(v))]
+        bad = [v for v in value if not (1 <= len(v) <= 55 and POOL_ID_RE.fullmatch(v))]
         if bad:
             raise ValueError(
                 f"{bad!r} are not identity pool ids (expected <region>:<uuid>, e.g. us-east-1:0f5b2a4e-...)"
@@ -99,14 +119,14 @@ class PipelineSettings(BaseModel):
     @field_validator("stream_name")
     @classmethod
     def _stream_name(cls, value: str) -> str:
-        if not STREAM_NAME_RE.match(value):
+        if not STREAM_NAME_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a Kinesis stream name (1-128 characters of a-z A-Z 0-9 _ . -)")
         return value
 
     @field_validator("publish_role_arn", "copy_iam_role_arn")
     @classmethod
     def _role_arn(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.match(value):
+        if value is not None and not ROLE_ARN_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not an IAM role ARN (expected arn:aws:iam::<12-digit account>:role/<name>)")
         return value
 
@@ -119,7 +139,7 @@ class PipelineSettings(BaseModel):
             is_ip = True
         except ValueError:
             pass
-        if not BUCKET_RE.match(value) or ".." in value or is_ip or value.startswith("xn--"):
+        if not BUCKET_RE.fullmatch(value) or ".." in value or is_ip or value.startswith("xn--"):
             raise ValueError(
                 f"{value!r} is not an S3 bucket name (3-63 characters: lower-case letters, digits, '.', '-', "
                 "starting and ending with a letter or digit)"
@@ -135,22 +155,27 @@ class PipelineSettings(BaseModel):
             raise ValueError(
                 f"{value!r} is not a usable S3 key prefix (no empty, '.' or '..' parts, at most 512 chars)"
             )
+        if not PREFIX_RE.fullmatch(cleaned):
+            # The landed files' s3:// URLs go into Redshift COPY statements, which take no bound values.
+            raise ValueError(
+                f"{value!r} has characters a COPY statement cannot take; use letters, digits and !_.*()/=:,+@- only"
+            )
         return cleaned
 
     @field_validator("warehouse_schema")
     @classmethod
     def _schema(cls, value: str) -> str:
-        if not IDENTIFIER_RE.match(value):
+        if not IDENTIFIER_RE.fullmatch(value) or value in RESERVED:
             raise ValueError(
                 f"{value!r} is not a safe SQL identifier (lower-case letter or _, then letters, digits or _, "
-                "at most 63 characters)"
+                "at most 63 characters, not a reserved word such as select or user)"
             )
         return value
 
     @field_validator("aws_conn_id", "warehouse_conn_id")
     @classmethod
     def _conn_id(cls, value: str) -> str:
-        if not CONN_ID_RE.match(value):
+        if not CONN_ID_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not an Airflow connection id")
         return value
 

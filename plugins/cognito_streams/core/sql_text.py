@@ -60,7 +60,7 @@ class SqlTextError(ValueError):
 
 def validate_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed)."""
-    if not isinstance(value, str) or not IDENTIFIER_RE.match(value) or value in RESERVED:
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value) or value in RESERVED:
         raise SqlTextError(
             f"{what} {value!r} is not a safe SQL identifier: use a lower-case letter or _, then letters, "
             "digits or _, at most 63 characters, and not a reserved word"
@@ -70,7 +70,7 @@ def validate_identifier(value: str, what: str) -> str:
 
 def validate_s3_url(value: str, what: str) -> str:
     """Return ``value`` if it is an ``s3://bucket/key`` safe to place between single quotes."""
-    if not S3_URL_RE.match(value):
+    if not S3_URL_RE.fullmatch(value):
         raise SqlTextError(
             f"{what} {value!r} is not an s3://bucket/key URL made of safe characters "
             "(letters, digits and !_.*()/=:,+@-); it cannot be placed in a COPY statement"
@@ -80,7 +80,7 @@ def validate_s3_url(value: str, what: str) -> str:
 
 def validate_role_arn(value: str | None) -> str:
     """Return ``value`` if it is an IAM role ARN (the only credential COPY ever names)."""
-    if not value or not ROLE_ARN_RE.match(value):
+    if not value or not ROLE_ARN_RE.fullmatch(value):
         raise SqlTextError(
             f"copy_iam_role_arn {value!r} is not an IAM role ARN; set cognito_pipeline.copy_iam_role_arn to "
             "the role Redshift assumes to read the landing bucket (arn:aws:iam::<account>:role/<name>)"
