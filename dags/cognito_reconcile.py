@@ -6,10 +6,12 @@ writes the pipeline-health report.
 
 1. **reconcile** — for every identity of the configured pools (from the warehouse and from Cognito
    Identity's `ListIdentities`), or a deterministic sample, reads Cognito Sync (`ListDatasets`,
-   `ListRecords`) and the identity's rows of `records`, and records each difference in
-   `reconciliation_results` with its kind: `missing` (Cognito has the key, the warehouse has no row),
-   `extra` (a live row Cognito does not have), `stale_value` (value, sync count or time differ),
-   `wrong_delete_state` (deleted on one side, live on the other). Changes younger than
+   `DescribeDataset` for a dataset the warehouse has and the listing does not, `ListRecords`) and the
+   identity's rows of `records` and `datasets`, and records each difference in
+   `reconciliation_results` with its kind: `missing` (Cognito has the key or dataset, the warehouse
+   has no row), `extra` (a live row Cognito does not have), `stale_value` (value, sync count or time
+   differ; for a dataset, its last change or live record count), `wrong_delete_state` (deleted on one
+   side, live on the other). Dataset-level rows have no `record_key`. Changes younger than
    `settle_seconds` may still be in flight and are counted apart, not judged. The run's counts go to
    `reconciliation_runs`.
 2. **write_report** — the pipeline-health report (changes loaded per hour, Kinesis lag per shard,
@@ -18,7 +20,11 @@ writes the pipeline-health report.
 3. **check_mismatches** — red when mismatches exceed `max_mismatches`.
 
 **Params**: `sample_size` (null = every identity), `settle_seconds`, `max_mismatches` (null = the
-setting `reconcile_max_mismatches`, default 0), `identity_pool_ids` (a subset).
+setting `reconcile_max_mismatches`, default 0), `identity_pool_ids` (a subset), `depth` (null = the
+setting `reconcile_depth`, default `records`: every dataset's records are listed and every
+difference is found; `datasets`: only datasets whose `Dataset` description — `NumRecords`,
+`DataStorage`, `LastModifiedDate` — differs from the warehouse are listed, one call per dataset
+fewer, but a value replaced by one of the same length or a sync count changed alone goes unseen).
 
 **When it is red**: query `reconciliation_results` for the run (`run_id` in the log). A few
 `stale_value`/`missing` right after an outage usually mean data still in flight or lost from
@@ -52,6 +58,12 @@ from airflow.sdk import Param, TriggerRule, dag, task
         ),
         "max_mismatches": Param(None, type=["null", "integer"], minimum=0, description="Red above this many."),
         "identity_pool_ids": Param([], type="array", items={"type": "string"}, description="Subset of pools."),
+        "depth": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "records", "datasets"],
+            description="records: list every dataset; datasets: only those whose description differs.",
+        ),
     },
 )
 def cognito_reconcile() -> None:
@@ -79,6 +91,7 @@ def cognito_reconcile() -> None:
                 sample_size=pick("sample_size", settings.reconcile_sample_size),
                 settle_seconds=pick("settle_seconds", settings.reconcile_settle_seconds),
                 max_mismatches=pick("max_mismatches", settings.reconcile_max_mismatches),
+                depth=p.get("depth") or settings.reconcile_depth,
             )
         return summary.as_dict()
 

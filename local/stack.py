@@ -587,6 +587,8 @@ def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> di
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
         "CS_STATE_DIR": str(cfg.state_dir),
         "CS_WAREHOUSE_DSN": cfg.warehouse_dsn(),
+        # A psql that matches the server, present even where no PostgreSQL client is installed.
+        "PSQL": str(_pg_bin_path() / "psql"),
         # The health report task also writes the page here (besides S3).
         "COGNITO_STREAMS_REPORT_DIR": str(cfg.state_dir),
     }

@@ -25,6 +25,20 @@ where identity_pool_id = %s
     and identity_id in (${identity_list})
 order by identity_id, dataset_name, record_key;
 
+-- name: datasets_of_identities
+-- The datasets rows of a chunk of identities of one pool (compared with Cognito's Dataset
+-- descriptions); the IN list is filled like records_of_identities'.
+select
+    identity_id,
+    dataset_name,
+    last_modified_at,
+    is_deleted,
+    live_record_count
+from ${schema}.datasets
+where identity_pool_id = %s
+    and identity_id in (${identity_list})
+order by identity_id, dataset_name;
+
 -- name: insert_reconciliation_result
 insert into ${schema}.reconciliation_results (
     run_id, checked_at, identity_pool_id, identity_id, dataset_name, record_key, kind, detail,

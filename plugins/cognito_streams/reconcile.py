@@ -1,9 +1,13 @@
 """``cognito_reconcile``'s adapter: read both sides, compare (``core.reconcile``), record the result.
 
-Cognito's side comes from Cognito Sync itself (``ListDatasets`` + ``ListRecords`` from sync count 0,
-so removed keys come back as tombstones), the identities from the warehouse and from Cognito
-Identity's ``ListIdentities``. Mismatches go to ``reconciliation_results``, the run's counts to
-``reconciliation_runs``; record values are never logged nor stored there.
+Cognito's side comes from Cognito Sync itself: ``ListDatasets`` (each dataset's ``Dataset``
+description), ``DescribeDataset`` for a dataset the warehouse has live and the listing does not (the
+listing is paged, not a snapshot: only a not-found answer proves the dataset gone), and
+``ListRecords`` from sync count 0 (removed keys come back as tombstones) for every dataset, or at
+depth ``datasets`` only for those whose description differs from the warehouse. The identities come
+from the warehouse and from Cognito Identity's ``ListIdentities``. Mismatches go to
+``reconciliation_results``, the run's counts to ``reconciliation_runs``; record values are never
+logged nor stored there.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cognito_streams.core.reconcile import (
+    DEPTHS,
     KINDS,
+    CognitoDataset,
     CognitoRecord,
     Mismatch,
+    WarehouseDataset,
     WarehouseRecord,
+    compare_datasets,
     compare_identity,
     sample_identities,
+    summary_matches,
 )
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
@@ -47,6 +56,12 @@ class ReconcileSummary:
     identities: int = 0
     keys_checked: int = 0
     in_flight: int = 0
+    depth: str = "records"
+    datasets_checked: int = 0
+    #: Datasets whose records were not listed (depth ``datasets``: their description matched).
+    datasets_screened: int = 0
+    #: ``DescribeDataset`` calls (datasets the warehouse has live and the listing did not show).
+    datasets_described: int = 0
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     settle_seconds: int = 0
     sample_size: int | None = None
@@ -68,6 +83,10 @@ class ReconcileSummary:
             "identities": self.identities,
             "keys_checked": self.keys_checked,
             "in_flight": self.in_flight,
+            "depth": self.depth,
+            "datasets_checked": self.datasets_checked,
+            "datasets_screened": self.datasets_screened,
+            "datasets_described": self.datasets_described,
             "mismatches": self.mismatches,
             "by_kind": dict(self.by_kind),
             "max_mismatches": self.max_mismatches,
@@ -84,6 +103,39 @@ def _utc(value: Any) -> datetime:
 def _ms(value: datetime) -> datetime:
     """Cognito dates are epoch milliseconds: compare at that precision."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+@dataclass
+class WarehouseSide:
+    """One identity's rows: ``records`` (all datasets) and ``datasets`` (by name)."""
+
+    records: list[WarehouseRecord] = field(default_factory=list)
+    datasets: dict[str, WarehouseDataset] = field(default_factory=dict)
+
+    def records_of(self, dataset_name: str) -> list[WarehouseRecord]:
+        """The ``records`` rows of one dataset."""
+        return [r for r in self.records if r.dataset_name == dataset_name]
+
+
+@dataclass
+class CognitoSide:
+    """What Cognito Sync answered for one identity."""
+
+    datasets: list[CognitoDataset] = field(default_factory=list)
+    #: Listed datasets' records (live and removed), by dataset name.
+    records: dict[str, list[CognitoRecord]] = field(default_factory=dict)
+    #: Datasets not listed because their description matched the warehouse (depth ``datasets``).
+    screened: set[str] = field(default_factory=set)
+    described: int = 0
+
+
+def _dataset(described: dict[str, Any]) -> CognitoDataset:
+    return CognitoDataset(
+        str(described["DatasetName"]),
+        _ms(_utc(described["LastModifiedDate"])),
+        int(described.get("NumRecords") or 0),
+        int(described.get("DataStorage") or 0),
+    )
 
 
 class Reconciler:
@@ -126,32 +178,60 @@ class Reconciler:
         return sample_identities(pairs, sample_size, seed)
 
     # -- both sides -------------------------------------------------------------------------------
-    def cognito_records(self, pool_id: str, identity_id: str) -> list[CognitoRecord]:
-        """Every record (live and removed) of every dataset of one identity, from Cognito Sync."""
-        out: list[CognitoRecord] = []
-        for dataset in self.sync.list_datasets(pool_id, identity_id):
-            name = dataset["DatasetName"]
+    def cognito_side(
+        self,
+        pool_id: str,
+        identity_id: str,
+        ours: WarehouseSide,
+        *,
+        depth: str,
+        settled_before: datetime,
+    ) -> CognitoSide:
+        """Cognito's datasets of one identity and, for each one that needs it, its records."""
+        side = CognitoSide()
+        for described in self.sync.list_datasets(pool_id, identity_id):
+            side.datasets.append(_dataset(described))
+        listed = {d.dataset_name for d in side.datasets}
+        for name, row in ours.datasets.items():
+            if name in listed or row.is_deleted:
+                continue
+            # Live in the warehouse, not in the listing: gone, or created between two pages.
+            side.described += 1
+            try:
+                side.datasets.append(_dataset(self.sync.describe_dataset(pool_id, identity_id, name)))
+            except ClientError as err:
+                if self.sync.error_code(err) != "ResourceNotFoundException":
+                    raise
+        for dataset in side.datasets:
+            name = dataset.dataset_name
+            if depth == "datasets" and summary_matches(
+                dataset, ours.datasets.get(name), ours.records_of(name), settled_before=settled_before
+            ):
+                side.screened.add(name)
+                continue
+            # A dataset deleted after it was listed answers with no records (or not found): every
+            # warehouse row of it is then judged against nothing, as it should be.
             try:
                 records = list(self.sync.list_records(pool_id, identity_id, name))
             except ClientError as err:
-                if self.sync.error_code(err) == "ResourceNotFoundException":  # deleted meanwhile
-                    continue
-                raise
-            out += [
+                if self.sync.error_code(err) != "ResourceNotFoundException":
+                    raise
+                records = []
+            side.records[name] = [
                 CognitoRecord(name, r["Key"], r.get("Value"), int(r["SyncCount"]), _ms(_utc(r["LastModifiedDate"])))
                 for r in records
             ]
-        return out
+        return side
 
-    def warehouse_records(self, pool_id: str, identity_ids: list[str]) -> dict[str, list[WarehouseRecord]]:
-        """Current rows of these identities, by identity."""
-        out: dict[str, list[WarehouseRecord]] = {i: [] for i in identity_ids}
+    def warehouse_side(self, pool_id: str, identity_ids: list[str]) -> dict[str, WarehouseSide]:
+        """The ``records`` and ``datasets`` rows of these identities, by identity."""
+        out = {i: WarehouseSide() for i in identity_ids}
         for start in range(0, len(identity_ids), CHUNK):
             chunk = identity_ids[start : start + CHUNK]
             with self.warehouse.transaction() as cur:
                 cur.execute(self.sql.records_of_identities(len(chunk)), (pool_id, *chunk))
                 for identity, dataset, key, value, sync, modified, deleted, cut, size in cur.fetchall():
-                    out[identity].append(
+                    out[identity].records.append(
                         WarehouseRecord(
                             dataset,
                             key,
@@ -162,6 +242,11 @@ class Reconciler:
                             bool(cut),
                             None if size is None else int(size),
                         )
+                    )
+                cur.execute(self.sql.datasets_of_identities(len(chunk)), (pool_id, *chunk))
+                for identity, dataset, modified, deleted, live in cur.fetchall():
+                    out[identity].datasets[dataset] = WarehouseDataset(
+                        dataset, _ms(_utc(modified)), bool(deleted), int(live)
                     )
         return out
 
@@ -174,9 +259,12 @@ class Reconciler:
         sample_size: int | None,
         settle_seconds: int,
         max_mismatches: int,
+        depth: str = "records",
         now: datetime | None = None,
     ) -> ReconcileSummary:
         """Compare, record, and return the counts (the caller fails the task above the threshold)."""
+        if depth not in DEPTHS:
+            raise ValueError(f"reconciliation depth {depth!r} is not one of {', '.join(DEPTHS)}")
         now = now or datetime.now(UTC)
         settled_before = now - timedelta(seconds=settle_seconds)
         summary = ReconcileSummary(
@@ -186,15 +274,17 @@ class Reconciler:
             settle_seconds=settle_seconds,
             sample_size=sample_size,
             max_mismatches=max_mismatches,
+            depth=depth,
         )
         chosen = self.identities(pool_ids, sample_size, seed=f"{now:%Y-%m-%d}")
         summary.identities = len(chosen)
         log.info(
-            "reconciling %d identities of %d pool(s) (sample_size=%s, settle %d s)",
+            "reconciling %d identities of %d pool(s) (sample_size=%s, settle %d s, depth %s)",
             len(chosen),
             len(pool_ids),
             sample_size,
             settle_seconds,
+            depth,
         )
         mismatches: list[Mismatch] = []
         by_pool: dict[str, list[str]] = {}
@@ -202,20 +292,45 @@ class Reconciler:
             by_pool.setdefault(pool_id, []).append(identity_id)
         with ThreadPoolExecutor(max_workers=COGNITO_CONCURRENCY) as pool:
             for pool_id, identity_ids in by_pool.items():
-                ours = self.warehouse_records(pool_id, identity_ids)
-                theirs = pool.map(lambda i, p=pool_id: self.cognito_records(p, i), identity_ids)
+                ours = self.warehouse_side(pool_id, identity_ids)
+                theirs = pool.map(
+                    lambda i, p=pool_id, o=ours: self.cognito_side(
+                        p, i, o[i], depth=depth, settled_before=settled_before
+                    ),
+                    identity_ids,
+                )
                 for identity_id, cognito in zip(identity_ids, theirs, strict=True):
-                    result = compare_identity(
-                        pool_id, identity_id, cognito, ours[identity_id], settled_before=settled_before
+                    mine = ours[identity_id]
+                    datasets = compare_datasets(
+                        pool_id,
+                        identity_id,
+                        cognito.datasets,
+                        mine.datasets.values(),
+                        cognito.records,
+                        settled_before=settled_before,
                     )
-                    summary.keys_checked += result.keys_checked
-                    summary.in_flight += result.in_flight
-                    mismatches += result.mismatches
+                    records = compare_identity(
+                        pool_id,
+                        identity_id,
+                        [r for rs in cognito.records.values() for r in rs],
+                        [r for r in mine.records if r.dataset_name not in cognito.screened],
+                        settled_before=settled_before,
+                    )
+                    summary.keys_checked += records.keys_checked
+                    summary.in_flight += records.in_flight + datasets.in_flight
+                    summary.datasets_checked += datasets.datasets_checked
+                    summary.datasets_screened += len(cognito.screened)
+                    summary.datasets_described += cognito.described
+                    mismatches += datasets.mismatches + records.mismatches
         summary.by_kind.update(Counter(m.kind for m in mismatches))
         self._record(summary, mismatches)
         log.info(
-            "reconciliation %s: %d keys checked, %d in flight, %d mismatch(es) %s",
+            "reconciliation %s: %d datasets checked (%d by their description alone, %d described), "
+            "%d keys checked, %d in flight, %d mismatch(es) %s",
             run_id,
+            summary.datasets_checked,
+            summary.datasets_screened,
+            summary.datasets_described,
             summary.keys_checked,
             summary.in_flight,
             summary.mismatches,

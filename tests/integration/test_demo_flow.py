@@ -1,13 +1,16 @@
 """The demo's flow at small scale inside ``make test``: the whole pipeline end to end (configure,
 simulate, bulk publish, land, load, reconcile, report) ends with 0 mismatches and a complete report;
-then a tampered warehouse is caught by ``cognito_reconcile`` with the right kind for each change."""
+then a tampered warehouse (``records`` and ``datasets``, put back after each test) is caught by
+``cognito_reconcile`` with the right kind for each change, at both depths, and makes the demo exit 1."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -99,61 +102,241 @@ def _one(conn: psycopg.Connection, sql: str, *params: Any) -> tuple[Any, ...]:
     return tuple(row)
 
 
+RECORD_COLUMNS = (
+    "identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut, "
+    "value_ref, sync_count, last_modified_at, device_last_modified_at, is_deleted, updated_at"
+)
+KEY = "identity_id = %s and dataset_name = %s and record_key = %s"
+DATASET = "identity_id = %s and dataset_name = %s"
+
+
+@contextmanager
+def tampering(schema: str) -> Iterator[psycopg.Connection]:
+    """A connection to tamper with ``records`` and ``datasets``; both are put back afterwards, so each
+    test starts from the demo's exact warehouse."""
+    with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"], autocommit=True) as conn:
+        for table in ("records", "datasets"):
+            conn.execute(f"create temporary table saved_{table} as select * from {schema}.{table}")
+        try:
+            yield conn
+        finally:
+            for table in ("records", "datasets"):
+                conn.execute(f"delete from {schema}.{table}")
+                conn.execute(f"insert into {schema}.{table} select * from saved_{table}")
+                conn.execute(f"drop table saved_{table}")
+
+
+def _found(conn: psycopg.Connection, schema: str, run_id: str) -> dict[tuple[Any, ...], str]:
+    return {
+        (i, d, k): kind
+        for i, d, k, kind in conn.execute(
+            f"select identity_id, dataset_name, record_key, kind from {schema}.reconciliation_results "
+            "where run_id = %s",
+            (run_id,),
+        ).fetchall()
+    }
+
+
+def _live_keys(conn: psycopg.Connection, schema: str, n: int) -> list[tuple[Any, ...]]:
+    rows = conn.execute(
+        f"select r.identity_id, r.dataset_name, r.record_key from {schema}.records r "
+        f"join {schema}.datasets d using (identity_pool_id, identity_id, dataset_name) "
+        "where not r.is_deleted and not r.is_value_cut and not d.is_deleted "
+        "order by r.identity_id, r.dataset_name, r.record_key"
+    ).fetchall()
+    # One key per dataset: tampering with two keys of one dataset would tell nothing more.
+    seen: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+    for row in rows:
+        seen.setdefault((row[0], row[1]), tuple(row))
+    assert len(seen) >= n, f"the flow made {len(seen)} datasets with live keys; {n} needed"
+    return list(seen.values())[:n]
+
+
 def test_tampering_is_found_with_the_right_kind(flow: dict[str, Any]) -> None:
     from airflow.utils.state import DagRunState
 
     schema = flow["schema"]
-    key_cols = "identity_id, dataset_name, record_key"
-    with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"], autocommit=True) as conn:
-        live = conn.execute(
-            f"select {key_cols} from {schema}.records where not is_deleted and not is_value_cut "
-            f"order by {key_cols} limit 2"
-        ).fetchall()
+    with tampering(schema) as conn:
+        # GIVEN a warehouse where a row was deleted, a value changed, a tombstone undone, a tombstone
+        # removed, and a row added that Cognito does not have
+        live = _live_keys(conn, schema, 3)
         removed = conn.execute(
             f"select r.identity_id, r.dataset_name, r.record_key from {schema}.records r "
             f"join {schema}.datasets d using (identity_pool_id, identity_id, dataset_name) "
-            f"where r.is_deleted and r.op = 'remove' and not d.is_deleted order by {key_cols} limit 2"
+            "where r.is_deleted and r.op = 'remove' and not d.is_deleted "
+            "order by r.identity_id, r.dataset_name, r.record_key limit 2"
         ).fetchall()
-        assert len(live) == 2 and len(removed) == 2, "the flow made too few live or removed keys to tamper with"
-        where = "identity_id = %s and dataset_name = %s and record_key = %s"
-        conn.execute(f"delete from {schema}.records where {where}", live[0])  # a row deleted
-        conn.execute(f"update {schema}.records set record_value = 'tampered' where {where}", live[1])  # a value changed
-        conn.execute(f"update {schema}.records set is_deleted = false where {where}", removed[0])  # a tombstone undone
-        conn.execute(f"delete from {schema}.records where {where}", removed[1])  # a tombstone removed
+        assert len(removed) == 2, "the flow made too few removed keys to tamper with"
+        conn.execute(f"delete from {schema}.records where {KEY}", live[0])  # a row deleted
+        conn.execute(f"update {schema}.records set record_value = 'tampered' where {KEY}", live[1])  # a value changed
+        conn.execute(f"update {schema}.records set is_deleted = false where {KEY}", removed[0])  # a tombstone undone
+        conn.execute(f"delete from {schema}.records where {KEY}", removed[1])  # a tombstone removed
+        extra = (live[2][0], live[2][1], "tampered-extra-key")
+        conn.execute(
+            f"insert into {schema}.records ({RECORD_COLUMNS}) select {RECORD_COLUMNS.replace('record_key', '%s')} "
+            f"from {schema}.records where {KEY}",
+            (extra[2], *live[2]),
+        )  # a live row Cognito does not have
 
-        run, _ = _run_reconcile(flow)
-        assert run.state == DagRunState.FAILED  # above max_mismatches (0): red
-        found = {
-            (i, d, k): kind
-            for i, d, k, kind in conn.execute(
-                f"select identity_id, dataset_name, record_key, kind from {schema}.reconciliation_results "
-                "where run_id = %s",
-                (run.run_id,),
-            ).fetchall()
-        }
-        assert found == {
-            tuple(live[0]): "missing",
-            tuple(live[1]): "stale_value",
+        # WHEN cognito_reconcile runs
+        run, out = _run_reconcile(flow)
+
+        # THEN each change is found once, with its kind, and the run is red (above max_mismatches 0)
+        assert run.state == DagRunState.FAILED
+        assert _found(conn, schema, run.run_id) == {
+            live[0]: "missing",
+            live[1]: "stale_value",
             tuple(removed[0]): "wrong_delete_state",
             tuple(removed[1]): "missing",
+            extra: "extra",
         }
         assert _one(
-            conn, f"select mismatches, passed from {schema}.reconciliation_runs where run_id = %s", run.run_id
-        ) == (4, False)
+            conn, f"select mismatches, extra, passed from {schema}.reconciliation_runs where run_id = %s", run.run_id
+        ) == (5, 1, False)
+        assert out["reconcile"]["by_kind"] == {"missing": 2, "extra": 1, "stale_value": 1, "wrong_delete_state": 1}
         # The report was still written, showing the mismatches.
-        assert "4 mismatch(es)" in Path(flow["result"].report_path).read_text()
+        assert "5 mismatch(es)" in Path(flow["result"].report_path).read_text()
 
 
-def _run_reconcile(flow: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    from datetime import UTC, datetime
+def test_a_tampered_datasets_row_is_found(flow: dict[str, Any]) -> None:
+    schema = flow["schema"]
+    with tampering(schema) as conn:
+        # GIVEN datasets rows with a wrong live count, a wrong last change, a delete Cognito never made,
+        # a row removed, and a live row for a dataset Cognito does not have
+        ds = [k[:2] for k in _live_keys(conn, schema, 4)]
+        conn.execute(f"update {schema}.datasets set live_record_count = live_record_count + 1 where {DATASET}", ds[0])
+        conn.execute(
+            f"update {schema}.datasets set last_modified_at = last_modified_at - interval '1 second' where {DATASET}",
+            ds[1],
+        )
+        conn.execute(f"update {schema}.datasets set is_deleted = true where {DATASET}", ds[2])
+        conn.execute(f"delete from {schema}.datasets where {DATASET}", ds[3])
+        ghost = (ds[0][0], "tampered_dataset")
+        conn.execute(
+            f"insert into {schema}.datasets (identity_pool_id, identity_id, dataset_name, last_sync_count, "
+            "last_modified_at, is_deleted, live_record_count, updated_at) "
+            f"select identity_pool_id, identity_id, %s, 1, last_modified_at, false, 1, updated_at "
+            f"from {schema}.datasets where {DATASET}",
+            (ghost[1], *ds[0]),
+        )
 
-    runner = flow["runner"]
-    dag = runner.dags["cognito_reconcile"]
+        # WHEN cognito_reconcile runs
+        run, out = _run_reconcile(flow)
+
+        # THEN each dataset is found at the dataset level (no record_key) with its kind; the records,
+        # untouched, agree; the dataset Cognito did not list was asked for by DescribeDataset
+        assert _found(conn, schema, run.run_id) == {
+            (*ds[0], None): "stale_value",
+            (*ds[1], None): "stale_value",
+            (*ds[2], None): "wrong_delete_state",
+            (*ds[3], None): "missing",
+            (*ghost, None): "extra",
+        }
+        details = dict(
+            conn.execute(
+                f"select dataset_name, detail from {schema}.reconciliation_results where run_id = %s and kind = %s",
+                (run.run_id, "stale_value"),
+            ).fetchall()
+        )
+        assert "live_record_count" in details[ds[0][1]] and "last_modified_at" in details[ds[1][1]]
+        assert out["reconcile"]["datasets_described"] == 1
+
+
+def test_depth_datasets_lists_only_the_datasets_that_differ(flow: dict[str, Any]) -> None:
+    from airflow.utils.state import DagRunState
+
+    schema = flow["schema"]
+    # GIVEN the demo's exact warehouse
+    # WHEN reconciled at depth datasets
+    run, out = _run_reconcile(flow, depth="datasets")
+    # THEN every dataset is settled by its description alone, and nothing differs
+    summary = out["reconcile"]
+    assert run.state == DagRunState.SUCCESS and summary["mismatches"] == 0
+    assert summary["depth"] == "datasets"
+    assert summary["datasets_screened"] == summary["datasets_checked"] > 0
+    assert summary["keys_checked"] == 0
+
+    with tampering(schema) as conn:
+        # GIVEN a value of another length, a datasets row's count, and a value of the same length changed
+        longer, count, same_length = _live_keys(conn, schema, 3)
+        conn.execute(f"update {schema}.records set record_value = record_value || 'x' where {KEY}", longer)
+        conn.execute(f"update {schema}.records set value_bytes = value_bytes + 1 where {KEY}", longer)
+        conn.execute(
+            f"update {schema}.datasets set live_record_count = live_record_count + 1 where {DATASET}", count[:2]
+        )
+        conn.execute(
+            f"update {schema}.records set record_value = repeat('z', length(record_value)) where {KEY}", same_length
+        )
+        run, out = _run_reconcile(flow, depth="datasets")
+        # THEN the first two are found (their datasets are listed record by record), the third is
+        # not: what depth datasets cannot see, and why depth records is the default
+        assert _found(conn, schema, run.run_id) == {longer: "stale_value", (*count[:2], None): "stale_value"}
+        assert out["reconcile"]["datasets_screened"] == out["reconcile"]["datasets_checked"] - 2
+        run, out = _run_reconcile(flow)  # depth records
+        assert _found(conn, schema, run.run_id) == {
+            longer: "stale_value",
+            (*count[:2], None): "stale_value",
+            same_length: "stale_value",
+        }
+
+
+def test_the_demo_exits_non_zero_on_a_mismatch(flow: dict[str, Any], stack: Any, capsys: Any) -> None:
+    from local.demo import DemoResult, conclude, reconcile_step
+
+    # GIVEN the demo's own result: 0 mismatches, exit code 0
+    assert conclude(flow["result"], stack.cfg) == 0
+    assert "OK: the warehouse matches Cognito Sync exactly." in capsys.readouterr().out
+    with tampering(flow["schema"]) as conn:
+        # GIVEN a warehouse with one value changed
+        (key,) = _live_keys(conn, flow["schema"], 1)
+        conn.execute(f"update {flow['schema']}.records set record_value = 'tampered' where {KEY}", key)
+        # WHEN the demo's reconciliation step runs and the demo concludes
+        result = DemoResult()
+        with _pipeline_variable(flow):
+            reconcile_step(flow["runner"], result)
+        code = conclude(result, stack.cfg)
+    # THEN it exits 1 and says how many mismatches, of which kind, and where to look
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "FAILED: 1 mismatch(es) between the warehouse and Cognito Sync (1 stale_value)" in err
+    assert result.reconciliation["run_id"] in err
+
+
+def test_the_printed_psql_command_works(stack: Any) -> None:
+    from local.demo import warehouse_shell
+
+    # GIVEN the command the demo prints, and a shell with no psql on its PATH
+    command = f"{warehouse_shell(stack.cfg)} -tAc 'select 41 + 1'"
+    # WHEN run
+    proc = subprocess.run(
+        ["/bin/bash", "-c", command],
+        env={"PATH": "/nonexistent", "HOME": os.environ.get("HOME", "/")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # THEN it reaches the warehouse
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "42"
+
+
+@contextmanager
+def _pipeline_variable(flow: dict[str, Any]) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(flow["variable"]))
         mp.setenv("COGNITO_STREAMS_REPORT_DIR", str(Path(flow["result"].report_path).parent))
-        run = dag.test(logical_date=datetime.now(UTC), run_conf={"settle_seconds": 0})
-    return run, {}
+        yield
+
+
+def _run_reconcile(flow: dict[str, Any], depth: str = "records") -> tuple[Any, dict[str, Any]]:
+    """One cognito_reconcile run on the flow's pool and schema; a red run is returned, not raised."""
+    with _pipeline_variable(flow):
+        return flow["runner"].run(
+            "cognito_reconcile",
+            {"settle_seconds": 0, "depth": depth},
+            allowed_failures=frozenset({"check_mismatches"}),
+        )
 
 
 def test_the_analysts_queries_in_the_docs_run(flow: dict[str, Any]) -> None:

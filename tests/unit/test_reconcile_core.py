@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cognito_streams.core.reconcile import (
+    CognitoDataset,
     CognitoRecord,
+    WarehouseDataset,
     WarehouseRecord,
+    compare_datasets,
     compare_identity,
+    records_summary,
     sample_identities,
+    summary_matches,
     value_matches,
 )
 
@@ -85,3 +90,97 @@ def test_sampling_is_deterministic_and_bounded() -> None:
     assert first == sample_identities(list(reversed(ids)), 10, seed="2026-11-26")
     assert first != sample_identities(ids, 10, seed="another day")
     assert sample_identities(ids, None, seed="x") == sorted(ids)
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+
+def cd(name: str, num: int, storage: int = 0, at: datetime = T0) -> CognitoDataset:
+    return CognitoDataset(name, at, num, storage)
+
+
+def wd(name: str, live: int, deleted: bool = False, at: datetime = T0) -> WarehouseDataset:
+    return WarehouseDataset(name, at, deleted, live)
+
+
+def dataset_kinds(cognito, warehouse, listed=None) -> dict[str, tuple[str | None, str]]:  # type: ignore[no-untyped-def]
+    result = compare_datasets("pool", "id", cognito, warehouse, listed or {}, settled_before=SETTLED)
+    assert all(m.record_key is None for m in result.mismatches)
+    return {m.dataset_name: m.kind for m in result.mismatches}
+
+
+def test_identical_datasets_have_no_mismatch() -> None:
+    # GIVEN Cognito's descriptions and datasets rows that agree (a deleted dataset absent from Cognito)
+    cognito = [cd("prefs", 2), cd("empty", 0)]
+    warehouse = [wd("prefs", 2), wd("empty", 0), wd("gone", 0, deleted=True)]
+    # THEN nothing is reported
+    assert dataset_kinds(cognito, warehouse) == {}
+
+
+def test_each_dataset_kind() -> None:
+    # GIVEN one dataset per way a datasets row can be wrong
+    cognito = [cd("no_row", 1), cd("marked_deleted", 1), cd("old_time", 1), cd("wrong_count", 3)]
+    warehouse = [
+        wd("marked_deleted", 1, deleted=True),
+        wd("old_time", 1, at=T0 - timedelta(seconds=1)),
+        wd("wrong_count", 2),
+        wd("not_in_cognito", 4),
+    ]
+    # THEN each is found with its kind
+    assert dataset_kinds(cognito, warehouse) == {
+        "no_row": "missing",
+        "marked_deleted": "wrong_delete_state",
+        "old_time": "stale_value",
+        "wrong_count": "stale_value",
+        "not_in_cognito": "extra",
+    }
+
+
+def test_listed_records_give_the_exact_live_count_whatever_num_records_counts() -> None:
+    # GIVEN a Cognito whose NumRecords also counted removed keys (3) while only 2 are live
+    listed = {"prefs": [c("a", "1"), c("b", "2"), c("removed", None)]}
+    # THEN the listed records' live count (2) is what the datasets row is held to
+    assert dataset_kinds([cd("prefs", 3)], [wd("prefs", 2)], listed) == {}
+    result = compare_datasets("pool", "id", [cd("prefs", 3)], [wd("prefs", 3)], listed, settled_before=SETTLED)
+    (m,) = result.mismatches
+    assert m.kind == "stale_value" and "live_record_count 3 != Cognito's 2 live records" in m.detail
+
+
+def test_a_dataset_changed_recently_is_in_flight() -> None:
+    # GIVEN a dataset whose description is settled but one of its listed records changed since
+    late = SETTLED + timedelta(seconds=1)
+    listed = {"prefs": [c("a", "1"), c("b", "2", at=late)]}
+    result = compare_datasets("pool", "id", [cd("prefs", 1)], [wd("prefs", 1)], listed, settled_before=SETTLED)
+    # THEN the dataset is not judged
+    assert result.mismatches == [] and result.in_flight == 1
+    result = compare_datasets("pool", "id", [cd("prefs", 5, at=late)], [], {}, settled_before=SETTLED)
+    assert result.mismatches == [] and result.in_flight == 1
+
+
+def test_records_summary_counts_live_keys_bytes_and_latest_change() -> None:
+    rows = [
+        w("k1", "é", value_bytes=2),  # 2 + 2 bytes
+        w("k2", "x" * 10, is_value_cut=True, value_bytes=70_000),  # the full length counts, not the cut one
+        WarehouseRecord("prefs", "gone", None, 3, T0 + timedelta(hours=1), True),
+    ]
+    assert records_summary(rows) == (2, 4 + 2 + 70_000, T0 + timedelta(hours=1))
+    assert records_summary([]) == (0, 0, None)
+
+
+def test_summary_matches_only_when_description_row_and_records_all_agree() -> None:
+    rows = [w("k1", "abc", value_bytes=3), w("k2", "de", value_bytes=2)]  # 2 live keys, (2 + 3) + (2 + 2) = 9 bytes
+    good = cd("prefs", 2, storage=9)
+
+    def matches(cognito: CognitoDataset, row: WarehouseDataset | None, records=rows) -> bool:  # type: ignore[no-untyped-def]
+        return summary_matches(cognito, row, records, settled_before=SETTLED)
+
+    assert matches(good, wd("prefs", 2))
+    assert not matches(good, None)  # no datasets row
+    assert not matches(good, wd("prefs", 2, deleted=True))
+    assert not matches(good, wd("prefs", 3))  # datasets row's count tampered
+    assert not matches(good, wd("prefs", 2, at=T0 + timedelta(seconds=1)))
+    assert not matches(good, wd("prefs", 2), rows[:1])  # a records row missing
+    assert not matches(good, wd("prefs", 2), [rows[0], w("k2", "longer", value_bytes=6)])  # a value of another size
+    assert not matches(cd("prefs", 2, storage=9, at=SETTLED), wd("prefs", 2, at=SETTLED))  # in flight
+    # What the screen cannot see, by design: a value replaced by one of the same length.
+    assert matches(good, wd("prefs", 2), [rows[0], w("k2", "zz", value_bytes=2)])

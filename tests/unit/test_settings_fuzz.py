@@ -70,6 +70,7 @@ BAD: dict[str, list[Any]] = {
     "reconcile_sample_size": [0, -3, "some"],
     "reconcile_max_mismatches": [-1, "none"],
     "reconcile_settle_seconds": [-1, 7 * 86_400 + 1, "x"],
+    "reconcile_depth": ["keys", "", 1, None, True],
 }  # fmt: skip
 
 

@@ -1,26 +1,43 @@
 """Compare the warehouse with Cognito Sync itself, one identity at a time (pure).
 
-Cognito's side is what ``ListDatasets`` and ``ListRecords`` answer (removed keys come back without
-a ``Value``); the warehouse's side is the identity's rows of ``records`` and ``datasets``. Every
-difference is a :class:`Mismatch` of one kind:
+Cognito's side is what ``ListDatasets``, ``DescribeDataset`` and ``ListRecords`` answer (removed
+keys come back from ``ListRecords`` without a ``Value``); the warehouse's side is the identity's
+rows of ``records`` and ``datasets``. Every difference is a :class:`Mismatch` of one kind:
 
 - ``missing``: Cognito has the key (live, or as a removed-key tombstone) and the warehouse has no row;
 - ``extra``: the warehouse has a live row for a key Cognito does not have at all;
 - ``stale_value``: both live, but the value, sync count or modification time differ;
 - ``wrong_delete_state``: one side has the key deleted and the other live.
 
-Changes made less than ``settle`` ago may still be on their way through Kinesis and S3: keys whose
-Cognito ``LastModifiedDate`` is that recent are counted as in flight, not as mismatches.
+Datasets are compared too (:func:`compare_datasets`; mismatches with ``record_key`` None): a dataset
+Cognito has and ``datasets`` lacks is ``missing``, a live ``datasets`` row for a dataset Cognito does
+not have is ``extra``, a ``datasets`` row marked deleted for a dataset Cognito has is
+``wrong_delete_state``, and a ``last_modified_at`` or ``live_record_count`` that differs from
+Cognito's ``LastModifiedDate`` / live records is ``stale_value``.
+
+Changes made less than ``settle`` ago may still be on their way through Kinesis and S3: keys (and
+datasets) whose Cognito ``LastModifiedDate`` is that recent are counted as in flight, not as
+mismatches.
+
+Two depths (:data:`DEPTHS`): ``records`` lists every dataset's records (every difference is found);
+``datasets`` first compares each dataset's ``Dataset`` description (``NumRecords``, ``DataStorage``,
+``LastModifiedDate``) with the warehouse's row and with its records' live count, bytes and latest
+change (:func:`summary_matches`), and lists only the datasets where they differ. That costs one
+``ListDatasets`` per identity instead of one ``ListRecords`` per dataset more, but a change that
+keeps all three (a value replaced by one of the same UTF-8 length, a sync count changed alone) is
+not seen: use it for frequent, cheap checks, and ``records`` for the proof.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 KINDS = ("missing", "extra", "stale_value", "wrong_delete_state")
+#: How deep a run reads Cognito: every dataset's records, or only where the dataset summary differs.
+DEPTHS = ("records", "datasets")
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,26 @@ class WarehouseRecord:
 
 
 @dataclass(frozen=True)
+class CognitoDataset:
+    """One dataset as ``ListDatasets`` and ``DescribeDataset`` describe it (the ``Dataset`` shape)."""
+
+    dataset_name: str
+    last_modified_at: datetime
+    num_records: int
+    data_storage: int
+
+
+@dataclass(frozen=True)
+class WarehouseDataset:
+    """One row of ``datasets``."""
+
+    dataset_name: str
+    last_modified_at: datetime
+    is_deleted: bool
+    live_record_count: int
+
+
+@dataclass(frozen=True)
 class Mismatch:
     """One difference, with enough to find and explain it (never the values themselves)."""
 
@@ -68,6 +105,7 @@ class IdentityResult:
 
     keys_checked: int = 0
     in_flight: int = 0
+    datasets_checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
 
 
@@ -152,6 +190,118 @@ def compare_identity(
                 w.sync_count,
             )
     return result
+
+
+def records_summary(rows: Iterable[WarehouseRecord]) -> tuple[int, int, datetime | None]:
+    """The warehouse's side of a dataset's ``Dataset`` description, from its ``records`` rows: live
+    keys (``NumRecords``), their keys' and full values' UTF-8 bytes (``DataStorage``) and the latest
+    change of any row, tombstones included (``LastModifiedDate``)."""
+    live = size = 0
+    latest: datetime | None = None
+    for row in rows:
+        latest = row.last_modified_at if latest is None else max(latest, row.last_modified_at)
+        if row.is_deleted:
+            continue
+        live += 1
+        value_bytes = row.value_bytes
+        if value_bytes is None:
+            value_bytes = 0 if row.value is None else len(row.value.encode("utf-8", "surrogatepass"))
+        size += len(row.key.encode("utf-8", "surrogatepass")) + value_bytes
+    return live, size, latest
+
+
+def summary_matches(
+    cognito: CognitoDataset,
+    warehouse: WarehouseDataset | None,
+    rows: Iterable[WarehouseRecord],
+    *,
+    settled_before: datetime,
+) -> bool:
+    """Whether depth ``datasets`` may skip listing this dataset's records: it is settled, and its
+    description agrees with both the ``datasets`` row and the ``records`` rows (live keys, bytes,
+    latest change). Anything else, including a Cognito whose counts mean something else, lists the
+    records, so this screen can cost calls but never hide a difference it can see."""
+    if cognito.last_modified_at >= settled_before or warehouse is None or warehouse.is_deleted:
+        return False
+    live, size, latest = records_summary(rows)
+    return (
+        warehouse.last_modified_at == cognito.last_modified_at == latest
+        and warehouse.live_record_count == cognito.num_records == live
+        and size == cognito.data_storage
+    )
+
+
+def compare_datasets(
+    identity_pool_id: str,
+    identity_id: str,
+    cognito: Iterable[CognitoDataset],
+    warehouse: Iterable[WarehouseDataset],
+    listed: Mapping[str, Sequence[CognitoRecord]],
+    *,
+    settled_before: datetime,
+) -> IdentityResult:
+    """Dataset-level mismatches of one identity (``record_key`` None).
+
+    ``cognito``: every dataset Cognito has (a dataset absent from it is one Cognito does not have);
+    ``listed``: the records ``ListRecords`` returned, for the datasets that were listed. Their live
+    count is the one compared with ``live_record_count`` (exact, whatever ``NumRecords`` counts);
+    an unlisted dataset's ``NumRecords`` is used instead. A dataset with a change at or after
+    ``settled_before`` (in its description or in its listed records) is in flight, not judged."""
+    result = IdentityResult()
+    ours = {w.dataset_name: w for w in warehouse}
+    theirs = {c.dataset_name: c for c in cognito}
+
+    def mismatch(dataset: str, kind: str, detail: str) -> None:
+        result.mismatches.append(Mismatch(identity_pool_id, identity_id, dataset, None, kind, detail))
+
+    for name, c in theirs.items():
+        result.datasets_checked += 1
+        records = listed.get(name)
+        latest = max([c.last_modified_at, *(r.last_modified_at for r in records or ())])
+        if latest >= settled_before:
+            result.in_flight += 1
+            continue
+        live = c.num_records if records is None else sum(1 for r in records if r.value is not None)
+        w = ours.get(name)
+        if w is None:
+            mismatch(
+                name,
+                "missing",
+                f"Cognito has this dataset ({live} live records, last modified {_when(c.last_modified_at)}); "
+                "the warehouse has no datasets row",
+            )
+        elif w.is_deleted:
+            mismatch(
+                name,
+                "wrong_delete_state",
+                f"Cognito: the dataset exists ({live} live records, last modified {_when(c.last_modified_at)}); "
+                f"warehouse: deleted (last modified {_when(w.last_modified_at)})",
+            )
+        else:
+            problems = []
+            if w.last_modified_at != c.last_modified_at:
+                problems.append(
+                    f"last_modified_at {_when(w.last_modified_at)} != Cognito's {_when(c.last_modified_at)}"
+                )
+            if w.live_record_count != live:
+                problems.append(f"live_record_count {w.live_record_count} != Cognito's {live} live records")
+            if problems:
+                mismatch(name, "stale_value", "; ".join(problems))
+
+    for name, w in ours.items():
+        if name not in theirs and not w.is_deleted:
+            result.datasets_checked += 1
+            mismatch(
+                name,
+                "extra",
+                f"the warehouse has this dataset live ({w.live_record_count} live records, last modified "
+                f"{_when(w.last_modified_at)}); Cognito does not have it",
+            )
+    return result
+
+
+def _when(value: datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S.%f}"[:-3]
 
 
 def _digest(value: str | None) -> str:

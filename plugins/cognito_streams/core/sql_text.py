@@ -503,11 +503,18 @@ class ReportingSql(WarehouseSql):
 
     def records_of_identities(self, count: int) -> str:
         """Rows of ``count`` identities: the IN list is ``count`` bound placeholders, never values."""
+        return self._of_identities("records_of_identities", count)
+
+    def datasets_of_identities(self, count: int) -> str:
+        """``datasets`` rows of ``count`` identities, bound like :meth:`records_of_identities`."""
+        return self._of_identities("datasets_of_identities", count)
+
+    def _of_identities(self, name: str, count: int) -> str:
         if not 1 <= count <= 1000:
-            raise SqlTextError(f"records_of_identities takes 1 to 1000 identities per query, got {count}")
-        template = self.library.named("reconcile.sql")["records_of_identities"]
+            raise SqlTextError(f"{name} takes 1 to 1000 identities per query, got {count}")
+        template = self.library.named("reconcile.sql")[name]
         template = template.replace("${identity_list}", ", ".join(["%s"] * count))
-        return self.render(template, "reconcile.sql:records_of_identities")
+        return self.render(template, f"reconcile.sql:{name}")
 
     def insert_reconciliation_result(self) -> str:
         return self.statement("reconcile.sql", "insert_reconciliation_result")
