@@ -35,6 +35,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from cognito_streams.alerts import failure_callbacks
 from cognito_streams.operators.bulk_publish import BulkPublishOperator
 
 
@@ -46,7 +47,12 @@ from cognito_streams.operators.bulk_publish import BulkPublishOperator
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "backfill"],
-    default_args={"owner": "cognito-streams", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "cognito-streams",
+        "on_failure_callback": failure_callbacks(),
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+    },
     params={
         "identity_pool_ids": Param(
             [],

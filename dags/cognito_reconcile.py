@@ -41,6 +41,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
+from cognito_streams.alerts import failure_callbacks
+
 
 @dag(
     dag_id="cognito_reconcile",
@@ -50,7 +52,12 @@ from airflow.sdk import Param, TriggerRule, dag, task
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "data-quality"],
-    default_args={"owner": "cognito-streams", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "cognito-streams",
+        "on_failure_callback": failure_callbacks(),
+        "retries": 1,
+        "retry_delay": timedelta(minutes=5),
+    },
     params={
         "sample_size": Param(None, type=["null", "integer"], minimum=1, description="Identities to check; null = all."),
         "settle_seconds": Param(

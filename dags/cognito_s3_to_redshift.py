@@ -46,6 +46,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
+from cognito_streams.alerts import failure_callbacks
 from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
 
 
@@ -59,6 +60,7 @@ from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
     tags=["cognito-streams", "warehouse", "backfill"],
     default_args={
         "owner": "cognito-streams",
+        "on_failure_callback": failure_callbacks(),
         "retries": 2,
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,

@@ -48,6 +48,7 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.configuration import conf
 
+from cognito_streams.alerts import failure_callbacks
 from cognito_streams.assets import LANDED_BATCHES
 
 # Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
@@ -64,6 +65,7 @@ LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5
     tags=["cognito-streams", "ingestion"],
     default_args={
         "owner": "cognito-streams",
+        "on_failure_callback": failure_callbacks(),
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
@@ -114,9 +116,18 @@ def cognito_stream_to_s3() -> None:
         return extra
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def check_shards(planned: Any, outcomes: Any) -> None:
+    def check_shards(planned: Any, outcomes: Any, ti: Any = None, dag_run: Any = None) -> None:
         from cognito_streams.landing import tasks
 
+        # This task runs whatever happened upstream, and as the DAG's last task it decides the run's
+        # state: a failed plan or publish must fail it too, not only a failed shard.
+        states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=tasks.STEP_TASKS)
+        broken = tasks.failed_steps(states.get(dag_run.run_id, {}))
+        if broken:
+            raise RuntimeError(
+                f"{' and '.join(broken)} failed: see {'its' if len(broken) == 1 else 'their'} task log "
+                "(nothing is lost: the checkpoints move only after a batch is landed, the next run goes on from them)"
+            )
         failed = tasks.failed_shards(list(planned or []), list(outcomes or []))
         if failed:
             raise RuntimeError(

@@ -32,6 +32,8 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
+from cognito_streams.alerts import failure_callbacks
+
 BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
 
 
@@ -43,7 +45,12 @@ BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "configuration"],
-    default_args={"owner": "cognito-streams", "retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "owner": "cognito-streams",
+        "on_failure_callback": failure_callbacks(),
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+    },
     params={
         "reshard": Param(
             False, type="boolean", description="Change the stream's shard count to `stream_shards` if it differs."

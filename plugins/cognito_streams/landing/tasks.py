@@ -78,3 +78,12 @@ def failed_shards(planned: Iterable[Mapping[str, Any]], outcomes: Iterable[dict[
     """Shards planned for this run whose landing task left no outcome (it failed)."""
     done = {o["shard_id"] for o in outcomes if o}
     return [p["shard_id"] for p in planned if p["shard_id"] not in done]
+
+
+# The run's steps other than the per-shard tasks, which ``failed_shards`` judges from their outcomes.
+STEP_TASKS = ["plan_shards", "publish_landed"]
+
+
+def failed_steps(states: Mapping[str, str | None]) -> list[str]:
+    """The steps in ``STEP_TASKS`` that failed this run, from Airflow's task states of the run."""
+    return [task_id for task_id in STEP_TASKS if states.get(task_id) in ("failed", "upstream_failed")]
