@@ -341,7 +341,10 @@ def print_summary(result: DemoResult, cfg: StackConfig) -> None:
     kinds = (
         f"{s.get('replaces', 0):,} replaces, {s.get('removes', 0):,} removes, {s.get('dataset_deletes', 0):,} deletes"
     )
-    compared = f"{rc.get('keys_checked', 0):,} keys of {rc.get('identities', 0)} identities"
+    compared = (
+        f"{rc.get('datasets_checked', 0):,} datasets and {rc.get('keys_checked', 0):,} keys "
+        f"of {rc.get('identities', 0)} identities"
+    )
     landed = f"landed {la.get('landed', 0):,} + rejected {la.get('rejected', 0):,}"
     tables = "\n".join(f"{'':33}{k:<22}{v:>9,}" for k, v in result.tables.items()).lstrip()
     print(f"""
@@ -357,7 +360,8 @@ Where to look next:
   - the report:         {result.report_path}
   - the Airflow UI:     make up   (then http://{cfg.host}:{cfg.airflow_port}, user admin)
   - the warehouse:      {warehouse_shell(cfg)}
-                        (needs the stack: --keep-running or make stack-up; sample queries: docs/analysts.md)
+                        (with the stack running: make demo DEMO_ARGS=--keep-running, or make stack-up;
+                        sample queries: docs/analysts.md)
   - the DAG logs:       {cfg.log_dir / "demo.log"}
 """)
 

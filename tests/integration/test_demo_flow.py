@@ -280,6 +280,37 @@ def test_depth_datasets_lists_only_the_datasets_that_differ(flow: dict[str, Any]
         }
 
 
+def test_describe_dataset_answers_the_model_and_agrees_with_list_datasets(flow: dict[str, Any], aws: Any) -> None:
+    """What reconciliation reads from DescribeDataset: the emulator answers botocore's ``Dataset``
+    shape exactly (no member missing, none added), with the values ListDatasets gives."""
+    import botocore.session
+    import orjson
+
+    cs = aws("cognito-sync")
+    raw: list[bytes] = []
+    cs.meta.events.register(
+        "after-call.cognito-sync.DescribeDataset", lambda http_response, **_: raw.append(http_response.content)
+    )
+    model = botocore.session.get_session().get_service_model("cognito-sync")
+    members = set(model.shape_for("Dataset").members)
+    # GIVEN one identity of the flow
+    with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"]) as conn:
+        (identity,) = _one(conn, f"select min(identity_id) from {flow['schema']}.datasets where not is_deleted")
+    listed = cs.list_datasets(IdentityPoolId=flow["pool_id"], IdentityId=identity)["Datasets"]
+    assert listed
+    for entry in listed:
+        # WHEN each of its datasets is described
+        described = cs.describe_dataset(
+            IdentityPoolId=flow["pool_id"], IdentityId=identity, DatasetName=entry["DatasetName"]
+        )["Dataset"]
+        # THEN the answer is the model's shape, equal to the listing's entry
+        assert set(orjson.loads(raw[-1])["Dataset"]) == members
+        assert described == entry
+    # AND a dataset that does not exist is ResourceNotFoundException (what proves a dataset gone)
+    with pytest.raises(cs.exceptions.ResourceNotFoundException):
+        cs.describe_dataset(IdentityPoolId=flow["pool_id"], IdentityId=identity, DatasetName="never_written")
+
+
 def test_the_demo_exits_non_zero_on_a_mismatch(flow: dict[str, Any], stack: Any, capsys: Any) -> None:
     from local.demo import DemoResult, conclude, reconcile_step
 

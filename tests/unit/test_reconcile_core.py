@@ -29,7 +29,7 @@ def w(key: str, value: str | None, sync: int = 1, deleted: bool = False, ds: str
     return WarehouseRecord(ds, key, value, sync, T0, deleted, **kw)
 
 
-def kinds(cognito, warehouse) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def kinds(cognito, warehouse) -> dict[str | None, str]:  # type: ignore[no-untyped-def]
     result = compare_identity("pool", "id", cognito, warehouse, settled_before=SETTLED)
     return {m.record_key: m.kind for m in result.mismatches}
 
@@ -103,7 +103,7 @@ def wd(name: str, live: int, deleted: bool = False, at: datetime = T0) -> Wareho
     return WarehouseDataset(name, at, deleted, live)
 
 
-def dataset_kinds(cognito, warehouse, listed=None) -> dict[str, tuple[str | None, str]]:  # type: ignore[no-untyped-def]
+def dataset_kinds(cognito, warehouse, listed=None) -> dict[str, str]:  # type: ignore[no-untyped-def]
     result = compare_datasets("pool", "id", cognito, warehouse, listed or {}, settled_before=SETTLED)
     assert all(m.record_key is None for m in result.mismatches)
     return {m.dataset_name: m.kind for m in result.mismatches}
