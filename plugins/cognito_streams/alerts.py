@@ -7,7 +7,7 @@ touch the metadata database. The message names the DAG, task, run, try and the e
 task's log; the error messages of this pipeline never carry record values, credentials or presigned
 URLs (docs/operations.md, "Security"), so neither does the alert.
 
-The Airflow worker's role needs ``sns:Publish`` on that topic (docs/operations.md, "Alerts").
+The Airflow worker's role needs ``sns:Publish`` on that topic (docs/operations.md, "Alerts to set").
 """
 
 from __future__ import annotations

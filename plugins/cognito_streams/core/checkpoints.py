@@ -159,11 +159,11 @@ class ExpiryGap:
             f"stream's retention ({self.retention_hours} h). Records that arrived between {self.since.isoformat()} "
             f"and {self.until.isoformat()} (about {self.hours:.1f} h of this shard's data) have expired from Kinesis "
             "before they were landed and MAY BE LOST. Nothing was skipped: this shard stops here. To repair: "
-            "1) run the cognito_bulk_publish DAG for the identity pools (it republishes every dataset; see README, "
-            "'The DAGs'); 2) then let this shard go on from the oldest record still kept, either with a manual "
-            "run of cognito_stream_to_s3 with replay_from set to a time within the retention (and shards set to "
-            f"this shard), or by deleting {checkpoint_url} (the shard is then read from its trim horizon; "
-            "duplicates are absorbed by the loader)."
+            "1) run the cognito_bulk_publish DAG for the identity pools (it republishes every dataset); 2) then "
+            "let this shard go on from the oldest record still kept, either with a manual run of "
+            "cognito_stream_to_s3 with replay_from set to a time within the retention (and shards set to this "
+            f"shard), or by deleting {checkpoint_url} (the shard is then read from its trim horizon; duplicates are "
+            "absorbed by the loader). Step by step: docs/operations.md, 'Recovering lost data'."
         )
 
 
