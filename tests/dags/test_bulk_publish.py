@@ -5,11 +5,13 @@ Every attempt is a row of ``bulk_publish_runs``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,16 +34,33 @@ def dag(airflow_db: None) -> Any:
     return dag
 
 
+@pytest.fixture(autouse=True)
+def default_params(dag: Any) -> Iterator[None]:
+    """``dag.test()`` runs tasks in this process, and Airflow's ``process_params`` resolves a run's conf
+    into the DAG's own ``Param`` objects (``Param.resolve`` keeps the value): one test's ``run_conf``
+    would become the next test's defaults. Put the values back. (A worker runs each task in a fresh
+    process, so deployments are not affected.)"""
+    holders = [dag.params, *(task.params for task in dag.tasks)]
+    saved = [
+        (holder.get_param(key), copy.deepcopy(holder.get_param(key).value)) for holder in holders for key in holder
+    ]
+    yield
+    for param, value in saved:
+        param.value = value
+
+
 @pytest.fixture
 def ctl(emulator: str) -> Iterator[Any]:
     from local.emulator.control import EmulatorControl
 
     control = EmulatorControl(emulator)
     before = control.settings()
+    clock_offset = control.clock()["offset_ms"]
     control.update_settings(bulk_publish_min_seconds=1.5)
     yield control
     control.update_settings(bulk_publish_min_seconds=before["bulk_publish_min_seconds"])
     control.clear_faults()
+    control.set_clock_offset(clock_offset)
 
 
 @pytest.fixture
@@ -91,8 +110,10 @@ def runs_table(pool_id: str) -> list[dict[str, Any]]:
             "from cognito_sync.bulk_publish_runs where identity_pool_id = %s order by requested_at",
             (pool_id,),
         )
-        names = [c.name for c in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        names = [c.name for c in cur.description or ()]
+        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    # The table keeps UTC timestamps without a zone.
+    return [{k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
 
 
 def task_state(run: Any) -> str:
@@ -171,3 +192,204 @@ def test_an_unknown_pool_in_the_params_is_refused_by_name(dag: Any, pool: str) -
     assert run.state == DagRunState.FAILED
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["pools_to_publish"] == "failed"
+
+
+DAY_MS = 86_400_000
+
+
+def set_pipeline(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
+    """Change fields of the ``cognito_pipeline`` Variable the ``pool`` fixture set."""
+    variable = {**json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]), **changes}
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
+
+
+def publish_outside_airflow(aws: Any, ctl: Any, pool: str, *, wait: bool = True) -> dict[str, Any]:
+    """Someone else (the console, a script) requests a bulk publish; with ``wait``, until it SUCCEEDED."""
+    import time
+
+    aws("cognito-sync").bulk_publish(IdentityPoolId=pool)
+    state = ctl.pool(pool)["bulk_publish"]
+    deadline = time.monotonic() + 30
+    while wait and state["status"] == "IN_PROGRESS" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = ctl.pool(pool)["bulk_publish"]
+    assert state["status"] == ("SUCCEEDED" if wait else "IN_PROGRESS"), state
+    return dict(state)
+
+
+def emulator_count(ctl: Any, counter: str) -> int:
+    """One of the emulator's counters (shared by the whole session: compare before and after)."""
+    return int(ctl.stats()["counters"].get(counter, 0))
+
+
+def emulator_errors(ctl: Any, error_type: str) -> int:
+    return emulator_count(ctl, f"errors.BulkPublish.{error_type}")
+
+
+def details_read_then(monkeypatch: pytest.MonkeyPatch, interloper: Any) -> list[str]:
+    """Make ``interloper()`` happen right after the task's first ``GetBulkPublishDetails``, before its
+    ``BulkPublish``; the task still acts on what it read. Returns the statuses the task was shown."""
+    from cognito_streams.hooks.cognito_sync import CognitoSyncHook
+
+    real = CognitoSyncHook.get_bulk_publish_details
+    shown: list[str] = []
+
+    def read(self: Any, identity_pool_id: str) -> dict[str, Any]:
+        details = real(self, identity_pool_id)
+        shown.append(details["BulkPublishStatus"])
+        if len(shown) == 1:
+            interloper()
+        return details
+
+    monkeypatch.setattr(CognitoSyncHook, "get_bulk_publish_details", read)
+    return shown
+
+
+def test_a_publish_started_between_our_read_and_our_request_is_waited_for(
+    dag: Any, pool: str, ctl: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of the issue: the status read says idle, ``BulkPublish`` answers
+    ``DuplicateRequestException`` because someone started one in between.
+
+    The window between two API calls cannot be hit on purpose from outside the task, so one call is
+    wrapped: the real ``GetBulkPublishDetails`` answer is returned after a real ``BulkPublish`` from
+    another client. Everything else is real: the emulator raises the exception, and the task waits
+    (deferred) for that other publish."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN another client starts a bulk publish (4 s long) right after the task read NOT_STARTED
+    ctl.update_settings(bulk_publish_min_seconds=4)
+    shown = details_read_then(monkeypatch, lambda: publish_outside_airflow(aws, ctl, pool, wait=False))
+    duplicates = emulator_errors(ctl, "DuplicateRequestException")
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN Cognito refused the task's request as a duplicate, and the task waited for the other one
+    assert shown[0] == "NOT_STARTED"
+    assert emulator_errors(ctl, "DuplicateRequestException") == duplicates + 1
+    assert run.state == DagRunState.SUCCESS
+    (result,) = mapped_results(run)
+    assert result["action"] == "published"
+    assert shown[-1] == "SUCCEEDED"  # the trigger polled until the outcome
+    (row,) = runs_table(pool)
+    assert (row["decision"], row["status"]) == ("wait", "SUCCEEDED")
+    assert "DuplicateRequestException" in row["reason"]
+    assert row["started_at"] is not None and row["completed_at"] is not None
+
+
+def test_a_publish_that_succeeded_between_our_read_and_our_request_skips_with_the_next_eligible_time(
+    dag: Any, pool: str, ctl: Any, aws: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``AlreadyStreamedException`` from a stale read: a whole bulk publish by another client starts
+    and succeeds between the task's ``GetBulkPublishDetails`` (NOT_STARTED) and its ``BulkPublish``.
+    As above, one call is wrapped to put the other client's publish into that window; the exception
+    comes from the emulator's 24-hour rule."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN another client's publish succeeds right after the task read NOT_STARTED
+    other: dict[str, Any] = {}
+    details_read_then(monkeypatch, lambda: other.update(publish_outside_airflow(aws, ctl, pool)))
+    refused = emulator_errors(ctl, "AlreadyStreamedException")
+    # WHEN the DAG runs
+    with caplog.at_level(logging.INFO):
+        run = dag.test()
+    # THEN the task's request was refused, and it skips with the time the other publish allows the next
+    assert emulator_errors(ctl, "AlreadyStreamedException") == refused + 1
+    assert run.state == DagRunState.SUCCESS
+    (result,) = mapped_results(run)
+    expected = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
+    assert result["action"] == "skipped"
+    assert abs(datetime.fromisoformat(result["next_eligible_at"]) - expected) < timedelta(seconds=1)
+    assert f"skipped; next eligible at {result['next_eligible_at']}" in caplog.text
+    (row,) = runs_table(pool)
+    assert row["status"] == "SKIPPED"
+    assert abs(row["next_eligible_at"] - expected) < timedelta(seconds=1)
+    assert ctl.pool(pool)["bulk_publish"]["start_ms"] == other["start_ms"]  # nothing else started
+
+
+def test_cognitos_clock_behind_ours_skips_with_the_next_eligible_time_by_cognitos_timestamps(
+    dag: Any, pool: str, ctl: Any, aws: Any
+) -> None:
+    """``AlreadyStreamedException`` when even fresh details say eligible: Cognito's clock is behind the
+    worker's. Made for real with the emulator's clock control: no stub."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a success 24 h + 10 s ago by the worker's clock, while Cognito's clock runs 30 s behind it
+    ctl.set_clock_offset(-(DAY_MS + 10_000))
+    other = publish_outside_airflow(aws, ctl, pool)
+    ctl.set_clock_offset(-30_000)
+    refused = emulator_errors(ctl, "AlreadyStreamedException")
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN Cognito refused; the task skips, naming Cognito's message and the clock difference
+    assert emulator_errors(ctl, "AlreadyStreamedException") == refused + 1
+    assert run.state == DagRunState.SUCCESS
+    (result,) = mapped_results(run)
+    assert result["action"] == "skipped"
+    expected = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
+    assert abs(datetime.fromisoformat(result["next_eligible_at"]) - expected) < timedelta(seconds=1)
+    assert "AlreadyStreamedException" in result["reason"]
+    assert "clock" in result["reason"]
+    (row,) = runs_table(pool)
+    assert row["status"] == "SKIPPED" and row["next_eligible_at"] is not None
+
+
+def test_a_publish_that_outlasts_the_timeout_fails_and_a_rerun_keeps_waiting_for_it(
+    dag: Any, pool: str, ctl: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN publishes take 8 s (time for the rerun below to find it running) and the settings allow 1 s
+    ctl.update_settings(bulk_publish_min_seconds=8)
+    set_pipeline(monkeypatch, bulk_publish_timeout_seconds=1)
+    calls = emulator_count(ctl, "calls.BulkPublish")
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN the task fails saying which pool, which timeout and what to do; the attempt is TIMED_OUT
+    assert run.state == DagRunState.FAILED
+    assert task_state(run) == "failed"
+    # The task's failure (with its exception) is logged by the task runner to the captured output.
+    out = capsys.readouterr().out
+    message = next(line for line in out.splitlines() if line.startswith("airflow.sdk.exceptions.AirflowFailException"))
+    assert f"bulk publish of {pool} is still IN_PROGRESS after 1 s" in message
+    assert "run cognito_bulk_publish again" in message and "raise bulk_publish_timeout_seconds" in message
+    (row,) = runs_table(pool)
+    assert row["status"] == "TIMED_OUT"
+    assert "bulk_publish_timeout_seconds" in row["reason"]
+    assert row["started_at"] is not None and row["completed_at"] is None
+    assert ctl.pool(pool)["bulk_publish"]["status"] == "IN_PROGRESS"  # it goes on in Cognito
+
+    # WHEN, as the message says, the DAG runs again (with time enough)
+    set_pipeline(monkeypatch, bulk_publish_timeout_seconds=60)
+    rerun = dag.test()
+    # THEN it waits for that same publish instead of starting another
+    assert rerun.state == DagRunState.SUCCESS
+    assert emulator_count(ctl, "calls.BulkPublish") == calls + 1
+    assert [(r["decision"], r["status"]) for r in runs_table(pool)] == [("wait", "TIMED_OUT"), ("wait", "SUCCEEDED")]
+
+
+def test_wait_until_eligible_defers_until_the_24_hours_are_over_then_publishes(
+    dag: Any, pool: str, ctl: Any, aws: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a success that completed 24 h minus 3 s ago (the emulator's clock moved back for it)
+    ctl.set_clock_offset(-(DAY_MS - 3_000))
+    other = publish_outside_airflow(aws, ctl, pool)
+    ctl.set_clock_offset(0)
+    eligible = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
+    assert datetime.now(UTC) < eligible
+    # WHEN a manual run asks to wait until the pool is eligible
+    with caplog.at_level(logging.INFO):
+        run = dag.test(run_conf={"wait_until_eligible": True, "reason": "backfill after an outage"})
+    # THEN the task defers until then (no worker held), starts a new publish and reports it
+    assert run.state == DagRunState.SUCCESS
+    assert f"pool {pool}: waiting (deferred) until {eligible:%Y-%m-%dT%H:%M:%S}" in caplog.text
+    assert "[DAG TEST] running trigger in line" in caplog.text
+    (result,) = mapped_results(run)
+    assert result["action"] == "published"
+    state = ctl.pool(pool)["bulk_publish"]
+    assert state["status"] == "SUCCEEDED"
+    assert state["start_ms"] >= other["complete_ms"] + DAY_MS
+    (row,) = runs_table(pool)
+    assert (row["status"], row["decision"]) == ("SUCCEEDED", "wait")
+    assert abs(row["next_eligible_at"] - eligible) < timedelta(seconds=1)

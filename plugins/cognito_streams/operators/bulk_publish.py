@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from cognito_streams.bulk_publish import BulkPublishRecorder
-from cognito_streams.core.bulk_publish import Action, BulkPublishState, Plan, decide
+from cognito_streams.core.bulk_publish import Action, BulkPublishState, Plan, decide, next_eligible_at
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings, load_settings
 from cognito_streams.triggers.bulk_publish import BulkPublishTrigger
@@ -136,12 +136,11 @@ class BulkPublishOperator(BaseOperator):
                 return self._defer_for_outcome(settings)
             if code == "AlreadyStreamedException":
                 # Our view was stale (a success completed meanwhile): decide again from fresh details.
-                fresh = decide(self._state(hook), datetime.now(UTC), wait_until_eligible=self._wants_wait())
+                state = self._state(hook)
+                fresh = decide(state, datetime.now(UTC), wait_until_eligible=self._wants_wait())
                 if fresh.action in (Action.SKIP, Action.WAIT_UNTIL_ELIGIBLE):
                     return self._act(fresh, settings, hook, recorder)
-                return self._skip(
-                    Plan(Action.SKIP, f"AlreadyStreamedException: {err.response['Error'].get('Message')}"), recorder
-                )
+                return self._skip(self._refused_as_already_streamed(state, err), recorder)
             recorder.record(
                 decision=Action.START.value,
                 status="REFUSED",
@@ -152,6 +151,25 @@ class BulkPublishOperator(BaseOperator):
         log.info("pool %s: bulk publish requested (%s)", self.identity_pool_id, plan.reason)
         recorder.record(decision=Action.START.value, status="REQUESTED", requested_at=requested_at, reason=plan.reason)
         return self._defer_for_outcome(settings)
+
+    def _refused_as_already_streamed(self, state: BulkPublishState, err: ClientError) -> Plan:
+        """Cognito says not yet eligible while the fresh details, by this worker's clock, say it is.
+
+        Cognito's own clock decides; ours reads later than it (clock skew), or Cognito counts a
+        success the details do not show. The next eligible time by Cognito's timestamps is still the
+        best one we can give (Cognito's message is kept verbatim in the reason)."""
+        eligible = next_eligible_at(state)
+        message = err.response.get("Error", {}).get("Message")
+        if eligible is None:
+            reason = f"Cognito refused with AlreadyStreamedException ({message}); no successful bulk publish is known"
+        else:
+            reason = (
+                f"Cognito refused with AlreadyStreamedException ({message}) although by this worker's clock the "
+                f"last success ({state.completed_at:%Y-%m-%d %H:%M:%S} UTC) is 24 hours old: Cognito's clock is "
+                f"behind ours; next eligible at {eligible:%Y-%m-%d %H:%M:%S} UTC by Cognito's timestamps, later "
+                "by the clock difference"
+            )
+        return Plan(Action.SKIP, reason, eligible)
 
     def _defer_for_outcome(self, settings: PipelineSettings) -> dict[str, Any]:
         timeout_at = datetime.now(UTC).timestamp() + settings.bulk_publish_timeout_seconds
@@ -182,12 +200,13 @@ class BulkPublishOperator(BaseOperator):
                 decision="wait",
                 status="TIMED_OUT",
                 started_at=started,
-                reason=f"still {status} after {settings.bulk_publish_timeout_seconds:.0f} s",
+                reason=f"still {status} after bulk_publish_timeout_seconds={settings.bulk_publish_timeout_seconds:g}",
             )
             raise AirflowFailException(
                 f"bulk publish of {self.identity_pool_id} is still {status} after "
-                f"{settings.bulk_publish_timeout_seconds:.0f} s (bulk_publish_timeout_seconds); it goes on in Cognito: "
-                "run this DAG again to keep waiting for it"
+                f"{settings.bulk_publish_timeout_seconds:g} s (bulk_publish_timeout_seconds); it goes on in Cognito: "
+                "run cognito_bulk_publish again to keep waiting for it (it does not start another one), or raise "
+                "bulk_publish_timeout_seconds in the cognito_pipeline Variable if publishes of this pool take longer"
             )
         if status == "FAILED":
             message = details.get("FailureMessage") or "no FailureMessage given"

@@ -54,6 +54,6 @@ class BulkPublishTrigger(BaseTrigger):
                 yield TriggerEvent({"status": status, "details": details, "timed_out": True})
                 return
             self.log.info(
-                "bulk publish of %s is %s; next check in %.0f s", self.identity_pool_id, status, self.poll_seconds
+                "bulk publish of %s is %s; next check in %g s", self.identity_pool_id, status, self.poll_seconds
             )
             await asyncio.sleep(min(self.poll_seconds, max(0.0, self.timeout_at - time.time())))
