@@ -58,6 +58,8 @@ class ReconcileSummary:
     in_flight: int = 0
     depth: str = "records"
     datasets_checked: int = 0
+    #: Datasets changed too recently to judge at the dataset level (their keys count in ``in_flight``).
+    datasets_in_flight: int = 0
     #: Datasets whose records were not listed (depth ``datasets``: their description matched).
     datasets_screened: int = 0
     #: ``DescribeDataset`` calls (datasets the warehouse has live and the listing did not show).
@@ -85,6 +87,7 @@ class ReconcileSummary:
             "in_flight": self.in_flight,
             "depth": self.depth,
             "datasets_checked": self.datasets_checked,
+            "datasets_in_flight": self.datasets_in_flight,
             "datasets_screened": self.datasets_screened,
             "datasets_described": self.datasets_described,
             "mismatches": self.mismatches,
@@ -317,7 +320,8 @@ class Reconciler:
                         settled_before=settled_before,
                     )
                     summary.keys_checked += records.keys_checked
-                    summary.in_flight += records.in_flight + datasets.in_flight
+                    summary.in_flight += records.in_flight
+                    summary.datasets_in_flight += datasets.in_flight
                     summary.datasets_checked += datasets.datasets_checked
                     summary.datasets_screened += len(cognito.screened)
                     summary.datasets_described += cognito.described
