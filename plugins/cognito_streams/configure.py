@@ -23,7 +23,7 @@ from cognito_streams.core.iam import (
     publish_role_trust_policy,
     stream_arn,
 )
-from cognito_streams.core.streams_config import PoolAction, PoolPlan, plan_pool
+from cognito_streams.core.streams_config import PoolAction, PoolPlan, plan_pool, reshard_steps
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 
@@ -131,20 +131,46 @@ class StreamsConfigurator:
         problems: list[str] = []
         if action == "unchanged" and shards != wanted:
             if reshard:
-                log.info("resharding %s from %d to %d shards (UNIFORM_SCALING)", name, shards, wanted)
-                self.kinesis.update_shard_count(StreamName=name, TargetShardCount=wanted, ScalingType="UNIFORM_SCALING")
-                summary = self._wait_active()
+                summary = self._reshard(shards, wanted)
                 shards = int(summary.get("OpenShardCount", 0))
                 action = "resharded"
             else:
                 action = "shard_count_differs"
-                log.warning(
-                    "stream %s has %d open shard(s), settings say %d; left as is (run with reshard=true to change it)",
-                    name,
-                    shards,
-                    wanted,
+                problems.append(
+                    f"stream {name} has {shards} open shard(s), stream_shards says {wanted}; left as is: trigger "
+                    "cognito_streams_configure with reshard=true to change it, or set stream_shards to "
+                    f"{shards} in the cognito_pipeline Variable"
                 )
+                log.warning("%s", problems[-1])
         return StreamReport(name, summary.get("StreamARN"), action, shards, wanted, problems)
+
+    def _reshard(self, current: int, wanted: int) -> dict[str, Any]:
+        """UpdateShardCount in steps Kinesis accepts (at most double or half each), waiting for
+        ACTIVE after each; a refusal (the daily scaling quota, an on-demand stream) says what to do."""
+        name = self.settings.stream_name
+        steps = reshard_steps(current, wanted)
+        log.info(
+            "resharding %s from %d to %d shards (UNIFORM_SCALING) in %d step(s): %s",
+            name,
+            current,
+            wanted,
+            len(steps),
+            " -> ".join(str(s) for s in [current, *steps]),
+        )
+        summary: dict[str, Any] = {}
+        for target in steps:
+            try:
+                self.kinesis.update_shard_count(StreamName=name, TargetShardCount=target, ScalingType="UNIFORM_SCALING")
+            except ClientError as err:
+                raise ConfigurationError(
+                    f"Kinesis refused to reshard stream {name} to {target} shard(s) (on the way from {current} "
+                    f"to stream_shards={wanted}): {_code(err)}: {err.response.get('Error', {}).get('Message', err)}. "
+                    "Kinesis allows at most double or half the open shards per step, a limited number of scaling "
+                    "operations per 24 hours and none on on-demand streams: rerun with reshard=true later, or set "
+                    "stream_shards in the cognito_pipeline Variable to the stream's current count"
+                ) from err
+            summary = self._wait_active()
+        return summary
 
     def target_stream_arn(self) -> str:
         """The stream's ARN as the publish role's policy names it."""
@@ -183,7 +209,14 @@ class StreamsConfigurator:
         """Why the publish role cannot serve (empty: it can)."""
         docs = self._role_documents()
         if docs is None:
-            return [f"role {self.role.name} does not exist in account {self.role.account_id}"]
+            missing = f"role {self.role.name} does not exist in account {self.role.account_id}"
+            if self.settings.manage_publish_role:
+                return [missing]
+            return [
+                f"{missing}, and manage_publish_role is false so the pipeline does not create it: create it "
+                "(trusted by cognito-sync.amazonaws.com, kinesis:PutRecord/PutRecords on the stream; README, "
+                "'IAM'), fix publish_role_arn, or set manage_publish_role to true in the cognito_pipeline Variable"
+            ]
         trust, policies = docs
         return publish_role_problems(trust, policies, self.target_stream_arn())
 

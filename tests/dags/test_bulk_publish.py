@@ -5,7 +5,6 @@ Every attempt is a row of ``bulk_publish_runs``."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import REPO
+from tests.support.dag_params import snapshot_params
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
@@ -36,17 +36,10 @@ def dag(airflow_db: None) -> Any:
 
 @pytest.fixture(autouse=True)
 def default_params(dag: Any) -> Iterator[None]:
-    """``dag.test()`` runs tasks in this process, and Airflow's ``process_params`` resolves a run's conf
-    into the DAG's own ``Param`` objects (``Param.resolve`` keeps the value): one test's ``run_conf``
-    would become the next test's defaults. Put the values back. (A worker runs each task in a fresh
-    process, so deployments are not affected.)"""
-    holders = [dag.params, *(task.params for task in dag.tasks)]
-    saved = [
-        (holder.get_param(key), copy.deepcopy(holder.get_param(key).value)) for holder in holders for key in holder
-    ]
+    """Each test starts from the DAG's default Params (see ``tests.support.dag_params``)."""
+    restore = snapshot_params(dag)
     yield
-    for param, value in saved:
-        param.value = value
+    restore()
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ disabled pool whose role is broken fails with its reason."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
+from tests.support.dag_params import snapshot_params
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
@@ -35,6 +38,14 @@ def dag(airflow_db: None) -> Any:
     for task in dag.tasks:
         task.retries = 0
     return dag
+
+
+@pytest.fixture(autouse=True)
+def default_params(dag: Any) -> Iterator[None]:
+    """Each test starts from the DAG's default Params (see ``tests.support.dag_params``)."""
+    restore = snapshot_params(dag)
+    yield
+    restore()
 
 
 @pytest.fixture
@@ -205,3 +216,88 @@ def test_a_disabled_pool_with_a_broken_role_fails_with_its_reason(
     assert "DisabledReason" in text
     assert "trust policy does not let cognito-sync.amazonaws.com assume it" in text
     assert out["ensure_publish_role"]["action"] == "invalid"
+
+
+def open_shards(aws: Any, stream_name: str) -> int:
+    """Open shards as Kinesis lists them (not only the summary's count)."""
+    shards = aws("kinesis").list_shards(StreamName=stream_name)["Shards"]
+    return sum(1 for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"])
+
+
+def test_a_stream_with_another_shard_count_is_reported_left_as_is_and_resharded_only_on_request(
+    airflow_db: None,
+    dag: Any,
+    setup: dict[str, Any],
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """moto differs from Kinesis here: its UpdateShardCount is synchronous (the stream never shows
+    UPDATING), ignores ScalingType and enforces none of Kinesis' limits (at most double or half the
+    open shards per call, a few scalings per 24 hours). The steps that keep within the limits are
+    tested as a pure function (tests/unit/test_streams_config.py); here, that they are all applied."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN the stream exists with 1 shard (made by hand), and the settings say 3
+    stream_name = setup["variable"]["stream_name"]
+    aws("kinesis").create_stream(StreamName=stream_name, ShardCount=1)
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps({**setup["variable"], "stream_shards": 3}))
+    # WHEN the DAG runs without the reshard param
+    with caplog.at_level(logging.INFO):
+        first = dag.test()
+    # THEN it says so (log and the task's result) and leaves the stream as is; the rest is configured
+    assert first.state == DagRunState.SUCCESS, states(first)
+    stream = results(first)["ensure_stream"]
+    assert (stream["action"], stream["open_shards"], stream["wanted_shards"]) == ("shard_count_differs", 1, 3)
+    (problem,) = stream["problems"]
+    assert f"stream {stream_name} has 1 open shard(s), stream_shards says 3" in problem
+    assert "reshard=true" in problem
+    assert problem in caplog.text
+    assert open_shards(aws, stream_name) == 1
+    assert results(first)["configure_pools"]["counts"] == {"configure": 1}
+
+    # WHEN it runs with reshard=true
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        second = dag.test(run_conf={"reshard": True})
+    # THEN the stream gets 3 shards, in steps Kinesis accepts (at most doubling)
+    assert second.state == DagRunState.SUCCESS, states(second)
+    stream = results(second)["ensure_stream"]
+    assert (stream["action"], stream["open_shards"], stream["problems"]) == ("resharded", 3, [])
+    assert "in 2 step(s): 1 -> 2 -> 3" in caplog.text
+    assert open_shards(aws, stream_name) == 3
+
+
+def test_an_unmanaged_publish_role_that_does_not_exist_fails_naming_the_role_and_what_to_do(
+    airflow_db: None,
+    dag: Any,
+    setup: dict[str, Any],
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN the settings name a publish role the pipeline does not manage, and nobody created it
+    variable = {**setup["variable"], "manage_publish_role": False}
+    monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
+    role_name = f"publish-{setup['suffix']}"
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN it fails, naming the role and what to do; it creates no role and leaves the pool unconfigured
+    assert run.state == DagRunState.FAILED
+    assert states(run)["check_pools"] == "failed"
+    out = results(run)
+    assert out["ensure_publish_role"]["action"] == "invalid"
+    (problem,) = out["ensure_publish_role"]["problems"]
+    assert f"role {role_name} does not exist in account 123456789012" in problem
+    assert "manage_publish_role is false" in problem and "create it" in problem
+    (pool,) = out["configure_pools"]["pools"]
+    assert pool["action"] == "fail"
+    # The task runner logs the failure, with the exception's message, to the captured output.
+    assert f"- publish role {variable['publish_role_arn']}: {problem}" in capsys.readouterr().out
+    with pytest.raises(aws("iam").exceptions.NoSuchEntityException):
+        aws("iam").get_role(RoleName=role_name)
+    config = aws("cognito-sync").get_identity_pool_configuration(IdentityPoolId=setup["pool_id"])
+    assert config.get("CognitoStreams", {}).get("StreamingStatus") != "ENABLED"
+    assert config["PushSync"] == PUSH_SYNC

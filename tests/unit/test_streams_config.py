@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cognito_streams.core.iam import (
     RoleArn,
@@ -13,7 +15,7 @@ from cognito_streams.core.iam import (
     stream_arn,
     trusts_service,
 )
-from cognito_streams.core.streams_config import PoolAction, plan_pool
+from cognito_streams.core.streams_config import PoolAction, plan_pool, reshard_steps
 
 ROLE = "arn:aws:iam::123456789012:role/cognito-streams-publish"
 STREAM = "cognito-sync-stream"
@@ -137,3 +139,28 @@ def test_wildcards_and_denies_are_honoured() -> None:
         '"Action": ["sts:AssumeRole"]}}'
     )
     assert trusts_service(as_text)
+
+
+@given(current=st.integers(1, 10_000), wanted=st.integers(1, 10_000))
+def test_reshard_steps_reach_the_target_within_kinesis_limits(current: int, wanted: int) -> None:
+    # GIVEN any current and wanted shard counts WHEN planning the UpdateShardCount calls
+    steps = reshard_steps(current, wanted)
+    # THEN they end at the target, each at most double / at least half the count before it
+    # (Kinesis refuses more), moving one way only, doubling or halving until the last step
+    assert steps[-1:] == ([wanted] if current != wanted else [])
+    before = current
+    for step in steps:
+        assert step != before
+        assert step <= 2 * before and 2 * step >= before
+        assert (step > before) == (wanted > current)
+        before = step
+    assert all(s in (2 * b, -(-b // 2)) for b, s in zip([current, *steps], steps[:-1], strict=False))
+
+
+def test_reshard_steps_examples() -> None:
+    assert reshard_steps(2, 2) == []
+    assert reshard_steps(1, 3) == [2, 3]
+    assert reshard_steps(1, 500) == [2, 4, 8, 16, 32, 64, 128, 256, 500]
+    assert reshard_steps(5, 1) == [3, 2, 1]
+    with pytest.raises(ValueError, match="at least 1"):
+        reshard_steps(0, 2)

@@ -87,3 +87,25 @@ def plan_pool(
     only_disabled = len(drift) == 1 and disabled_by_cognito
     action = PoolAction.REENABLE if only_disabled else PoolAction.REPAIR
     return PoolPlan(action, drift, desired, push_sync)
+
+
+#: Kinesis refuses an ``UpdateShardCount`` above double or below half the stream's open shards
+#: (UpdateShardCount API reference, "limits"); a bigger change is made in steps.
+RESHARD_MAX_FACTOR = 2
+
+
+def reshard_steps(current: int, wanted: int) -> list[int]:
+    """The ``TargetShardCount`` of each ``UpdateShardCount`` taking a stream from ``current`` to
+    ``wanted`` open shards, each within Kinesis' double/half limit (empty: nothing to do).
+
+    Doubling (or halving) is also what AWS recommends: it needs the fewest splits and merges."""
+    if current < 1 or wanted < 1:
+        raise ValueError(f"shard counts must be at least 1 (current {current}, wanted {wanted})")
+    steps: list[int] = []
+    while current != wanted:
+        if wanted > current:
+            current = min(wanted, current * RESHARD_MAX_FACTOR)
+        else:
+            current = max(wanted, -(-current // RESHARD_MAX_FACTOR))
+        steps.append(current)
+    return steps
