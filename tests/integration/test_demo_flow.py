@@ -370,13 +370,15 @@ def _run_reconcile(flow: dict[str, Any], depth: str = "records") -> tuple[Any, d
         )
 
 
-def test_the_analysts_queries_in_the_docs_run(flow: dict[str, Any]) -> None:
-    """docs/analysts.md's ready queries run as written on the loaded warehouse."""
+@pytest.mark.parametrize(("doc", "at_least"), [("analysts.md", 8), ("operations.md", 5)])
+def test_the_queries_in_the_docs_run(flow: dict[str, Any], doc: str, at_least: int) -> None:
+    """The ready queries of docs/analysts.md and the alert queries of docs/operations.md run as written
+    on the loaded warehouse."""
     import re
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "analysts.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text()
     queries = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
-    assert len(queries) >= 8
+    assert len(queries) >= at_least
     with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"]) as conn:
         for query in queries:
             conn.execute(query.replace("cognito_sync.", f"{flow['schema']}.")).fetchall()
