@@ -129,7 +129,15 @@ class StreamsConfigurator:
         summary = self._wait_active()
         shards = int(summary.get("OpenShardCount", 0))
         problems: list[str] = []
-        if action == "unchanged" and shards != wanted:
+        on_demand = (summary.get("StreamModeDetails") or {}).get("StreamMode") == "ON_DEMAND"
+        if action == "unchanged" and on_demand:
+            # Kinesis sizes an on-demand stream itself and refuses UpdateShardCount on it.
+            problems.append(
+                f"stream {name} is ON_DEMAND ({shards} open shard(s) now): Kinesis scales it, stream_shards "
+                "does not apply and reshard is ignored"
+            )
+            log.info("%s", problems[-1])
+        elif action == "unchanged" and shards != wanted:
             if reshard:
                 summary = self._reshard(shards, wanted)
                 shards = int(summary.get("OpenShardCount", 0))

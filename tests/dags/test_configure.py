@@ -301,3 +301,48 @@ def test_an_unmanaged_publish_role_that_does_not_exist_fails_naming_the_role_and
     config = aws("cognito-sync").get_identity_pool_configuration(IdentityPoolId=setup["pool_id"])
     assert config.get("CognitoStreams", {}).get("StreamingStatus") != "ENABLED"
     assert config["PushSync"] == PUSH_SYNC
+
+
+def test_an_on_demand_stream_is_never_resharded(setup: dict[str, Any], aws: Any) -> None:
+    from cognito_streams.configure import StreamsConfigurator
+    from cognito_streams.settings import load_settings
+
+    # GIVEN the stream exists in on-demand mode (moto gives it 4 shards), the settings say 2
+    stream_name = setup["variable"]["stream_name"]
+    aws("kinesis").create_stream(StreamName=stream_name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    # WHEN configure ensures the stream, even asked to reshard
+    report = StreamsConfigurator(load_settings()).ensure_stream(reshard=True)
+    # THEN it is left to Kinesis, and the report says why stream_shards does not apply
+    assert report.action == "unchanged"
+    (problem,) = report.problems
+    assert f"stream {stream_name} is ON_DEMAND" in problem and "stream_shards does not apply" in problem
+    summary = aws("kinesis").describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]
+    assert summary["OpenShardCount"] == report.open_shards != 2
+
+
+def test_a_refused_reshard_says_what_to_do(setup: dict[str, Any], aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kinesis allows few scalings per 24 hours and answers LimitExceededException beyond; moto has no
+    such quota, so the refusal is stubbed on the one call (the describe calls stay real)."""
+    from botocore.exceptions import ClientError
+
+    from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+    from cognito_streams.settings import load_settings
+
+    # GIVEN a 1-shard stream, settings saying 2, and Kinesis refusing to scale it today
+    stream_name = setup["variable"]["stream_name"]
+    aws("kinesis").create_stream(StreamName=stream_name, ShardCount=1)
+    configurator = StreamsConfigurator(load_settings())
+    quota = "Rate exceeded for stream: the maximum number of UpdateShardCount calls per 24 hours is reached"
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "LimitExceededException", "Message": quota}}, "UpdateShardCount")
+
+    monkeypatch.setattr(configurator.kinesis, "update_shard_count", refuse)
+    # WHEN it is asked to reshard THEN it fails naming the stream, the counts, Kinesis' reason and what to do
+    with pytest.raises(ConfigurationError) as failure:
+        configurator.ensure_stream(reshard=True)
+    message = str(failure.value)
+    assert f"Kinesis refused to reshard stream {stream_name} to 2 shard(s)" in message
+    assert f"LimitExceededException: {quota}" in message
+    assert "rerun with reshard=true later" in message and "stream_shards" in message
+    assert open_shards(aws, stream_name) == 1
