@@ -5,7 +5,8 @@ Keeps Amazon Cognito Streams configured and healthy for every identity pool in t
 `cognito_pipeline` Variable, hourly and on demand.
 
 1. **ensure_stream** — the Kinesis stream exists, ACTIVE, with `stream_shards` shards (created if
-   missing; a different shard count is reported, and changed only with the `reshard` param).
+   missing; a different shard count is reported, and changed only with the `reshard` param, in steps
+   of at most double or half as Kinesis requires; an on-demand stream is left to Kinesis).
 2. **ensure_publish_role** — with `manage_publish_role: true`, the role that lets Cognito Sync put
    records is created/corrected (trust: `cognito-sync.amazonaws.com` only; PutRecord/PutRecords on
    this one stream). Otherwise it is validated.

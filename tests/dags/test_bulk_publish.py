@@ -306,10 +306,10 @@ def test_cognitos_clock_behind_ours_skips_with_the_next_eligible_time_by_cognito
     worker's. Made for real with the emulator's clock control: no stub."""
     from airflow.utils.state import DagRunState
 
-    # GIVEN a success 24 h + 10 s ago by the worker's clock, while Cognito's clock runs 30 s behind it
+    # GIVEN a success 24 h + 10 s ago by the worker's clock, while Cognito's clock runs 2 min behind it
     ctl.set_clock_offset(-(DAY_MS + 10_000))
     other = publish_outside_airflow(aws, ctl, pool)
-    ctl.set_clock_offset(-30_000)
+    ctl.set_clock_offset(-120_000)
     refused = emulator_errors(ctl, "AlreadyStreamedException")
     # WHEN the DAG runs
     run = dag.test()
@@ -331,8 +331,8 @@ def test_a_publish_that_outlasts_the_timeout_fails_and_a_rerun_keeps_waiting_for
 ) -> None:
     from airflow.utils.state import DagRunState
 
-    # GIVEN publishes take 8 s (time for the rerun below to find it running) and the settings allow 1 s
-    ctl.update_settings(bulk_publish_min_seconds=8)
+    # GIVEN publishes take 10 s (time for the rerun below to find it running) and the settings allow 1 s
+    ctl.update_settings(bulk_publish_min_seconds=10)
     set_pipeline(monkeypatch, bulk_publish_timeout_seconds=1)
     calls = emulator_count(ctl, "calls.BulkPublish")
     # WHEN the DAG runs
@@ -365,8 +365,8 @@ def test_wait_until_eligible_defers_until_the_24_hours_are_over_then_publishes(
 ) -> None:
     from airflow.utils.state import DagRunState
 
-    # GIVEN a success that completed 24 h minus 3 s ago (the emulator's clock moved back for it)
-    ctl.set_clock_offset(-(DAY_MS - 3_000))
+    # GIVEN a success that completed 24 h minus 5 s ago (the emulator's clock moved back for it)
+    ctl.set_clock_offset(-(DAY_MS - 5_000))
     other = publish_outside_airflow(aws, ctl, pool)
     ctl.set_clock_offset(0)
     eligible = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
