@@ -1,6 +1,8 @@
 """``cognito_bulk_publish`` with ``dag.test()`` against moto, the emulator and PostgreSQL: it publishes
 once (deferring while it waits), a second run the same day skips with the next eligible time, a run
-during an in-progress publish waits for it, and a failed publish fails the task with its message.
+during an in-progress publish waits for it, and a failed publish fails the task with its message;
+Cognito's DuplicateRequestException (wait) and AlreadyStreamedException (skip, with the next eligible
+time) when the status read was stale or Cognito's clock differs; the timeout; ``wait_until_eligible``.
 Every attempt is a row of ``bulk_publish_runs``."""
 
 from __future__ import annotations

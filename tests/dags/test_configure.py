@@ -1,6 +1,8 @@
 """``cognito_streams_configure`` with ``dag.test()`` against moto and the Cognito Sync emulator:
-configure from nothing, a rerun changes nothing, a deleted stream is detected and repaired, and a
-disabled pool whose role is broken fails with its reason."""
+configure from nothing, a rerun changes nothing, a deleted stream is detected and repaired, a
+disabled pool whose role is broken fails with its reason, a stream with another shard count is
+reported and resharded only on request (never when on-demand), and a publish role the pipeline does
+not manage and that does not exist fails naming it and what to do."""
 
 from __future__ import annotations
 
