@@ -23,7 +23,9 @@ coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airfl
 
 **Params** (manual runs): `replay_from` — an ISO timestamp within the stream's retention: the shards
 are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked `replay`; the loader absorbs
-the duplicates. `shards` — limit the run to these shard ids (lineage still applies).
+the duplicates. `shards` — limit the run to these shard ids (lineage still applies: a named child
+whose parent is not drained and not named, or a named shard already read to its end without `replay_from`,
+is refused with the reason, rather than the run ending green having read nothing of it).
 
 **Schedule**: `[cognito_streams] landing_schedule` in airflow.cfg (env
 `AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE`), default every 5 minutes.

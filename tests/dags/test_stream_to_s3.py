@@ -125,9 +125,11 @@ def test_a_failing_shard_fails_the_run_but_the_other_shards_batches_are_announce
     assert all(f"/{shards[1]}/" in url for url in event.extra["descriptors"])
 
 
-def test_nothing_readable_skips_the_landing_and_the_asset(
-    airflow_db: None, dag: Any, stream: dict[str, Any], aws: Any
+def test_a_manual_run_naming_only_a_child_whose_parent_is_not_drained_is_refused(
+    airflow_db: None, dag: Any, stream: dict[str, Any], aws: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """It used to end green having read nothing: the child waits for its parent, which the filter
+    left out, so the run the operator asked for did nothing and said so only in a log line."""
     from airflow.utils.state import DagRunState
 
     # GIVEN a manual run limited to a child shard whose parent is not drained yet
@@ -142,8 +144,13 @@ def test_nothing_readable_skips_the_landing_and_the_asset(
         s["ShardId"] for s in kinesis.list_shards(StreamName=stream["stream_name"])["Shards"] if s.get("ParentShardId")
     )
     started = datetime.now(UTC)
-    # WHEN the DAG runs  THEN nothing is read, nothing is announced, and the run is green
+    # WHEN the DAG runs
     run = dag.test(logical_date=started, run_conf={"shards": [child]})
-    assert run.state == DagRunState.SUCCESS, states(run)
-    assert states(run)["publish_landed"] == "skipped"
+    # THEN it is red: plan_shards names the child, the parent it waits for and what to do; nothing is announced
+    assert run.state == DagRunState.FAILED, states(run)
+    got = states(run)
+    assert got["plan_shards"] == "failed" and got["check_shards"] == "failed"
+    out = capsys.readouterr().out
+    assert "the run's 'shards' param names shards this run cannot read" in out
+    assert f"{child} waits for its parent(s) {parent['ShardId']}" in out and "add them to 'shards'" in out
     assert asset_events(started) == []

@@ -70,6 +70,28 @@ def test_shard_filter_keeps_lineage() -> None:
     assert plan.filtered_out == ["shardId-0"]
 
 
+def test_a_shard_filter_naming_shards_the_run_cannot_read_says_why_each() -> None:
+    # GIVEN shard 0 split into 2 and 3 (0 not drained), and shard 1 read to its end
+    shards = [
+        shard("shardId-0", closed=True),
+        shard("shardId-1", closed=True),
+        shard("shardId-2", "shardId-0"),
+        shard("shardId-3", "shardId-0"),
+    ]
+    # WHEN a manual run names child 2 and the finished shard 1, without the parent
+    plan = plan_shards(shards, finished=["shardId-1"], only=["shardId-2", "shardId-1"])
+    problems = plan.unreadable_selection(["shardId-2", "shardId-1"])
+    # THEN each is refused with its reason and what to do
+    assert len(problems) == 2
+    assert problems[0].startswith("shardId-1 was read to its end") and "replay_from" in problems[0]
+    assert problems[1].startswith("shardId-2 waits for its parent(s) shardId-0") and "add them" in problems[1]
+    # WHEN the run replays them  THEN the finished shard is read again (rewound): only the child is refused
+    assert [p[:10] for p in plan.unreadable_selection(["shardId-2", "shardId-1"], replaying=True)] == ["shardId-2 "]
+    # WHEN the parent is named too  THEN nothing is refused: the parent is read now, its children later
+    both = ["shardId-0", "shardId-2"]
+    assert plan_shards(shards, finished=[], only=both).unreadable_selection(both) == []
+
+
 def test_shards_are_ordered_by_number_and_from_api_reads_lineage() -> None:
     info = ShardInfo.from_api(
         {

@@ -82,6 +82,29 @@ class ShardPlan:
             f"{len(self.finished)} finished; {len(self.filtered_out)} left out by the shard filter"
         )
 
+    def unreadable_selection(self, only: Iterable[str], *, replaying: bool = False) -> list[str]:
+        """Why shards a manual run named (``only``) would not be read by it nor by a run it enables:
+        one sentence each, empty when every named shard is read now or waits only for named parents.
+        ``replaying``: the run rewinds the named shards first, so a finished one is read again.
+
+        A run limited to shards it cannot read would end green having read nothing of them."""
+        named = set(only)
+        problems = []
+        for shard_id in sorted(named & set(self.finished) if not replaying else set(), key=_shard_order):
+            problems.append(
+                f"{shard_id} was read to its end (closed and drained): nothing is left to read; give replay_from "
+                "to read it again, or leave it out"
+            )
+        for shard_id, parents in self.waiting.items():
+            missing = [p for p in parents if p not in named]
+            if shard_id in named and missing:
+                problems.append(
+                    f"{shard_id} waits for its parent(s) {', '.join(missing)}, not drained yet (a child is read after "
+                    "its parents, to keep each key's order): add them to 'shards' (the child is read in a later "
+                    "run), or leave 'shards' empty"
+                )
+        return problems
+
 
 def plan_shards(
     shards: Iterable[ShardInfo],

@@ -208,6 +208,15 @@ def plan_run(
             f"shards {unknown} are not shards of stream {stream} (it has: "
             f"{', '.join(s.shard_id for s in shards)}); fix the run's 'shards' param"
         )
+    if selected:
+        # Checked before a replay rewinds anything: a refused run must leave the checkpoints as they were.
+        before = plan_shards(shards, _finished_shards(ctx, stream, warn=False), selected)
+        refused = before.unreadable_selection(selected, replaying=replay_from is not None)
+        if refused:
+            raise ValueError(
+                "the run's 'shards' param names shards this run cannot read, so nothing of them would be landed: "
+                f"{'; '.join(refused)}"
+            )
     rewound: list[str] = []
     if replay_from is not None:
         check_replay_from(replay_from, ctx.kinesis.retention_hours(stream), utcnow())
@@ -215,10 +224,18 @@ def plan_run(
             keep = selected is None or shard.shard_id in selected
             if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
+    plan = plan_shards(shards, _finished_shards(ctx, stream, warn=True), selected)
+    log.info("stream %s: %s", stream, plan.summary())
+    return plan, rewound
+
+
+def _finished_shards(ctx: LandingContext, stream: str, *, warn: bool) -> list[str]:
+    """Shards whose checkpoint says they were read to their end (checkpoints of a deleted stream of the
+    same name do not count)."""
     checkpoints = ctx.store.read_all()
     created = stream_created_at(ctx)
     stale = sorted(shard_id for shard_id, ckpt in checkpoints.items() if from_other_stream(ckpt, created))
-    if stale:
+    if stale and warn:
         # Their shard ids exist again in the new stream; each landing task starts them over (loudly).
         log.warning(
             "stream %s was re-created at %s: the checkpoints of %s belong to the deleted stream and are not used",
@@ -226,10 +243,7 @@ def plan_run(
             created.isoformat(),
             ", ".join(stale),
         )
-    finished = [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished and shard_id not in stale]
-    plan = plan_shards(shards, finished, selected)
-    log.info("stream %s: %s", stream, plan.summary())
-    return plan, rewound
+    return [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished and shard_id not in stale]
 
 
 def _rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
