@@ -34,7 +34,6 @@ import contextlib
 import io
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,8 +95,8 @@ _OPEN, _CLOSE, _NEWLINE = ord("{"), ord("}"), ord("\n")
 
 # Records that would break the JSON reader for a reason the first screen cannot see: a non-integer
 # where an integer is read, a non-string where a string is read, a non-array kinesisSyncRecords.
-# A match is only a suspicion: the exact check decides. (A repeated member name also breaks the
-# reader; no regular expression finds it cheaply, so it costs a parser restart.)
+# A match is only a suspicion: the exact check decides. SUSPECT_PATTERN looks for one in the block
+# where the reader failed without naming a row; MEMBER_SCREENS screen whole chunks.
 _INT_MEMBERS = "syncCount|lastModifiedDate|deviceLastModifiedDate"
 _STR_MEMBERS = (
     "identityPoolId|identityId|dataSetName|datasetName|operation|payloadType|kinesisSyncRecordsURL|key|value|op"
@@ -109,10 +108,41 @@ SUSPECT_PATTERN = "|".join(
         r'"kinesisSyncRecords"\s*:\s*(?:[^\s\[n]|\[\s*[^\s{\]n])',
     ]
 )
-#: Parser restarts per MB of input above which screening the rest with RE2 is cheaper than restarting.
-REGEX_SCREEN_RESTARTS_PER_MB = 1.0
-#: Chunks prepared at once on worker threads (the rows of the previous one are built meanwhile).
-PREPARE_THREADS = 2
+_BAD_INT = r'"\s*:\s*(?:[^\s\-0-9n]|-?[0-9]+[^\s0-9,}\]]|-?[0-9]{19})'
+_BAD_STR = r'"\s*:\s*[^\s"n]'
+#: Screens for what breaks the reader, each turned on for the rest of a batch once the records it would
+#: have caught cost more than its threshold in restarts per MB read (see ``_BatchState``). A restart costs
+#: a reader start, a block's fixed costs and the re-read of the failing block (about 0.7 ms with
+#: 128 KiB blocks); a screen costs one RE2 pass. Each pattern starts with a literal piece of a member
+#: name, so RE2 skips from one occurrence of it to the next: 2-9 GB/s, against 0.5 GB/s for
+#: SUSPECT_PATTERN, whose every alternative starts with a quote. The type screens together match every
+#: record SUSPECT_PATTERN matches (and a few more: any member with such an ending).
+MEMBER_SCREENS: tuple[tuple[str, float], ...] = (
+    ("Count" + _BAD_INT, 0.5),  # syncCount
+    ("Date" + _BAD_INT, 0.5),  # lastModifiedDate, deviceLastModifiedDate
+    ("Id" + _BAD_STR, 0.5),  # identityPoolId, identityId
+    ("ame" + _BAD_STR, 0.5),  # dataSetName, datasetName
+    ("operation" + _BAD_STR, 0.5),
+    ("Type" + _BAD_STR, 0.5),  # payloadType
+    ("URL" + _BAD_STR, 0.5),  # kinesisSyncRecordsURL
+    ("key" + _BAD_STR, 0.5),
+    ("value" + _BAD_STR, 0.5),
+    ("op" + _BAD_STR, 0.5),
+    (r'Records"\s*:\s*(?:[^\s\[n]|\[\s*[^\s{\]n])', 0.5),  # kinesisSyncRecords
+    # A member name repeated in one object (no brace between the two: a repeat across a nested object,
+    # or with a brace inside a string between, escapes the screen and costs a restart). The members of
+    # kinesisSyncRecords' elements occur many times per record: their screens read 1-3 times slower.
+    *((rf'{name}"\s*:[^{{}}]*"{name}"\s*:', 0.5) for name in shape.TOP_FIELDS if name not in shape.ITEM_FIELDS),
+    *((rf'{name}"\s*:[^{{}}]*"{name}"\s*:', 2.0) for name in shape.ITEM_FIELDS),
+)
+#: The same screens for one record at a time (Python's ``re`` reads them alike): which of them would
+#: have caught a record that broke the reader.
+_MEMBER_SCREENS_RE = tuple(re.compile(pattern.encode()) for pattern, _ in MEMBER_SCREENS)
+#: A screen is turned on after at least this many restarts it would have saved (a few bad records early
+#: in a batch are no trend).
+SCREEN_MIN_RESTARTS = 4
+#: Chunks decoded at once on worker threads.
+DECODE_THREADS = 2
 
 
 @dataclass
@@ -217,12 +247,13 @@ class DecodeOptions:
     #: ``(sequence_number, sub_sequence_number, record_index) -> s3 URI`` of a cut value's full text.
     value_ref: Callable[[str, int, int], str]
     value_max_bytes: int = 65_535
-    #: Records are parsed in chunks of about this many bytes (bounds memory and the cost of a restart).
-    chunk_bytes: int = 16 * 2**20
-    #: The JSON reader's block size once a record broke it: such a record costs about half a block
-    #: of re-parsing plus a reader start.
-    block_bytes: int = 256 * 2**10
-    #: The block size while the batch is clean (one read_json call per chunk, parsed in parallel).
+    #: Records are decoded in chunks of about this many bytes, two at a time (bounds memory; several
+    #: chunks per batch keep both threads busy to the end).
+    chunk_bytes: int = 4 * 2**20
+    #: The JSON reader's block size once a record broke it: each further such record that no screen
+    #: catches costs a reader start and the re-read of its block.
+    block_bytes: int = 128 * 2**10
+    #: The block size while the batch is clean (fewer blocks, each with its fixed costs).
     fast_block_bytes: int = 2**20
     #: The records are ``S3Url`` records whose fetched records were put in ``kinesisSyncRecords``.
     resolved_s3url: bool = False
@@ -316,95 +347,104 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
     Never raises for bad input: every record is landed, rejected with a reason, or pending.
     """
     out = Decoded(changes=empty_changes())
-    tables: list[pa.Table] = []
     state = _BatchState()
     bounds = list(_chunks(records.data, options.chunk_bytes))
 
-    def prepare(bound: tuple[int, int]) -> _Parsed:
-        return _prepare(records.slice(*bound), options, state)
+    def work(bound: tuple[int, int]) -> _ChunkResult:
+        return _decode_whole_chunk(records.slice(*bound), options, state)
 
-    def consume(parsed: _Parsed) -> None:
-        out.rejects.extend(parsed.kpl_rejects)
-        out.records_read += len(parsed.records) + len(parsed.kpl_rejects)
-        out.parser_restarts += parsed.restarts
-        out.records_checked_slowly += parsed.chunk.checked
-        table = _decode_chunk(parsed.records, parsed.chunk, parsed.table, options, out)
-        if table.num_rows:
-            tables.append(table)
-
-    # Chunks are prepared (joined, screened, parsed) two at a time on worker threads while this thread
-    # builds the rows of the previous one, so both cores stay busy (pyarrow and numpy release the GIL).
-    # While the batch is clean, a chunk is one multi-threaded read_json call; once a record broke the
-    # reader, chunks are read as single-threaded, restartable streams.
+    # Each chunk is decoded whole (joined, screened, parsed, checked, turned into rows) on one of two
+    # worker threads, so both cores stay busy (pyarrow and numpy release the GIL); results are taken
+    # in chunk order, so the output does not depend on which thread finished first.
+    results: Iterator[_ChunkResult]
     if not options.use_threads or len(bounds) < 2:
-        for bound in bounds:
-            consume(prepare(bound))
+        results = map(work, bounds)
+        tables = [result.merge_into(out) for result in results]
     else:
-        with ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="decode") as pool:
-            # The first chunk alone: it tells whether the batch is clean, so that the next ones do not
-            # all start with a whole-chunk read that a bad record would throw away.
-            in_flight = deque([pool.submit(prepare, bounds[0])])
-            following = iter(bounds[1:])
-            while in_flight:
-                parsed = in_flight.popleft().result()
-                while len(in_flight) < PREPARE_THREADS and (upcoming := next(following, None)) is not None:
-                    in_flight.append(pool.submit(prepare, upcoming))
-                consume(parsed)
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
+            tables = [result.merge_into(out) for result in pool.map(work, bounds)]
+    tables = [table for table in tables if table.num_rows]
     if tables:
         out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return out
 
 
 @dataclass
-class _Parsed:
-    """One chunk, screened and parsed."""
+class _ChunkResult:
+    """What one chunk gave: its rows, and its rejects, pending payloads, cut values and counts."""
 
-    records: KinesisRecords
-    chunk: _Chunk
     table: pa.Table
-    kpl_rejects: list[Reject]
-    restarts: int
+    part: Decoded
+
+    def merge_into(self, out: Decoded) -> pa.Table:
+        """Add this chunk's rejects, payloads, cut values and counts to ``out``; return its rows."""
+        part = self.part
+        out.rejects.extend(part.rejects)
+        out.pending.extend(part.pending)
+        out.cut_values.extend(part.cut_values)
+        out.records_read += part.records_read
+        out.records_landed += part.records_landed
+        out.records_checked_slowly += part.records_checked_slowly
+        out.parser_restarts += part.parser_restarts
+        return self.table
 
 
-def _prepare(records: KinesisRecords, options: DecodeOptions, state: _BatchState) -> _Parsed:
+def _decode_whole_chunk(records: KinesisRecords, options: DecodeOptions, state: _BatchState) -> _ChunkResult:
     chunk = _Chunk(records.data)
-    kpl_rejects: list[Reject] = []
+    part = Decoded(changes=empty_changes())
     if chunk.may_hold_kpl():
         records, kpl_rejects = deaggregate(records)
+        part.rejects.extend(kpl_rejects)
+        part.records_read += len(kpl_rejects)
         chunk = _Chunk(records.data)
     for index in _screen(chunk):
         chunk.check(index)
-    if state.regex_screen:
-        for index in _regex_screen(chunk, 0):
-            chunk.check(index)
-    table, restarts = _parse(chunk, options, state)
-    with state.lock:
-        state.bytes_seen += len(chunk.blob)
-    return _Parsed(records, chunk, table, kpl_rejects, restarts)
+    screens = state.screens
+    chunk.screened.update(screens)
+    for index in _member_screen(chunk, screens, 0):
+        chunk.check(index)
+    table, part.parser_restarts = _parse(chunk, options, state)
+    part.records_read += len(records)
+    part.records_checked_slowly += chunk.checked
+    return _ChunkResult(_decode_chunk(records, chunk, table, options, part), part)
 
 
 @dataclass
 class _BatchState:
-    """What the chunks of a batch learn about it (shared by the worker threads; updates are
-    single attribute writes or guarded by the lock)."""
+    """What the chunks of a batch learn about it (shared by the worker threads; updates are guarded
+    by the lock)."""
 
-    #: No record of the batch has broken the JSON reader yet: parse a chunk in one call (fastest).
-    clean: bool = True
-    #: Screen with RE2 too: set once parser restarts became more costly than the screen.
-    regex_screen: bool = False
+    #: A record of the batch has broken the JSON reader: read with the smaller ``block_bytes`` from
+    #: now on, so that the next such record costs a shorter re-read.
+    dirty: bool = False
+    #: Indices into MEMBER_SCREENS of the screens turned on.
+    screens: tuple[int, ...] = ()
     restarts: int = 0
-    bytes_seen: int = 0
+    #: Restarts each member screen would have saved.
+    catchable: list[int] = field(default_factory=lambda: [0] * len(MEMBER_SCREENS))
+    #: Bytes the reader has gone through (restarts included).
+    bytes_parsed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def restarted(self, chunk_bytes: int) -> bool:
-        """Count a restart; True when the regex screen has just become worth it."""
+    def parsed(self, nbytes: int) -> None:
+        """Count bytes the reader went through."""
+        with self.lock:
+            self.bytes_parsed += nbytes
+
+    def restarted(self, culprit: bytes) -> None:
+        """Count a restart caused by ``culprit``; turn on the member screens that have become worth it."""
+        would_catch = [i for i, screen in enumerate(_MEMBER_SCREENS_RE) if screen.search(culprit)]
         with self.lock:
             self.restarts += 1
-            if self.regex_screen:
-                return False
-            seen_mb = (self.bytes_seen + chunk_bytes) / 2**20
-            self.regex_screen = self.restarts > max(4.0, REGEX_SCREEN_RESTARTS_PER_MB * seen_mb)
-            return self.regex_screen
+            self.dirty = True
+            parsed_mb = self.bytes_parsed / 2**20
+            new = []
+            for i in would_catch:
+                self.catchable[i] += 1
+                threshold = max(SCREEN_MIN_RESTARTS, MEMBER_SCREENS[i][1] * parsed_mb)
+                if i not in self.screens and self.catchable[i] > threshold:
+                    new.append(i)
+            self.screens = (*self.screens, *new)
 
 
 def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -435,6 +475,8 @@ class _Chunk:
         self.errors: dict[int, shape.ShapeError] = {}
         self.checked = 0
         self.newlines_fixed = False
+        #: MEMBER_SCREENS (indices) already run on the chunk
+        self.screened: set[int] = set()
         lengths = np.fromiter(map(len, data), dtype=np.int64, count=self.n)
         parts = data
         short = np.flatnonzero(lengths < 2)
@@ -469,6 +511,16 @@ class _Chunk:
     def first_bytes(self) -> np.ndarray:
         """The first byte of every record (as joined)."""
         return np.frombuffer(self.blob, dtype=np.uint8)[self.starts]
+
+    def contains(self, pattern: str) -> bool:
+        """The joined bytes match the RE2 ``pattern`` (for a literal: memchr speed, where ``in`` is 10
+        times slower)."""
+        whole = pa.Array.from_buffers(
+            pa.large_binary(),
+            1,
+            [None, pa.py_buffer(np.array([0, len(self.blob)], dtype=np.int64)), pa.py_buffer(self.blob)],
+        )
+        return bool(pc.match_substring_regex(whole, pattern)[0].as_py())
 
     def may_hold_kpl(self) -> bool:
         """Some record starts like a KPL aggregate (0xF3 ...)."""
@@ -567,47 +619,47 @@ def _invalid_utf8_records(chunk: _Chunk, group: int = 64) -> np.ndarray:
     return bad
 
 
-def _regex_screen(chunk: _Chunk, lo: int, hi: int | None = None) -> list[int]:
-    """Records in ``[lo, hi)`` that the RE2 screen finds suspicious (and not yet blanked)."""
+def _regex_screen(chunk: _Chunk, lo: int, hi: int | None = None, pattern: str = SUSPECT_PATTERN) -> list[int]:
+    """Records in ``[lo, hi)`` that the RE2 ``pattern`` finds suspicious (and not yet blanked)."""
     hi = chunk.n if hi is None else min(hi, chunk.n)
     if lo >= hi:
         return []
-    matches = pc.match_substring_regex(_records_array(chunk, lo, hi), SUSPECT_PATTERN)
+    matches = pc.match_substring_regex(_records_array(chunk, lo, hi), pattern)
     found = np.flatnonzero(_np(pc.fill_null(matches, False))) + lo
     return [int(i) for i in found if int(i) not in chunk.errors]
+
+
+def _member_screen(chunk: _Chunk, screens: tuple[int, ...] | list[int], lo: int) -> list[int]:
+    """Records from ``lo`` on that the given MEMBER_SCREENS find suspicious, in order."""
+    if not screens:
+        return []
+    found: set[int] = set()
+    for i in screens:
+        found.update(_regex_screen(chunk, lo, pattern=MEMBER_SCREENS[i][0]))
+    return sorted(found)
 
 
 def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[pa.Table, int]:
     """Parse the chunk's NDJSON into one row per record.
 
-    While the batch is clean, the chunk is read in one call. Once a record broke the reader, chunks
-    are read as a stream of blocks: a failure keeps the blocks read so far, the culprit is found
-    (the reader names its row), blanked, and reading resumes at the failing block.
+    The chunk is read as a stream of blocks (single-threaded: the chunks of a batch are parsed in
+    parallel instead). A failure keeps the blocks read so far: the culprit is found (the reader names
+    its row), blanked, and reading resumes at the failing block, never at the start of the chunk.
     """
     buffer = pa.py_buffer(chunk.blob)
-    if state.clean:
-        read_options = pj.ReadOptions(
-            use_threads=options.use_threads, block_size=chunk.block_bytes(options.fast_block_bytes)
-        )
-        try:
-            table = pj.read_json(pa.BufferReader(buffer), read_options=read_options, parse_options=_PARSE_OPTIONS)
-            if table.num_rows == chunk.n:
-                return table, 0
-        except pa.ArrowInvalid:
-            pass
-        state.clean = False
-    # Single-threaded on purpose: a threaded reader parses blocks ahead, which a failure throws away.
-    read_options = pj.ReadOptions(use_threads=False, block_size=chunk.block_bytes(options.block_bytes))
     batches: list[pa.RecordBatch] = []
     done = 0  # records parsed into `batches`
     restarts = 0
     while done < chunk.n:
+        # Large blocks while the batch is clean (fewer per-block costs); smaller ones once a record
+        # broke the reader, since each further one costs a re-read of about half a block.
+        block = chunk.block_bytes(options.block_bytes if state.dirty else options.fast_block_bytes)
+        read_options = pj.ReadOptions(use_threads=False, block_size=block)
+        start = int(chunk.starts[done])
         got = 0
         try:
             for batch in pj.open_json(
-                pa.BufferReader(buffer.slice(int(chunk.starts[done]))),
-                read_options=read_options,
-                parse_options=_PARSE_OPTIONS,
+                pa.BufferReader(buffer.slice(start)), read_options=read_options, parse_options=_PARSE_OPTIONS
             ):
                 batches.append(batch)
                 got += batch.num_rows
@@ -616,18 +668,28 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
                 buffer, batches, done = pa.py_buffer(chunk.blob), [], 0  # offsets changed: start over
                 continue
             failed_at = done + got
+            state.parsed(min(len(buffer), int(chunk.starts[min(failed_at, chunk.n - 1)]) + block) - start)
             restarts += 1
-            _explain_failure(chunk, failed_at, str(err), options)
-            if state.restarted(len(chunk.blob)):
-                for index in _regex_screen(chunk, failed_at):
-                    chunk.check(index)
+            culprit = _explain_failure(chunk, failed_at, str(err), block)
+            # Screens turned on since this chunk was screened (by this restart or another chunk's) are
+            # run on the rest of it.
+            state.restarted(chunk.data[culprit])
+            unapplied = [i for i in state.screens if i not in chunk.screened]
+            chunk.screened.update(unapplied)
+            for index in _member_screen(chunk, unapplied, failed_at):
+                chunk.check(index)
             # The batches read before the failure are kept; the next reader starts at the failing block.
             done = failed_at
             continue
+        state.parsed(len(buffer) - start)
         done += got
         if got == 0:
             break
     table = pa.Table.from_batches(batches, schema=READ_SCHEMA)
+    if len(batches) > 1:
+        # The checks and rows after this run some 60 compute kernels over each column: once per
+        # block of a fragmented table, which costs more than this one copy.
+        table = table.combine_chunks()
     if table.num_rows != chunk.n:
         # A line held more than one JSON document ("{...} {...}"), or a record spanned lines.
         if not chunk.newlines_fixed:
@@ -647,28 +709,30 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
     return table, restarts
 
 
-def _explain_failure(chunk: _Chunk, failed_at: int, message: str, options: DecodeOptions) -> None:
-    """Find and blank the record (at or after ``failed_at``) that made the JSON reader fail."""
+def _explain_failure(chunk: _Chunk, failed_at: int, message: str, block_bytes: int) -> int:
+    """Find and blank the record (at or after ``failed_at``) that made the JSON reader fail; its index."""
     hint = _ROW_HINT.search(message)
     if hint is not None:
         index = failed_at + int(hint.group(1))
         if index < chunk.n and index not in chunk.errors and chunk.check(index) is not None:
-            return
+            return index
     # No usable row number (a conversion error such as a fraction where an integer is read, or the
     # exact check disagrees): the culprit is in the failing block; look at RE2's suspects there
     # first, then at each record in order.
-    window_end = int(np.searchsorted(chunk.starts, chunk.starts[failed_at] + 2 * options.block_bytes)) + 1
-    if any(chunk.check(index) is not None for index in _regex_screen(chunk, failed_at, window_end)):
-        return
+    window_end = int(np.searchsorted(chunk.starts, chunk.starts[failed_at] + 2 * block_bytes)) + 1
+    for index in _regex_screen(chunk, failed_at, window_end):
+        if chunk.check(index) is not None:
+            return index
     for index in range(failed_at, chunk.n):
         if index not in chunk.errors and chunk.check(index) is not None:
-            return
+            return index
         if index >= window_end:
             break
     # The exact check accepts every record here but the reader does not: find the record the
     # reader rejects by bisection and quarantine it with the reader's own words.
     index = _bisect_unreadable(chunk, failed_at)
     chunk.blank(index, shape.ShapeError("invalid_json", f"the JSON reader rejected it: {_safe_message(message)}"))
+    return index
 
 
 def _readable(chunk: _Chunk, a: int, b: int) -> bool:
@@ -805,8 +869,10 @@ def _longer(values: pa.ChunkedArray | pa.Array, chars: int) -> np.ndarray:
     return _np(pc.fill_null(pc.greater(pc.utf8_length(values), chars), False))
 
 
-def _has_nul(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Not null and containing U+0000."""
+def _has_nul(values: pa.ChunkedArray | pa.Array, possible: bool = True) -> np.ndarray:
+    """Not null and containing U+0000 (never, when not ``possible``)."""
+    if not possible:
+        return np.zeros(len(values), dtype=bool)
     return _np(pc.fill_null(pc.match_substring(values, "\x00"), False))
 
 
@@ -839,6 +905,9 @@ def _decode_chunk(
     url = table.column("kinesisSyncRecordsURL")
     items = table.column("kinesisSyncRecords")
 
+    # JSON text holds U+0000 only as the escape \u0000 (or, invalid, as a raw NUL byte): without either in
+    # the chunk, no parsed string holds it, and five substring searches over the columns are saved.
+    nul = b"\x00" in chunk.blob or chunk.contains(r"\\u0000")
     is_s3url = _np(pc.fill_null(pc.equal(payload, PAYLOAD_S3URL), False))
     inline_like = ~is_s3url if not options.resolved_s3url else np.ones(n, dtype=bool)
     is_remove = _np(pc.fill_null(pc.equal(operation, OP_REMOVE), False))
@@ -859,7 +928,7 @@ def _decode_chunk(
         _bad_date(event_date),
         is_s3url & ~inline_like & _missing_text(url),
         inline_like & items_null & ~is_remove,
-        _has_nul(pool) | _has_nul(identity) | _has_nul(dataset),
+        _has_nul(pool, nul) | _has_nul(identity, nul) | _has_nul(dataset, nul),
         _longer(pool, MAX_ID_CHARS),
         _longer(identity, MAX_ID_CHARS),
         _longer(dataset, MAX_DATASET_CHARS),
@@ -892,9 +961,9 @@ def _decode_chunk(
             _np(pc.is_null(date)),
             _bad_date(date),
             _bad_date(device),
-            _has_nul(key),
+            _has_nul(key, nul),
             _longer(key, MAX_KEY_CHARS),
-            _has_nul(pc.struct_field(flat, "value")),
+            _has_nul(pc.struct_field(flat, "value"), nul),
             _repeated_keys(parents, lengths, key, used),
         ]
         for check, mask in enumerate(item_masks):
@@ -910,9 +979,10 @@ def _decode_chunk(
             used &= item_reason[parents] < 0
     bad_item_record = (item_reason >= 0) & (reason < 0) & ~blank
 
-    # Rejects ------------------------------------------------------------------------------------
+    # Rejects, in stream order (whichever check found them, however the batch was cut into chunks) -------
     rejected = blank | (reason >= 0) | bad_item_record
     if rejected.any():
+        found: list[tuple[int, Reject]] = []
         ids_needed = np.flatnonzero((reason >= 0) | bad_item_record)
         id_cols = _pylists(ids_needed, pool, identity, dataset)
         for j, index in enumerate(ids_needed.tolist()):
@@ -922,20 +992,11 @@ def _decode_chunk(
                 why, suffix = _ITEM_CHECKS[item_reason[index]]
                 separator = "" if suffix.startswith(".") else " "
                 detail = f"kinesisSyncRecords[{item_where[index]}]{separator}{suffix}"
-            out.rejects.append(
-                Reject(
-                    seqs[index],
-                    subs[index],
-                    arrived[index],
-                    why,
-                    detail,
-                    chunk.data[index],
-                    id_cols[0][j],
-                    id_cols[1][j],
-                    id_cols[2][j],
-                )
+            reject = Reject(
+                seqs[index], subs[index], arrived[index], why, detail, chunk.data[index], *(c[j] for c in id_cols)
             )
-        for index, error in sorted(chunk.errors.items()):
+            found.append((index, reject))
+        for index, error in chunk.errors.items():
             ids = (
                 shape.identities(chunk.data[index])
                 if error.identity_id is None
@@ -945,9 +1006,12 @@ def _decode_chunk(
                     "dataset_name": error.dataset_name,
                 }
             )
-            out.rejects.append(
-                Reject(seqs[index], subs[index], arrived[index], error.reason, error.detail, chunk.data[index], **ids)
+            reject = Reject(
+                seqs[index], subs[index], arrived[index], error.reason, error.detail, chunk.data[index], **ids
             )
+            found.append((index, reject))
+        found.sort(key=lambda pair: pair[0])
+        out.rejects.extend(reject for _, reject in found)
 
     # Pending S3Url payloads -----------------------------------------------------------------------
     ok = ~rejected
