@@ -109,6 +109,14 @@ def cognito_streams_configure() -> None:
     def check_pools(summary: Any, role: Any) -> dict[str, Any]:
         from cognito_streams.configure import ConfigurationError
 
+        if summary is None or role is None:
+            # Runs whatever happened upstream: without their results the pools' state is unknown.
+            steps = (("ensure_publish_role", role), ("configure_pools", summary))
+            missing = [name for name, out in steps if out is None]
+            raise ConfigurationError(
+                f"Cognito Streams is not healthy: the pools were not checked: {' and '.join(missing)} did not run or "
+                "failed (open the log of the first failed task: ensure_stream, ensure_publish_role or configure_pools)"
+            )
         failed = [p for p in summary["pools"] if p["action"] == "fail"]
         if failed or role["action"] == "invalid":
             lines = [f"- pool {p['identity_pool_id']}: {'; '.join(p['reasons'])}" for p in failed]

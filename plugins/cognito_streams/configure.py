@@ -326,7 +326,12 @@ class StreamsConfigurator:
         for pool_id in pool_ids or self.settings.identity_pool_ids:
             plan = self.plan(pool_id, stream_problems, role_problems)
             if plan.writes:
-                self.apply(pool_id, plan)
+                try:
+                    self.apply(pool_id, plan)
+                except ConfigurationError as err:
+                    # Reported, not raised: the pools before it may have been re-enabled, and their
+                    # backfill is asked for only from this run's reports (a retry finds them unchanged).
+                    plan = PoolPlan(PoolAction.FAIL, [str(err), *plan.reasons])
             level = logging.ERROR if plan.action is PoolAction.FAIL else logging.INFO
             log.log(
                 level,

@@ -1,8 +1,10 @@
 """``cognito_streams_configure`` with ``dag.test()`` against moto and the Cognito Sync emulator:
 configure from nothing, a rerun changes nothing, a deleted stream is detected and repaired, a
 disabled pool whose role is broken fails with its reason, a stream with another shard count is
-reported and resharded only on request (never when on-demand), and a publish role the pipeline does
-not manage and that does not exist fails naming it and what to do."""
+reported and resharded only on request (never when on-demand), a publish role the pipeline does
+not manage and that does not exist fails naming it and what to do, a pool Cognito refuses to
+configure fails the run without costing the pools before it their backfill, and a failed step before
+the pools makes check_pools say so."""
 
 from __future__ import annotations
 
@@ -348,3 +350,98 @@ def test_a_refused_reshard_says_what_to_do(setup: dict[str, Any], aws: Any, monk
     assert f"LimitExceededException: {quota}" in message
     assert "rerun with reshard=true later" in message and "stream_shards" in message
     assert open_shards(aws, stream_name) == 1
+
+
+def test_a_pool_cognito_refuses_to_configure_does_not_cost_the_others_their_backfill(
+    airflow_db: None,
+    dag: Any,
+    setup: dict[str, Any],
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One pool's refused SetIdentityPoolConfiguration used to fail configure_pools as a whole, after
+    it had re-enabled the pools before it: their backfill was never asked for (on the retry and every
+    later run they read as unchanged), and check_pools failed on a missing summary instead of the reason.
+    Cognito's refusal is stubbed on that one pool's call (the emulator accepts any valid configuration)."""
+    from airflow.utils.state import DagRunState
+    from botocore.exceptions import ClientError
+
+    from cognito_streams import configure
+    from cognito_streams.hooks.cognito_sync import CognitoSyncHook
+    from local.emulator.control import EmulatorControl
+
+    # GIVEN pool A streaming, then disabled by Cognito (its stream was deleted while an app synced)
+    assert dag.test().state == DagRunState.SUCCESS
+    pool_a, stream_name = setup["pool_id"], setup["variable"]["stream_name"]
+    aws("kinesis").delete_stream(StreamName=stream_name)
+    app_syncs_one_key(aws, pool_a)
+    EmulatorControl.from_env().flush()
+    # AND a new pool B after it in the settings, whose configuration Cognito refuses
+    pool_b = aws("cognito-identity").create_identity_pool(
+        IdentityPoolName=f"configure_b_{setup['suffix']}", AllowUnauthenticatedIdentities=True
+    )["IdentityPoolId"]
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps({**setup["variable"], "identity_pool_ids": [pool_a, pool_b]})
+    )
+    refusal = "Role cannot be assumed by Cognito Sync in this region"
+    real_set = CognitoSyncHook.set_configuration
+
+    def set_configuration(self: Any, identity_pool_id: str, *args: Any) -> Any:
+        if identity_pool_id == pool_b:
+            error = {"Error": {"Code": "InvalidConfigurationException", "Message": refusal}}
+            raise ClientError(error, "SetIdentityPoolConfiguration")  # type: ignore[arg-type]
+        return real_set(self, identity_pool_id, *args)
+
+    monkeypatch.setattr(CognitoSyncHook, "set_configuration", set_configuration)
+    monkeypatch.setattr(configure, "ROLE_PROPAGATION_SECONDS", 0.0)
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN it is red, check_pools naming pool B and Cognito's reason, yet pool A is re-enabled and backfilled
+    assert run.state == DagRunState.FAILED, states(run)
+    got = states(run)
+    assert got["configure_pools"] == "success" and got["check_pools"] == "failed", got
+    assert got["backfill_reenabled_pools"] == "success", got
+    out = results(run)
+    assert out["configure_pools"]["needs_backfill"] == [pool_a]
+    assert out["configure_pools"]["failed"] == [pool_b]
+    assert out["pools_to_backfill"]["identity_pool_ids"] == [pool_a]
+    assert f"- pool {pool_b}: SetIdentityPoolConfiguration refused for pool {pool_b}: {refusal}" in (
+        capsys.readouterr().out
+    )
+    config = aws("cognito-sync").get_identity_pool_configuration(IdentityPoolId=pool_a)["CognitoStreams"]
+    assert config["StreamingStatus"] == "ENABLED"
+
+
+def test_a_failed_step_before_the_pools_makes_check_pools_name_it(
+    airflow_db: None,
+    dag: Any,
+    setup: dict[str, Any],
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """check_pools runs whatever happened upstream; with no summary it used to fail on a TypeError.
+    The refusal of Kinesis (a scaling quota moto does not have) is stubbed on the one call."""
+    from airflow.utils.state import DagRunState
+
+    from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+
+    # GIVEN a stream with another shard count, and Kinesis refusing to reshard it today
+    aws("kinesis").create_stream(StreamName=setup["variable"]["stream_name"], ShardCount=1)
+
+    def refuse(self: Any, current: int, wanted: int) -> Any:
+        raise ConfigurationError(f"Kinesis refused to reshard stream to {wanted} shard(s): LimitExceededException")
+
+    monkeypatch.setattr(StreamsConfigurator, "_reshard", refuse)
+    # WHEN the DAG runs with reshard=true
+    run = dag.test(run_conf={"reshard": True})
+    # THEN ensure_stream fails with Kinesis' reason and check_pools says the pools were not checked, and why
+    assert run.state == DagRunState.FAILED
+    got = states(run)
+    assert got["ensure_stream"] == "failed" and got["configure_pools"] == "upstream_failed", got
+    assert got["check_pools"] == "failed", got
+    out = capsys.readouterr().out
+    assert "TypeError" not in out
+    assert "the pools were not checked: ensure_publish_role and configure_pools did not run or failed" in out
+    assert "LimitExceededException" in out
