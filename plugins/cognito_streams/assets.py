@@ -9,7 +9,8 @@ from __future__ import annotations
 from airflow.sdk import Asset
 
 #: Emitted by ``cognito_stream_to_s3`` when at least one batch was landed; schedules
-#: ``cognito_s3_to_redshift``. Event extra: ``{"batches": n, "descriptors": [s3 URIs...]}``.
+#: ``cognito_s3_to_redshift``. Event extra: ``{"batches": n, "descriptors": [s3 URIs, at most
+#: landing.tasks.DESCRIPTORS_IN_EVENT], "descriptors_omitted": m, "records_*": counts}``.
 LANDED_BATCHES = Asset(
     name="cognito_streams_landed_batches",
     uri="cognito-streams://landing/batches",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -263,3 +264,38 @@ def test_a_cut_is_the_longest_whole_character_prefix_within_the_limit(text: str,
     if len(cut) < len(data):
         next_char = text[len(kept)].encode()
         assert len(cut) + len(next_char) > limit  # the next character would not have fitted
+
+
+# -- the run's asset event --------------------------------------------------------------------------
+
+
+def test_the_runs_asset_event_lists_a_bounded_sample_of_descriptors_with_the_full_counts() -> None:
+    """The event's extra is also publish_landed's XCom: it must not grow with the shards x batches of a
+    busy run (hundreds of shards, several batches each); the loader lists the landing zone itself."""
+    from cognito_streams.landing.tasks import DESCRIPTORS_IN_EVENT, publish
+
+    # GIVEN a run of 300 shards that landed 4 batches each
+    outcomes = [
+        {
+            "shard_id": f"shardId-{n:012d}",
+            "status": "read",
+            "records_read": 40,
+            "records_landed": 38,
+            "records_rejected": 2,
+            "batches": [f"s3://bucket/batches/stream=s/dt=2026-11-25/shardId-{n:012d}/{b}.json" for b in range(4)],
+            "lag_ms": n,
+        }
+        for n in range(300)
+    ]
+    # WHEN the run is summed up
+    extra = publish(outcomes)
+    # THEN the counts are whole, the descriptors a sample of the first ones, with how many were left out
+    assert extra is not None
+    assert (extra["batches"], extra["records_read"], extra["records_landed"]) == (1200, 12000, 11400)
+    assert extra["descriptors"] == [u for o in outcomes for u in o["batches"]][:DESCRIPTORS_IN_EVENT]
+    assert extra["descriptors_omitted"] == 1200 - DESCRIPTORS_IN_EVENT
+    assert len(orjson.dumps(extra)) < 20_000
+    # WHEN a run lands few batches  THEN they are all listed
+    small = publish(outcomes[:2])
+    assert small is not None and len(small["descriptors"]) == small["batches"] == 8
+    assert small["descriptors_omitted"] == 0

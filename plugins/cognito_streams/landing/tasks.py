@@ -59,15 +59,24 @@ def land(
     return land_shard(ctx, info, lease_owner(dag_id, run_id)).as_dict()
 
 
+#: Descriptor URIs listed in the asset event (and publish_landed's XCom). A busy run lands several
+#: batches on each of hundreds of shards; the loader lists the landing zone itself, so the event
+#: carries the counts and a sample, not a list that grows with the stream.
+DESCRIPTORS_IN_EVENT = 100
+
+
 def publish(outcomes: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Final task: the asset event's extra when something landed, else None (the task skips)."""
+    """Final task: the asset event's extra when something landed, else None (the task skips).
+
+    ``descriptors`` holds the first ``DESCRIPTORS_IN_EVENT`` URIs; ``descriptors_omitted`` how many more."""
     summary = summarize(outcomes)
     log.info("run total: %s", summary.line())
     if not summary.descriptors:
         return None
     return {
         "batches": len(summary.descriptors),
-        "descriptors": summary.descriptors,
+        "descriptors": summary.descriptors[:DESCRIPTORS_IN_EVENT],
+        "descriptors_omitted": max(0, len(summary.descriptors) - DESCRIPTORS_IN_EVENT),
         "records_read": summary.records_read,
         "records_landed": summary.records_landed,
         "records_rejected": summary.records_rejected,
