@@ -110,6 +110,7 @@ SUSPECT_PATTERN = "|".join(
 )
 _BAD_INT = r'"\s*:\s*(?:[^\s\-0-9n]|-?[0-9]+[^\s0-9,}\]]|-?[0-9]{19})'
 _BAD_STR = r'"\s*:\s*[^\s"n]'
+_VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s,{}\[\]"]+)'  # a string or a scalar
 #: Screens for what breaks the reader, each turned on for the rest of a batch once the records it would
 #: have caught cost more than its threshold in restarts per MB read (see ``_BatchState``). A restart costs
 #: a reader start, a block's fixed costs and the re-read of the failing block (about 0.7 ms with
@@ -129,11 +130,12 @@ MEMBER_SCREENS: tuple[tuple[str, float], ...] = (
     ("value" + _BAD_STR, 0.5),
     ("op" + _BAD_STR, 0.5),
     (r'Records"\s*:\s*(?:[^\s\[n]|\[\s*[^\s{\]n])', 0.5),  # kinesisSyncRecords
-    # A member name repeated in one object (no brace between the two: a repeat across a nested object,
-    # or with a brace inside a string between, escapes the screen and costs a restart). The members of
-    # kinesisSyncRecords' elements occur many times per record: their screens read 1-3 times slower.
-    *((rf'{name}"\s*:[^{{}}]*"{name}"\s*:', 0.5) for name in shape.TOP_FIELDS if name not in shape.ITEM_FIELDS),
-    *((rf'{name}"\s*:[^{{}}]*"{name}"\s*:', 2.0) for name in shape.ITEM_FIELDS),
+    # A member name repeated right after its first value (a repeat further away costs a restart; the
+    # screen looks no further since that would mean reading on to the end of the object each time).
+    *(
+        (rf'{name}"\s*:\s*{_VALUE}\s*,\s*"{name}"\s*:', 0.5)
+        for name in dict.fromkeys(shape.TOP_FIELDS + shape.ITEM_FIELDS)
+    ),
 )
 #: The same screens for one record at a time (Python's ``re`` reads them alike): which of them would
 #: have caught a record that broke the reader.
