@@ -166,6 +166,67 @@ def test_records_that_break_the_parser_cost_restarts_then_the_regex_screen_takes
     assert out.records_landed == 2_900
 
 
+def test_repeated_members_are_screened_once_they_cost_restarts() -> None:
+    # GIVEN many records with a member repeated right after its value, at the top and in an element
+    data = seed_records(3_000, seed=13)
+    for i in range(0, 3_000, 30):
+        data[i] = data[i].replace(b'"dataSetName":', b'"dataSetName":"x","dataSetName":', 1)
+    for i in range(15, 3_000, 30):
+        data[i] = data[i].replace(b'"key":', b'"key":"x","key":', 1)
+    out = decode_records(batch(data), replace(OPTIONS, block_bytes=64 * 1024))
+    # THEN all are quarantined as duplicate_keys, and the screens spare most of the restarts
+    assert out.records_rejected == 200 and {r.reason for r in out.rejects} == {"duplicate_keys"}
+    assert out.parser_restarts < 30
+    assert out.records_landed == 2_800
+
+
+def test_the_screens_only_save_time_the_outcome_is_the_same_without_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a batch with every bad kind, decoded with the screens and with screens that never turn on
+    data = seed_records(400, seed=17)
+    for i, (_, raw) in enumerate(bad_records()):
+        data.insert(7 + i * 15, raw)
+    screened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000))
+    monkeypatch.setattr(decode_module, "SCREEN_MIN_RESTARTS", 10**9)
+    unscreened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000))
+    # THEN the same rows and the same rejects, with more restarts without the screens
+    assert screened.changes.equals(unscreened.changes)
+    assert [(r.sequence_number, r.reason, r.detail) for r in screened.rejects] == [
+        (r.sequence_number, r.reason, r.detail) for r in unscreened.rejects
+    ]
+    assert unscreened.parser_restarts >= screened.parser_restarts
+
+
+def test_rejects_come_in_stream_order_however_the_batch_is_chunked() -> None:
+    # GIVEN records rejected by the vectorized checks and by the exact check, interleaved
+    data = seed_records(200, seed=19)
+    for i, (_, raw) in enumerate(bad_records() * 2):
+        data.insert(3 + i * 4, raw)
+    whole = decode_records(batch(data), OPTIONS)
+    pieces = decode_records(batch(data), replace(OPTIONS, chunk_bytes=20_000, block_bytes=4_096))
+    # THEN the rejects are in stream order, the same whatever the chunks
+    order = [int(r.sequence_number) for r in whole.rejects]
+    assert order == sorted(order) and len(order) == 2 * len(bad_records())
+    assert [(r.sequence_number, r.reason, r.detail) for r in whole.rejects] == [
+        (r.sequence_number, r.reason, r.detail) for r in pieces.rejects
+    ]
+
+
+def test_a_conversion_error_near_a_record_larger_than_the_block_gets_its_exact_reason() -> None:
+    # GIVEN a record larger than the reader's block (the block grows to hold it), and after it a record
+    # whose lastModifiedDate has a fraction (the reader fails without naming a row)
+    big = dumps(record([change(f"k{i}", "v" * 40, 1, 1_000) for i in range(300)]))
+    fraction = SAMPLES["inline-replace"].replace(
+        b'"lastModifiedDate": 1424801824343, "kinesis', b'"lastModifiedDate": 1.5, "kinesis'
+    )
+    assert fraction != SAMPLES["inline-replace"]
+    data = [big, *seed_records(40, seed=23), fraction, *seed_records(5, seed=29)]
+    out = decode_records(batch(data), replace(OPTIONS, block_bytes=2_048, chunk_bytes=1_000_000))
+    # THEN it is quarantined as bad_field_type, as when alone, not as an unexplained reader failure
+    (reject,) = out.rejects
+    assert reject.reason == "bad_field_type" and "lastModifiedDate" in reject.detail
+    assert out.records_landed == len(data) - 1
+
+
 def test_a_pretty_printed_record_still_lands() -> None:
     pretty = orjson.dumps(orjson.loads(SAMPLES["inline-replace"]), option=orjson.OPT_INDENT_2)
     assert b"\n" in pretty
