@@ -32,6 +32,8 @@ nothing changes unless the rules changed).
   that transaction was written. Fix the file (usually re-land the batch), then clear the task.
 - `staged rows do not match the manifests` / `break the landing contract` — the landed files and their
   manifests or the contract disagree: a writer bug; fix it, re-land the batch, clear the task.
+- `no landed batch for from_day ...` — a manual run's day range holds no landed batch (the days are landing
+  days, the `dt=` partition): fix `from_day`/`to_day`.
 - `data-quality check(s) failed` — the numbers and an example are in the message; run a `rebuild`.
 - `schema ... changed after it was applied` — an applied migration file was edited: restore it and put
   the change in a new `V<NNN>` file.

@@ -1,6 +1,7 @@
 """The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3, PostgreSQL):
 it creates the schema, loads landed batches, checks them and announces the load; a second run finds
-nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write."""
+nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write; a
+day range with no landed batch fails naming the params."""
 
 from __future__ import annotations
 
@@ -143,3 +144,24 @@ def test_inconsistent_params_fail_before_writing(airflow_db: None, dag: Any, var
     assert run.state == DagRunState.FAILED
     assert states(run)["choose_mode"] == "failed"
     assert states(run)["load_batches"] != "success" and states(run)["rebuild_state"] != "success"
+
+
+def test_a_day_range_with_no_landed_batch_fails_naming_the_params(
+    airflow_db: None, dag: Any, variable: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backfill of days the landing zone has nothing for (a typo in the year, change days taken for
+    landing days) used to end green having loaded nothing."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a landing zone with no batch on 2001-02-03
+    # WHEN a manual run reloads that day
+    run = dag.test(
+        logical_date=datetime.now(UTC), run_conf={"from_day": "2001-02-03", "to_day": "2001-02-03", "force": True}
+    )
+    # THEN it is red at load_batches, naming the params, where it looked and what the days mean
+    assert run.state == DagRunState.FAILED, states(run)
+    assert states(run)["load_batches"] == "failed"
+    out = capsys.readouterr().out
+    assert "no landed batch for from_day 2001-02-03 .. to_day 2001-02-03" in out
+    assert f"s3://{variable['landing_bucket']}/{variable['landing_prefix']}" in out
+    assert "the UTC day a batch was landed" in out

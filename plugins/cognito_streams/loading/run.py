@@ -53,6 +53,14 @@ def load_landing_zone(
                 len(refs),
                 " (force: reloading)" if force else "",
             )
+            if pass_no == 1 and found == 0 and (day_from or day_to):
+                # A manual backfill of days with nothing landed would end green having loaded nothing.
+                raise ValueError(
+                    f"no landed batch for from_day {day_from or '(first)'} .. to_day {day_to or '(last)'} under "
+                    f"s3://{settings.landing_bucket}/{settings.landing_prefix}: nothing to load. The days are landing "
+                    "days (the dt= partition: the UTC day a batch was landed), not the days the changes were made; "
+                    "fix from_day/to_day, or leave them empty to load every batch not loaded yet"
+                )
             if not refs:
                 break
             batches = reader.read_batches(refs)
