@@ -61,7 +61,12 @@ from cognito_streams.alerts import failure_callbacks
     params={
         "sample_size": Param(None, type=["null", "integer"], minimum=1, description="Identities to check; null = all."),
         "settle_seconds": Param(
-            None, type=["null", "integer"], minimum=0, description="Ignore changes younger than this (in flight)."
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            # The setting's bound: a longer settle time counts every change as in flight and judges nothing.
+            maximum=7 * 86_400,
+            description="Ignore changes younger than this (in flight); at most 7 days (604800).",
         ),
         "max_mismatches": Param(None, type=["null", "integer"], minimum=0, description="Red above this many."),
         "identity_pool_ids": Param([], type="array", items={"type": "string"}, description="Subset of pools."),
