@@ -58,6 +58,7 @@ from cognito_streams.operators.bulk_publish import BulkPublishOperator
             [],
             type="array",
             items={"type": "string"},
+            uniqueItems=True,
             description="Pools to publish; empty means every configured pool.",
         ),
         "wait_until_eligible": Param(

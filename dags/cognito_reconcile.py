@@ -69,7 +69,9 @@ from cognito_streams.alerts import failure_callbacks
             description="Ignore changes younger than this (in flight); at most 7 days (604800).",
         ),
         "max_mismatches": Param(None, type=["null", "integer"], minimum=0, description="Red above this many."),
-        "identity_pool_ids": Param([], type="array", items={"type": "string"}, description="Subset of pools."),
+        "identity_pool_ids": Param(
+            [], type="array", items={"type": "string"}, uniqueItems=True, description="Subset of pools."
+        ),
         "depth": Param(
             None,
             type=["null", "string"],

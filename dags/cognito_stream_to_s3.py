@@ -82,6 +82,7 @@ LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5
             [],
             type="array",
             items={"type": "string"},
+            uniqueItems=True,
             description="Only these shard ids (e.g. shardId-000000000001); empty means all.",
         ),
     },

@@ -1,0 +1,96 @@
+"""The DAGs' Params for manual runs: a value the settings would refuse, or that would make the run do
+something else than asked, is refused when the run is triggered, naming the Param (the UI and the
+API validate a run's conf against the Params; ``dag.test()`` does too)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.dag]
+
+DAG_IDS = [
+    "cognito_reconcile",
+    "cognito_bulk_publish",
+    "cognito_stream_to_s3",
+    "cognito_s3_to_redshift",
+    "cognito_streams_configure",
+]
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db: None) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    out = {}
+    for dag_id in DAG_IDS:
+        bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
+        assert bag.import_errors == {}
+        out[dag_id] = bag.get_dag(dag_id)
+    return out
+
+
+def validated(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:
+    """The run's params as Airflow validates a triggered run's conf (on a copy: the DAG's stay as they are)."""
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    return dict(params.validate())
+
+
+def test_a_settle_time_beyond_the_settings_bound_is_refused_naming_the_param(dags: dict[str, Any]) -> None:
+    """A settle time of years made every change 'in flight': nothing was judged and the run passed."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dags["cognito_reconcile"]
+    # GIVEN the setting's bound, 7 days  WHEN a run asks for one second more  THEN it is refused, by name
+    with pytest.raises(ParamValidationError, match="settle_seconds"):
+        validated(dag, {"settle_seconds": 7 * 86_400 + 1})
+    # AND the bound itself, like the other Params' odd but valid values, is accepted
+    ok = validated(dag, {"settle_seconds": 7 * 86_400, "sample_size": 1, "max_mismatches": 0, "depth": "datasets"})
+    assert ok["settle_seconds"] == 7 * 86_400
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "conf", "name"),
+    [
+        ("cognito_reconcile", {"sample_size": 0}, "sample_size"),
+        ("cognito_reconcile", {"settle_seconds": -1}, "settle_seconds"),
+        ("cognito_reconcile", {"max_mismatches": -1}, "max_mismatches"),
+        ("cognito_reconcile", {"depth": "keys"}, "depth"),
+        ("cognito_reconcile", {"identity_pool_ids": "us-east-1:one"}, "identity_pool_ids"),
+        ("cognito_s3_to_redshift", {"mode": "reload"}, "mode"),
+        ("cognito_s3_to_redshift", {"force": "yes"}, "force"),
+        ("cognito_stream_to_s3", {"shards": "shardId-000000000000"}, "shards"),
+        ("cognito_bulk_publish", {"wait_until_eligible": "true"}, "wait_until_eligible"),
+        ("cognito_streams_configure", {"reshard": 1}, "reshard"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_param(
+    dags: dict[str, Any], dag_id: str, conf: dict[str, Any], name: str
+) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=name):
+        validated(dags[dag_id], conf)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "name", "value"),
+    [
+        ("cognito_reconcile", "identity_pool_ids", "us-east-1:11111111-1111-1111-1111-111111111111"),
+        ("cognito_bulk_publish", "identity_pool_ids", "us-east-1:11111111-1111-1111-1111-111111111111"),
+        ("cognito_stream_to_s3", "shards", "shardId-000000000000"),
+    ],
+)
+def test_a_list_naming_the_same_item_twice_is_refused(dags: dict[str, Any], dag_id: str, name: str, value: str) -> None:
+    """A pool named twice ran two bulk publish tasks for it (one then waited on the other's publish)
+    and counted it twice in the reconciliation's identity_pools; a shard twice was a typo unnoticed."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=name):
+        validated(dags[dag_id], {name: [value, value]})
+    assert validated(dags[dag_id], {name: [value]})[name] == [value]
