@@ -140,6 +140,9 @@ MEMBER_SCREENS: tuple[tuple[str, float], ...] = (
 #: The same screens for one record at a time (Python's ``re`` reads them alike): which of them would
 #: have caught a record that broke the reader.
 _MEMBER_SCREENS_RE = tuple(re.compile(pattern.encode()) for pattern, _ in MEMBER_SCREENS)
+#: After a restart, chunks are read in the smaller ``block_bytes`` (the next restart re-reads less) until
+#: this many bytes went by without one (the screens turned on meanwhile caught the rest).
+CALM_BYTES = 8 * 2**20
 #: A screen is turned on after at least this many restarts it would have saved (a few bad records early
 #: in a batch are no trend).
 SCREEN_MIN_RESTARTS = 4
@@ -416,17 +419,19 @@ class _BatchState:
     """What the chunks of a batch learn about it (shared by the worker threads; updates are guarded
     by the lock)."""
 
-    #: A record of the batch has broken the JSON reader: read with the smaller ``block_bytes`` from
-    #: now on, so that the next such record costs a shorter re-read.
-    dirty: bool = False
     #: Indices into MEMBER_SCREENS of the screens turned on.
     screens: tuple[int, ...] = ()
     restarts: int = 0
     #: Restarts each member screen would have saved.
     catchable: list[int] = field(default_factory=lambda: [0] * len(MEMBER_SCREENS))
-    #: Bytes the reader has gone through (restarts included).
+    #: Bytes the reader has gone through (restarts included), in all and when it last restarted.
     bytes_parsed: int = 0
+    bytes_at_restart: int = -1
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def restarted_lately(self) -> bool:
+        """The reader restarted within the last CALM_BYTES read."""
+        return self.bytes_at_restart >= 0 and self.bytes_parsed - self.bytes_at_restart < CALM_BYTES
 
     def parsed(self, nbytes: int) -> None:
         """Count bytes the reader went through."""
@@ -438,7 +443,7 @@ class _BatchState:
         would_catch = [i for i, screen in enumerate(_MEMBER_SCREENS_RE) if screen.search(culprit)]
         with self.lock:
             self.restarts += 1
-            self.dirty = True
+            self.bytes_at_restart = self.bytes_parsed
             parsed_mb = self.bytes_parsed / 2**20
             new = []
             for i in would_catch:
@@ -655,7 +660,7 @@ def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[p
     while done < chunk.n:
         # Large blocks while the batch is clean (fewer per-block costs); smaller ones once a record
         # broke the reader, since each further one costs a re-read of about half a block.
-        block = chunk.block_bytes(options.block_bytes if state.dirty else options.fast_block_bytes)
+        block = chunk.block_bytes(options.block_bytes if state.restarted_lately() else options.fast_block_bytes)
         read_options = pj.ReadOptions(use_threads=False, block_size=block)
         start = int(chunk.starts[done])
         got = 0
