@@ -111,7 +111,9 @@ def cognito_s3_to_redshift() -> None:
     def quality_checks(dag_run: Any = None) -> dict[str, int]:
         from cognito_streams.loading import tasks
 
-        return tasks.check(dag_run.start_date)
+        # From when the run was queued, not from its start: clearing a task restarts the run, and a
+        # cleared check must still judge what this run loaded (its load_batches does not load it again).
+        return tasks.check(dag_run.run_after or dag_run.start_date)
 
     @task(outlets=[WAREHOUSE_LOADED])
     def announce_loaded(ti: Any = None, outlet_events: Any = None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3, PostgreSQL):
 it creates the schema, loads landed batches, checks them and announces the load; a second run finds
 nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write; a
-day range with no landed batch fails naming the params."""
+day range with no landed batch fails naming the params; a cleared quality check still judges its run's
+load."""
 
 from __future__ import annotations
 
@@ -165,3 +166,37 @@ def test_a_day_range_with_no_landed_batch_fails_naming_the_params(
     assert "no landed batch for from_day 2001-02-03 .. to_day 2001-02-03" in out
     assert f"s3://{variable['landing_bucket']}/{variable['landing_prefix']}" in out
     assert "the UTC day a batch was landed" in out
+
+
+def test_a_cleared_quality_check_still_checks_what_its_run_loaded(
+    airflow_db: None, dag: Any, variable: dict[str, Any], aws: Any
+) -> None:
+    """Clearing a task of a finished run restarts the run (a new start_date). The checks judged only what
+    was loaded since the run's start, so a cleared red quality_checks judged nothing of its run's load
+    (load_batches does not load it again) and turned green."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import clear_task_instances
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import select
+
+    from cognito_streams.warehouse.models import DataQualityError
+
+    # GIVEN a run that loaded a batch, and a dataset row of that load whose live count is wrong
+    writer = LandingWriter(aws("s3"), variable["landing_bucket"], variable["landing_prefix"])
+    writer.land([change("coins", "1", 1, 0), change("level", "2", 1, 0, index=1)])
+    run = dag.test(logical_date=datetime.now(UTC))
+    assert run.state == DagRunState.SUCCESS, states(run)
+    with warehouse(variable) as wh:
+        query(wh, "update {schema}.datasets set live_record_count = live_record_count + 5")
+    # WHEN its quality_checks is cleared (the UI's Clear) and runs again
+    with create_session() as session:
+        tis = [ti for ti in run.get_task_instances(session=session) if ti.task_id == "quality_checks"]
+        clear_task_instances(tis, session, dag_run_state=DagRunState.RUNNING)
+    with create_session() as session:
+        cleared = session.scalar(select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id))
+        session.expunge(cleared)
+    assert cleared.start_date > run.start_date  # the clear restarted the run
+    # THEN it still judges the run's load: red, naming the check
+    with pytest.raises(DataQualityError, match="live_record_counts: 1 failing row"):
+        dag.get_task("quality_checks").python_callable(dag_run=cleared)
