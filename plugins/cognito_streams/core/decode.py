@@ -11,15 +11,18 @@ How it stays fast with bad records in the input (see docs/landing.md, "Decoding"
 
 1. KPL-aggregated records are expanded first (``aws_kinesis_agg``); each user record keeps its
    Kinesis sequence number and gets its sub-sequence number.
-2. Records are processed in chunks of a few MB. A cheap vectorized screen (first and last byte,
-   newlines, one UTF-8 validation of the whole chunk) sends the few suspicious records to the exact
-   per-record check (:mod:`cognito_streams.core.shape`); bad ones are *blanked* (replaced by ``{}``
-   padded to the same length) so that one row still stands for one record.
-3. The chunk is parsed as NDJSON by ``pyarrow.json`` with an explicit schema. If a record the screen
-   let through still breaks the parser (a wrong JSON type, a duplicate member...), the parser's
-   row number points at it: it is checked, blanked, and parsing resumes at the failing block —
-   never the whole batch. After the first such record in a batch, a regular-expression screen
-   (RE2, vectorized) looks for more of them before they reach the parser.
+2. Records are decoded in chunks of a few MB, two chunks at a time on worker threads. A cheap
+   vectorized screen (first and last byte, one UTF-8 validation of the whole chunk) sends the few
+   suspicious records to the exact per-record check (:mod:`cognito_streams.core.shape`); bad ones
+   are *blanked* (replaced by ``{}`` padded to the same length) so that one row still stands for
+   one record.
+3. The chunk is parsed as NDJSON by a streaming ``pyarrow.json`` reader with an explicit schema. If
+   a record the screen let through still breaks the reader (a wrong JSON type, a repeated member...),
+   the reader's row number points at it: it is checked, blanked, and reading resumes at the failing
+   block — the blocks read before are kept. Each such restart is matched against
+   :data:`MEMBER_SCREENS` (RE2 patterns anchored on a member name, one per kind of reader-breaking
+   record); a screen is turned on for the rest of the batch once the restarts it would have saved
+   cost more than it does, so the records of that kind are blanked before they reach the reader.
 4. Semantic checks (missing ids, unknown ``op``/``payloadType``, negative counts, repeated record
    keys...) are vectorized masks over the parsed columns; kinesisSyncRecords is flattened with
    ``list_flatten``/``list_parent_indices``.
@@ -1049,12 +1052,14 @@ def _decode_chunk(
         seqs=pa.array(seqs, pa.string()),
         subs=pa.array(subs, pa.int64()),
         arrived=pa.array(arrived, pa.int64()),
-        pool=pool,
-        identity=identity,
-        dataset=dataset,
-        payload=payload,
-        event_sync=event_sync,
-        event_date=event_date,
+        # Rows are taken from landed records only, where these are never null (null is rejected above):
+        # without their validity bitmaps (the blanked records' nulls), `take` runs its faster path.
+        pool=_valid_only(pool),
+        identity=_valid_only(identity),
+        dataset=_valid_only(dataset),
+        payload=_valid_only(payload),
+        event_sync=_valid_only(event_sync),
+        event_date=_valid_only(event_date),
     )
     parts: list[pa.Table] = []
     if len(parents):
@@ -1103,6 +1108,18 @@ def _repeated_keys(
     return repeated & used
 
 
+def _valid_only(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``values`` without its validity bitmap (zero-copy): its null slots read as empty strings or
+    zeros. Only for columns whose null slots are never taken."""
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks != 1:
+            return values
+        values = values.chunk(0)
+    if not values.null_count:
+        return values
+    return pa.Array.from_buffers(values.type, len(values), [None, *values.buffers()[1:]], offset=values.offset)
+
+
 def _pylists(indices: np.ndarray, *columns: pa.ChunkedArray | pa.Array) -> list[list[str | None]]:
     taken = pa.array(indices, pa.int64())
     return [pc.take(column, taken).to_pylist() for column in columns]
@@ -1114,12 +1131,12 @@ class _RowContext:
     seqs: pa.Array
     subs: pa.Array
     arrived: pa.Array
-    pool: pa.ChunkedArray
-    identity: pa.ChunkedArray
-    dataset: pa.ChunkedArray
-    payload: pa.ChunkedArray
-    event_sync: pa.ChunkedArray
-    event_date: pa.ChunkedArray
+    pool: pa.ChunkedArray | pa.Array
+    identity: pa.ChunkedArray | pa.Array
+    dataset: pa.ChunkedArray | pa.Array
+    payload: pa.ChunkedArray | pa.Array
+    event_sync: pa.ChunkedArray | pa.Array
+    event_date: pa.ChunkedArray | pa.Array
 
 
 def _ts(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
