@@ -1,6 +1,7 @@
 """The DAGs' Params for manual runs: a value the settings would refuse, or that would make the run do
 something else than asked, is refused when the run is triggered, naming the Param (the UI and the
-API validate a run's conf against the Params; ``dag.test()`` does too)."""
+API validate a run's conf against the Params; ``dag.test()`` does too), and a pool the settings do not
+list fails the bulk publish and reconcile runs naming it."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def dags(airflow_db: None) -> dict[str, Any]:
         bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
         assert bag.import_errors == {}
         out[dag_id] = bag.get_dag(dag_id)
+        for task in out[dag_id].tasks:
+            task.retries = 0  # a failure must show at once, not after the retry delay
     return out
 
 
@@ -94,3 +97,32 @@ def test_a_list_naming_the_same_item_twice_is_refused(dags: dict[str, Any], dag_
     with pytest.raises(ParamValidationError, match=name):
         validated(dags[dag_id], {name: [value, value]})
     assert validated(dags[dag_id], {name: [value]})[name] == [value]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("dag_id", "task_id"), [("cognito_bulk_publish", "pools_to_publish"), ("cognito_reconcile", "reconcile")]
+)
+def test_a_pool_not_in_the_settings_fails_the_run_naming_it(
+    dags: dict[str, Any], stack: Any, dag_id: str, task_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pool the settings do not list is not the pipeline's: its stream, role and warehouse rows are not
+    ours. Refused before anything is published or compared, never dropped from the run silently."""
+    from airflow.utils.state import DagRunState
+
+    from tests.support.dag_params import snapshot_params
+
+    dag = dags[dag_id]
+    stranger = "us-east-1:99999999-9999-9999-9999-999999999999"
+    restore = snapshot_params(dag)
+    try:
+        # WHEN a manual run names a pool that is not in cognito_pipeline.identity_pool_ids
+        run = dag.test(run_conf={"identity_pool_ids": [stranger]})
+    finally:
+        restore()
+    # THEN the run is red at its first task, naming the param, the setting and the pool
+    assert run.state == DagRunState.FAILED
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}[task_id] == "failed"
+    out = capsys.readouterr().out
+    assert "identity_pool_ids param names pools" in out and "cognito_pipeline.identity_pool_ids" in out
+    assert stranger in out
