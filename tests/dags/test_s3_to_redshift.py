@@ -195,6 +195,7 @@ def test_a_cleared_quality_check_still_checks_what_its_run_loaded(
         clear_task_instances(tis, session, dag_run_state=DagRunState.RUNNING)
     with create_session() as session:
         cleared = session.scalar(select(DagRun).where(DagRun.dag_id == run.dag_id, DagRun.run_id == run.run_id))
+        assert cleared is not None
         session.expunge(cleared)
     assert cleared.start_date > run.start_date  # the clear restarted the run
     # THEN it still judges the run's load: red, naming the check
