@@ -35,6 +35,8 @@ def test_without_a_report_it_says_how_to_make_one(client, tmp_path: Path, monkey
     from airflow.api_fastapi.core_api.security import get_user
 
     monkeypatch.setenv("COGNITO_STREAMS_REPORT_DIR", str(tmp_path))  # empty folder, and no Variable: no S3 report
+    # (in a full run the session's Variable names a bucket where an earlier test wrote a report)
+    monkeypatch.delenv("AIRFLOW_VAR_COGNITO_PIPELINE", raising=False)
     module.app.dependency_overrides[get_user] = lambda: object()
     try:
         resp = http.get("/report")
