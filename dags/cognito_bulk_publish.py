@@ -35,7 +35,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.alerts import failure_callbacks
+from cognito_streams.dag_defaults import default_args
 from cognito_streams.operators.bulk_publish import BulkPublishOperator
 
 
@@ -47,12 +47,7 @@ from cognito_streams.operators.bulk_publish import BulkPublishOperator
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "backfill"],
-    default_args={
-        "owner": "cognito-streams",
-        "on_failure_callback": failure_callbacks(),
-        "retries": 1,
-        "retry_delay": timedelta(minutes=5),
-    },
+    default_args=default_args(retries=1, retry_delay=timedelta(minutes=5)),
     params={
         "identity_pool_ids": Param(
             [],

@@ -41,7 +41,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from cognito_streams.alerts import failure_callbacks
+from cognito_streams.dag_defaults import default_args
 
 
 @dag(
@@ -52,12 +52,7 @@ from cognito_streams.alerts import failure_callbacks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "data-quality"],
-    default_args={
-        "owner": "cognito-streams",
-        "on_failure_callback": failure_callbacks(),
-        "retries": 1,
-        "retry_delay": timedelta(minutes=5),
-    },
+    default_args=default_args(retries=1, retry_delay=timedelta(minutes=5)),
     params={
         "sample_size": Param(None, type=["null", "integer"], minimum=1, description="Identities to check; null = all."),
         "settle_seconds": Param(

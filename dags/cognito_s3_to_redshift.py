@@ -48,8 +48,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from cognito_streams.alerts import failure_callbacks
 from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
+from cognito_streams.dag_defaults import default_args
 
 
 @dag(
@@ -60,13 +60,7 @@ from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "warehouse", "backfill"],
-    default_args={
-        "owner": "cognito-streams",
-        "on_failure_callback": failure_callbacks(),
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=2), exponential_backoff=True),
     params={
         "mode": Param(
             "load",

@@ -50,8 +50,8 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.configuration import conf
 
-from cognito_streams.alerts import failure_callbacks
 from cognito_streams.assets import LANDED_BATCHES
+from cognito_streams.dag_defaults import default_args
 
 # Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
 LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5 * * * *")
@@ -65,13 +65,7 @@ LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "ingestion"],
-    default_args={
-        "owner": "cognito-streams",
-        "on_failure_callback": failure_callbacks(),
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-    },
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=1), exponential_backoff=True),
     params={
         "replay_from": Param(
             None,

@@ -33,7 +33,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.alerts import failure_callbacks
+from cognito_streams.dag_defaults import default_args
 
 BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
 
@@ -46,12 +46,7 @@ BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
     max_active_runs=1,
     doc_md=__doc__,
     tags=["cognito-streams", "configuration"],
-    default_args={
-        "owner": "cognito-streams",
-        "on_failure_callback": failure_callbacks(),
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-    },
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=1)),
     params={
         "reshard": Param(
             False, type="boolean", description="Change the stream's shard count to `stream_shards` if it differs."
