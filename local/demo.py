@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local.dag_results import return_values
 from local.procs import StackError
 from local.stack import REPO, Stack, StackConfig
 
@@ -150,33 +151,12 @@ class DagRunner:
         dag = self.dags[dag_id]
         with captured_output(self.log_file):
             run = dag.test(logical_date=datetime.now(UTC), run_conf=conf)
-        results = _return_values(run)
+        results = return_values(run)
         if run.state != DagRunState.SUCCESS:
             failed = {ti.task_id for ti in run.get_task_instances() if ti.state in ("failed", "upstream_failed")}
             if not failed or not failed <= allowed_failures:
                 raise DemoError(f"{dag_id} run failed (tasks: {', '.join(sorted(failed)) or '?'}); see {self.log_file}")
         return run, results
-
-
-def _return_values(run: Any) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    out: dict[str, Any] = {}
-    with create_session() as session:
-        rows = session.execute(
-            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
-                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-            )
-        ).all()
-    for task_id, map_index, value in rows:
-        value = json.loads(value) if isinstance(value, str) else value
-        if map_index >= 0:
-            out.setdefault(task_id, []).append(value)
-        else:
-            out[task_id] = value
-    return out
 
 
 def _warehouse_counts(dsn: str, schema: str, since: datetime) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:

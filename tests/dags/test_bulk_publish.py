@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from local.dag_results import return_values
 from tests.conftest import REPO
 from tests.support.dag_params import snapshot_params
 
@@ -81,23 +82,6 @@ def pool(stack: Any, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) -
     return pool_id
 
 
-def mapped_results(run: Any) -> list[Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        values = session.scalars(
-            select(XComModel.value).where(
-                XComModel.dag_id == run.dag_id,
-                XComModel.run_id == run.run_id,
-                XComModel.task_id == "bulk_publish",
-                XComModel.key == "return_value",
-            )
-        ).all()
-    return [json.loads(v) if isinstance(v, str) else v for v in values]
-
-
 def runs_table(pool_id: str) -> list[dict[str, Any]]:
     with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"]) as conn:
         cur = conn.execute(
@@ -126,7 +110,7 @@ def test_publishes_once_deferring_then_skips_the_same_day(
         first = dag.test()
     # THEN it starts a bulk publish, waits for it in the triggerer (deferred: no worker slot held), succeeds
     assert first.state == DagRunState.SUCCESS
-    (result,) = mapped_results(first)
+    (result,) = return_values(first).get("bulk_publish", [])
     assert result["action"] == "published"
     assert "[DAG TEST] running trigger in line" in caplog.text  # the task deferred
     details = ctl.pool(pool)["bulk_publish"]
@@ -138,7 +122,7 @@ def test_publishes_once_deferring_then_skips_the_same_day(
     # WHEN it runs again the same day THEN it skips, saying when the pool is next eligible
     second = dag.test()
     assert second.state == DagRunState.SUCCESS
-    (skipped,) = mapped_results(second)
+    (skipped,) = return_values(second).get("bulk_publish", [])
     assert skipped["action"] == "skipped"
     assert skipped["next_eligible_at"]
     assert "24 hours" in skipped["reason"]
@@ -157,7 +141,7 @@ def test_a_run_during_an_in_progress_publish_waits_for_it(dag: Any, pool: str, c
     run = dag.test()
     # THEN it does not start another one: it waits for that one and reports its outcome
     assert run.state == DagRunState.SUCCESS
-    (result,) = mapped_results(run)
+    (result,) = return_values(run).get("bulk_publish", [])
     assert result["action"] == "published"
     (row,) = runs_table(pool)
     assert row["decision"] == "wait"
@@ -262,7 +246,7 @@ def test_a_publish_started_between_our_read_and_our_request_is_waited_for(
     assert shown[0] == "NOT_STARTED"
     assert emulator_errors(ctl, "DuplicateRequestException") == duplicates + 1
     assert run.state == DagRunState.SUCCESS
-    (result,) = mapped_results(run)
+    (result,) = return_values(run).get("bulk_publish", [])
     assert result["action"] == "published"
     assert shown[-1] == "SUCCEEDED"  # the trigger polled until the outcome
     (row,) = runs_table(pool)
@@ -290,7 +274,7 @@ def test_a_publish_that_succeeded_between_our_read_and_our_request_skips_with_th
     # THEN the task's request was refused, and it skips with the time the other publish allows the next
     assert emulator_errors(ctl, "AlreadyStreamedException") == refused + 1
     assert run.state == DagRunState.SUCCESS
-    (result,) = mapped_results(run)
+    (result,) = return_values(run).get("bulk_publish", [])
     expected = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
     assert result["action"] == "skipped"
     assert abs(datetime.fromisoformat(result["next_eligible_at"]) - expected) < timedelta(seconds=1)
@@ -318,7 +302,7 @@ def test_cognitos_clock_behind_ours_skips_with_the_next_eligible_time_by_cognito
     # THEN Cognito refused; the task skips, naming Cognito's message and the clock difference
     assert emulator_errors(ctl, "AlreadyStreamedException") == refused + 1
     assert run.state == DagRunState.SUCCESS
-    (result,) = mapped_results(run)
+    (result,) = return_values(run).get("bulk_publish", [])
     assert result["action"] == "skipped"
     expected = datetime.fromtimestamp((other["complete_ms"] + DAY_MS) / 1000, tz=UTC)
     assert abs(datetime.fromisoformat(result["next_eligible_at"]) - expected) < timedelta(seconds=1)
@@ -380,7 +364,7 @@ def test_wait_until_eligible_defers_until_the_24_hours_are_over_then_publishes(
     assert run.state == DagRunState.SUCCESS
     assert f"pool {pool}: waiting (deferred) until {eligible:%Y-%m-%dT%H:%M:%S}" in caplog.text
     assert "[DAG TEST] running trigger in line" in caplog.text
-    (result,) = mapped_results(run)
+    (result,) = return_values(run).get("bulk_publish", [])
     assert result["action"] == "published"
     state = ctl.pool(pool)["bulk_publish"]
     assert state["status"] == "SUCCEEDED"

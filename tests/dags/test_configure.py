@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from local.dag_results import return_values
 from tests.conftest import REPO
 from tests.support.dag_params import snapshot_params
 
@@ -72,20 +73,6 @@ def setup(stack: Any, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) 
     return {"pool_id": pool_id, "variable": variable, "suffix": suffix}
 
 
-def results(run: Any) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(XComModel.task_id, XComModel.value).where(
-                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-            )
-        ).all()
-    return {task_id: (json.loads(value) if isinstance(value, str) else value) for task_id, value in rows}
-
-
 def app_syncs_one_key(aws: Any, pool_id: str) -> Any:
     """A new user of the pool writes one key, as an app does (list for a session token, then update)."""
     identity = aws("cognito-identity").get_id(IdentityPoolId=pool_id)["IdentityId"]
@@ -116,7 +103,7 @@ def test_configure_from_nothing_then_a_rerun_changes_nothing(
     first = dag.test()
     # THEN the stream exists with 2 shards, the role trusts Cognito Sync only, the pool streams, PushSync kept
     assert first.state == DagRunState.SUCCESS, states(first)
-    out = results(first)
+    out = return_values(first)
     assert out["ensure_stream"]["action"] == "created"
     assert out["ensure_publish_role"]["action"] == "created"
     assert out["configure_pools"]["counts"] == {"configure": 1}
@@ -136,7 +123,7 @@ def test_configure_from_nothing_then_a_rerun_changes_nothing(
     # WHEN it runs again THEN nothing is written: everything reports unchanged
     second = dag.test()
     assert second.state == DagRunState.SUCCESS, states(second)
-    out = results(second)
+    out = return_values(second)
     assert out["ensure_stream"]["action"] == "unchanged"
     assert out["ensure_publish_role"]["action"] == "unchanged"
     assert out["configure_pools"]["counts"] == {"unchanged": 1}
@@ -162,7 +149,7 @@ def test_a_deleted_stream_is_detected_repaired_and_backfilled(
     run = dag.test()
     # THEN the stream is created again, streaming re-enabled, and a bulk publish asked for the pool
     assert run.state == DagRunState.SUCCESS, states(run)
-    out = results(run)
+    out = return_values(run)
     assert out["ensure_stream"]["action"] == "created"
     (pool,) = out["configure_pools"]["pools"]
     assert pool["action"] == "reenable"
@@ -213,7 +200,7 @@ def test_a_disabled_pool_with_a_broken_role_fails_with_its_reason(
     assert run.state == DagRunState.FAILED
     assert states(run)["check_pools"] == "failed"
     assert states(run)["configure_pools"] == "success"
-    out = results(run)
+    out = return_values(run)
     (pool,) = out["configure_pools"]["pools"]
     assert pool["action"] == "fail"
     text = " ".join(pool["reasons"])
@@ -251,14 +238,14 @@ def test_a_stream_with_another_shard_count_is_reported_left_as_is_and_resharded_
         first = dag.test()
     # THEN it says so (log and the task's result) and leaves the stream as is; the rest is configured
     assert first.state == DagRunState.SUCCESS, states(first)
-    stream = results(first)["ensure_stream"]
+    stream = return_values(first)["ensure_stream"]
     assert (stream["action"], stream["open_shards"], stream["wanted_shards"]) == ("shard_count_differs", 1, 3)
     (problem,) = stream["problems"]
     assert f"stream {stream_name} has 1 open shard(s), stream_shards says 3" in problem
     assert "reshard=true" in problem
     assert problem in caplog.text
     assert open_shards(aws, stream_name) == 1
-    assert results(first)["configure_pools"]["counts"] == {"configure": 1}
+    assert return_values(first)["configure_pools"]["counts"] == {"configure": 1}
 
     # WHEN it runs with reshard=true
     caplog.clear()
@@ -266,7 +253,7 @@ def test_a_stream_with_another_shard_count_is_reported_left_as_is_and_resharded_
         second = dag.test(run_conf={"reshard": True})
     # THEN the stream gets 3 shards, in steps Kinesis accepts (at most doubling)
     assert second.state == DagRunState.SUCCESS, states(second)
-    stream = results(second)["ensure_stream"]
+    stream = return_values(second)["ensure_stream"]
     assert (stream["action"], stream["open_shards"], stream["problems"]) == ("resharded", 3, [])
     assert "in 2 step(s): 1 -> 2 -> 3" in caplog.text
     assert open_shards(aws, stream_name) == 3
@@ -291,7 +278,7 @@ def test_an_unmanaged_publish_role_that_does_not_exist_fails_naming_the_role_and
     # THEN it fails, naming the role and what to do; it creates no role and leaves the pool unconfigured
     assert run.state == DagRunState.FAILED
     assert states(run)["check_pools"] == "failed"
-    out = results(run)
+    out = return_values(run)
     assert out["ensure_publish_role"]["action"] == "invalid"
     (problem,) = out["ensure_publish_role"]["problems"]
     assert f"role {role_name} does not exist in account 123456789012" in problem
@@ -402,7 +389,7 @@ def test_a_pool_cognito_refuses_to_configure_does_not_cost_the_others_their_back
     got = states(run)
     assert got["configure_pools"] == "success" and got["check_pools"] == "failed", got
     assert got["backfill_reenabled_pools"] == "success", got
-    out = results(run)
+    out = return_values(run)
     assert out["configure_pools"]["needs_backfill"] == [pool_a]
     assert out["configure_pools"]["failed"] == [pool_b]
     assert out["pools_to_backfill"]["identity_pool_ids"] == [pool_a]

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from cognito_streams.core.sql_text import WarehouseSql
+from local.dag_results import return_values
 from local.emulator.control import EmulatorControl, EmulatorControlError
 from local.stack import Stack
-from tests.support.faults import dag_results, kill_emulator, restart_postgres, scenario, start_emulator
+from tests.support.faults import kill_emulator, restart_postgres, scenario, start_emulator
 from tests.support.warehouse import connect
 
 pytestmark = pytest.mark.integration
@@ -105,7 +106,7 @@ def test_emulator_killed_in_the_middle_of_a_bulk_publish(
                 sc.figures.failed_task_runs += 1
                 run = pipeline_dags["cognito_bulk_publish"].test()
             assert run.state == DagRunState.SUCCESS
-            assert dag_results(run)["bulk_publish"][0]["action"] == "published"
+            assert return_values(run)["bulk_publish"][0]["action"] == "published"
         finally:
             ctl.update_settings(bulk_publish_datasets_per_second=before)
         details = aws("cognito-sync").get_bulk_publish_details(IdentityPoolId=sc.pool_id)

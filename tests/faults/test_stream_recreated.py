@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from local.dag_results import return_values as results
 from local.emulator.control import EmulatorControl
 from local.stack import Stack
-from tests.support.faults import dag_results as results
 from tests.support.faults import scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.dag]

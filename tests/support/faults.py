@@ -503,28 +503,6 @@ def scenario(
         sc.cleanup()
 
 
-def dag_results(run: Any) -> dict[str, Any]:
-    """A ``dag.test()`` run's return values by task id (mapped tasks' as lists)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
-                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-            )
-        ).all()
-    out: dict[str, Any] = {}
-    for task_id, map_index, value in rows:
-        value = json.loads(value) if isinstance(value, str) else value
-        if map_index >= 0:
-            out.setdefault(task_id, []).append(value)
-        else:
-            out[task_id] = value
-    return out
-
-
 # -- services ------------------------------------------------------------------------------------
 
 
