@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.core.report_html import ReportData, render
+from cognito_streams.core.report_html import BULK_PUBLISH_COLUMNS, ReportData, render
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
@@ -60,16 +60,7 @@ def gather(settings: PipelineSettings, warehouse: Warehouse, s3: Any, now: datet
         cur.execute(sql.report("rejects_by_reason"))
         data.rejects_by_reason = [(str(r), int(n)) for r, n in cur.fetchall()]
         cur.execute(sql.report("bulk_publish_history"))
-        names = [
-            "identity_pool_id",
-            "requested_at",
-            "decision",
-            "status",
-            "started_at",
-            "completed_at",
-            "failure_message",
-        ]
-        data.bulk_publish_runs = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        data.bulk_publish_runs = [dict(zip(BULK_PUBLISH_COLUMNS, row, strict=True)) for row in cur.fetchall()]
         cur.execute(sql.report("last_load"))
         last, batches = cur.fetchone()
         data.last_load_at, data.batches_loaded = _aware(last), int(batches)

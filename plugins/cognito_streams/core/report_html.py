@@ -22,6 +22,18 @@ CHART_IDS = (
 )
 
 
+#: The columns of ``bulk_publish_runs`` the report shows, in order (report.sql's bulk_publish_history).
+BULK_PUBLISH_COLUMNS = (
+    "identity_pool_id",
+    "requested_at",
+    "decision",
+    "status",
+    "started_at",
+    "completed_at",
+    "failure_message",
+)
+
+
 @dataclass
 class ReportData:
     """Everything the report shows; gathered by ``cognito_streams.report`` from the warehouse and S3."""
@@ -103,20 +115,7 @@ def render(data: ReportData) -> str:
     recon_total = sum(v for _, v in recon_bars)
 
     bulk_rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{_fmt_time(run.get(col))}</td>"
-            for col in (
-                "identity_pool_id",
-                "requested_at",
-                "decision",
-                "status",
-                "started_at",
-                "completed_at",
-                "failure_message",
-            )
-        )
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{_fmt_time(run.get(col))}</td>" for col in BULK_PUBLISH_COLUMNS) + "</tr>"
         for run in data.bulk_publish_runs[:20]
     )
     bulk_statuses: dict[str, float] = {}
