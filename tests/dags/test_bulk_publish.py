@@ -19,22 +19,14 @@ import psycopg
 import pytest
 
 from local.dag_results import return_values
-from tests.conftest import REPO
-from tests.support.dag_params import snapshot_params
+from tests.support.dag_params import load_dag, snapshot_params
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def dag(airflow_db: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_bulk_publish.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("cognito_bulk_publish")
-    for task in dag.tasks:
-        task.retries = 0
-    return dag
+    return load_dag("cognito_bulk_publish")
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ import pytest
 
 from local.dag_results import return_values
 from tests.conftest import REPO
-from tests.support.dag_params import snapshot_params
+from tests.support.dag_params import load_dag, snapshot_params
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
@@ -37,12 +37,7 @@ def dag(airflow_db: None) -> Any:
     # The DAG it triggers must be known to Airflow, as the dag-processor would have made it.
     DagBundlesManager().sync_bundles_to_db()
     sync_bag_to_db(DagBag(dag_folder=str(REPO / "dags" / "cognito_bulk_publish.py")), "dags-folder", None)
-    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_streams_configure.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("cognito_streams_configure")
-    for task in dag.tasks:
-        task.retries = 0
-    return dag
+    return load_dag("cognito_streams_configure")
 
 
 @pytest.fixture(autouse=True)

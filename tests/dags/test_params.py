@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.dag_params import load_dag
 
 pytestmark = [pytest.mark.dag]
 
@@ -25,16 +25,7 @@ DAG_IDS = [
 
 @pytest.fixture(scope="module")
 def dags(airflow_db: None) -> dict[str, Any]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    out = {}
-    for dag_id in DAG_IDS:
-        bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
-        assert bag.import_errors == {}
-        out[dag_id] = bag.get_dag(dag_id)
-        for task in out[dag_id].tasks:
-            task.retries = 0  # a failure must show at once, not after the retry delay
-    return out
+    return {dag_id: load_dag(dag_id) for dag_id in DAG_IDS}
 
 
 def validated(dag: Any, conf: dict[str, Any]) -> dict[str, Any]:

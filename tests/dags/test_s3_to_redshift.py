@@ -19,8 +19,8 @@ from cognito_streams.assets import WAREHOUSE_LOADED
 from cognito_streams.core.state import expected_state
 from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.warehouse.postgres import PostgresWarehouse
-from tests.conftest import REPO
 from tests.support.changes import change, dataset_remove, resent
+from tests.support.dag_params import load_dag
 from tests.support.landing import LandingWriter, reject_row
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
 
@@ -29,14 +29,7 @@ pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
 @pytest.fixture
 def dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_s3_to_redshift.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("cognito_s3_to_redshift")
-    for task in dag.tasks:
-        task.retries = 0  # a failure must show at once, not after the retry delay
-    return dag
+    return load_dag("cognito_s3_to_redshift")
 
 
 @pytest.fixture

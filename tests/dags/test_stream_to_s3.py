@@ -15,22 +15,15 @@ from cognito_streams.assets import LANDED_BATCHES
 from cognito_streams.core.checkpoints import Checkpoint
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
 from cognito_streams.landing.checkpoints import CheckpointStore
-from tests.conftest import REPO
 from tests.landing_records import put_records, seed_records
+from tests.support.dag_params import load_dag
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
 
 @pytest.fixture
 def dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_stream_to_s3.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("cognito_stream_to_s3")
-    for task in dag.tasks:
-        task.retries = 0  # a failure must show at once in a test, not after the retry delay
-    return dag
+    return load_dag("cognito_stream_to_s3")
 
 
 @pytest.fixture

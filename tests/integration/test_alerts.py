@@ -13,6 +13,7 @@ import pytest
 
 from cognito_streams.alerts import AlertConfigError, failure_callbacks
 from local.stack import Stack
+from tests.support.dag_params import load_dag
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "arn:aws:sns:us-east-1:123456789012:cognito-streams-alerts"
@@ -68,7 +69,6 @@ def test_a_failed_task_publishes_what_failed_and_where_to_look(
     """GIVEN a topic on the stack with a queue subscribed, alerts configured, and the landing DAG pointed
     at a stream that does not exist WHEN its run fails THEN the queue receives one message naming the DAG,
     the task, the run and the error (which says what to do)."""
-    from airflow.dag_processing.dagbag import DagBag
 
     sns, sqs = aws("sns"), aws("sqs")
     topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
@@ -79,11 +79,7 @@ def test_a_failed_task_publishes_what_failed_and_where_to_look(
     variable = {**json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]), "stream_name": "alerts-no-such-stream"}
     monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
 
-    bag = DagBag(dag_folder=str(REPO / "dags" / "cognito_stream_to_s3.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("cognito_stream_to_s3")
-    for t in dag.tasks:
-        t.retries = 0  # the alert of the first and last try, at once
+    dag = load_dag("cognito_stream_to_s3")  # retries off: the alert of the first and last try, at once
     run = dag.test()
     assert run.state == "failed"
 

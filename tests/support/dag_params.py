@@ -25,3 +25,18 @@ def snapshot_params(dag: Any) -> Callable[[], None]:
             param.value = value
 
     return restore
+
+
+def load_dag(dag_id: str) -> Any:
+    """A fresh DAG object parsed from ``dags/<dag_id>.py`` (no import error), retries off: a test's
+    failure must show at once, not after the retry delay."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from local.stack import REPO
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / f"{dag_id}.py"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag(dag_id)
+    for task in dag.tasks:
+        task.retries = 0
+    return dag
