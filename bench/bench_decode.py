@@ -4,7 +4,8 @@
    out like /work/shared/samples (about 1.2 KB, 3 to 8 ``kinesisSyncRecords`` each), with 2 % bad
    records of every kind the decoder quarantines mixed in:
    - ours: ``decode_records`` + the changes and rejects Parquet files the landing step writes
-     (everything but the S3 upload), in landing-sized batches;
+     (everything but the S3 upload), in landing-sized batches, the way the landing does it (the
+     changes file encoded by ``ChangesParquet`` while the decoder goes on);
    - (a) pandas ``json_normalize`` + ``to_parquet``: it has no way to quarantine, so it gets the
      good records only (its MB/s counts the bytes it read);
    - (b) a per-record ``orjson.loads`` loop that builds the same rows, the Arrow table and the same
@@ -62,7 +63,7 @@ def _ours(data: list[bytes]) -> tuple[Any, dict[str, int]]:
     """Decode + the Parquet/JSON-lines bytes the landing step writes, in landing-sized batches; and the
     reader restarts and records checked one by one in the last run."""
     from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
-    from cognito_streams.landing.writer import parquet_bytes, rejects_jsonl, rejects_table
+    from cognito_streams.landing.writer import ChangesParquet, parquet_bytes, rejects_jsonl, rejects_table
     from cognito_streams.settings import PipelineSettings
 
     defaults = PipelineSettings.model_fields
@@ -95,11 +96,13 @@ def _ours(data: list[bytes]) -> tuple[Any, dict[str, int]]:
         written = 0
         stats.update(restarts=0, checked=0)
         for records in batches:
-            out = decode_records(records, options)
+            # As the landing does it (landing/runner.py: _land_batch): the changes file encoded while decoding.
+            changes_file = ChangesParquet(compression)
+            out = decode_records(records, options, sink=changes_file.write)
             assert out.records_read == out.records_landed + out.records_rejected
             stats["restarts"] += out.parser_restarts
             stats["checked"] += out.records_checked_slowly
-            written += len(parquet_bytes(out.changes, compression))
+            written += len(changes_file.finish())
             if out.rejects:
                 shard = "shardId-000000000000"
                 table = rejects_table(out.rejects, "bench", shard, "s3://b/r.jsonl", "s3://b/r.parquet")

@@ -331,3 +331,26 @@ def test_a_key_repeated_far_apart_in_a_large_record_is_found() -> None:
         ("duplicate_keys", "kinesisSyncRecords[11].key repeats the key of an earlier element of the same record")
     ]
     assert out.records_landed == 1
+
+
+def test_the_sink_gets_every_row_in_stream_order_while_decoding_goes_on() -> None:
+    # GIVEN a batch of several chunks with bad records among them, decoded on the worker threads
+    data = seed_records(1_200, seed=23)
+    for i, (_, raw) in enumerate(bad_records()):
+        data.insert(40 + i * 41, raw)
+    options = replace(OPTIONS, chunk_bytes=60_000, block_bytes=8_192)
+    received: list[pa.Table] = []
+    # WHEN a sink is given
+    out = decode_records(batch(data), options, sink=received.append)
+    # THEN it got one non-empty table per chunk with rows, in order: together exactly the changes
+    assert len(received) > 4 and all(table.num_rows for table in received)
+    assert pa.concat_tables(received).equals(out.changes)
+    # and the sink changes nothing of the outcome
+    plain = decode_records(batch(data), options)
+    assert plain.changes.equals(out.changes) and plain.rejects == out.rejects
+
+
+def test_a_batch_without_changes_calls_no_sink() -> None:
+    received: list[pa.Table] = []
+    out = decode_records(batch([b"not json", SAMPLES["inline-replace"][:20]]), OPTIONS, sink=received.append)
+    assert out.changes.num_rows == 0 and out.records_rejected == 2 and received == []

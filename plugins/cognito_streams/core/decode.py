@@ -349,10 +349,20 @@ def _b64(value: bytes | str) -> bytes:
 # -- the decoder ----------------------------------------------------------------------------------
 
 
-def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
+#: Receives the rows of a batch piece by piece, in stream order, while the decoder goes on (see
+#: :func:`decode_records`): e.g. the landing's Parquet writer, encoding each piece as a row group.
+RowSink = Callable[[pa.Table], None]
+
+
+def decode_records(records: KinesisRecords, options: DecodeOptions, sink: RowSink | None = None) -> Decoded:
     """Decode one shard's records into changes, rejects and pending ``S3Url`` payloads.
 
     Never raises for bad input: every record is landed, rejected with a reason, or pending.
+
+    ``sink``, when given, is called with each chunk's rows (never an empty table) in stream order,
+    as soon as the chunk and every chunk before it are decoded, on the calling thread: while it
+    runs, the worker threads decode the next chunks. Concatenated, the tables it received are
+    ``Decoded.changes``.
     """
     out = Decoded(changes=empty_changes())
     state = _BatchState()
@@ -361,17 +371,27 @@ def decode_records(records: KinesisRecords, options: DecodeOptions) -> Decoded:
     def work(bound: tuple[int, int]) -> _ChunkResult:
         return _decode_whole_chunk(records.slice(*bound), options, state)
 
+    tables: list[pa.Table] = []
+
+    def take(result: _ChunkResult) -> None:
+        table = result.merge_into(out)
+        if table.num_rows:
+            tables.append(table)
+            if sink is not None:
+                sink(table)
+
     # Each chunk is decoded whole (joined, screened, parsed, checked, turned into rows) on one of two
     # worker threads, so both cores stay busy (pyarrow and numpy release the GIL); results are taken
-    # in chunk order, so the output does not depend on which thread finished first.
-    results: Iterator[_ChunkResult]
+    # in chunk order, so the output does not depend on which thread finished first. The sink (the
+    # Parquet encoder, which releases the GIL too) runs meanwhile on this thread, so that the
+    # batch's file is done shortly after its last chunk instead of after a serial encode of all.
     if not options.use_threads or len(bounds) < 2:
-        results = map(work, bounds)
-        tables = [result.merge_into(out) for result in results]
+        for bound in bounds:
+            take(work(bound))
     else:
         with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
-            tables = [result.merge_into(out) for result in pool.map(work, bounds)]
-    tables = [table for table in tables if table.num_rows]
+            for result in pool.map(work, bounds):
+                take(result)
     if tables:
         out.changes = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return out

@@ -42,6 +42,7 @@ from cognito_streams.core.decode import (
     KinesisRecords,
     PendingPayload,
     Reject,
+    RowSink,
     decode_records,
 )
 from cognito_streams.core.landing_format import LandingLayout
@@ -497,11 +498,16 @@ def _land_batch(
         value_ref=ctx.writer.value_url(folder),
         value_max_bytes=ctx.settings.value_max_bytes,
     )
-    decoded = decode_records(records, options)
+    # The changes file is encoded while the records are decoded (row groups in stream order; the
+    # fetched S3Url payloads' rows come last, as in decoded.changes).
+    changes_file = ctx.writer.changes_file()
+    decoded = decode_records(records, options, sink=changes_file.write)
     if decoded.pending:
-        resolve_payloads(ctx, shard_id, decoded, options, folder=folder)
+        resolve_payloads(ctx, shard_id, decoded, options, folder=folder, sink=changes_file.write)
     replay = checkpoint.replay_until is not None and sequence_key(first_seq) <= sequence_key(checkpoint.replay_until)
-    _, url = ctx.writer.write(span, decoded, decoded.records_read, decoded.records_landed, replay=replay)
+    _, url = ctx.writer.write(
+        span, decoded, decoded.records_read, decoded.records_landed, replay=replay, changes_file=changes_file
+    )
     reasons = Counter(r.reason for r in decoded.rejects)
     log.info(
         "shard %s batch %s-%s: read %d = landed %d + rejected %d%s; %d change rows; %d cut value(s); "
@@ -523,11 +529,17 @@ def _land_batch(
 
 
 def resolve_payloads(
-    ctx: LandingContext, shard_id: str, decoded: Decoded, options: DecodeOptions, folder: str | None = None
+    ctx: LandingContext,
+    shard_id: str,
+    decoded: Decoded,
+    options: DecodeOptions,
+    folder: str | None = None,
+    sink: RowSink | None = None,
 ) -> None:
     """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone (under
     ``folder``, the shard's folder in object keys, by default its id), and decode their records like
-    inline ones (same code); failures become rejects. Updates ``decoded``."""
+    inline ones (same code); failures become rejects. Updates ``decoded``; the new rows, appended to
+    ``decoded.changes``, go to ``sink`` too (the batch's changes file being encoded)."""
     pending = decoded.pending
     decoded.pending = []
     results = ctx.fetcher.fetch_all([p.url for p in pending])
@@ -590,6 +602,7 @@ def resolve_payloads(
             sub_sequence_numbers=[c[1] for c in coordinates],
         ),
         replace(options, resolved_s3url=True),
+        sink=sink,
     )
     for reject in sub.rejects:
         # Keep the Kinesis record's own bytes (the rejects file must hold what Kinesis delivered).

@@ -70,26 +70,72 @@ class BatchRange:
         return self.key_shard or self.shard_id
 
 
-def parquet_bytes(table: pa.Table, compression: str) -> bytes:
-    """``table`` as a Parquet file.
+def _parquet_options(column_names: list[str], compression: str) -> dict[str, Any]:
+    """The Parquet writer's options for a landing file with these columns.
 
     The arrow schema is not stored: the Parquet types alone read back as CHANGES_SCHEMA /
     REJECTS_SCHEMA (strings, UTC millisecond timestamps, ints, required columns), and the decoder's
     dictionary-encoded constant columns are written as plain (dictionary-paged) strings.
     """
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
-        store_schema=False,
-        compression=compression,
-        use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
-        row_group_size=ROW_GROUP_ROWS,
-        write_statistics=["sync_count", "last_modified_at", "arrived_at", "sub_sequence_number", "record_index"]
-        if "sync_count" in table.column_names
+    return {
+        "store_schema": False,
+        "compression": compression,
+        "use_dictionary": [c for c in DICTIONARY_COLUMNS if c in column_names],
+        "write_statistics": ["sync_count", "last_modified_at", "arrived_at", "sub_sequence_number", "record_index"]
+        if "sync_count" in column_names
         else True,
-    )
+    }
+
+
+def parquet_bytes(table: pa.Table, compression: str) -> bytes:
+    """``table`` as a Parquet file (see ``_parquet_options``), in one go: the rejects file, and the
+    changes of a caller that has the whole table (the landing encodes its changes with
+    :class:`ChangesParquet` while it decodes)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, **_parquet_options(table.column_names, compression))
     return bytes(sink.getvalue())
+
+
+class ChangesParquet:
+    """A batch's changes file, encoded piece by piece while the decoder goes on.
+
+    Pass :meth:`write` as ``decode_records``' ``sink``: each chunk's rows become row groups as soon
+    as the decoder hands them over (in stream order), while its worker threads decode the next
+    chunks; the encoder releases the GIL, so the two overlap and the file is done shortly after the
+    last chunk. Reads back exactly like ``parquet_bytes`` of the whole table (same rows, types and
+    options); only the row groups are smaller (one or more per chunk).
+    """
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        #: Rows written so far.
+        self.rows = 0
+        self._sink = pa.BufferOutputStream()
+        self._writer: pq.ParquetWriter | None = None
+        self._body: bytes | None = None
+
+    def write(self, table: pa.Table) -> None:
+        """Append ``table``'s rows (CHANGES_SCHEMA, up to dictionary encoding) to the file."""
+        if self._body is not None:
+            raise RuntimeError("the changes file is finished; no more rows can be written to it")
+        if not table.num_rows:
+            return
+        if self._writer is None:
+            if not _writes_as(table.schema, CHANGES_SCHEMA):
+                raise TypeError(f"changes table does not match the contract's schema: {table.schema}")
+            options = _parquet_options(table.column_names, self.compression)
+            self._writer = pq.ParquetWriter(self._sink, table.schema, **options)
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self.rows += table.num_rows
+
+    def finish(self) -> bytes:
+        """The file's bytes (its footer written); the file takes no more rows."""
+        if self._body is None:
+            if self._writer is None:
+                raise RuntimeError("the changes file has no rows: a batch without changes writes no changes file")
+            self._writer.close()
+            self._body = bytes(self._sink.getvalue())
+        return self._body
 
 
 class BatchWriter:
@@ -108,6 +154,10 @@ class BatchWriter:
         key = self.layout.payload_key(shard_id, sequence_number, sub_sequence_number)
         self._put(key, body, "application/json")
         return self.layout.url(key)
+
+    def changes_file(self) -> ChangesParquet:
+        """An empty changes file for one batch, with this writer's compression (see ``write``)."""
+        return ChangesParquet(self.compression)
 
     def changes_url(self, batch: BatchRange) -> str:
         """The s3 URI the batch's changes file will have (rows carry it in ``landed_file``)."""
@@ -132,8 +182,13 @@ class BatchWriter:
         records_read: int,
         records_landed: int,
         replay: bool = False,
+        changes_file: ChangesParquet | None = None,
     ) -> tuple[LandedBatch, str]:
-        """Write every object of the batch, the descriptor last; returns it and its s3 URI."""
+        """Write every object of the batch, the descriptor last; returns it and its s3 URI.
+
+        ``changes_file`` is the batch's changes already encoded while decoding (every row of
+        ``decoded.changes``, in order); without it the changes are encoded here.
+        """
         layout = self.layout
         shard, first, last, at = (
             batch.folder,
@@ -147,6 +202,11 @@ class BatchWriter:
                 f"batch {shard} {first}-{last}: {records_read} records read but {records_landed} landed "
                 f"+ {rejected} rejected; refusing to write an inconsistent batch"
             )
+        if changes_file is not None and changes_file.rows != decoded.changes.num_rows:
+            raise RuntimeError(
+                f"batch {shard} {first}-{last}: the encoded changes file holds {changes_file.rows} rows but the "
+                f"decoder made {decoded.changes.num_rows}; refusing to write an inconsistent batch"
+            )
         for cut in decoded.cut_values:
             self._put(_key_of(cut.ref, layout), cut.text, "text/plain; charset=utf-8")
 
@@ -155,7 +215,7 @@ class BatchWriter:
             key = layout.changes_key(shard, first, last, at)
             if not _writes_as(decoded.changes.schema, CHANGES_SCHEMA):
                 raise TypeError(f"changes table does not match the contract's schema: {decoded.changes.schema}")
-            body = parquet_bytes(decoded.changes, self.compression)
+            body = parquet_bytes(decoded.changes, self.compression) if changes_file is None else changes_file.finish()
             self._put(key, body, "application/vnd.apache.parquet")
             changes = FileRef(url=layout.url(key), rows=decoded.changes.num_rows, bytes=len(body))
             manifest_key = layout.manifest_key(shard, first, last, at, "changes")
