@@ -114,6 +114,23 @@ SUSPECT_PATTERN = "|".join(
 _BAD_INT = r'"\s*:\s*(?:[^\s\-0-9n]|-?[0-9]+[^\s0-9,}\]]|-?[0-9]{19})'
 _BAD_STR = r'"\s*:\s*[^\s"n]'
 _VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s,{}\[\]"]+)'  # a string or a scalar
+#: Where the screen for a member repeated right after its value starts: the end of the member's name
+#: that begins with the rarest byte (an upper-case letter where there is one). RE2 jumps from one
+#: occurrence of the pattern's first bytes to the next, so a common first byte ("d" of dataSetName)
+#: makes it stop everywhere in the values: 1.2 ms per 4 MB chunk for ``dataSetName``, 0.4 for ``Name``.
+#: Never a piece that the next member of a usual record repeats (``Id`` would take identityPoolId
+#: followed by identityId for a repeat).
+_REPEAT_STARTS = {
+    "identityPoolId": "PoolId",
+    "dataSetName": "Name",
+    "datasetName": "Name",
+    "operation": "ration",
+    "payloadType": "Type",
+    "kinesisSyncRecordsURL": "URL",
+    "syncCount": "Count",
+    "kinesisSyncRecords": "SyncRecords",
+    "deviceLastModifiedDate": "LastModifiedDate",
+}
 #: Screens for what breaks the reader, each turned on for the rest of a batch once the records it would
 #: have caught cost more than its threshold in restarts per MB read (see ``_BatchState``). A restart costs
 #: a reader start, a block's fixed costs and the re-read of the failing block (about 0.7 ms with
@@ -125,8 +142,8 @@ MEMBER_SCREENS: tuple[tuple[str, float], ...] = (
     ("Count" + _BAD_INT, 0.5),  # syncCount
     ("Date" + _BAD_INT, 0.5),  # lastModifiedDate, deviceLastModifiedDate
     ("Id" + _BAD_STR, 0.5),  # identityPoolId, identityId
-    ("ame" + _BAD_STR, 0.5),  # dataSetName, datasetName
-    ("operation" + _BAD_STR, 0.5),
+    ("Name" + _BAD_STR, 0.5),  # dataSetName, datasetName
+    ("ration" + _BAD_STR, 0.5),  # operation
     ("Type" + _BAD_STR, 0.5),  # payloadType
     ("URL" + _BAD_STR, 0.5),  # kinesisSyncRecordsURL
     ("key" + _BAD_STR, 0.5),
@@ -136,7 +153,7 @@ MEMBER_SCREENS: tuple[tuple[str, float], ...] = (
     # A member name repeated right after its first value (a repeat further away costs a restart; the
     # screen looks no further since that would mean reading on to the end of the object each time).
     *(
-        (rf'{name}"\s*:\s*{_VALUE}\s*,\s*"{name}"\s*:', 0.5)
+        (rf'{_REPEAT_STARTS.get(name, name)}"\s*:\s*{_VALUE}\s*,\s*"{name}"\s*:', 0.5)
         for name in dict.fromkeys(shape.TOP_FIELDS + shape.ITEM_FIELDS)
     ),
 )
