@@ -288,6 +288,29 @@ def test_a_corrupt_kpl_aggregate_is_quarantined() -> None:
     assert [r.reason for r in out.rejects] == ["kpl_bad_aggregate"] and out.records_read == 1
 
 
+def test_a_corrupt_kpl_aggregate_takes_its_place_in_stream_order_among_the_rejects() -> None:
+    from aws_kinesis_agg.aggregator import RecordAggregator
+
+    # GIVEN bad records, then a corrupt aggregate, then a good aggregate and more bad records
+    aggregator = RecordAggregator()
+    for i in range(3):
+        aggregator.add_user_record(f"pk{i}", dumps(record([change(f"k{i}", "v", 1, 1_000)])))
+    _, _, good_aggregate = aggregator.clear_and_get().get_contents()
+    corrupt = good_aggregate[:-1] + bytes([good_aggregate[-1] ^ 0xFF])
+    data = seed_records(60, seed=29)
+    data[10], data[20], data[30], data[40], data[50] = b"x", b"[1]", corrupt, good_aggregate, b"{"
+    for options in (OPTIONS, replace(OPTIONS, chunk_bytes=5_000, block_bytes=4_096)):
+        out = decode_records(batch(data, first_seq=0), options)
+        # THEN the rejects are in stream order, whatever the chunks
+        assert [(int(r.sequence_number), r.reason) for r in out.rejects] == [
+            (10, "invalid_json"),
+            (20, "not_an_object"),
+            (30, "kpl_bad_aggregate"),
+            (50, "invalid_json"),
+        ]
+        assert out.records_read == 62 == out.records_landed + out.records_rejected
+
+
 def test_chunking_does_not_change_the_result() -> None:
     data = seed_records(500, seed=11)
     whole = decode_records(batch(data), OPTIONS)

@@ -312,6 +312,13 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
     An aggregate that does not de-aggregate (bad digest, bad protobuf) is rejected as
     ``kpl_bad_aggregate``. Records without the KPL magic prefix pass through unchanged.
     """
+    expanded, rejects = _deaggregate(records)
+    return expanded, [reject for _, reject in rejects]
+
+
+def _deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[tuple[int, Reject]]]:
+    """:func:`deaggregate`, each reject with its place in stream order: the number of user records
+    before it."""
     from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
     data: list[bytes] = []
@@ -319,7 +326,7 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
     arrived: list[int] = []
     keys: list[str] = []
     subs: list[int] = []
-    rejects: list[Reject] = []
+    rejects: list[tuple[int, Reject]] = []
     partition_keys = records.partition_keys or [""] * len(records)
     given_subs = records.sub_sequence_numbers or [0] * len(records)
     for raw, seq, at, key, sub in zip(
@@ -343,9 +350,8 @@ def deaggregate(records: KinesisRecords) -> tuple[KinesisRecords, list[Reject]]:
         not_expanded = not users or not all(u.get("kinesis", {}).get("aggregated") for u in users)
         if errors.getvalue() or not_expanded:
             why = "a sub-record is malformed" if errors.getvalue() else "bad MD5 digest or protobuf message"
-            rejects.append(
-                Reject(seq, sub, at, "kpl_bad_aggregate", f"KPL aggregate could not be de-aggregated: {why}", raw)
-            )
+            reject = Reject(seq, sub, at, "kpl_bad_aggregate", f"KPL aggregate could not be de-aggregated: {why}", raw)
+            rejects.append((len(data), reject))
             continue
         for user in users:
             kinesis = user["kinesis"]
@@ -437,9 +443,9 @@ class _ChunkResult:
 def _decode_whole_chunk(records: KinesisRecords, options: DecodeOptions, state: _BatchState) -> _ChunkResult:
     chunk = _Chunk(records.data)
     part = Decoded(changes=empty_changes())
+    kpl_rejects: list[tuple[int, Reject]] = []
     if chunk.may_hold_kpl():
-        records, kpl_rejects = deaggregate(records)
-        part.rejects.extend(kpl_rejects)
+        records, kpl_rejects = _deaggregate(records)
         part.records_read += len(kpl_rejects)
         chunk = _Chunk(records.data)
     for index in _screen(chunk):
@@ -451,7 +457,7 @@ def _decode_whole_chunk(records: KinesisRecords, options: DecodeOptions, state: 
     table, part.parser_restarts = _parse(chunk, options, state)
     part.records_read += len(records)
     part.records_checked_slowly += chunk.checked
-    return _ChunkResult(_decode_chunk(records, chunk, table, options, part), part)
+    return _ChunkResult(_decode_chunk(records, chunk, table, options, part, kpl_rejects), part)
 
 
 @dataclass
@@ -494,14 +500,27 @@ class _BatchState:
             self.screens = (*self.screens, *new)
 
 
+#: The smallest chunk, as a fraction of ``chunk_bytes``: the last ones of a batch get smaller (see ``_chunks``).
+TAIL_CHUNK_DIVISOR = 8
+
+
 def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Bounds of the chunks: ``chunk_bytes`` each, but never more than half of what remains (down to
+    ``chunk_bytes / TAIL_CHUNK_DIVISOR``). The worker threads take chunks as they finish, so the
+    last one to finish idles for up to one chunk while the other decodes its last: with the tail of
+    a batch in ever smaller chunks that is a fraction of a MB instead of a whole chunk."""
     if not data:
         return
     ends = np.cumsum(np.fromiter(map(len, data), dtype=np.int64, count=len(data)) + 1)
+    total = int(ends[-1])
+    smallest = max(1, chunk_bytes // TAIL_CHUNK_DIVISOR)
     lo = 0
     while lo < len(data):
-        base = ends[lo - 1] if lo else 0
-        hi = int(np.searchsorted(ends, base + chunk_bytes, side="left")) + 1
+        base = int(ends[lo - 1]) if lo else 0
+        size = min(chunk_bytes, max(smallest, (total - base) // DECODE_THREADS))
+        if total - base - size < smallest:
+            size = total - base  # not a sliver of a chunk at the very end
+        hi = int(np.searchsorted(ends, base + size, side="left")) + 1
         hi = min(max(hi, lo + 1), len(data))
         yield lo, hi
         lo = hi
@@ -929,9 +948,16 @@ def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _decode_chunk(
-    records: KinesisRecords, chunk: _Chunk, table: pa.Table, options: DecodeOptions, out: Decoded
+    records: KinesisRecords,
+    chunk: _Chunk,
+    table: pa.Table,
+    options: DecodeOptions,
+    out: Decoded,
+    early: list[tuple[int, Reject]] | None = None,
 ) -> pa.Table:
-    """Semantic checks and rows for one parsed chunk."""
+    """Semantic checks and rows for one parsed chunk. ``early`` are rejects made before the records
+    were parsed (bad KPL aggregates), each with the number of records before it: they join the
+    chunk's rejects in stream order."""
     n = chunk.n
     seqs = records.sequence_numbers
     subs = records.sub_sequence_numbers if records.sub_sequence_numbers is not None else [0] * n
@@ -1029,8 +1055,9 @@ def _decode_chunk(
 
     # Rejects, in stream order (whichever check found them, however the batch was cut into chunks) -------
     rejected = blank | (reason >= 0) | bad_item_record
-    if rejected.any():
-        found: list[tuple[int, Reject]] = []
+    if rejected.any() or early:
+        # A reject made before record i (an aggregate that did not expand) sorts just before it.
+        found: list[tuple[float, Reject]] = [(before - 0.5, reject) for before, reject in early or ()]
         ids_needed = np.flatnonzero((reason >= 0) | bad_item_record)
         id_cols = _pylists(ids_needed, pool, identity, dataset)
         for j, index in enumerate(ids_needed.tolist()):
