@@ -163,9 +163,12 @@ _MEMBER_SCREENS_RE = tuple(re.compile(pattern.encode()) for pattern, _ in MEMBER
 #: After a restart, chunks are read in the smaller ``block_bytes`` (the next restart re-reads less) until
 #: this many bytes went by without one (the screens turned on meanwhile caught the rest).
 CALM_BYTES = 8 * 2**20
-#: A screen is turned on after at least this many restarts it would have saved (a few bad records early
-#: in a batch are no trend).
-SCREEN_MIN_RESTARTS = 4
+#: A screen is turned on after more than this many restarts it would have saved (one odd record early in
+#: a batch is no trend). Low, because both threads start a batch with no screen on: every restart
+#: before a screen turns on is paid twice over (1-2 ms each), while a screen that turned on for nothing
+#: costs about 1 ms per 4 MB chunk (the benchmark's batch: 23-31 restarts with 4, 12-15 with 1, the
+#: same screens on in the end).
+SCREEN_MIN_RESTARTS = 1
 #: Chunks decoded at once on worker threads.
 DECODE_THREADS = 2
 
