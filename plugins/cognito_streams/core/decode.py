@@ -925,7 +925,11 @@ def _missing_text(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _not_in(values: pa.ChunkedArray | pa.Array, allowed: tuple[str, ...]) -> np.ndarray:
     """Not null and not one of ``allowed``."""
-    return _np(pc.fill_null(pc.invert(pc.is_in(values, value_set=pa.array(allowed))), False))
+    # For two allowed values, two equality tests take half the time of is_in's hash lookups.
+    known = pc.equal(values, allowed[0])
+    for value in allowed[1:]:
+        known = pc.or_(known, pc.equal(values, value))
+    return _np(pc.fill_null(pc.invert(known), False))
 
 
 def _bad_date(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -936,6 +940,10 @@ def _bad_date(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _longer(values: pa.ChunkedArray | pa.Array, chars: int) -> np.ndarray:
     """Not null and longer than ``chars`` characters."""
+    # A character takes at least one byte: when no value has more than `chars` bytes (known from the
+    # offsets alone), none has more characters, and counting them (a pass over the text) is saved.
+    if (pc.max(pc.binary_length(values)).as_py() or 0) <= chars:
+        return np.zeros(len(values), dtype=bool)
     return _np(pc.fill_null(pc.greater(pc.utf8_length(values), chars), False))
 
 
@@ -1154,20 +1162,22 @@ def _repeated_keys(
         key = key.combine_chunks()
     m = len(parents)
     repeated = np.zeros(m, dtype=bool)
+    # Equal keys have equal dictionary codes (-1: no key): one hashing pass, then integer comparisons
+    # (half the time of comparing the strings shift by shift).
+    codes = _np(pc.fill_null(pc.dictionary_encode(key).indices, -1)).astype(np.int64)
     longest = int(lengths.max(initial=0))
     # Element i and element i + d belong to the same record only if the record has > d elements.
     for d in range(1, min(longest, PAIRWISE_MAX_ITEMS)):
         same_record = parents[d:] == parents[:-d]
         if not same_record.any():
             break
-        equal = _np(pc.fill_null(pc.equal(key.slice(d), key.slice(0, m - d)), False))
-        repeated[d:] |= same_record & equal
+        repeated[d:] |= same_record & (codes[d:] == codes[:-d]) & (codes[d:] >= 0)
     big = lengths[parents] > PAIRWISE_MAX_ITEMS
     if big.any():
         where = np.flatnonzero(big)
-        codes = _np(pc.fill_null(pc.dictionary_encode(key.take(pa.array(where))).indices, -1)).astype(np.int64)
-        composite = parents[where] * (int(codes.max(initial=0)) + 2) + (codes + 1)
-        composite = np.where(codes >= 0, composite, -1 - np.arange(len(codes)))
+        big_codes = codes[where]
+        composite = parents[where] * (int(big_codes.max(initial=0)) + 2) + (big_codes + 1)
+        composite = np.where(big_codes >= 0, composite, -1 - np.arange(len(big_codes)))
         _, first = np.unique(composite, return_index=True)
         later = np.ones(len(where), dtype=bool)
         later[first] = False
