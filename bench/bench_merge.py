@@ -10,6 +10,8 @@ new keys, removes, exact resends within the batch and older versions arriving la
 and the figure notes count how many rows it leaves wrong.
 
 Goals (issue 6): ours within 3x of (a), faster than (b), and less than 1.5x slower on the 10x larger table.
+A further figure times, inside ours, the COPY plus the three writes the contract requires (history, records,
+datasets): the part of the load that no change to the merge's logic can remove, against the same floor.
 """
 
 # ruff: noqa: S608 - the SQL here names bench-only schemas built from integers and constants, no input
@@ -37,6 +39,8 @@ BASE_TIME = datetime(2024, 1, 1)
 KEYS_PER_DATASET = 10
 DATASETS_PER_IDENTITY = 2
 ROWS_PER_IDENTITY = KEYS_PER_DATASET * DATASETS_PER_IDENTITY
+#: The steps of a load that write what the contract keeps (warehouse/models.py MERGE_STEPS).
+CONTRACT_WRITES = ("history", "records", "datasets")
 
 
 def identity(n: int) -> str:
@@ -274,6 +278,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         print(f"   records={n:,}: populated in {time.perf_counter() - t0:.1f} s", flush=True)
 
         ours: list[tuple[float, float, float]] = []
+        writes: list[tuple[float, str]] = []  # (COPY + the contract's three writes, the step split) per batch
         floor, upsert = [], []
         for seed in (1, 2):  # two different batches; the best of each variant is reported
             table, counts = _batch(n, batch_size, seed)
@@ -287,12 +292,14 @@ def run(ctx: BenchContext) -> list[Figure]:
             report = wh.load([batch])
             ours.append((time.perf_counter() - t0, report.stage_seconds, report.merge_seconds))
             assert report.rows_staged == batch_size, report
+            steps = report.step_seconds
+            writes.append((report.stage_seconds + sum(steps[s] for s in CONTRACT_WRITES), report.steps_text()))
             _checkpoint(admin)
             upsert.append(_upsert_baseline(admin, wh, data))
             _checkpoint(admin)
             print(
                 f"   records={n:,} batch {seed}: floor {floor[-1]:.3f} s, ours {ours[-1][0]:.3f} s (COPY "
-                f"{ours[-1][1]:.3f} + merge {ours[-1][2]:.3f}), DELETE+INSERT {upsert[-1]:.3f} s",
+                f"{ours[-1][1]:.3f} + merge {ours[-1][2]:.3f}: {writes[-1][1]}), DELETE+INSERT {upsert[-1]:.3f} s",
                 flush=True,
             )
         duplicates, stale = _wrong_rows(admin, schema)
@@ -330,6 +337,23 @@ def run(ctx: BenchContext) -> list[Figure]:
                 goal="ratio >= 0.33 (within 3x of the floor)",
                 note="what the load adds to the COPY it shares with (a): checks, dedupe, history, MERGE of records "
                 "and datasets, bookkeeping, commit",
+            )
+        )
+        least_writes, split = min(writes)
+        figures.append(
+            Figure(
+                name=f"the contract's writes alone vs plain COPY: {label}",
+                value=least_writes,
+                unit="s",
+                higher_is_better=False,
+                baseline="(a) COPY into an empty table",
+                baseline_value=min(floor),
+                goal="ratio >= 0.33 (within 3x of the floor)",
+                note="part of ours, timed inside it: the COPY into the stage plus the three writes the contract "
+                "requires whatever the logic (versions into record_changes, MERGE of records, MERGE of datasets), "
+                "each with the key lookup that finds its row; no dedupe, ranking, checks or bookkeeping. Over 3x "
+                "here means the merge's logic is not what keeps the load from 3x: these writes alone, with the tables "
+                f"indexed as they are here, already exceed it. Steps of that batch: {split}",
             )
         )
         figures.append(

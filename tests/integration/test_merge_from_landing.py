@@ -18,6 +18,7 @@ from cognito_streams.landing import tasks as landing_tasks
 from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.run import check_quality, load_landing_zone
 from cognito_streams.settings import PipelineSettings
+from cognito_streams.warehouse.models import MERGE_STEPS
 from tests.landing_records import SAMPLES, bad_records, put_records, seed_records
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
 
@@ -77,4 +78,9 @@ def test_what_the_landing_dag_writes_the_loader_loads(settings: PipelineSettings
         # AND the warehouse holds the reference state of what was landed
         assert read_state(wh) == expected_state(landed_changes(aws, settings))
     assert report.batches >= 2 and report.merge.versions_inserted > 0
+    # AND the report times every step after the COPY (the task log and the benchmark read them), within the
+    # time the merge took
+    assert list(report.step_seconds) == list(MERGE_STEPS)
+    assert all(s >= 0 for s in report.step_seconds.values())
+    assert sum(report.step_seconds.values()) <= report.merge_seconds
     assert all(r.ok for r in check_quality(settings, since=datetime(2000, 1, 1)))

@@ -73,7 +73,7 @@ def load_landing_zone(
                     "Transaction %d/%d: %d batch(es) (%d skipped: already loaded), %d file(s), %d row(s) staged, "
                     "%d version(s) staged, %d new in record_changes, %d dataset delete(s), %d key(s) changed "
                     "(%d new, %d tombstoned), %d dataset(s) updated, %d reject(s) staged, %d new; COPY %.2f s, "
-                    "merge and commit %.2f s",
+                    "merge and commit %.2f s (%s)",
                     i,
                     len(groups),
                     report.batches,
@@ -91,6 +91,7 @@ def load_landing_zone(
                     report.rejects_inserted,
                     report.stage_seconds,
                     report.merge_seconds,
+                    report.steps_text(),
                 )
             reloaded.update(r.url for r in refs)
         else:

@@ -68,6 +68,16 @@ class Connection(Protocol):
     def close(self) -> Any: ...
 
 
+@contextmanager
+def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of the block to ``steps[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
+
+
 def utcnow() -> datetime:
     """Now, as the warehouse stores times (UTC, no time zone)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -213,12 +223,15 @@ class Warehouse(ABC):
             self._stage(cur, STAGE_CHANGES, [b.changes_manifest for b in todo if b.changes_manifest])
             self._stage(cur, STAGE_REJECTS, [b.rejects_manifest for b in todo if b.rejects_manifest])
             staged_at = time.perf_counter()
-            staged = self._verify_stage(cur, todo)
-            report.merge = self._merge(cur, loaded_at)
-            cur.execute(self.sql.insert_rejected_records(), (loaded_at,))
-            report.rejects_inserted = max(cur.rowcount, 0)
-            self._record_batches(cur, todo, staged, loaded_at)
-            cur.execute(self.sql.drop_work_tables())
+            steps = report.step_seconds
+            with _timed(steps, "checks"):
+                staged = self._verify_stage(cur, todo)
+            report.merge = self._merge(cur, loaded_at, steps=steps)
+            with _timed(steps, "bookkeeping"):
+                cur.execute(self.sql.insert_rejected_records(), (loaded_at,))
+                report.rejects_inserted = max(cur.rowcount, 0)
+                self._record_batches(cur, todo, staged, loaded_at)
+                cur.execute(self.sql.drop_work_tables())
         report.stage_seconds = staged_at - started
         report.merge_seconds = time.perf_counter() - staged_at
         report.batches = len(todo)
@@ -270,39 +283,49 @@ class Warehouse(ABC):
         cur.execute(statement)
         self._after_work_table(cur, table)
 
-    def _merge(self, cur: Cursor, loaded_at: datetime, *, from_history: bool = False) -> MergeCounts:
+    def _merge(
+        self, cur: Cursor, loaded_at: datetime, *, from_history: bool = False, steps: dict[str, float] | None = None
+    ) -> MergeCounts:
         """The merge of whatever is in stg_changes (docs/semantics.md), steps in sql/load.sql's order.
 
         ``from_history``: the stage holds the history itself (a rebuild), so nothing is added to it; the
         shortcut of insert_record_changes (a version newer than the stored row is new) would not hold
-        while records is being rebuilt."""
+        while records is being rebuilt.
+
+        ``steps``: where to add the wall time of each step (names from MERGE_STEPS)."""
         sql = self.sql
-        self._work(cur, sql.create_new_deletes(), "stg_new_deletes")
+        steps = {} if steps is None else steps
         deletes_inserted = versions_inserted = 0
+        with _timed(steps, "versions"):
+            self._work(cur, sql.create_new_deletes(), "stg_new_deletes")
+            if not from_history:
+                cur.execute(sql.insert_dataset_deletes(), (loaded_at,))
+                deletes_inserted = max(cur.rowcount, 0)
+            self._work(cur, sql.create_touched_datasets(), "stg_datasets")
+            self._work(cur, sql.create_latest_deletes(), "stg_latest_deletes")
+            self._work(cur, sql.create_reset_datasets(), "stg_reset_datasets")
+            cur.execute(sql.count_latest_deletes())
+            with_deletes = int(cur.fetchone()[0]) > 0
+            self._work(cur, sql.create_versions(), "stg_versions")
         if not from_history:
-            cur.execute(sql.insert_dataset_deletes(), (loaded_at,))
-            deletes_inserted = max(cur.rowcount, 0)
-        self._work(cur, sql.create_touched_datasets(), "stg_datasets")
-        self._work(cur, sql.create_latest_deletes(), "stg_latest_deletes")
-        self._work(cur, sql.create_reset_datasets(), "stg_reset_datasets")
-        cur.execute(sql.count_latest_deletes())
-        with_deletes = int(cur.fetchone()[0]) > 0
-        self._work(cur, sql.create_versions(), "stg_versions")
-        if not from_history:
-            cur.execute(sql.insert_record_changes(), (loaded_at, loaded_at))
-            versions_inserted = max(cur.rowcount, 0)
-        cur.execute(sql.create_winners())
-        if with_deletes:
-            # Only datasets with a delete need candidates and generations: in a batch without any (the usual
-            # case) these statements would scan the versions to find nothing.
-            self._work(cur, sql.create_candidates(), "stg_candidates")
-            self._work(cur, sql.create_generations(), "stg_generations")
-            cur.execute(sql.insert_winners_with_deletes())
-        self._after_work_table(cur, "stg_winners")
-        with self._probing_by_key(cur):
+            with _timed(steps, "history"):
+                cur.execute(sql.insert_record_changes(), (loaded_at, loaded_at))
+                versions_inserted = max(cur.rowcount, 0)
+        with _timed(steps, "winners"):
+            cur.execute(sql.create_winners())
+            if with_deletes:
+                # Only datasets with a delete need candidates and generations: in a batch without any (the usual
+                # case) these statements would scan the versions to find nothing.
+                self._work(cur, sql.create_candidates(), "stg_candidates")
+                self._work(cur, sql.create_generations(), "stg_generations")
+                cur.execute(sql.insert_winners_with_deletes())
+            self._after_work_table(cur, "stg_winners")
+        with _timed(steps, "records"), self._probing_by_key(cur):
             cur.execute(sql.merge_records(), (loaded_at, loaded_at))
-        self._work(cur, sql.create_dataset_updates(), "stg_dataset_updates")
-        cur.execute(sql.merge_datasets(), (loaded_at, loaded_at))
+        with _timed(steps, "dataset_updates"):
+            self._work(cur, sql.create_dataset_updates(), "stg_dataset_updates")
+        with _timed(steps, "datasets"):
+            cur.execute(sql.merge_datasets(), (loaded_at, loaded_at))
         cur.execute(sql.merge_counts())
         versions_staged, _, keys_changed, keys_inserted, keys_deleted, datasets_touched = cur.fetchone()
         return MergeCounts(
