@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import itertools
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -377,3 +379,21 @@ def test_a_batch_without_changes_calls_no_sink() -> None:
     received: list[pa.Table] = []
     out = decode_records(batch([b"not json", SAMPLES["inline-replace"][:20]]), OPTIONS, sink=received.append)
     assert out.changes.num_rows == 0 and out.records_rejected == 2 and received == []
+
+
+def test_a_batch_ends_in_smaller_chunks_so_that_both_threads_finish_together() -> None:
+    # GIVEN 10,000 records of 1,000 bytes (about 10 MB) cut into chunks of about 1 MB (each up to the
+    # record that crosses it)
+    lengths = np.full(10_000, 999, dtype=np.int64)
+    bounds = list(decode_module._chunks(lengths, 2**20))
+    sizes = [int(lengths[lo:hi].sum() + (hi - lo)) for lo, hi in bounds]
+    # THEN they cover every record once, in order
+    assert bounds[0][0] == 0 and bounds[-1][1] == 10_000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    # and the last ones halve what remains, down to an eighth of a chunk, with no sliver at the end
+    assert sizes[:6] == [sizes[0]] * 6 and 2**20 <= sizes[0] <= 2**20 + 1_000
+    assert sizes[-4] < sizes[-5] and sizes[-3] < sizes[-4] and max(sizes[-2:]) <= 2**20 // 4 + 1_000
+    assert min(sizes) >= 2**20 // 8 - 1_000
+    # and a batch smaller than one chunk is still split over both threads (unless under an eighth of one)
+    assert len(list(decode_module._chunks(np.full(400, 999, dtype=np.int64), 2**20))) == 2
+    assert len(list(decode_module._chunks(np.full(100, 999, dtype=np.int64), 2**20))) == 1

@@ -392,10 +392,12 @@ def decode_records(records: KinesisRecords, options: DecodeOptions, sink: RowSin
     """
     out = Decoded(changes=empty_changes())
     state = _BatchState()
-    bounds = list(_chunks(records.data, options.chunk_bytes))
+    # The records' lengths, once: reading each bytes object's header is a cache miss (~0.2 µs each).
+    lengths = np.fromiter(map(len, records.data), dtype=np.int64, count=len(records))
+    bounds = list(_chunks(lengths, options.chunk_bytes))
 
     def work(bound: tuple[int, int]) -> _ChunkResult:
-        return _decode_whole_chunk(records.slice(*bound), options, state)
+        return _decode_whole_chunk(records.slice(*bound), options, state, lengths[bound[0] : bound[1]])
 
     tables: list[pa.Table] = []
 
@@ -443,8 +445,10 @@ class _ChunkResult:
         return self.table
 
 
-def _decode_whole_chunk(records: KinesisRecords, options: DecodeOptions, state: _BatchState) -> _ChunkResult:
-    chunk = _Chunk(records.data)
+def _decode_whole_chunk(
+    records: KinesisRecords, options: DecodeOptions, state: _BatchState, lengths: np.ndarray | None = None
+) -> _ChunkResult:
+    chunk = _Chunk(records.data, lengths)
     part = Decoded(changes=empty_changes())
     kpl_rejects: list[tuple[int, Reject]] = []
     if chunk.may_hold_kpl():
@@ -507,24 +511,26 @@ class _BatchState:
 TAIL_CHUNK_DIVISOR = 8
 
 
-def _chunks(data: list[bytes], chunk_bytes: int) -> Iterator[tuple[int, int]]:
+def _chunks(lengths: np.ndarray, chunk_bytes: int) -> Iterator[tuple[int, int]]:
     """Bounds of the chunks: ``chunk_bytes`` each, but never more than half of what remains (down to
     ``chunk_bytes / TAIL_CHUNK_DIVISOR``). The worker threads take chunks as they finish, so the
     last one to finish idles for up to one chunk while the other decodes its last: with the tail of
-    a batch in ever smaller chunks that is a fraction of a MB instead of a whole chunk."""
-    if not data:
+    a batch in ever smaller chunks that is a fraction of a MB instead of a whole chunk. ``lengths``:
+    the records' lengths in bytes."""
+    n = len(lengths)
+    if not n:
         return
-    ends = np.cumsum(np.fromiter(map(len, data), dtype=np.int64, count=len(data)) + 1)
+    ends = np.cumsum(lengths + 1)
     total = int(ends[-1])
     smallest = max(1, chunk_bytes // TAIL_CHUNK_DIVISOR)
     lo = 0
-    while lo < len(data):
+    while lo < n:
         base = int(ends[lo - 1]) if lo else 0
         size = min(chunk_bytes, max(smallest, (total - base) // DECODE_THREADS))
         if total - base - size < smallest:
             size = total - base  # not a sliver of a chunk at the very end
         hi = int(np.searchsorted(ends, base + size, side="left")) + 1
-        hi = min(max(hi, lo + 1), len(data))
+        hi = min(max(hi, lo + 1), n)
         yield lo, hi
         lo = hi
 
@@ -536,7 +542,7 @@ def _blank_bytes(length: int) -> bytes:
 class _Chunk:
     """One chunk of records joined as NDJSON, with the positions needed to blank a record."""
 
-    def __init__(self, data: list[bytes]) -> None:
+    def __init__(self, data: list[bytes], lengths: np.ndarray | None = None) -> None:
         #: the records as read (what a reject keeps)
         self.data = data
         self.n = len(data)
@@ -546,7 +552,10 @@ class _Chunk:
         self.newlines_fixed = False
         #: MEMBER_SCREENS (indices) already run on the chunk
         self.screened: set[int] = set()
-        lengths = np.fromiter(map(len, data), dtype=np.int64, count=self.n)
+        if lengths is None:
+            lengths = np.fromiter(map(len, data), dtype=np.int64, count=self.n)
+        else:
+            lengths = lengths.copy()  # short records' entries are changed below
         parts = data
         short = np.flatnonzero(lengths < 2)
         if len(short):
