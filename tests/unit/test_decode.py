@@ -394,6 +394,12 @@ def test_a_batch_ends_in_smaller_chunks_so_that_both_threads_finish_together() -
     assert sizes[:6] == [sizes[0]] * 6 and 2**20 <= sizes[0] <= 2**20 + 1_000
     assert sizes[-4] < sizes[-5] and sizes[-3] < sizes[-4] and max(sizes[-2:]) <= 2**20 // 4 + 1_000
     assert min(sizes) >= 2**20 // 8 - 1_000
+    # and the plan that starts the first chunk before reading the other lengths gives the same chunks
+    data = [b"x" * 999] * 10_000
+    plan, several = decode_module._chunk_plan(data, 2**20)
+    assert several and [(lo, hi) for lo, hi, _ in plan] == bounds
+    small, several = decode_module._chunk_plan(data[:50], 2**20)
+    assert not several and [(lo, hi) for lo, hi, _ in small] == [(0, 50)]
     # and a batch smaller than one chunk is still split over both threads (unless under an eighth of one)
     assert len(list(decode_module._chunks(np.full(400, 999, dtype=np.int64), 2**20))) == 2
     assert len(list(decode_module._chunks(np.full(100, 999, dtype=np.int64), 2**20))) == 1
