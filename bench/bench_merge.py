@@ -6,8 +6,9 @@ ordering), on ``records`` tables of two sizes. Full mode: a batch of 100,000 cha
 Every variant starts from the same landed Parquet file and pays the same Parquet -> CSV -> COPY FROM STDIN.
 "ours" is ``PostgresWarehouse.load`` itself (stage, contract and count checks, dedupe, history, MERGE of
 records and datasets, bookkeeping), in one transaction. The batch has what real streams have: updates,
-new keys, removes, exact resends within the batch and older versions arriving late; (b) gets those wrong,
-and the figure notes count how many rows it leaves wrong.
+new keys, removes, exact resends within the batch and older versions arriving late, changed as syncs change
+them (1 to 8 keys of one dataset per sync; a third batch of one key per sync is the worst case of the datasets
+step); (b) gets those wrong, and the figure notes count how many rows it leaves wrong.
 
 Goals (issue 6): ours within 3x of (a), faster than (b), and less than 1.5x slower on the 10x larger table.
 A further figure times, inside ours, the COPY plus the three writes the contract requires (history, records,
@@ -39,6 +40,9 @@ BASE_TIME = datetime(2024, 1, 1)
 KEYS_PER_DATASET = 10
 DATASETS_PER_IDENTITY = 2
 ROWS_PER_IDENTITY = KEYS_PER_DATASET * DATASETS_PER_IDENTITY
+#: How many keys of one dataset a sync changes (Cognito Streams sends one record per dataset sync, with the
+#: keys it changed: 1 to 8 here, as in bench_decode's records).
+KEYS_PER_SYNC = (1, 8)
 #: The steps of a load that write what the contract keeps (warehouse/models.py MERGE_STEPS).
 CONTRACT_WRITES = ("history", "records", "datasets")
 
@@ -102,14 +106,18 @@ def _populate(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
     conn.autocommit = False
 
 
-def _batch(n_base: int, size: int, seed: int) -> tuple[pa.Table, dict[str, int]]:
+def _batch(
+    n_base: int, size: int, seed: int, keys_per_sync: tuple[int, int] = KEYS_PER_SYNC
+) -> tuple[pa.Table, dict[str, int]]:
     """A batch of ``size`` changes against a table of ``n_base`` rows: 60% updates, 15% new keys, 5% removes,
     5% older versions of existing keys arriving late, 15% exact resends of the batch's own changes.
 
-    The existing keys it changes are each in a different dataset, so a batch has the same shape (keys,
-    versions, datasets touched) whatever the table's size and only the table grows between the two sizes.
-    (Keys drawn at random from the whole table would collide in datasets more often in a small table: 53,000
-    datasets touched at 1M rows against 69,000 at 10M, which made the growth figure compare two workloads.)"""
+    The existing keys change as syncs do: each sync changes ``keys_per_sync`` (fewest, most) keys of one dataset,
+    and every sync is of a different dataset, so a batch has the same shape (keys, versions, datasets touched)
+    whatever the table's size and only the table grows between the two sizes. (Keys drawn at random from the
+    whole table would collide in datasets more often in a small table, which made the growth figure compare two
+    workloads.) ``(1, 1)``, one key per dataset, is the worst case of the datasets step: 100,000 changes touch
+    71,500 datasets instead of about 17,100."""
     rnd = random.Random(seed)
     mix = {"update": 0.60, "new": 0.15, "remove": 0.05, "older": 0.05}
     counts = {k: int(size * v) for k, v in mix.items()}
@@ -118,7 +126,15 @@ def _batch(n_base: int, size: int, seed: int) -> tuple[pa.Table, dict[str, int]]
     datasets = n_base // KEYS_PER_DATASET
     if changed > datasets:
         raise ValueError(f"a batch of {size} changes needs at least {changed * KEYS_PER_DATASET} rows, not {n_base}")
-    existing = [d * KEYS_PER_DATASET + rnd.randrange(KEYS_PER_DATASET) for d in rnd.sample(range(datasets), changed)]
+    fewest, most = keys_per_sync
+    existing: list[int] = []
+    for d in rnd.sample(range(datasets), -(-changed // fewest)):
+        if fewest == most == 1:
+            existing.append(d * KEYS_PER_DATASET + rnd.randrange(KEYS_PER_DATASET))
+        else:
+            keys = rnd.sample(range(KEYS_PER_DATASET), rnd.randint(fewest, most))
+            existing.extend(d * KEYS_PER_DATASET + k for k in keys)
+    existing = existing[:changed]
     t1 = BASE_TIME + timedelta(hours=1 + seed)
     rows: list[dict[str, Any]] = []
 
@@ -280,26 +296,39 @@ def run(ctx: BenchContext) -> list[Figure]:
         ours: list[tuple[float, float, float]] = []
         writes: list[tuple[float, str]] = []  # (COPY + the contract's three writes, the step split) per batch
         floor, upsert = [], []
-        for seed in (1, 2):  # two different batches; the best of each variant is reported
-            table, counts = _batch(n, batch_size, seed)
+        worst: tuple[float, float] = (0.0, 0.0)  # (ours, (b)) for a batch of one key per dataset sync
+        touched: dict[bool, int] = {}  # datasets a batch touches: typical (True) or one key per sync (False)
+        # Two different batches (the best of each variant is reported), then one of the worst case for datasets.
+        for seed, keys_per_sync in ((1, KEYS_PER_SYNC), (2, KEYS_PER_SYNC), (3, (1, 1))):
+            table, counts = _batch(n, batch_size, seed, keys_per_sync)
             batch, files = _landed(table, f"batch-{n}-{seed}")
             data = files[batch.changes_manifest.entries[0].url]  # type: ignore[union-attr]
             loads.append(os.getloadavg()[0])
-            floor.append(min(_copy_floor(admin, wh, data) for _ in range(2)))
-            _checkpoint(admin)
+            typical = keys_per_sync == KEYS_PER_SYNC
+            touched[typical] = table.group_by(["identity_id", "dataset_name"]).aggregate([]).num_rows
+            if typical:
+                floor.append(min(_copy_floor(admin, wh, data) for _ in range(2)))
+                _checkpoint(admin)
             wh._fetch = files.__getitem__
             t0 = time.perf_counter()
             report = wh.load([batch])
-            ours.append((time.perf_counter() - t0, report.stage_seconds, report.merge_seconds))
+            elapsed = time.perf_counter() - t0
             assert report.rows_staged == batch_size, report
             steps = report.step_seconds
-            writes.append((report.stage_seconds + sum(steps[s] for s in CONTRACT_WRITES), report.steps_text()))
             _checkpoint(admin)
-            upsert.append(_upsert_baseline(admin, wh, data))
+            upserted = _upsert_baseline(admin, wh, data)
             _checkpoint(admin)
+            if typical:
+                ours.append((elapsed, report.stage_seconds, report.merge_seconds))
+                writes.append((report.stage_seconds + sum(steps[s] for s in CONTRACT_WRITES), report.steps_text()))
+                upsert.append(upserted)
+            else:
+                worst = (elapsed, upserted)
             print(
-                f"   records={n:,} batch {seed}: floor {floor[-1]:.3f} s, ours {ours[-1][0]:.3f} s (COPY "
-                f"{ours[-1][1]:.3f} + merge {ours[-1][2]:.3f}: {writes[-1][1]}), DELETE+INSERT {upsert[-1]:.3f} s",
+                f"   records={n:,} batch {seed} ({keys_per_sync[0]}-{keys_per_sync[1]} keys per sync): "
+                + (f"floor {floor[-1]:.3f} s, " if typical else "")
+                + f"ours {elapsed:.3f} s (COPY {report.stage_seconds:.3f} + merge {report.merge_seconds:.3f}: "
+                f"{report.steps_text()}), DELETE+INSERT {upserted:.3f} s",
                 flush=True,
             )
         duplicates, stale = _wrong_rows(admin, schema)
@@ -312,7 +341,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         ours_by_size[n] = best
         merge_by_size[n] = min(m for _, _, m in ours)
         label = f"{batch_size:,} changes into {n:,} records"
-        mix = f"batch mix {counts}; best of 2 batches"
+        mix = f"batch mix {counts}, {KEYS_PER_SYNC[0]}-{KEYS_PER_SYNC[1]} keys per dataset sync; best of 2 batches"
         figures.append(
             Figure(
                 name=f"merge vs plain COPY: {label}",
@@ -365,8 +394,21 @@ def run(ctx: BenchContext) -> list[Figure]:
                 baseline="(b) S3ToRedshiftOperator UPSERT",
                 baseline_value=min(upsert),
                 goal="ratio > 1 (faster than (b))",
-                note=f"(b) left {duplicates:,} duplicate rows and {stale:,} keys on an older version after 2 batches;"
+                note=f"(b) left {duplicates:,} duplicate rows and {stale:,} keys on an older version after 3 batches;"
                 " ours left none; (b) keeps no history and no datasets",
+            )
+        )
+        figures.append(
+            Figure(
+                name=f"merge vs DELETE+INSERT upsert, one key per dataset sync: {label}",
+                value=worst[0],
+                unit="s",
+                higher_is_better=False,
+                baseline="(b) S3ToRedshiftOperator UPSERT",
+                baseline_value=worst[1],
+                goal="ratio > 1 (faster than (b))",
+                note=f"the datasets step's worst case: every changed key in a dataset of its own ({touched[False]:,} "
+                f"datasets touched instead of {touched[True]:,}); one batch",
             )
         )
     small, large = sizes
