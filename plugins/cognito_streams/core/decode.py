@@ -532,7 +532,8 @@ def _chunk_plan(data: list[bytes], chunk_bytes: int) -> tuple[Iterator[tuple[int
 
     def plan() -> Iterator[tuple[int, int, np.ndarray]]:
         known = np.concatenate(head)
-        first_hi = int(np.searchsorted(np.cumsum(known + 1), chunk_bytes, side="left")) + 1
+        # The lengths read so far cover at least two chunks, so their first chunk is the batch's.
+        _, first_hi = next(_chunks(known, chunk_bytes))
         yield 0, first_hi, known[:first_hi]
         rest = np.fromiter(map(len, data[read:]), dtype=np.int64, count=n - read)
         lengths = np.concatenate([known, rest])
