@@ -290,11 +290,17 @@ class DecodeOptions:
 
 #: Columns that hold one value for a whole batch: dictionary-encoded in memory.
 CONSTANT_COLUMNS = ("stream_name", "shard_id", "landed_file")
-#: The decoder's table: CHANGES_SCHEMA, with the constant columns dictionary-encoded. Its Parquet
-#: file reads back as exactly CHANGES_SCHEMA; ``.cast(CHANGES_SCHEMA)`` gives it in memory.
+#: Columns dictionary-encoded in memory: the constants, the record-level text every row of a record
+#: repeats (encoded once per chunk over the records, not the rows), and the few values of ``op`` and
+#: ``payload_type`` (one dictionary for all chunks). Each row then carries a 4-byte code, and the
+#: Parquet encoder writes these dictionaries as they are instead of hashing every row's text.
+CODED_COLUMNS = (*CONSTANT_COLUMNS, "identity_pool_id", "identity_id", "dataset_name", "op", "payload_type")
+#: The decoder's table: CHANGES_SCHEMA, with CODED_COLUMNS dictionary-encoded. Its Parquet file reads
+#: back as exactly CHANGES_SCHEMA; ``.cast(CHANGES_SCHEMA)`` gives it in memory. The record-level
+#: columns' dictionaries differ from chunk to chunk: compare two decodes after that cast.
 DECODED_SCHEMA = pa.schema(
     [
-        pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), f.nullable) if f.name in CONSTANT_COLUMNS else f
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string()), f.nullable) if f.name in CODED_COLUMNS else f
         for f in CHANGES_SCHEMA
     ]
 )
@@ -966,31 +972,62 @@ def _np(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=True))
 
 
+# The checks below read the columns' buffers with numpy (validity bits, string offsets, int64 values)
+# instead of chaining compute kernels (compare, fill_null, unpack): each kernel call is a pass and an
+# allocation, and a chunk's checks made ~60 of them.
+
+
+def _is_null(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return ~_validity(_array(values))
+
+
+def _text_sizes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(which slots are not null, each slot's size in bytes) of a string column, from its offsets."""
+    array = _array(values)
+    n, offset = len(array), array.offset
+    offsets = array.buffers()[1]
+    if offsets is None:  # no values at all
+        return _validity(array), np.zeros(n, dtype=np.int64)
+    kind = np.int64 if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type) else np.int32
+    ends = np.frombuffer(offsets, dtype=kind, count=offset + n + 1)[offset:]
+    return _validity(array), np.diff(ends)
+
+
 def _missing_text(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Null or empty string."""
-    return _np(pc.fill_null(pc.equal(pc.binary_length(values), 0), True))
+    valid, sizes = _text_sizes(values)
+    return ~valid | (sizes == 0)
+
+
+def _equals(values: pa.ChunkedArray | pa.Array, text: str) -> np.ndarray:
+    """Not null and equal to ``text``."""
+    result = pc.equal(_array(values), text)
+    bits = np.frombuffer(result.buffers()[1], dtype=np.uint8)
+    equal = np.unpackbits(bits, count=result.offset + len(result), bitorder="little")[result.offset :].view(bool)
+    return equal & _validity(result)
 
 
 def _not_in(values: pa.ChunkedArray | pa.Array, allowed: tuple[str, ...]) -> np.ndarray:
     """Not null and not one of ``allowed``."""
     # For two allowed values, two equality tests take half the time of is_in's hash lookups.
-    known = pc.equal(values, allowed[0])
-    for value in allowed[1:]:
-        known = pc.or_(known, pc.equal(values, value))
-    return _np(pc.fill_null(pc.invert(known), False))
+    known = np.zeros(len(values), dtype=bool)
+    for value in allowed:
+        known |= _equals(values, value)
+    return ~known & ~_is_null(values)
 
 
 def _bad_date(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Not null and outside [0, MAX_DATE_MS]."""
-    outside = pc.or_(pc.less(values, 0), pc.greater(values, MAX_DATE_MS))
-    return _np(pc.fill_null(outside, False))
+    numbers = _int64s(values)
+    return _validity(_array(values)) & ((numbers < 0) | (numbers > MAX_DATE_MS))
 
 
 def _longer(values: pa.ChunkedArray | pa.Array, chars: int) -> np.ndarray:
     """Not null and longer than ``chars`` characters."""
     # A character takes at least one byte: when no value has more than `chars` bytes (known from the
     # offsets alone), none has more characters, and counting them (a pass over the text) is saved.
-    if (pc.max(pc.binary_length(values)).as_py() or 0) <= chars:
+    valid, sizes = _text_sizes(values)
+    if not (valid & (sizes > chars)).any():
         return np.zeros(len(values), dtype=bool)
     return _np(pc.fill_null(pc.greater(pc.utf8_length(values), chars), False))
 
@@ -1003,7 +1040,8 @@ def _has_nul(values: pa.ChunkedArray | pa.Array, possible: bool = True) -> np.nd
 
 
 def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return _np(pc.fill_null(pc.less(values, 0), False))
+    """Not null and below zero."""
+    return _validity(_array(values)) & (_int64s(values) < 0)
 
 
 def _decode_chunk(
@@ -1030,7 +1068,10 @@ def _decode_chunk(
     pool = table.column("identityPoolId")
     identity = table.column("identityId")
     ds_a, ds_b = table.column("dataSetName"), table.column("datasetName")
-    dataset = pc.coalesce(ds_a, ds_b)
+    # datasetName (the other spelling) is usually absent from a whole chunk: then the dataset is dataSetName
+    # as parsed, and nothing conflicts.
+    other_spelling = ds_b.null_count < len(ds_b)
+    dataset = pc.coalesce(ds_a, ds_b) if other_spelling else ds_a
     operation = table.column("operation")
     payload = table.column("payloadType")
     event_sync = table.column("syncCount")
@@ -1041,23 +1082,27 @@ def _decode_chunk(
     # JSON text holds U+0000 only as the escape \u0000 (or, invalid, as a raw NUL byte): without either in
     # the chunk, no parsed string holds it, and five substring searches over the columns are saved.
     nul = b"\x00" in chunk.blob or chunk.contains(r"\\u0000")
-    is_s3url = _np(pc.fill_null(pc.equal(payload, PAYLOAD_S3URL), False))
+    is_s3url = _equals(payload, PAYLOAD_S3URL)
     inline_like = ~is_s3url if not options.resolved_s3url else np.ones(n, dtype=bool)
-    is_remove = _np(pc.fill_null(pc.equal(operation, OP_REMOVE), False))
-    items_null = _np(pc.is_null(items))
-    conflict = _np(pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False))
+    is_remove = _equals(operation, OP_REMOVE)
+    items_null = _is_null(items)
+    conflict = (
+        _np(pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False))
+        if other_spelling
+        else np.zeros(n, dtype=bool)
+    )
     masks = [
         conflict,
         _missing_text(pool),
         _missing_text(identity),
         _missing_text(dataset),
-        _np(pc.is_null(operation)),
+        _is_null(operation),
         _not_in(operation, OPERATIONS),
-        _np(pc.is_null(payload)),
+        _is_null(payload),
         _not_in(payload, PAYLOAD_TYPES),
-        _np(pc.is_null(event_sync)),
+        _is_null(event_sync),
         _negative(event_sync),
-        _np(pc.is_null(event_date)),
+        _is_null(event_date),
         _bad_date(event_date),
         is_s3url & ~inline_like & _missing_text(url),
         inline_like & items_null & ~is_remove,
@@ -1085,13 +1130,13 @@ def _decode_chunk(
         date = pc.struct_field(flat, "lastModifiedDate")
         device = pc.struct_field(flat, "deviceLastModifiedDate")
         item_masks = [
-            _np(pc.is_null(flat)),
+            _is_null(flat),
             _missing_text(key),
-            _np(pc.is_null(op)),
+            _is_null(op),
             _not_in(op, OPERATIONS),
-            _np(pc.is_null(sync)),
+            _is_null(sync),
             _negative(sync),
-            _np(pc.is_null(date)),
+            _is_null(date),
             _bad_date(date),
             _bad_date(device),
             _has_nul(key, nul),
@@ -1170,19 +1215,19 @@ def _decode_chunk(
     out.records_landed += int(landed.sum())
 
     # Rows -----------------------------------------------------------------------------------------
+    n_subs = np.asarray(subs, dtype=np.int64) if records.sub_sequence_numbers is not None else np.zeros(n, np.int64)
     context = _RowContext(
         options=options,
         seqs=pa.array(seqs, pa.string()),
-        subs=pa.array(subs, pa.int64()),
-        arrived=pa.array(arrived, pa.int64()),
-        # Rows are taken from landed records only, where these are never null (null is rejected above):
-        # without their validity bitmaps (the blanked records' nulls), `take` runs its faster path.
-        pool=_valid_only(pool),
-        identity=_valid_only(identity),
-        dataset=_valid_only(dataset),
-        payload=_valid_only(payload),
-        event_sync=_valid_only(event_sync),
-        event_date=_valid_only(event_date),
+        subs=n_subs,
+        arrived=np.asarray(arrived, dtype=np.int64),
+        # Rows are taken from landed records only, where these are never null (null is rejected above).
+        pool=_Codes.of(pool),
+        identity=_Codes.of(identity),
+        dataset=_Codes.of(dataset),
+        payload=is_s3url.astype(np.int32),
+        event_sync=_int64s(event_sync),
+        event_date=_int64s(event_date),
     )
     parts: list[pa.Table] = []
     if len(parents):
@@ -1233,16 +1278,21 @@ def _repeated_keys(
     return repeated & used
 
 
-def _valid_only(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """``values`` without its validity bitmap (zero-copy): its null slots read as empty strings or
-    zeros. Only for columns whose null slots are never taken."""
+def _array(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """``values`` as one array (zero-copy when it is one chunk)."""
     if isinstance(values, pa.ChunkedArray):
-        if values.num_chunks != 1:
-            return values
-        values = values.chunk(0)
-    if not values.null_count:
-        return values
-    return pa.Array.from_buffers(values.type, len(values), [None, *values.buffers()[1:]], offset=values.offset)
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values
+
+
+def _int64s(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An int64 column's values as numpy, zero-copy; a null slot holds an arbitrary number (only for
+    columns whose null slots are never taken)."""
+    array = _array(values)
+    data = array.buffers()[1]
+    if data is None:
+        return np.zeros(len(array), dtype=np.int64)
+    return np.frombuffer(data, dtype=np.int64, count=array.offset + len(array))[array.offset :]
 
 
 def _pylists(indices: np.ndarray, *columns: pa.ChunkedArray | pa.Array) -> list[list[str | None]]:
@@ -1250,28 +1300,96 @@ def _pylists(indices: np.ndarray, *columns: pa.ChunkedArray | pa.Array) -> list[
     return [pc.take(column, taken).to_pylist() for column in columns]
 
 
+@dataclass(frozen=True)
+class _Codes:
+    """A record-level text column dictionary-encoded once per chunk, so that the rows of each change
+    carry 4-byte codes into it instead of copies of the text, and the Parquet encoder writes the
+    dictionary as it is instead of hashing every row's text again."""
+
+    #: Each record's code (meaningless for a null record: its rows are never taken).
+    codes: np.ndarray
+    dictionary: pa.Array
+
+    @classmethod
+    def of(cls, values: pa.ChunkedArray | pa.Array) -> _Codes:
+        """Encode ``values`` (one hashing pass over the records, not the rows)."""
+        encoded = pc.dictionary_encode(_array(values))
+        indices = encoded.indices
+        codes = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
+        return cls(codes[indices.offset :], encoded.dictionary)
+
+    def rows(self, where: np.ndarray) -> pa.DictionaryArray:
+        """The values of records ``where`` (one per row)."""
+        return pa.DictionaryArray.from_arrays(pa.array(self.codes[where]), self.dictionary)
+
+
+#: The dictionaries of ``op`` and ``payload_type``: the same in every chunk, so that the rows of two
+#: chunks compare equal and the encoder keeps one dictionary per row group.
+_OP_DICTIONARY = pa.array([OP_REPLACE, OP_REMOVE, OP_DATASET_REMOVE], pa.string())
+_PAYLOAD_DICTIONARY = pa.array([PAYLOAD_INLINE, PAYLOAD_S3URL], pa.string())
+
+
+def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)), dictionary)
+
+
 @dataclass
 class _RowContext:
     options: DecodeOptions
     seqs: pa.Array
-    subs: pa.Array
-    arrived: pa.Array
-    pool: pa.ChunkedArray | pa.Array
-    identity: pa.ChunkedArray | pa.Array
-    dataset: pa.ChunkedArray | pa.Array
-    payload: pa.ChunkedArray | pa.Array
-    event_sync: pa.ChunkedArray | pa.Array
-    event_date: pa.ChunkedArray | pa.Array
+    subs: np.ndarray
+    arrived: np.ndarray
+    pool: _Codes
+    identity: _Codes
+    dataset: _Codes
+    #: 1 for an S3Url record, else 0 (codes into _PAYLOAD_DICTIONARY)
+    payload: np.ndarray
+    event_sync: np.ndarray
+    event_date: np.ndarray
+
+    def record_columns(self, where: np.ndarray) -> dict[str, pa.Array]:
+        """The columns every row of record ``where`` repeats from it."""
+        taken = pa.array(where, pa.int64())
+        return {
+            "identity_pool_id": self.pool.rows(where),
+            "identity_id": self.identity.rows(where),
+            "dataset_name": self.dataset.rows(where),
+            "event_sync_count": pa.array(self.event_sync[where]),
+            "event_last_modified_at": _ts_of(self.event_date[where]),
+            "payload_type": _coded(self.payload[where], _PAYLOAD_DICTIONARY),
+            "sequence_number": self.seqs.take(taken),
+            "sub_sequence_number": pa.array(self.subs[where]),
+            "arrived_at": _ts_of(self.arrived[where]),
+        }
 
 
 def _ts(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     return pc.cast(values, _TS)
 
 
+def _ts_of(epoch_ms: np.ndarray) -> pa.Array:
+    """Epoch milliseconds (int64, no nulls) as UTC timestamps, zero-copy."""
+    return pa.Array.from_buffers(_TS, len(epoch_ms), [None, pa.py_buffer(np.ascontiguousarray(epoch_ms))])
+
+
 def _repeat(value: str, n: int) -> pa.Array:
     """``n`` times ``value``, dictionary-encoded: 4 bytes a row instead of a copy of the text (the
     Parquet file stores these columns as strings; see ``landing.writer.parquet_bytes``)."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    """Which slots of ``array`` are not null."""
+    n, offset = len(array), array.offset
+    bitmap = array.buffers()[0]
+    if bitmap is None or not array.null_count:
+        return np.ones(n, dtype=bool)
+    bits = np.frombuffer(bitmap, dtype=np.uint8)
+    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(bool)
+
+
+def _bitmap(valid: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
 def _item_rows(
@@ -1284,30 +1402,35 @@ def _item_rows(
 ) -> pa.Table:
     options = ctx.options
     if not keep.all():
-        mask = pa.array(keep)
-        flat = pc.filter(flat, mask)
+        flat = pc.filter(flat, pa.array(keep))
         parents, positions = parents[keep], positions[keep]
     m = len(parents)
     if m == 0:
         return empty_changes()
-    take = pa.array(parents, pa.int64())
+    flat = _array(flat)
+    if flat.offset:
+        flat = pa.concat_arrays([flat])  # the fields' buffers then start at row 0
     op = pc.struct_field(flat, "op")
-    value = pc.if_else(pc.equal(op, OP_REMOVE), pa.scalar(None, pa.string()), pc.struct_field(flat, "value"))
-    if isinstance(value, pa.ChunkedArray):
-        value = value.combine_chunks()
-    value_bytes = pc.cast(pc.binary_length(value), pa.int64())
-    cut = _np(pc.fill_null(pc.greater(value_bytes, options.value_max_bytes), False))
+    is_remove = _equals(op, OP_REMOVE)
+    # A removed key's value is null: the same text buffers under a validity bitmap without it (a copy of
+    # every value by if_else cost more).
+    value = _array(pc.struct_field(flat, "value"))
+    if value.offset:
+        value = pa.concat_arrays([value])
+    valid = _validity(value) & ~is_remove
+    offsets = np.frombuffer(value.buffers()[1], dtype=np.int32, count=m + 1)
+    sizes = np.diff(offsets).astype(np.int64)
+    bitmap = _bitmap(valid)
+    value = pa.Array.from_buffers(pa.string(), m, [bitmap, *value.buffers()[1:]])
+    value_bytes = pa.Array.from_buffers(pa.int64(), m, [bitmap, pa.py_buffer(sizes)])
+    cut = valid & (sizes > options.value_max_bytes)
     value_ref = pa.nulls(m, pa.string())
     if cut.any():
         value, value_ref = _cut_values(ctx, value, cut, parents, positions, out)
-    seqs = ctx.seqs.take(take)
-    subs = ctx.subs.take(take)
     columns = {
-        "identity_pool_id": pc.take(ctx.pool, take),
-        "identity_id": pc.take(ctx.identity, take),
-        "dataset_name": pc.take(ctx.dataset, take),
+        **ctx.record_columns(parents),
         "record_key": pc.struct_field(flat, "key"),
-        "op": op,
+        "op": _coded(is_remove.view(np.int8), _OP_DICTIONARY),
         "record_value": value,
         "value_bytes": value_bytes,
         "is_value_cut": pa.array(cut),
@@ -1315,15 +1438,9 @@ def _item_rows(
         "sync_count": pc.struct_field(flat, "syncCount"),
         "last_modified_at": _ts(pc.struct_field(flat, "lastModifiedDate")),
         "device_last_modified_at": _ts(pc.struct_field(flat, "deviceLastModifiedDate")),
-        "event_sync_count": pc.take(ctx.event_sync, take),
-        "event_last_modified_at": _ts(pc.take(ctx.event_date, take)),
-        "payload_type": pc.take(ctx.payload, take),
         "stream_name": _repeat(options.stream_name, m),
         "shard_id": _repeat(options.shard_id, m),
-        "sequence_number": seqs,
-        "sub_sequence_number": subs,
         "record_index": pa.array(positions.astype(np.int32)),
-        "arrived_at": _ts(ctx.arrived.take(take)),
         "landed_file": _repeat(options.landed_file, m),
     }
     return _table(columns)
@@ -1345,7 +1462,7 @@ def _cut_values(
     for row, text in zip(rows.tolist(), full, strict=True):
         data = text.encode("utf-8")
         parent = int(parents[row])
-        ref = options.value_ref(ctx.seqs[parent].as_py(), ctx.subs[parent].as_py(), int(positions[row]))
+        ref = options.value_ref(ctx.seqs[parent].as_py(), int(ctx.subs[parent]), int(positions[row]))
         refs[row] = ref
         out.cut_values.append(CutValue(ref, data))
         cut_texts.append(cut_utf8(data, options.value_max_bytes).decode("utf-8"))
@@ -1356,31 +1473,21 @@ def _cut_values(
 def _dataset_remove_rows(ctx: _RowContext, where: np.ndarray) -> pa.Table:
     options = ctx.options
     m = len(where)
-    take = pa.array(where, pa.int64())
-    event_sync = pc.take(ctx.event_sync, take)
-    event_date = _ts(pc.take(ctx.event_date, take))
+    record = ctx.record_columns(where)
     columns = {
-        "identity_pool_id": pc.take(ctx.pool, take),
-        "identity_id": pc.take(ctx.identity, take),
-        "dataset_name": pc.take(ctx.dataset, take),
+        **record,
         "record_key": pa.nulls(m, pa.string()),
-        "op": _repeat(OP_DATASET_REMOVE, m),
+        "op": _coded(np.full(m, 2, dtype=np.int32), _OP_DICTIONARY),
         "record_value": pa.nulls(m, pa.string()),
         "value_bytes": pa.nulls(m, pa.int64()),
         "is_value_cut": pa.array(np.zeros(m, dtype=bool)),
         "value_ref": pa.nulls(m, pa.string()),
-        "sync_count": event_sync,
-        "last_modified_at": event_date,
+        "sync_count": record["event_sync_count"],
+        "last_modified_at": record["event_last_modified_at"],
         "device_last_modified_at": pa.nulls(m, _TS),
-        "event_sync_count": event_sync,
-        "event_last_modified_at": event_date,
-        "payload_type": pc.take(ctx.payload, take),
         "stream_name": _repeat(options.stream_name, m),
         "shard_id": _repeat(options.shard_id, m),
-        "sequence_number": ctx.seqs.take(take),
-        "sub_sequence_number": ctx.subs.take(take),
         "record_index": pa.array(np.zeros(m, dtype=np.int32)),
-        "arrived_at": _ts(ctx.arrived.take(take)),
         "landed_file": _repeat(options.landed_file, m),
     }
     return _table(columns)
