@@ -291,10 +291,19 @@ class DecodeOptions:
 #: Columns that hold one value for a whole batch: dictionary-encoded in memory.
 CONSTANT_COLUMNS = ("stream_name", "shard_id", "landed_file")
 #: Columns dictionary-encoded in memory: the constants, the record-level text every row of a record
-#: repeats (encoded once per chunk over the records, not the rows), and the few values of ``op`` and
-#: ``payload_type`` (one dictionary for all chunks). Each row then carries a 4-byte code, and the
-#: Parquet encoder writes these dictionaries as they are instead of hashing every row's text.
-CODED_COLUMNS = (*CONSTANT_COLUMNS, "identity_pool_id", "identity_id", "dataset_name", "op", "payload_type")
+#: repeats (encoded once per chunk over the records, not the rows), the keys (encoded anyway for the
+#: repeated-key check), and the few values of ``op`` and ``payload_type`` (one dictionary for all
+#: chunks). Each row then carries a 4-byte code, and the Parquet encoder writes these dictionaries as
+#: they are instead of hashing every row's text.
+CODED_COLUMNS = (
+    *CONSTANT_COLUMNS,
+    "identity_pool_id",
+    "identity_id",
+    "dataset_name",
+    "record_key",
+    "op",
+    "payload_type",
+)
 #: The decoder's table: CHANGES_SCHEMA, with CODED_COLUMNS dictionary-encoded. Its Parquet file reads
 #: back as exactly CHANGES_SCHEMA; ``.cast(CHANGES_SCHEMA)`` gives it in memory. The record-level
 #: columns' dictionaries differ from chunk to chunk: compare two decodes after that cast.
@@ -1122,9 +1131,13 @@ def _decode_chunk(
     positions = np.arange(len(parents), dtype=np.int64) - first_item[parents]
     item_reason = np.full(n, -1, dtype=np.int16)
     item_where = np.zeros(n, dtype=np.int64)
+    keys = pc.dictionary_encode(pa.array([], pa.string()))
     if len(parents):
         used = inline_like[parents] & ~blank[parents] & (reason[parents] < 0)
         key = pc.struct_field(flat, "key")
+        # One hashing pass over the keys serves the repeated-key check and the rows' record_key (codes
+        # into it: the Parquet encoder then writes this dictionary instead of hashing the keys again).
+        keys = pc.dictionary_encode(_array(key))
         op = pc.struct_field(flat, "op")
         sync = pc.struct_field(flat, "syncCount")
         date = pc.struct_field(flat, "lastModifiedDate")
@@ -1142,7 +1155,7 @@ def _decode_chunk(
             _has_nul(key, nul),
             _longer(key, MAX_KEY_CHARS),
             _has_nul(pc.struct_field(flat, "value"), nul),
-            _repeated_keys(parents, lengths, key, used),
+            _repeated_keys(parents, lengths, keys, used),
         ]
         for check, mask in enumerate(item_masks):
             bad = mask & used
@@ -1228,6 +1241,7 @@ def _decode_chunk(
         payload=is_s3url.astype(np.int32),
         event_sync=_int64s(event_sync),
         event_date=_int64s(event_date),
+        keys=_Codes.encoded(keys),
     )
     parts: list[pa.Table] = []
     if len(parents):
@@ -1247,17 +1261,14 @@ def _decode_chunk(
 PAIRWISE_MAX_ITEMS = 8
 
 
-def _repeated_keys(
-    parents: np.ndarray, lengths: np.ndarray, key: pa.ChunkedArray | pa.Array, used: np.ndarray
-) -> np.ndarray:
-    """Elements whose key already appeared in an earlier element of the same record."""
-    if isinstance(key, pa.ChunkedArray):
-        key = key.combine_chunks()
+def _repeated_keys(parents: np.ndarray, lengths: np.ndarray, keys: pa.DictionaryArray, used: np.ndarray) -> np.ndarray:
+    """Elements whose key already appeared in an earlier element of the same record (``keys``: the
+    elements' keys, dictionary-encoded)."""
     m = len(parents)
     repeated = np.zeros(m, dtype=bool)
     # Equal keys have equal dictionary codes (-1: no key): one hashing pass, then integer comparisons
     # (half the time of comparing the strings shift by shift).
-    codes = _np(pc.fill_null(pc.dictionary_encode(key).indices, -1)).astype(np.int64)
+    codes = _np(pc.fill_null(keys.indices, -1)).astype(np.int64)
     longest = int(lengths.max(initial=0))
     # Element i and element i + d belong to the same record only if the record has > d elements.
     for d in range(1, min(longest, PAIRWISE_MAX_ITEMS)):
@@ -1313,7 +1324,11 @@ class _Codes:
     @classmethod
     def of(cls, values: pa.ChunkedArray | pa.Array) -> _Codes:
         """Encode ``values`` (one hashing pass over the records, not the rows)."""
-        encoded = pc.dictionary_encode(_array(values))
+        return cls.encoded(pc.dictionary_encode(_array(values)))
+
+    @classmethod
+    def encoded(cls, encoded: pa.DictionaryArray) -> _Codes:
+        """Codes of values already dictionary-encoded."""
         indices = encoded.indices
         codes = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
         return cls(codes[indices.offset :], encoded.dictionary)
@@ -1346,6 +1361,8 @@ class _RowContext:
     payload: np.ndarray
     event_sync: np.ndarray
     event_date: np.ndarray
+    #: The elements' keys (``kinesisSyncRecords[].key``, flattened)
+    keys: _Codes
 
     def record_columns(self, where: np.ndarray) -> dict[str, pa.Array]:
         """The columns every row of record ``where`` repeats from it."""
@@ -1401,7 +1418,10 @@ def _item_rows(
     out: Decoded,
 ) -> pa.Table:
     options = ctx.options
-    if not keep.all():
+    if keep.all():
+        elements = np.arange(len(keep))
+    else:
+        elements = np.flatnonzero(keep)
         flat = pc.filter(flat, pa.array(keep))
         parents, positions = parents[keep], positions[keep]
     m = len(parents)
@@ -1429,7 +1449,7 @@ def _item_rows(
         value, value_ref = _cut_values(ctx, value, cut, parents, positions, out)
     columns = {
         **ctx.record_columns(parents),
-        "record_key": pc.struct_field(flat, "key"),
+        "record_key": ctx.keys.rows(elements),
         "op": _coded(is_remove.view(np.int8), _OP_DICTIONARY),
         "record_value": value,
         "value_bytes": value_bytes,
@@ -1476,7 +1496,7 @@ def _dataset_remove_rows(ctx: _RowContext, where: np.ndarray) -> pa.Table:
     record = ctx.record_columns(where)
     columns = {
         **record,
-        "record_key": pa.nulls(m, pa.string()),
+        "record_key": pa.DictionaryArray.from_arrays(pa.nulls(m, pa.int32()), ctx.keys.dictionary),
         "op": _coded(np.full(m, 2, dtype=np.int32), _OP_DICTIONARY),
         "record_value": pa.nulls(m, pa.string()),
         "value_bytes": pa.nulls(m, pa.int64()),
