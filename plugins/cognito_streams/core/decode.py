@@ -1418,25 +1418,29 @@ def _item_rows(
     out: Decoded,
 ) -> pa.Table:
     options = ctx.options
+    flat = _array(flat)
+    is_remove = _equals(pc.struct_field(flat, "op"), OP_REMOVE)
+    value = pc.struct_field(flat, "value")
+    sync = pc.struct_field(flat, "syncCount")
+    date = pc.struct_field(flat, "lastModifiedDate")
+    device = pc.struct_field(flat, "deviceLastModifiedDate")
     if keep.all():
         elements = np.arange(len(keep))
     else:
+        # Only the fields the rows copy are filtered (key and op become codes): the struct's other
+        # children and validity are left alone.
         elements = np.flatnonzero(keep)
-        flat = pc.filter(flat, pa.array(keep))
-        parents, positions = parents[keep], positions[keep]
+        mask = pa.array(keep)
+        value, sync, date, device = (pc.filter(field, mask) for field in (value, sync, date, device))
+        parents, positions, is_remove = parents[keep], positions[keep], is_remove[keep]
     m = len(parents)
     if m == 0:
         return empty_changes()
-    flat = _array(flat)
-    if flat.offset:
-        flat = pa.concat_arrays([flat])  # the fields' buffers then start at row 0
-    op = pc.struct_field(flat, "op")
-    is_remove = _equals(op, OP_REMOVE)
     # A removed key's value is null: the same text buffers under a validity bitmap without it (a copy of
     # every value by if_else cost more).
-    value = _array(pc.struct_field(flat, "value"))
+    value = _array(value)
     if value.offset:
-        value = pa.concat_arrays([value])
+        value = pa.concat_arrays([value])  # its offsets then start at row 0
     valid = _validity(value) & ~is_remove
     offsets = np.frombuffer(value.buffers()[1], dtype=np.int32, count=m + 1)
     sizes = np.diff(offsets).astype(np.int64)
@@ -1455,9 +1459,9 @@ def _item_rows(
         "value_bytes": value_bytes,
         "is_value_cut": pa.array(cut),
         "value_ref": value_ref,
-        "sync_count": pc.struct_field(flat, "syncCount"),
-        "last_modified_at": _ts(pc.struct_field(flat, "lastModifiedDate")),
-        "device_last_modified_at": _ts(pc.struct_field(flat, "deviceLastModifiedDate")),
+        "sync_count": sync,
+        "last_modified_at": _ts(date),
+        "device_last_modified_at": _ts(device),
         "stream_name": _repeat(options.stream_name, m),
         "shard_id": _repeat(options.shard_id, m),
         "record_index": pa.array(positions.astype(np.int32)),
