@@ -406,3 +406,22 @@ def test_a_batch_ends_in_smaller_chunks_so_that_both_threads_finish_together() -
     # and a batch smaller than one chunk is still split over both threads (unless under an eighth of one)
     assert len(list(decode_module._chunks(np.full(400, 999, dtype=np.int64), 2**20))) == 2
     assert len(list(decode_module._chunks(np.full(100, 999, dtype=np.int64), 2**20))) == 1
+
+
+def test_every_record_with_invalid_utf8_in_a_chunk_is_found_one_validation_pass_each() -> None:
+    # GIVEN a chunk of non-ASCII records where a few hold invalid UTF-8 (a lone continuation byte, a
+    # truncated sequence, an encoded surrogate), two of them side by side and one last
+    data = [dumps(record([change(f"k{i}", f"välue {i}", 1, 1_000)])) for i in range(300)]
+    broken = {7: b"\x80", 8: b"\xe2\x82", 150: b"\xed\xa0\x80", 299: b"\xff"}
+    for index, junk in broken.items():
+        data[index] = data[index].replace("välue".encode(), junk)
+    chunk = decode_module._Chunk(data)
+    # WHEN the records holding invalid UTF-8 are looked for
+    found = decode_module._invalid_utf8_records(chunk)
+    # THEN exactly those are found, as validating groups of records and then single records finds them
+    assert np.flatnonzero(found).tolist() == sorted(broken)
+    strings = decode_module._records_array(chunk).view(pa.large_string())
+    assert np.flatnonzero(decode_module._invalid_utf8_groups(chunk, strings, 0, 64)).tolist() == sorted(broken)
+    # and a decode rejects each of them as invalid_utf8, in stream order
+    out = decode_records(batch(data, first_seq=0), OPTIONS)
+    assert [(int(r.sequence_number), r.reason) for r in out.rejects] == [(i, "invalid_utf8") for i in sorted(broken)]
