@@ -1045,7 +1045,10 @@ def _missing_text(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def _equals(values: pa.ChunkedArray | pa.Array, text: str) -> np.ndarray:
     """Not null and equal to ``text``."""
     result = pc.equal(_array(values), text)
-    bits = np.frombuffer(result.buffers()[1], dtype=np.uint8)
+    data = result.buffers()[1]
+    if data is None or not len(result):
+        return np.zeros(len(result), dtype=bool)
+    bits = np.frombuffer(data, dtype=np.uint8)
     equal = np.unpackbits(bits, count=result.offset + len(result), bitorder="little")[result.offset :].view(bool)
     return equal & _validity(result)
 
