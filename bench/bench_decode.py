@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import REPO, BenchContext, Figure
+from bench.harness import REPO, BenchContext, Figure, timed
 
 BAD_SHARE = 0.02
 
@@ -264,16 +264,6 @@ def _parse_alone(data: list[bytes]) -> Any:
     return run
 
 
-def _thread_cpu(fn: Any, rounds: int) -> float:
-    """The least CPU time of the calling thread over ``rounds`` calls of ``fn``."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - start)
-    return best
-
-
 #: Contenders that take a second or two on the full batch: (c), ours with and without the bad records.
 FAST_CONTENDERS = ("ours", "clean", "arrow")
 
@@ -326,8 +316,8 @@ def throughput(ctx: BenchContext) -> list[Figure]:
     parse_alone = _parse_alone(good)
     cpu_single = cpu_parse = float("inf")
     for _ in range(ctx.scale(3, 2)):
-        cpu_single = min(cpu_single, _thread_cpu(single, 1))
-        cpu_parse = min(cpu_parse, _thread_cpu(parse_alone, 1))
+        cpu_single = min(cpu_single, timed(single, clock=time.thread_time))
+        cpu_parse = min(cpu_parse, timed(parse_alone, clock=time.thread_time))
     t_ours, t_clean, t_pandas = best["ours"], best["clean"], best["pandas"]
     t_orjson, t_bare, t_arrow = best["orjson"], best["bare"], best["arrow"]
     # CPU seconds (all threads) as well: on a shared machine the wall-time ratio against the

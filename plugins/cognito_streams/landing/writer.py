@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cognito_streams.core.decode import Decoded, Reject
+from cognito_streams.core.decode import CODED_COLUMNS, Decoded, Reject
 from cognito_streams.core.landing_format import (
     CHANGES_SCHEMA,
     REJECTS_SCHEMA,
@@ -37,17 +37,9 @@ log = logging.getLogger(__name__)
 #: dictionary used to overflow the 1 MB dictionary page and fall back to plain encoding in the large row
 #: groups of a whole-table write; in the smaller row groups of :class:`ChangesParquet` it stayed a
 #: dictionary whose hashing cost 4 ms of encoder CPU per 64 MB batch for a file of the same size.
-DICTIONARY_COLUMNS = [
-    "identity_pool_id",
-    "identity_id",
-    "dataset_name",
-    "record_key",
-    "op",
-    "payload_type",
-    "stream_name",
-    "shard_id",
-    "landed_file",
-]
+#: They are the columns the decoder hands over dictionary-encoded (``CODED_COLUMNS``): the encoder then
+#: writes those dictionaries as they are instead of hashing every row's text.
+DICTIONARY_COLUMNS = list(CODED_COLUMNS)
 #: Rows per Parquet row group: large enough for efficient scans, small enough that a reader (COPY,
 #: Spectrum) can split a big file and that writing needs little memory beyond the table itself.
 ROW_GROUP_ROWS = 256 * 1024
