@@ -425,3 +425,23 @@ def test_every_record_with_invalid_utf8_in_a_chunk_is_found_one_validation_pass_
     # and a decode rejects each of them as invalid_utf8, in stream order
     out = decode_records(batch(data, first_seq=0), OPTIONS)
     assert [(int(r.sequence_number), r.reason) for r in out.rejects] == [(i, "invalid_utf8") for i in sorted(broken)]
+
+
+def test_a_chunk_of_mostly_invalid_utf8_finds_every_bad_record_past_the_named_ones() -> None:
+    # GIVEN a producer that sends Latin-1 instead of UTF-8: many more bad records in one chunk than are
+    # found one validation call each, with a few good ones among them
+    data = [dumps(record([change(f"k{i}", f"välue {i}", 1, 1_000)])) for i in range(400)]
+    good = {0, 33, 34, 200, 399}
+    for i in range(400):
+        if i not in good:
+            data[i] = data[i].replace("välue".encode(), b"v\xe4lue")
+    assert len(data) - len(good) > decode_module.UTF8_NAMED_MAX
+    chunk = decode_module._Chunk(data)
+    # WHEN the records holding invalid UTF-8 are looked for
+    found = decode_module._invalid_utf8_records(chunk)
+    # THEN every bad one is found (the first ones by name, the rest by groups) and no good one
+    assert np.flatnonzero(~found).tolist() == sorted(good)
+    # and a decode lands exactly the good ones
+    out = decode_records(batch(data, first_seq=0), OPTIONS)
+    assert out.records_rejected == 395 and {r.reason for r in out.rejects} == {"invalid_utf8"}
+    assert out.records_landed == len(good)

@@ -738,6 +738,8 @@ def _valid_utf8(data: bytes | bytearray) -> bool:
 
 #: Arrow's UTF-8 validation names the first string that fails.
 _UTF8_INDEX = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+#: Bad records of a chunk found one validation call each, before the rest goes by groups of records.
+UTF8_NAMED_MAX = 32
 
 
 def _invalid_utf8_records(chunk: _Chunk, group: int = 64) -> np.ndarray:
@@ -745,17 +747,21 @@ def _invalid_utf8_records(chunk: _Chunk, group: int = 64) -> np.ndarray:
 
     The records are validated as one string array: the validation stops at the first bad record and
     names it, and goes on after it (one pass over the chunk in all, one call per bad record; groups of
-    64 records validated one by one cost twice as much).
+    64 records validated one by one cost twice as much). Each call costs tens of microseconds (an
+    exception), so past UTF8_NAMED_MAX bad records in one chunk (a producer that sends no UTF-8 at all)
+    the rest goes by groups, whose cost does not grow with the number of bad records.
     """
     bad = np.zeros(chunk.n, dtype=bool)
     strings = _records_array(chunk).view(pa.large_string())
-    lo = 0
+    lo = named_count = 0
     while lo < chunk.n:
         try:
             strings.slice(lo).validate(full=True)
         except pa.ArrowInvalid as err:
             named = _UTF8_INDEX.search(str(err))
-            if named is None:  # another message: validate groups of records, then single records
+            named_count += 1
+            if named is None or named_count > UTF8_NAMED_MAX:
+                # Another message, or many bad records: validate groups of records, then single records.
                 bad[lo:] = _invalid_utf8_groups(chunk, strings, lo, group)
                 break
             index = lo + int(named.group(1))
