@@ -1378,7 +1378,7 @@ class _Codes:
 
     def rows(self, where: np.ndarray) -> pa.DictionaryArray:
         """The values of records ``where`` (one per row)."""
-        return pa.DictionaryArray.from_arrays(pa.array(self.codes[where]), self.dictionary)
+        return _coded(self.codes[where], self.dictionary)
 
 
 #: The dictionaries of ``op`` and ``payload_type``: the same in every chunk, so that the rows of two
@@ -1388,6 +1388,7 @@ _PAYLOAD_DICTIONARY = pa.array([PAYLOAD_INLINE, PAYLOAD_S3URL], pa.string())
 
 
 def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """The values ``dictionary[codes]``, dictionary-encoded (int32 codes)."""
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)), dictionary)
 
 
@@ -1435,7 +1436,7 @@ def _ts_of(epoch_ms: np.ndarray) -> pa.Array:
 def _repeat(value: str, n: int) -> pa.Array:
     """``n`` times ``value``, dictionary-encoded: 4 bytes a row instead of a copy of the text (the
     Parquet file stores these columns as strings; see ``landing.writer.parquet_bytes``)."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
+    return _coded(np.zeros(n, dtype=np.int32), pa.array([value], pa.string()))
 
 
 def _validity(array: pa.Array) -> np.ndarray:
