@@ -157,11 +157,12 @@ def test_a_few_bad_records_do_not_send_the_batch_to_the_slow_path() -> None:
 
 
 def test_records_that_break_the_parser_cost_restarts_then_the_regex_screen_takes_over() -> None:
-    # GIVEN many records with a string where an integer is read (they pass the first screen)
+    # GIVEN many records with a string where an integer is read (they pass the first screen), on the
+    # pyarrow path (the fast parser flags them all at once: no restarts)
     data = seed_records(3_000, seed=9)
     for i in range(0, 3_000, 30):
         data[i] = data[i].replace(b'"syncCount":', b'"syncCount":"1","x":', 1)
-    out = decode_records(batch(data), replace(OPTIONS, block_bytes=64 * 1024))
+    out = decode_records(batch(data), replace(OPTIONS, block_bytes=64 * 1024, fast_parse=False))
     # THEN all are quarantined as bad_field_type, with few parser restarts (the RE2 screen finds the rest)
     assert out.records_rejected == 100 and {r.reason for r in out.rejects} == {"bad_field_type"}
     assert out.parser_restarts < 20
@@ -169,13 +170,14 @@ def test_records_that_break_the_parser_cost_restarts_then_the_regex_screen_takes
 
 
 def test_repeated_members_are_screened_once_they_cost_restarts() -> None:
-    # GIVEN many records with a member repeated right after its value, at the top and in an element
+    # GIVEN many records with a member repeated right after its value, at the top and in an element, on
+    # the pyarrow path
     data = seed_records(3_000, seed=13)
     for i in range(0, 3_000, 30):
         data[i] = data[i].replace(b'"dataSetName":', b'"dataSetName":"x","dataSetName":', 1)
     for i in range(15, 3_000, 30):
         data[i] = data[i].replace(b'"key":', b'"key":"x","key":', 1)
-    out = decode_records(batch(data), replace(OPTIONS, block_bytes=64 * 1024))
+    out = decode_records(batch(data), replace(OPTIONS, block_bytes=64 * 1024, fast_parse=False))
     # THEN all are quarantined as duplicate_keys, and the screens spare most of the restarts
     assert out.records_rejected == 200 and {r.reason for r in out.rejects} == {"duplicate_keys"}
     assert out.parser_restarts < 30
@@ -183,13 +185,14 @@ def test_repeated_members_are_screened_once_they_cost_restarts() -> None:
 
 
 def test_the_screens_only_save_time_the_outcome_is_the_same_without_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a batch with every bad kind, decoded with the screens and with screens that never turn on
+    # GIVEN a batch with every bad kind, decoded on the pyarrow path with the screens and with screens
+    # that never turn on
     data = seed_records(400, seed=17)
     for i, (_, raw) in enumerate(bad_records()):
         data.insert(7 + i * 15, raw)
-    screened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000))
+    screened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000, fast_parse=False))
     monkeypatch.setattr(decode_module, "SCREEN_MIN_RESTARTS", 10**9)
-    unscreened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000))
+    unscreened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000, fast_parse=False))
     # THEN the same rows and the same rejects, with more restarts without the screens
     assert screened.changes.equals(unscreened.changes)
     assert [(r.sequence_number, r.reason, r.detail) for r in screened.rejects] == [

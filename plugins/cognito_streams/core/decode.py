@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from cognito_streams.core import shape
+from cognito_streams.core import fastparse, shape
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, OP_DATASET_REMOVE, OP_REMOVE, OP_REPLACE
 from cognito_streams.core.values import cut_utf8
 
@@ -286,6 +286,10 @@ class DecodeOptions:
     #: The records are ``S3Url`` records whose fetched records were put in ``kinesisSyncRecords``.
     resolved_s3url: bool = False
     use_threads: bool = True
+    #: Parse with the schema-specific parser (:mod:`cognito_streams.core.fastparse`), falling back per
+    #: chunk to the pyarrow reader with its screens and restarts only when the fast parser is unsure of
+    #: a record the exact check accepts. False: always the pyarrow path (kept to compare the two).
+    fast_parse: bool = True
 
 
 #: Columns that hold one value for a whole batch: dictionary-encoded in memory.
@@ -473,11 +477,13 @@ def _decode_whole_chunk(
         chunk = _Chunk(records.data)
     for index in _screen(chunk):
         chunk.check(index)
-    screens = state.screens
-    chunk.screened.update(screens)
-    for index in _member_screen(chunk, screens, 0):
-        chunk.check(index)
-    table, part.parser_restarts = _parse(chunk, options, state)
+    table = _fast_parse(chunk, state) if options.fast_parse else None
+    if table is None:
+        screens = state.screens
+        chunk.screened.update(screens)
+        for index in _member_screen(chunk, screens, 0):
+            chunk.check(index)
+        table, part.parser_restarts = _parse(chunk, options, state)
     part.records_read += len(records)
     part.records_checked_slowly += chunk.checked
     return _ChunkResult(_decode_chunk(records, chunk, table, options, part, kpl_rejects), part)
@@ -810,6 +816,37 @@ def _member_screen(chunk: _Chunk, screens: tuple[int, ...] | list[int], lo: int)
     for i in screens:
         found.update(_regex_screen(chunk, lo, pattern=MEMBER_SCREENS[i][0]))
     return sorted(found)
+
+
+def _fast_parse(chunk: _Chunk, state: _BatchState) -> pa.Table | None:
+    """The chunk parsed by :func:`fastparse.parse`, or None when the pyarrow path must decide.
+
+    Each record the fast parser flags goes to the exact check. Bad ones are blanked, and the fast
+    parser already gave a flagged record the all-null row of a blanked one, so the table stands as it
+    is. Records over several lines are compacted or blanked (as the pyarrow path does) and the chunk
+    parsed again. A flagged record the check accepts (one the fast parser cannot read exactly like
+    pyarrow, say a member name with an escape) sends the whole chunk to the pyarrow path, which reads
+    it as before; the records already blanked stay blanked, as that path would have blanked them too.
+    """
+    for _ in range(2):
+        parsed = fastparse.parse(chunk.blob, chunk.starts, chunk.lengths, READ_SCHEMA)
+        if parsed is None:
+            return None
+        table, flagged = parsed
+        state.parsed(len(chunk.blob))
+        newlines = False
+        for index in np.flatnonzero(flagged).tolist():
+            if not chunk.newlines_fixed and b"\n" in chunk.data[index]:
+                # A record over several lines: the pyarrow path compacts (or blanks) it; so does this.
+                newlines = True
+            elif index in chunk.errors or chunk.check(index) is None:
+                # A blanked record parses unflagged; one flagged anyway, or that the check accepts, is
+                # not read here exactly as pyarrow reads it.
+                return None
+        if not newlines:
+            return table
+        chunk.fix_newlines()
+    return None
 
 
 def _parse(chunk: _Chunk, options: DecodeOptions, state: _BatchState) -> tuple[pa.Table, int]:

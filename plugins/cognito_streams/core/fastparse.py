@@ -1,0 +1,714 @@
+"""A schema-specific JSON parser for Cognito Streams records: the decoder's fast parse.
+
+Why write a parser by hand: the decoder's parse was ``pyarrow.json`` with an explicit schema
+(:data:`~cognito_streams.core.decode.READ_SCHEMA`), about half of its CPU; no maintained library
+parses these records faster (measured: polars, duckdb, msgspec, arro3-io/arrow-rs all at or below
+pyarrow, see docs/performance.md). This parser knows the one record shape, so it skips the work a
+general reader does (type inference per value, builders per field, block chunking) and runs about
+twice as fast per CPU-second, compiled by numba (``nogil``: the decoder's two threads run it at once).
+
+Contract (what :func:`parse` promises): a table with schema exactly ``READ_SCHEMA`` whose rows equal
+what ``pyarrow.json.read_json(..., parse_options=_PARSE_OPTIONS)`` reads from the same records, for
+every record not *flagged*. A record is flagged whenever the parser is not sure it reads it exactly as
+pyarrow would (a syntax error, a wrong JSON type for a read field, a repeated read member, a member name
+with an escape, a number with a fraction, an exponent, a leading zero or 19+ digits in a read field, a
+lone surrogate, a raw control character or newline, anything after the object...). A flagged record's
+row is all nulls with a null ``kinesisSyncRecords``: exactly the row of a blanked record (``{}`` and
+spaces), so once the decoder has blanked every flagged record, the table is already right.
+
+What pyarrow accepts in ignored members is accepted here too (RapidJSON's ``NaN``/``Inf``/``Infinity``,
+repeated unknown names), so that a record the old path landed is not flagged into a reject.
+The input is valid UTF-8 (the decoder screens it before parsing): bytes >= 0x80 are copied as they are.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+# Indices of the read members. Top level: 0-6 strings, 7-8 integers, 9 the array of items.
+_TOP_NAMES = (
+    b"identityPoolId",
+    b"identityId",
+    b"dataSetName",
+    b"datasetName",
+    b"operation",
+    b"kinesisSyncRecordsURL",
+    b"payloadType",
+    b"lastModifiedDate",
+    b"syncCount",
+    b"kinesisSyncRecords",
+)
+_TOP_STRINGS = 7
+_TOP_INTS = 2
+_LIST = 9
+# Items: 0-2 strings, 3-5 integers.
+_ITEM_NAMES = (b"key", b"value", b"op", b"syncCount", b"lastModifiedDate", b"deviceLastModifiedDate")
+_ITEM_STRINGS = 3
+_ITEM_INTS = 3
+#: Initial nesting room for an ignored member's value; it grows, as RapidJSON reads any depth (the exact
+#: check does not, so flagging deep values would reject records the pyarrow path lands).
+_DEPTH = 64
+#: Numbers of ignored members accepted without a flag: RapidJSON fails on some out of a double's range
+#: (1e400, 0e999), so only those at most 10**300 in size and with an exponent within +-300 are.
+_MAX_SKIPPED_DIGITS = 200
+_MAX_SKIPPED_EXPONENT = 300
+
+#: What _record returns when the item arrays are full (they are grown and the record parsed again).
+_NO_ROOM = -2
+
+_WS_SPACE, _WS_TAB, _WS_CR = 32, 9, 13
+_QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
+_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
+
+
+def _name_table(names: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    for i, name in enumerate(names):
+        offsets[i + 1] = offsets[i] + len(name)
+    return np.frombuffer(b"".join(names), dtype=np.uint8).copy(), offsets
+
+
+_TOP_TEXT, _TOP_OFFS = _name_table(_TOP_NAMES)
+_ITEM_TEXT, _ITEM_OFFS = _name_table(_ITEM_NAMES)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _ws(b: np.ndarray, i: int, n: int) -> int:
+    # A raw newline is not whitespace here: pyarrow splits records at it.
+    while i < n and (b[i] == _WS_SPACE or b[i] == _WS_TAB or b[i] == _WS_CR):
+        i += 1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def _match(b: np.ndarray, s: int, e: int, text: np.ndarray, offs: np.ndarray) -> int:
+    length = e - s
+    for k in range(len(offs) - 1):
+        o = offs[k]
+        if offs[k + 1] - o != length:
+            continue
+        j = 0
+        while j < length and b[s + j] == text[o + j]:
+            j += 1
+        if j == length:
+            return k
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _hex4(b: np.ndarray, i: int, n: int) -> int:
+    if i + 4 > n:
+        return -1
+    v = 0
+    for j in range(i, i + 4):
+        c = b[j]
+        if 48 <= c <= 57:
+            d = c - 48
+        elif 97 <= c <= 102:
+            d = c - 87
+        elif 65 <= c <= 70:
+            d = c - 55
+        else:
+            return -1
+        v = v * 16 + d
+    return v
+
+
+@nb.njit(cache=True, nogil=True)
+def _string(b: np.ndarray, i: int, n: int) -> tuple[int, bool]:
+    """``i`` at an opening quote: the index of the closing quote (-1 when the string is not valid
+    JSON or holds a lone surrogate) and whether it holds escapes."""
+    i += 1
+    escaped = False
+    while i < n:
+        c = b[i]
+        if c == _QUOTE:
+            return i, escaped
+        if c < 32:
+            return -1, escaped
+        if c != _BACKSLASH:
+            i += 1
+            continue
+        escaped = True
+        if i + 1 >= n:
+            return -1, escaped
+        d = b[i + 1]
+        if d == 117:  # u
+            cp = _hex4(b, i + 2, n)
+            if cp < 0 or 0xDC00 <= cp <= 0xDFFF:
+                return -1, escaped
+            i += 6
+            if 0xD800 <= cp <= 0xDBFF:
+                if i + 1 >= n or b[i] != _BACKSLASH or b[i + 1] != 117:
+                    return -1, escaped
+                low = _hex4(b, i + 2, n)
+                if low < 0xDC00 or low > 0xDFFF:
+                    return -1, escaped
+                i += 6
+        elif d == 34 or d == 92 or d == 47 or d == 98 or d == 102 or d == 110 or d == 114 or d == 116:
+            i += 2
+        else:
+            return -1, escaped
+    return -1, escaped
+
+
+@nb.njit(cache=True, nogil=True)
+def _literal(b: np.ndarray, i: int, n: int, word: int) -> int:
+    """The index after the literal at ``i`` (0 null, 1 true, 2 false, 3 NaN, 4 Infinity, 5 Inf), or -1."""
+    if word == 0:
+        text = (110, 117, 108, 108)
+        if i + 4 <= n and b[i] == text[0] and b[i + 1] == text[1] and b[i + 2] == text[2] and b[i + 3] == text[3]:
+            return i + 4
+        return -1
+    if word == 1:
+        if i + 4 <= n and b[i] == 116 and b[i + 1] == 114 and b[i + 2] == 117 and b[i + 3] == 101:
+            return i + 4
+        return -1
+    if word == 2:
+        if i + 5 <= n and b[i] == 102 and b[i + 1] == 97 and b[i + 2] == 108 and b[i + 3] == 115 and b[i + 4] == 101:
+            return i + 5
+        return -1
+    if word == 3:
+        if i + 3 <= n and b[i] == 78 and b[i + 1] == 97 and b[i + 2] == 78:
+            return i + 3
+        return -1
+    # Inf or Infinity
+    if i + 3 <= n and b[i] == 73 and b[i + 1] == 110 and b[i + 2] == 102:
+        i += 3
+        if i + 5 <= n and b[i] == 105 and b[i + 1] == 110 and b[i + 2] == 105 and b[i + 3] == 116 and b[i + 4] == 121:
+            return i + 5
+        return i
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _null(b: np.ndarray, i: int, n: int) -> int:
+    return _literal(b, i, n, 0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _skipped_number(b: np.ndarray, i: int, n: int) -> int:
+    """A number of an ignored member (JSON grammar, or RapidJSON's NaN/Inf/Infinity): the index after
+    it, or -1 (also for one that may be out of RapidJSON's range, see _MAX_SKIPPED_EXPONENT)."""
+    if i < n and b[i] == 45:
+        i += 1
+    if i >= n:
+        return -1
+    if b[i] == 78:
+        return _literal(b, i, n, 3)
+    if b[i] == 73:
+        return _literal(b, i, n, 4)
+    digits = 0
+    if b[i] == 48:
+        i += 1
+        digits = 1
+    else:
+        while i < n and 48 <= b[i] <= 57:
+            i += 1
+            digits += 1
+        if digits == 0:
+            return -1
+    whole = digits
+    if i < n and b[i] == 46:
+        i += 1
+        fraction = 0
+        while i < n and 48 <= b[i] <= 57:
+            i += 1
+            fraction += 1
+        if fraction == 0:
+            return -1
+        digits += fraction
+    if digits > _MAX_SKIPPED_DIGITS:
+        return -1
+    if i < n and (b[i] == 101 or b[i] == 69):
+        i += 1
+        if i < n and (b[i] == 43 or b[i] == 45):
+            i += 1
+        exponent = 0
+        exponent_digits = 0
+        while i < n and 48 <= b[i] <= 57:
+            if exponent <= _MAX_SKIPPED_EXPONENT:
+                exponent = exponent * 10 + (b[i] - 48)
+            i += 1
+            exponent_digits += 1
+        if exponent_digits == 0 or exponent > _MAX_SKIPPED_EXPONENT:
+            return -1
+        if b[i - exponent_digits - 1] != 45 and whole + exponent > _MAX_SKIPPED_EXPONENT:
+            return -1
+    return i
+
+
+@nb.njit(cache=True, nogil=True)
+def _skip(b: np.ndarray, i: int, n: int, stack: np.ndarray) -> int:
+    """Validate and skip the value at ``i`` (an ignored member's); the index after it, or -1."""
+    depth = 0
+    while True:
+        # A value starts at i.
+        i = _ws(b, i, n)
+        if i >= n:
+            return -1
+        c = b[i]
+        if c in (_LBRACE, _LBRACKET):
+            j = _ws(b, i + 1, n)
+            if j < n and b[j] == (_RBRACE if c == _LBRACE else _RBRACKET):
+                i = j + 1
+            else:
+                if depth >= len(stack):
+                    grown = np.empty(2 * len(stack), dtype=np.uint8)
+                    grown[:depth] = stack[:depth]
+                    stack = grown
+                stack[depth] = c
+                depth += 1
+                i = j
+                if c == _LBRACE:
+                    if i >= n or b[i] != _QUOTE:
+                        return -1
+                    e, _ = _string(b, i, n)
+                    if e < 0:
+                        return -1
+                    i = _ws(b, e + 1, n)
+                    if i >= n or b[i] != _COLON:
+                        return -1
+                    i += 1
+                continue
+        elif c == _QUOTE:
+            e, _ = _string(b, i, n)
+            if e < 0:
+                return -1
+            i = e + 1
+        elif c == 45 or 48 <= c <= 57 or c == 78 or c == 73:
+            i = _skipped_number(b, i, n)
+        elif c == 116:
+            i = _literal(b, i, n, 1)
+        elif c == 102:
+            i = _literal(b, i, n, 2)
+        elif c == 110:
+            i = _literal(b, i, n, 0)
+        else:
+            return -1
+        if i < 0:
+            return -1
+        # A value ended at i: close containers until one continues.
+        while True:
+            if depth == 0:
+                return i
+            i = _ws(b, i, n)
+            if i >= n:
+                return -1
+            c = b[i]
+            if stack[depth - 1] == _LBRACE:
+                if c == _RBRACE:
+                    depth -= 1
+                    i += 1
+                    continue
+                if c != _COMMA:
+                    return -1
+                i = _ws(b, i + 1, n)
+                if i >= n or b[i] != _QUOTE:
+                    return -1
+                e, _ = _string(b, i, n)
+                if e < 0:
+                    return -1
+                i = _ws(b, e + 1, n)
+                if i >= n or b[i] != _COLON:
+                    return -1
+                i += 1
+                break
+            if c == _RBRACKET:
+                depth -= 1
+                i += 1
+                continue
+            if c != _COMMA:
+                return -1
+            i += 1
+            break
+
+
+@nb.njit(cache=True, nogil=True)
+def _int(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
+    """An integer of a read member: (value, index after it), index -1 when not exactly an int64 pyarrow
+    reads the same way (fraction, exponent, leading zero, 19+ digits, no digit)."""
+    negative = False
+    if i < n and b[i] == 45:
+        negative = True
+        i += 1
+    value = 0
+    digits = 0
+    start = i
+    while i < n and 48 <= b[i] <= 57:
+        value = value * 10 + (b[i] - 48)
+        i += 1
+        digits += 1
+        if digits > 18:
+            return 0, -1
+    if digits == 0 or (digits > 1 and b[start] == 48):
+        return 0, -1
+    if i < n and (b[i] == 46 or b[i] == 101 or b[i] == 69):
+        return 0, -1
+    return (-value if negative else value), i
+
+
+@nb.njit(cache=True, nogil=True)
+def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarray, it: int, stack: np.ndarray) -> int:
+    """Parse the item object at ``i`` (at its ``{``) into row ``it``; the index after it, or -1."""
+    for k in range(_ITEM_STRINGS):
+        items[k, it] = -1
+    bits = 8  # the struct is valid
+    seen = 0
+    i = _ws(b, i + 1, n)
+    if i < n and b[i] == _RBRACE:
+        item_bits[it] = bits
+        return i + 1
+    while True:
+        if i >= n or b[i] != _QUOTE:
+            return -1
+        ke, escaped = _string(b, i, n)
+        if ke < 0 or escaped:
+            return -1
+        k = _match(b, i + 1, ke, _ITEM_TEXT, _ITEM_OFFS)
+        i = _ws(b, ke + 1, n)
+        if i >= n or b[i] != _COLON:
+            return -1
+        i = _ws(b, i + 1, n)
+        if i >= n:
+            return -1
+        if k >= 0:
+            if seen & (1 << k):
+                return -1
+            seen |= 1 << k
+        c = b[i]
+        if k < 0:
+            i = _skip(b, i, n, stack)
+        elif c == 110:
+            i = _null(b, i, n)
+        elif k < _ITEM_STRINGS:
+            if c != _QUOTE:
+                return -1
+            e, _ = _string(b, i, n)
+            if e < 0:
+                return -1
+            items[k, it] = i + 1
+            items[_ITEM_STRINGS + k, it] = e
+            i = e + 1
+        else:
+            v, i = _int(b, i, n)
+            if i >= 0:
+                items[_ITEM_STRINGS + k, it] = v
+                bits |= 1 << (k - _ITEM_STRINGS)
+        if i < 0:
+            return -1
+        i = _ws(b, i, n)
+        if i >= n:
+            return -1
+        if b[i] == _RBRACE:
+            item_bits[it] = bits
+            return i + 1
+        if b[i] != _COMMA:
+            return -1
+        i = _ws(b, i + 1, n)
+
+
+@nb.njit(cache=True, nogil=True)
+def _record(
+    b: np.ndarray,
+    r: int,
+    i: int,
+    n: int,
+    top: np.ndarray,
+    top_ints: np.ndarray,
+    top_bits: np.ndarray,
+    items: np.ndarray,
+    item_bits: np.ndarray,
+    it: int,
+    stack: np.ndarray,
+) -> int:
+    """Parse record ``r`` (bytes ``[i, n)``); the number of items after it, -1 when flagged, or
+    _NO_ROOM when the item arrays are full."""
+    i = _ws(b, i, n)
+    if i >= n or b[i] != _LBRACE:
+        return -1
+    bits = 0
+    seen = 0
+    i = _ws(b, i + 1, n)
+    if i < n and b[i] == _RBRACE:
+        i += 1
+    else:
+        while True:
+            if i >= n or b[i] != _QUOTE:
+                return -1
+            ke, escaped = _string(b, i, n)
+            if ke < 0 or escaped:
+                return -1
+            k = _match(b, i + 1, ke, _TOP_TEXT, _TOP_OFFS)
+            i = _ws(b, ke + 1, n)
+            if i >= n or b[i] != _COLON:
+                return -1
+            i = _ws(b, i + 1, n)
+            if i >= n:
+                return -1
+            if k >= 0:
+                if seen & (1 << k):
+                    return -1
+                seen |= 1 << k
+            c = b[i]
+            if k < 0:
+                i = _skip(b, i, n, stack)
+            elif c == 110:
+                i = _null(b, i, n)
+            elif k < _TOP_STRINGS:
+                if c != _QUOTE:
+                    return -1
+                e, _ = _string(b, i, n)
+                if e < 0:
+                    return -1
+                top[k, r] = i + 1
+                top[_TOP_STRINGS + k, r] = e
+                i = e + 1
+            elif k < _LIST:
+                v, i = _int(b, i, n)
+                if i >= 0:
+                    top_ints[k - _TOP_STRINGS, r] = v
+                    bits |= 1 << (k - _TOP_STRINGS)
+            else:
+                if c != _LBRACKET:
+                    return -1
+                bits |= 4
+                i = _ws(b, i + 1, n)
+                if i < n and b[i] == _RBRACKET:
+                    i += 1
+                else:
+                    while True:
+                        if i >= n:
+                            return -1
+                        if it >= len(item_bits):
+                            return _NO_ROOM
+                        if b[i] == _LBRACE:
+                            i = _item(b, i, n, items, item_bits, it, stack)
+                        else:
+                            # A null element is a null struct (as pyarrow reads it).
+                            i = _null(b, i, n)
+                            for j in range(_ITEM_STRINGS):
+                                items[j, it] = -1
+                            item_bits[it] = 0
+                        if i < 0:
+                            return -1
+                        it += 1
+                        i = _ws(b, i, n)
+                        if i < n and b[i] == _RBRACKET:
+                            i += 1
+                            break
+                        if i >= n or b[i] != _COMMA:
+                            return -1
+                        i = _ws(b, i + 1, n)
+            if i < 0:
+                return -1
+            i = _ws(b, i, n)
+            if i < n and b[i] == _RBRACE:
+                i += 1
+                break
+            if i >= n or b[i] != _COMMA:
+                return -1
+            i = _ws(b, i + 1, n)
+    if _ws(b, i, n) != n:
+        return -1
+    top_bits[r] = bits
+    return it
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(
+    b: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    nrec = len(starts)
+    # Items are objects or nulls: the braces count most of them (the arrays grow for the rest).
+    opens = 16
+    for c in b:
+        opens += c == _LBRACE
+    top = np.empty((2 * _TOP_STRINGS, nrec), dtype=np.int64)
+    top_ints = np.zeros((_TOP_INTS, nrec), dtype=np.int64)
+    top_bits = np.zeros(nrec, dtype=np.uint8)
+    items = np.empty((2 * _ITEM_STRINGS + _ITEM_INTS, opens), dtype=np.int64)
+    item_bits = np.zeros(opens, dtype=np.uint8)
+    list_offsets = np.zeros(nrec + 1, dtype=np.int32)
+    flagged = np.zeros(nrec, dtype=np.bool_)
+    stack = np.zeros(_DEPTH, dtype=np.uint8)
+    it = 0
+    for r in range(nrec):
+        while True:
+            for k in range(_TOP_STRINGS):
+                top[k, r] = -1
+            s = starts[r]
+            got = _record(b, r, s, s + lengths[r], top, top_ints, top_bits, items, item_bits, it, stack)
+            if got != _NO_ROOM:
+                break
+            grown = np.empty((items.shape[0], 2 * items.shape[1]), dtype=np.int64)
+            grown[:, :it] = items[:, :it]
+            items = grown
+            grown_bits = np.zeros(2 * len(item_bits), dtype=np.uint8)
+            grown_bits[:it] = item_bits[:it]
+            item_bits = grown_bits
+        if got < 0:
+            # The row of a blanked record: all nulls, a null list.
+            flagged[r] = True
+            for k in range(_TOP_STRINGS):
+                top[k, r] = -1
+            top_ints[0, r] = 0
+            top_ints[1, r] = 0
+            top_bits[r] = 0
+        else:
+            it = got
+        list_offsets[r + 1] = it
+    for j in range(_ITEM_INTS):
+        for t in range(it):
+            if not item_bits[t] & (1 << j):
+                items[2 * _ITEM_STRINGS + j, t] = 0
+    return top, top_ints, top_bits, items, item_bits, list_offsets, flagged, it
+
+
+@nb.njit(cache=True, nogil=True)
+def _strings(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Arrow string buffers of the spans ``[starts, ends)`` (start -1: null), escapes decoded to UTF-8.
+
+    Returns (offsets, data, validity, total bytes); a decoded string is never longer than its JSON text.
+    """
+    m = len(starts)
+    size = 0
+    for j in range(m):
+        if starts[j] >= 0:
+            size += ends[j] - starts[j]
+    offsets = np.empty(m + 1, dtype=np.int64)
+    data = np.empty(size, dtype=np.uint8)
+    valid = np.empty(m, dtype=np.bool_)
+    p = 0
+    offsets[0] = 0
+    for j in range(m):
+        t = starts[j]
+        valid[j] = t >= 0
+        if t >= 0:
+            end = ends[j]
+            while t < end:
+                c = b[t]
+                if c != _BACKSLASH:
+                    data[p] = c
+                    p += 1
+                    t += 1
+                    continue
+                d = b[t + 1]
+                t += 2
+                if d == 117:
+                    cp = _hex4(b, t, end)
+                    t += 4
+                    if 0xD800 <= cp <= 0xDBFF:
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (_hex4(b, t + 2, end) - 0xDC00)
+                        t += 6
+                    if cp < 0x80:
+                        data[p] = cp
+                        p += 1
+                    elif cp < 0x800:
+                        data[p] = 0xC0 | (cp >> 6)
+                        data[p + 1] = 0x80 | (cp & 0x3F)
+                        p += 2
+                    elif cp < 0x10000:
+                        data[p] = 0xE0 | (cp >> 12)
+                        data[p + 1] = 0x80 | ((cp >> 6) & 0x3F)
+                        data[p + 2] = 0x80 | (cp & 0x3F)
+                        p += 3
+                    else:
+                        data[p] = 0xF0 | (cp >> 18)
+                        data[p + 1] = 0x80 | ((cp >> 12) & 0x3F)
+                        data[p + 2] = 0x80 | ((cp >> 6) & 0x3F)
+                        data[p + 3] = 0x80 | (cp & 0x3F)
+                        p += 4
+                elif d == 110:
+                    data[p] = 10
+                    p += 1
+                elif d == 116:
+                    data[p] = 9
+                    p += 1
+                elif d == 114:
+                    data[p] = 13
+                    p += 1
+                elif d == 98:
+                    data[p] = 8
+                    p += 1
+                elif d == 102:
+                    data[p] = 12
+                    p += 1
+                else:  # \" \\ \/
+                    data[p] = d
+                    p += 1
+        offsets[j + 1] = p
+    return offsets, data, valid, p
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _validity(valid: np.ndarray) -> pa.Buffer | None:
+    if valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _string_array(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array | None:
+    offsets, data, valid, size = _strings(b, starts, ends)
+    if size > _INT32_MAX:
+        return None  # pa.string() cannot hold it: the caller falls back
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(starts),
+        [_validity(valid), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data[:size])],
+    )
+
+
+def _int_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(values), [_validity(valid), pa.py_buffer(values)])
+
+
+def parse(
+    blob: bytes | bytearray, starts: np.ndarray, lengths: np.ndarray, schema: pa.Schema
+) -> tuple[pa.Table, np.ndarray] | None:
+    """Parse the records ``blob[starts[i] : starts[i] + lengths[i]]`` into a table of ``schema`` (the
+    decoder's READ_SCHEMA) and a boolean per record: flagged (its row is all nulls and means nothing).
+
+    Returns None when a column would be too large for Arrow's 32-bit offsets (the caller falls back).
+    """
+    b = np.frombuffer(blob, dtype=np.uint8)
+    top, top_ints, top_bits, items, item_bits, list_offsets, flagged, nitems = _scan(
+        b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64)
+    )
+    columns: dict[bytes, pa.Array] = {}
+    for k in range(_TOP_STRINGS):
+        array = _string_array(b, top[k], top[_TOP_STRINGS + k])
+        if array is None:
+            return None
+        columns[_TOP_NAMES[k]] = array
+    for k in range(_TOP_INTS):
+        columns[_TOP_NAMES[_TOP_STRINGS + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
+    items = items[:, :nitems]
+    item_bits = item_bits[:nitems]
+    children: list[pa.Array] = []
+    for k in range(_ITEM_STRINGS):
+        array = _string_array(b, items[k], items[_ITEM_STRINGS + k])
+        if array is None:
+            return None
+        children.append(array)
+    for k in range(_ITEM_INTS):
+        values = np.ascontiguousarray(items[2 * _ITEM_STRINGS + k])
+        children.append(_int_array(values, (item_bits & (1 << k)) != 0))
+    list_type = schema.field("kinesisSyncRecords").type
+    item_type = list_type.value_type
+    by_name = dict(zip((name.decode() for name in _ITEM_NAMES), children, strict=True))
+    struct = pa.Array.from_buffers(
+        item_type,
+        nitems,
+        [_validity((item_bits & 8) != 0)],
+        children=[by_name[item_type.field(i).name] for i in range(item_type.num_fields)],
+    )
+    columns[_TOP_NAMES[_LIST]] = pa.Array.from_buffers(
+        list_type, len(starts), [_validity((top_bits & 4) != 0), pa.py_buffer(list_offsets)], children=[struct]
+    )
+    arrays = [columns[name.encode()] for name in schema.names]
+    return pa.Table.from_arrays(arrays, schema=schema), flagged
