@@ -16,7 +16,12 @@ How it stays fast with bad records in the input (see docs/landing.md, "Decoding"
    suspicious records to the exact per-record check (:mod:`cognito_streams.core.shape`); bad ones
    are *blanked* (replaced by ``{}`` padded to the same length) so that one row still stands for
    one record.
-3. The chunk is parsed as NDJSON by a streaming ``pyarrow.json`` reader with an explicit schema. If
+3. The chunk is parsed by the schema-specific parser (:mod:`cognito_streams.core.fastparse`), which
+   reads every record exactly as the ``pyarrow.json`` reader below would, or flags it: flagged records
+   go to the exact check and are blanked when bad (the parser gave them a blank row already). Only a
+   flagged record the check accepts sends the chunk to the pyarrow path (``DecodeOptions.fast_parse``
+   False: always):
+   the chunk is parsed as NDJSON by a streaming ``pyarrow.json`` reader with an explicit schema. If
    a record the screen let through still breaks the reader (a wrong JSON type, a repeated member...),
    the reader's row number points at it: it is checked, blanked, and reading resumes at the failing
    block — the blocks read before are kept. Each such restart is matched against

@@ -57,6 +57,7 @@ _MAX_SKIPPED_EXPONENT = 300
 
 #: What _record returns when the item arrays are full (they are grown and the record parsed again).
 _NO_ROOM = -2
+_INT32_MAX = 2**31 - 1
 
 _WS_SPACE, _WS_TAB, _WS_CR = 32, 9, 13
 _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
@@ -572,13 +573,16 @@ def _strings(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.nd
     """Arrow string buffers of the spans ``[starts, ends)`` (start -1: null), escapes decoded to UTF-8.
 
     Returns (offsets, data, validity, total bytes); a decoded string is never longer than its JSON text.
+    A total beyond 32-bit offsets is returned with empty buffers (the caller falls back).
     """
     m = len(starts)
     size = 0
     for j in range(m):
         if starts[j] >= 0:
             size += ends[j] - starts[j]
-    offsets = np.empty(m + 1, dtype=np.int64)
+    if size > _INT32_MAX:
+        return np.zeros(1, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.bool_), size
+    offsets = np.empty(m + 1, dtype=np.int32)
     data = np.empty(size, dtype=np.uint8)
     valid = np.empty(m, dtype=np.bool_)
     p = 0
@@ -643,9 +647,6 @@ def _strings(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.nd
     return offsets, data, valid, p
 
 
-_INT32_MAX = 2**31 - 1
-
-
 def _validity(valid: np.ndarray) -> pa.Buffer | None:
     if valid.all():
         return None
@@ -659,7 +660,7 @@ def _string_array(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Arr
     return pa.Array.from_buffers(
         pa.string(),
         len(starts),
-        [_validity(valid), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data[:size])],
+        [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(data[:size])],
     )
 
 
