@@ -58,6 +58,9 @@ _MAX_SKIPPED_EXPONENT = 300
 #: What _record returns when the item arrays are full (they are grown and the record parsed again).
 _NO_ROOM = -2
 _INT32_MAX = 2**31 - 1
+#: Set on a string's recorded end when the string holds escapes (ends are far below it): the others
+#: are copied as they are.
+_ESCAPED = 1 << 62
 
 _WS_SPACE, _WS_TAB, _WS_CR = 32, 9, 13
 _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
@@ -387,11 +390,11 @@ def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarra
         elif k < _ITEM_STRINGS:
             if c != _QUOTE:
                 return -1
-            e, _ = _string(b, i, n)
+            e, escaped = _string(b, i, n)
             if e < 0:
                 return -1
             items[k, it] = i + 1
-            items[_ITEM_STRINGS + k, it] = e
+            items[_ITEM_STRINGS + k, it] = e | _ESCAPED if escaped else e
             i = e + 1
         else:
             v, i = _int(b, i, n)
@@ -461,11 +464,11 @@ def _record(
             elif k < _TOP_STRINGS:
                 if c != _QUOTE:
                     return -1
-                e, _ = _string(b, i, n)
+                e, escaped = _string(b, i, n)
                 if e < 0:
                     return -1
                 top[k, r] = i + 1
-                top[_TOP_STRINGS + k, r] = e
+                top[_TOP_STRINGS + k, r] = e | _ESCAPED if escaped else e
                 i = e + 1
             elif k < _LIST:
                 v, i = _int(b, i, n)
@@ -569,82 +572,112 @@ def _scan(
 
 
 @nb.njit(cache=True, nogil=True)
-def _strings(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Arrow string buffers of the spans ``[starts, ends)`` (start -1: null), escapes decoded to UTF-8.
+def _unescape(b: np.ndarray, t: int, end: int, data: np.ndarray, p: int) -> int:
+    """Decode the JSON string text ``b[t:end]`` (already validated) into ``data`` at ``p``; the end."""
+    while t < end:
+        c = b[t]
+        if c != _BACKSLASH:
+            data[p] = c
+            p += 1
+            t += 1
+            continue
+        d = b[t + 1]
+        t += 2
+        if d == 117:
+            cp = _hex4(b, t, end)
+            t += 4
+            if 0xD800 <= cp <= 0xDBFF:
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (_hex4(b, t + 2, end) - 0xDC00)
+                t += 6
+            if cp < 0x80:
+                data[p] = cp
+                p += 1
+            elif cp < 0x800:
+                data[p] = 0xC0 | (cp >> 6)
+                data[p + 1] = 0x80 | (cp & 0x3F)
+                p += 2
+            elif cp < 0x10000:
+                data[p] = 0xE0 | (cp >> 12)
+                data[p + 1] = 0x80 | ((cp >> 6) & 0x3F)
+                data[p + 2] = 0x80 | (cp & 0x3F)
+                p += 3
+            else:
+                data[p] = 0xF0 | (cp >> 18)
+                data[p + 1] = 0x80 | ((cp >> 12) & 0x3F)
+                data[p + 2] = 0x80 | ((cp >> 6) & 0x3F)
+                data[p + 3] = 0x80 | (cp & 0x3F)
+                p += 4
+        elif d == 110:
+            data[p] = 10
+            p += 1
+        elif d == 116:
+            data[p] = 9
+            p += 1
+        elif d == 114:
+            data[p] = 13
+            p += 1
+        elif d == 98:
+            data[p] = 8
+            p += 1
+        elif d == 102:
+            data[p] = 12
+            p += 1
+        else:  # \" \\ \/
+            data[p] = d
+            p += 1
+    return p
 
-    Returns (offsets, data, validity, total bytes); a decoded string is never longer than its JSON text.
-    A total beyond 32-bit offsets is returned with empty buffers (the caller falls back).
+
+@nb.njit(cache=True, nogil=True)
+def _strings(
+    b: np.ndarray, spans: np.ndarray, columns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Arrow string buffers of ``columns`` string columns whose spans are ``spans[k]`` (starts, -1 for
+    null) and ``spans[columns + k]`` (ends; with _ESCAPED set, escapes to decode to UTF-8).
+
+    Returns (data, where each column's data starts and ends in it, int32 offsets per column, validity
+    per column, whether a column is beyond 32-bit offsets: then the caller falls back). Rows are
+    filled one at a time across the columns: one pass over the record bytes instead of one per column.
+    A decoded string is never longer than its JSON text, so each column's room is its spans' total.
     """
-    m = len(starts)
-    size = 0
+    m = spans.shape[1]
+    bases = np.zeros(columns + 1, dtype=np.int64)
+    for k in range(columns):
+        size = 0
+        for j in range(m):
+            t = spans[k, j]
+            if t >= 0:
+                size += (spans[columns + k, j] & ~_ESCAPED) - t
+        bases[k + 1] = bases[k] + size
+        if size > _INT32_MAX:
+            return (
+                np.zeros(0, np.uint8),
+                bases,
+                np.zeros((columns, 1), np.int32),
+                np.zeros((columns, 0), np.bool_),
+                True,
+            )
+    data = np.empty(bases[columns], dtype=np.uint8)
+    offsets = np.empty((columns, m + 1), dtype=np.int32)
+    valid = np.empty((columns, m), dtype=np.bool_)
+    cursor = bases[:columns].copy()
+    for k in range(columns):
+        offsets[k, 0] = 0
     for j in range(m):
-        if starts[j] >= 0:
-            size += ends[j] - starts[j]
-    if size > _INT32_MAX:
-        return np.zeros(1, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.bool_), size
-    offsets = np.empty(m + 1, dtype=np.int32)
-    data = np.empty(size, dtype=np.uint8)
-    valid = np.empty(m, dtype=np.bool_)
-    p = 0
-    offsets[0] = 0
-    for j in range(m):
-        t = starts[j]
-        valid[j] = t >= 0
-        if t >= 0:
-            end = ends[j]
-            while t < end:
-                c = b[t]
-                if c != _BACKSLASH:
-                    data[p] = c
-                    p += 1
-                    t += 1
-                    continue
-                d = b[t + 1]
-                t += 2
-                if d == 117:
-                    cp = _hex4(b, t, end)
-                    t += 4
-                    if 0xD800 <= cp <= 0xDBFF:
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (_hex4(b, t + 2, end) - 0xDC00)
-                        t += 6
-                    if cp < 0x80:
-                        data[p] = cp
-                        p += 1
-                    elif cp < 0x800:
-                        data[p] = 0xC0 | (cp >> 6)
-                        data[p + 1] = 0x80 | (cp & 0x3F)
-                        p += 2
-                    elif cp < 0x10000:
-                        data[p] = 0xE0 | (cp >> 12)
-                        data[p + 1] = 0x80 | ((cp >> 6) & 0x3F)
-                        data[p + 2] = 0x80 | (cp & 0x3F)
-                        p += 3
-                    else:
-                        data[p] = 0xF0 | (cp >> 18)
-                        data[p + 1] = 0x80 | ((cp >> 12) & 0x3F)
-                        data[p + 2] = 0x80 | ((cp >> 6) & 0x3F)
-                        data[p + 3] = 0x80 | (cp & 0x3F)
-                        p += 4
-                elif d == 110:
-                    data[p] = 10
-                    p += 1
-                elif d == 116:
-                    data[p] = 9
-                    p += 1
-                elif d == 114:
-                    data[p] = 13
-                    p += 1
-                elif d == 98:
-                    data[p] = 8
-                    p += 1
-                elif d == 102:
-                    data[p] = 12
-                    p += 1
-                else:  # \" \\ \/
-                    data[p] = d
-                    p += 1
-        offsets[j + 1] = p
-    return offsets, data, valid, p
+        for k in range(columns):
+            t = spans[k, j]
+            p = cursor[k]
+            valid[k, j] = t >= 0
+            if t >= 0:
+                end = spans[columns + k, j]
+                if end & _ESCAPED:
+                    p = _unescape(b, t, end & ~_ESCAPED, data, p)
+                else:
+                    data[p : p + end - t] = b[t:end]
+                    p += end - t
+                cursor[k] = p
+            offsets[k, j + 1] = p - bases[k]
+    return data, bases, offsets, valid, False
 
 
 def _validity(valid: np.ndarray) -> pa.Buffer | None:
@@ -653,15 +686,20 @@ def _validity(valid: np.ndarray) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _string_array(b: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array | None:
-    offsets, data, valid, size = _strings(b, starts, ends)
-    if size > _INT32_MAX:
+def _string_arrays(b: np.ndarray, spans: np.ndarray, columns: int) -> list[pa.Array] | None:
+    data, bases, offsets, valid, too_big = _strings(b, spans, columns)
+    if too_big:
         return None  # pa.string() cannot hold it: the caller falls back
-    return pa.Array.from_buffers(
-        pa.string(),
-        len(starts),
-        [_validity(valid), pa.py_buffer(offsets), pa.py_buffer(data[:size])],
-    )
+    buffer = pa.py_buffer(data)
+    m = spans.shape[1]
+    return [
+        pa.Array.from_buffers(
+            pa.string(),
+            m,
+            [_validity(valid[k]), pa.py_buffer(offsets[k]), buffer.slice(int(bases[k]), int(bases[k + 1] - bases[k]))],
+        )
+        for k in range(columns)
+    ]
 
 
 def _int_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -680,22 +718,18 @@ def parse(
     top, top_ints, top_bits, items, item_bits, list_offsets, flagged, nitems = _scan(
         b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64)
     )
-    columns: dict[bytes, pa.Array] = {}
-    for k in range(_TOP_STRINGS):
-        array = _string_array(b, top[k], top[_TOP_STRINGS + k])
-        if array is None:
-            return None
-        columns[_TOP_NAMES[k]] = array
+    top_strings = _string_arrays(b, top, _TOP_STRINGS)
+    if top_strings is None:
+        return None
+    columns: dict[bytes, pa.Array] = dict(zip(_TOP_NAMES, top_strings, strict=False))
     for k in range(_TOP_INTS):
         columns[_TOP_NAMES[_TOP_STRINGS + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
     items = items[:, :nitems]
     item_bits = item_bits[:nitems]
-    children: list[pa.Array] = []
-    for k in range(_ITEM_STRINGS):
-        array = _string_array(b, items[k], items[_ITEM_STRINGS + k])
-        if array is None:
-            return None
-        children.append(array)
+    item_strings = _string_arrays(b, np.ascontiguousarray(items[: 2 * _ITEM_STRINGS]), _ITEM_STRINGS)
+    if item_strings is None:
+        return None
+    children = list(item_strings)
     for k in range(_ITEM_INTS):
         values = np.ascontiguousarray(items[2 * _ITEM_STRINGS + k])
         children.append(_int_array(values, (item_bits & (1 << k)) != 0))
