@@ -17,7 +17,8 @@ row is all nulls with a null ``kinesisSyncRecords``: exactly the row of a blanke
 spaces), so once the decoder has blanked every flagged record, the table is already right.
 
 What pyarrow accepts in ignored members is accepted here too (RapidJSON's ``NaN``/``Inf``/``Infinity``,
-repeated unknown names), so that a record the old path landed is not flagged into a reject.
+numbers of any length and depth of nesting, repeated unknown names): the exact check rejects some of
+those, so flagging them would turn a record the pyarrow path lands into a reject.
 The input is valid UTF-8 (the decoder screens it before parsing): bytes >= 0x80 are copied as they are.
 """
 
@@ -50,10 +51,13 @@ _ITEM_INTS = 3
 #: Initial nesting room for an ignored member's value; it grows, as RapidJSON reads any depth (the exact
 #: check does not, so flagging deep values would reject records the pyarrow path lands).
 _DEPTH = 64
-#: Numbers of ignored members accepted without a flag: RapidJSON fails on some out of a double's range
-#: (1e400, 0e999), so only those at most 10**300 in size and with an exponent within +-300 are.
-_MAX_SKIPPED_DIGITS = 200
-_MAX_SKIPPED_EXPONENT = 300
+#: RapidJSON (pyarrow's parser) rejects a number whose explicit positive exponent exceeds this plus its
+#: count of fraction digits ("Number too big to be stored in double": 1e309, 0e309, but 1.5e309 and
+#: 1e-99999 are read); it reads any other number of the JSON grammar, however long. Measured with
+#: pyarrow 26.0.1 (tests/unit/test_fastparse.py holds the cases).
+_MAX_EXPONENT = 308
+#: An exponent is not accumulated past this (its digits are still read): far beyond any limit above.
+_EXPONENT_CAP = 10**9
 
 #: What _record returns when the item arrays are full (they are grown and the record parsed again).
 _NO_ROOM = -2
@@ -61,7 +65,6 @@ _INT32_MAX = 2**31 - 1
 #: Set on a string's recorded end when the string holds escapes (ends are far below it): the others
 #: are copied as they are.
 _ESCAPED = 1 << 62
-
 _WS_SPACE, _WS_TAB, _WS_CR = 32, 9, 13
 _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
@@ -194,8 +197,8 @@ def _null(b: np.ndarray, i: int, n: int) -> int:
 
 @nb.njit(cache=True, nogil=True)
 def _skipped_number(b: np.ndarray, i: int, n: int) -> int:
-    """A number of an ignored member (JSON grammar, or RapidJSON's NaN/Inf/Infinity): the index after
-    it, or -1 (also for one that may be out of RapidJSON's range, see _MAX_SKIPPED_EXPONENT)."""
+    """A number of an ignored member, read as RapidJSON reads it (the JSON grammar, NaN/Inf/Infinity,
+    the _MAX_EXPONENT limit): the index after it, or -1 when RapidJSON would reject it."""
     if i < n and b[i] == 45:
         i += 1
     if i >= n:
@@ -204,42 +207,39 @@ def _skipped_number(b: np.ndarray, i: int, n: int) -> int:
         return _literal(b, i, n, 3)
     if b[i] == 73:
         return _literal(b, i, n, 4)
-    digits = 0
     if b[i] == 48:
         i += 1
-        digits = 1
     else:
+        digits = 0
         while i < n and 48 <= b[i] <= 57:
             i += 1
             digits += 1
         if digits == 0:
             return -1
-    whole = digits
+    fraction = 0
     if i < n and b[i] == 46:
         i += 1
-        fraction = 0
         while i < n and 48 <= b[i] <= 57:
             i += 1
             fraction += 1
         if fraction == 0:
             return -1
-        digits += fraction
-    if digits > _MAX_SKIPPED_DIGITS:
-        return -1
     if i < n and (b[i] == 101 or b[i] == 69):
         i += 1
+        negative = False
         if i < n and (b[i] == 43 or b[i] == 45):
+            negative = b[i] == 45
             i += 1
         exponent = 0
         exponent_digits = 0
         while i < n and 48 <= b[i] <= 57:
-            if exponent <= _MAX_SKIPPED_EXPONENT:
+            if exponent < _EXPONENT_CAP:
                 exponent = exponent * 10 + (b[i] - 48)
             i += 1
             exponent_digits += 1
-        if exponent_digits == 0 or exponent > _MAX_SKIPPED_EXPONENT:
+        if exponent_digits == 0:
             return -1
-        if b[i - exponent_digits - 1] != 45 and whole + exponent > _MAX_SKIPPED_EXPONENT:
+        if not negative and exponent > _MAX_EXPONENT + fraction:
             return -1
     return i
 
