@@ -355,6 +355,43 @@ def _int(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
 
 
 @nb.njit(cache=True, nogil=True)
+def _member(b: np.ndarray, i: int, n: int, text: np.ndarray, offs: np.ndarray, seen: int) -> tuple[int, int, int]:
+    """``i`` at a member's opening quote: (the name's index in ``text``/``offs``, -1 for a name not read;
+    the index of the value's first byte; ``seen``, the bit set of read names met in the object, with
+    this one). The second is -1 when the bytes are not a name without escapes, a colon and the start of
+    a value, or the name is a read one met before in the same object."""
+    if i >= n or b[i] != _QUOTE:
+        return -1, -1, seen
+    ke, escaped = _string(b, i, n)
+    if ke < 0 or escaped:
+        return -1, -1, seen
+    k = _match(b, i + 1, ke, text, offs)
+    i = _ws(b, ke + 1, n)
+    if i >= n or b[i] != _COLON:
+        return -1, -1, seen
+    i = _ws(b, i + 1, n)
+    if i >= n:
+        return -1, -1, seen
+    if k >= 0:
+        if seen & (1 << k):
+            return -1, -1, seen
+        seen |= 1 << k
+    return k, i, seen
+
+
+@nb.njit(cache=True, nogil=True)
+def _text(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
+    """``i`` at the value of a read string member: (its end as recorded: the closing quote's index,
+    with _ESCAPED set when it holds escapes; the index after it), or (-1, -1) when it is not a string."""
+    if b[i] != _QUOTE:
+        return -1, -1
+    e, escaped = _string(b, i, n)
+    if e < 0:
+        return -1, -1
+    return (e | _ESCAPED if escaped else e), e + 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarray, it: int, stack: np.ndarray) -> int:
     """Parse the item object at ``i`` (at its ``{``) into row ``it``; the index after it, or -1."""
     for k in range(_ITEM_STRINGS):
@@ -366,36 +403,21 @@ def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarra
         item_bits[it] = bits
         return i + 1
     while True:
-        if i >= n or b[i] != _QUOTE:
+        k, i, seen = _member(b, i, n, _ITEM_TEXT, _ITEM_OFFS, seen)
+        if i < 0:
             return -1
-        ke, escaped = _string(b, i, n)
-        if ke < 0 or escaped:
-            return -1
-        k = _match(b, i + 1, ke, _ITEM_TEXT, _ITEM_OFFS)
-        i = _ws(b, ke + 1, n)
-        if i >= n or b[i] != _COLON:
-            return -1
-        i = _ws(b, i + 1, n)
-        if i >= n:
-            return -1
-        if k >= 0:
-            if seen & (1 << k):
-                return -1
-            seen |= 1 << k
         c = b[i]
         if k < 0:
             i = _skip(b, i, n, stack)
         elif c == 110:
             i = _null(b, i, n)
         elif k < _ITEM_STRINGS:
-            if c != _QUOTE:
-                return -1
-            e, escaped = _string(b, i, n)
-            if e < 0:
+            end, after = _text(b, i, n)
+            if after < 0:
                 return -1
             items[k, it] = i + 1
-            items[_ITEM_STRINGS + k, it] = e | _ESCAPED if escaped else e
-            i = e + 1
+            items[_ITEM_STRINGS + k, it] = end
+            i = after
         else:
             v, i = _int(b, i, n)
             if i >= 0:
@@ -440,36 +462,21 @@ def _record(
         i += 1
     else:
         while True:
-            if i >= n or b[i] != _QUOTE:
+            k, i, seen = _member(b, i, n, _TOP_TEXT, _TOP_OFFS, seen)
+            if i < 0:
                 return -1
-            ke, escaped = _string(b, i, n)
-            if ke < 0 or escaped:
-                return -1
-            k = _match(b, i + 1, ke, _TOP_TEXT, _TOP_OFFS)
-            i = _ws(b, ke + 1, n)
-            if i >= n or b[i] != _COLON:
-                return -1
-            i = _ws(b, i + 1, n)
-            if i >= n:
-                return -1
-            if k >= 0:
-                if seen & (1 << k):
-                    return -1
-                seen |= 1 << k
             c = b[i]
             if k < 0:
                 i = _skip(b, i, n, stack)
             elif c == 110:
                 i = _null(b, i, n)
             elif k < _TOP_STRINGS:
-                if c != _QUOTE:
-                    return -1
-                e, escaped = _string(b, i, n)
-                if e < 0:
+                end, after = _text(b, i, n)
+                if after < 0:
                     return -1
                 top[k, r] = i + 1
-                top[_TOP_STRINGS + k, r] = e | _ESCAPED if escaped else e
-                i = e + 1
+                top[_TOP_STRINGS + k, r] = end
+                i = after
             elif k < _LIST:
                 v, i = _int(b, i, n)
                 if i >= 0:
