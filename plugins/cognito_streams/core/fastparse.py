@@ -90,21 +90,6 @@ def _ws(b: np.ndarray, i: int, n: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _match(b: np.ndarray, s: int, e: int, text: np.ndarray, offs: np.ndarray) -> int:
-    length = e - s
-    for k in range(len(offs) - 1):
-        o = offs[k]
-        if offs[k + 1] - o != length:
-            continue
-        j = 0
-        while j < length and b[s + j] == text[o + j]:
-            j += 1
-        if j == length:
-            return k
-    return -1
-
-
-@nb.njit(cache=True, nogil=True)
 def _hex4(b: np.ndarray, i: int, n: int) -> int:
     if i + 4 > n:
         return -1
@@ -355,6 +340,29 @@ def _int(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
 
 
 @nb.njit(cache=True, nogil=True)
+def _name(b: np.ndarray, i: int, n: int, text: np.ndarray, offs: np.ndarray) -> tuple[int, int]:
+    """``i`` at a member's opening quote: (the index of the read name spelled there, without escapes, and
+    the index of its closing quote), or (-1, -1) when the name is none of them (then ``_string`` reads
+    it). Comparing the names directly reads a read name's bytes once, not a scan and then a compare."""
+    s = i + 1
+    first = b[s] if s < n else 0
+    for k in range(len(offs) - 1):
+        o = offs[k]
+        if text[o] != first:
+            continue
+        length = offs[k + 1] - o
+        e = s + length
+        if e >= n or b[e] != _QUOTE:
+            continue
+        j = 1
+        while j < length and b[s + j] == text[o + j]:
+            j += 1
+        if j == length:
+            return k, e
+    return -1, -1
+
+
+@nb.njit(cache=True, nogil=True)
 def _member(b: np.ndarray, i: int, n: int, text: np.ndarray, offs: np.ndarray, seen: int) -> tuple[int, int, int]:
     """``i`` at a member's opening quote: (the name's index in ``text``/``offs``, -1 for a name not read;
     the index of the value's first byte; ``seen``, the bit set of read names met in the object, with
@@ -362,10 +370,11 @@ def _member(b: np.ndarray, i: int, n: int, text: np.ndarray, offs: np.ndarray, s
     a value, or the name is a read one met before in the same object."""
     if i >= n or b[i] != _QUOTE:
         return -1, -1, seen
-    ke, escaped = _string(b, i, n)
-    if ke < 0 or escaped:
-        return -1, -1, seen
-    k = _match(b, i + 1, ke, text, offs)
+    k, ke = _name(b, i, n, text, offs)
+    if k < 0:
+        ke, escaped = _string(b, i, n)
+        if ke < 0 or escaped:
+            return -1, -1, seen
     i = _ws(b, ke + 1, n)
     if i >= n or b[i] != _COLON:
         return -1, -1, seen
