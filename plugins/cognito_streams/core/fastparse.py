@@ -692,8 +692,12 @@ def _strings(
                 if end & _ESCAPED:
                     p = _unescape(b, t, end & ~_ESCAPED, data, p)
                 else:
-                    data[p : p + end - t] = b[t:end]
-                    p += end - t
+                    # Byte by byte: most values are a few bytes, and numba's slice copy costs more
+                    # to set up than it saves on them.
+                    while t < end:
+                        data[p] = b[t]
+                        p += 1
+                        t += 1
                 cursor[k] = p
             offsets[k, j + 1] = p - bases[k]
     return data, bases, offsets, valid, False
