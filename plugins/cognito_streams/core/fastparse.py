@@ -545,10 +545,9 @@ def _scan(
     b: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     nrec = len(starts)
-    # Items are objects or nulls: the braces count most of them (the arrays grow for the rest).
-    opens = 16
-    for c in b:
-        opens += c == _LBRACE
+    # Room for an item per 128 bytes (the benchmark's items take ~140): the arrays grow (doubling) for
+    # more. Counting the braces instead cost a pass over every byte, ~5 % of the scan.
+    opens = len(b) // 128 + 16
     top = np.empty((2 * _TOP_STRINGS, nrec), dtype=np.int64)
     top_ints = np.zeros((_TOP_INTS, nrec), dtype=np.int64)
     top_bits = np.zeros(nrec, dtype=np.uint8)
