@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import DecodeOptions, KinesisRecords, _dataset, decode_records
 from cognito_streams.core.landing_format import CHANGES_SCHEMA
 from cognito_streams.landing.writer import ChangesParquet, parquet_bytes
 from tests.landing_records import bad_records, dumps, record
@@ -199,3 +200,26 @@ def test_bad_records_anywhere_are_rejected_and_only_them(
     assert {int(r.sequence_number): r.reason for r in out.rejects} == reasons
     assert out.records_landed == len(records)
     assert out.records_read == out.records_landed + out.records_rejected
+
+
+names = st.one_of(st.none(), st.sampled_from(["", "game_state", "other"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(names, names), max_size=30), st.integers(min_value=1, max_value=3))
+def test_dataset_name_and_conflicts_are_those_of_kernels_over_every_record(
+    pairs: list[tuple[str | None, str | None]], pieces: int
+) -> None:
+    # GIVEN both spellings of the dataset name as parsed columns (in one or more chunks)
+    def column(values: list[str | None]) -> pa.ChunkedArray:
+        step = max(1, -(-len(values) // pieces))
+        parts = [values[i : i + step] for i in range(0, len(values), step)] or [[]]
+        return pa.chunked_array([pa.array(p, pa.string()) for p in parts], pa.string())
+
+    ds_a, ds_b = column([a for a, _ in pairs]), column([b for _, b in pairs])
+    # WHEN only the records with datasetName are compared
+    dataset, conflict = _dataset(ds_a, ds_b)
+    # THEN the names and conflicts are those of a coalesce and a comparison over every record
+    assert dataset.to_pylist() == pc.coalesce(ds_a, ds_b).to_pylist()
+    every = pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False)
+    assert conflict.tolist() == every.to_pylist()

