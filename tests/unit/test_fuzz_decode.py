@@ -18,6 +18,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cognito_streams.core import shape
 from cognito_streams.core.decode import Decoded, DecodeOptions, KinesisRecords, decode_records
 from cognito_streams.core.landing_format import REJECT_REASONS
 from tests.landing_records import SAMPLES, change, dumps, record
@@ -150,3 +151,13 @@ def test_any_json_in_any_member_is_decoded_or_quarantined(cases: list[tuple[byte
         ) or (member in ("syncCount", "lastModifiedDate") and (isinstance(value, bool) or not isinstance(value, int))):
             assert str(i) in rejected, f"{member}={value!r} must be quarantined"
     assert outcome(decode(data, TINY)) == outcome(out)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=600), mutated(), valid_records(), with_odd_member().map(lambda case: case[0])))
+def test_ids_an_exact_check_hands_over_are_those_the_rejects_file_would_read(data: bytes) -> None:
+    # The decoder takes a ShapeError's ids instead of parsing the record again when they were read.
+    error = shape.check_shape(data)
+    if error is not None and error.ids_read:
+        got = {"identity_pool_id": error.identity_pool_id, "identity_id": error.identity_id}
+        assert {**got, "dataset_name": error.dataset_name} == shape.identities(data)

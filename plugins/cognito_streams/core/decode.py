@@ -1267,7 +1267,7 @@ def _decode_chunk(
         for index, error in chunk.errors.items():
             ids = (
                 shape.identities(chunk.data[index])
-                if error.identity_id is None
+                if error.identity_id is None and not error.ids_read
                 else {
                     "identity_pool_id": error.identity_pool_id,
                     "identity_id": error.identity_id,

@@ -53,6 +53,9 @@ class ShapeError:
     identity_pool_id: str | None = None
     identity_id: str | None = None
     dataset_name: str | None = None
+    #: The ids above are the record's as :func:`identities` reads them (None included): the rejects
+    #: file need not parse the record again for them.
+    ids_read: bool = False
 
 
 class Members(dict[str, Any]):
@@ -134,17 +137,23 @@ def parse_object(data: bytes) -> tuple[dict[str, Any] | None, ShapeError | None]
 
 
 def _strict(data: bytes) -> tuple[Any, ShapeError | None]:
-    """orjson's strict parse (grammar, UTF-8, lone surrogates, control characters, trailing data)."""
+    """orjson's strict parse (grammar, UTF-8, lone surrogates, control characters, trailing data).
+
+    Its errors carry the ids :func:`identities` would read, none: orjson cannot read the record as
+    an object.
+    """
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
-        return None, ShapeError("invalid_utf8", f"not UTF-8: byte 0x{data[err.start]:02x} at offset {err.start}")
+        return None, ShapeError(
+            "invalid_utf8", f"not UTF-8: byte 0x{data[err.start]:02x} at offset {err.start}", ids_read=True
+        )
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as err:
-        return None, ShapeError("invalid_json", f"not valid JSON: {err.msg} at offset {err.pos}")
+        return None, ShapeError("invalid_json", f"not valid JSON: {err.msg} at offset {err.pos}", ids_read=True)
     if not isinstance(value, dict):
-        return None, ShapeError("not_an_object", f"a JSON {_json_type(value)}, not an object")
+        return None, ShapeError("not_an_object", f"a JSON {_json_type(value)}, not an object", ids_read=True)
     return value, None
 
 
@@ -168,7 +177,7 @@ def check_shape(data: bytes) -> ShapeError | None:
 
 def check_object_shape(obj: dict[str, Any]) -> ShapeError | None:
     """The type checks of :func:`check_shape` on an already parsed object."""
-    ids = _ids(obj)
+    ids: dict[str, Any] = {**_ids(obj), "ids_read": True}
     repeated: set[str] = getattr(obj, "repeated", set()) & set(TOP_FIELDS)
     if repeated:
         return ShapeError("duplicate_keys", f"member {sorted(repeated)[0]!r} appears more than once", **ids)
