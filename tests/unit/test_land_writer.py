@@ -8,10 +8,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, LandingLayout
-from cognito_streams.landing.writer import BatchRange, BatchWriter, ChangesParquet, parquet_bytes
+from cognito_streams.landing.writer import (
+    NUMPY_ISO_MS_MAX,
+    BatchRange,
+    BatchWriter,
+    ChangesParquet,
+    _iso_ms,
+    _iso_ms_all,
+    parquet_bytes,
+)
 from tests.landing_records import bad_records, seed_records
 
 OPTIONS = DecodeOptions(
@@ -104,3 +114,20 @@ def test_the_writer_refuses_a_changes_file_that_disagrees_with_the_decoded_rows(
     key = descriptor.changes.url.removeprefix("s3://landing/")
     assert pq.read_table(pa.BufferReader(s3.objects[key])).num_rows == out.changes.num_rows
     assert list(s3.objects)[-1].endswith(".json") and "batch" in list(s3.objects)[-1]
+
+
+#: Arrival times: recent ones, the whole range numpy formats, around its end (where float seconds
+#: start to round to another millisecond) and beyond it, before the epoch, and the datetime's limits.
+arrival_ms = st.one_of(
+    st.integers(1_600_000_000_000, 1_900_000_000_000),
+    st.integers(0, NUMPY_ISO_MS_MAX - 1),
+    st.integers(NUMPY_ISO_MS_MAX - 10**9, NUMPY_ISO_MS_MAX + 10**9),
+    st.integers(NUMPY_ISO_MS_MAX, 253_402_300_799_999),
+    st.integers(-62_135_596_800_000, 0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(arrival_ms, max_size=20))
+def test_arrival_times_formatted_at_once_read_as_one_by_one(values: list[int]) -> None:
+    assert _iso_ms_all(values) == [_iso_ms(value) for value in values]

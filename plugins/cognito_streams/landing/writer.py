@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -281,10 +282,30 @@ def _iso_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+#: Below 2**32 seconds after the epoch (the year 2106), ``_iso_ms``'s float seconds round back to the
+#: exact millisecond, so numpy's exact formatting writes the same text; later times can differ by one.
+NUMPY_ISO_MS_MAX = 2**32 * 1000
+
+
+def _iso_ms_all(epoch_ms: list[int]) -> list[str]:
+    """``_iso_ms`` of each value. numpy formats them all at once in a third of the time of a datetime
+    each (0.8 against 2.6 us, half the cost of a rejects line), for the range where it writes the
+    same text: every Kinesis arrival time; others go one by one."""
+    try:
+        values = np.array(epoch_ms, dtype=np.int64)
+    except OverflowError:
+        return [_iso_ms(value) for value in epoch_ms]
+    if not len(values) or values.min() < 0 or values.max() >= NUMPY_ISO_MS_MAX:
+        return [_iso_ms(value) for value in epoch_ms]
+    texts: list[str] = np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms").tolist()
+    return [f"{text}+00:00" for text in texts]
+
+
 def rejects_jsonl(rejects: list[Reject], stream_name: str, shard_id: str) -> bytes:
     """The rejects' raw bytes (base64), reason and coordinates: one JSON object per line, line n = reject n."""
     out = io.BytesIO()
-    for line, reject in enumerate(rejects, start=1):
+    arrived = _iso_ms_all([reject.arrived_at_ms for reject in rejects])
+    for line, (reject, arrived_at) in enumerate(zip(rejects, arrived, strict=True), start=1):
         out.write(
             orjson.dumps(
                 {
@@ -293,7 +314,7 @@ def rejects_jsonl(rejects: list[Reject], stream_name: str, shard_id: str) -> byt
                     "shard_id": shard_id,
                     "sequence_number": reject.sequence_number,
                     "sub_sequence_number": reject.sub_sequence_number,
-                    "arrived_at": _iso_ms(reject.arrived_at_ms),
+                    "arrived_at": arrived_at,
                     "reason": reject.reason,
                     "detail": reject.detail,
                     "raw_base64": base64.b64encode(reject.raw).decode("ascii"),
