@@ -1105,7 +1105,7 @@ class _FileLoader:
         names = [c.name for c in loaded]
         offset = 0
         try:
-            with self.conn.cursor().copy(self.copy_sql) as copy:
+            with self.conn.cursor() as cur, cur.copy(self.copy_sql) as copy:
                 for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
                     arrays = [
                         self._prepare(data_file, batch.column(i), parquet_columns[i], loaded[i], offset)

@@ -1,5 +1,5 @@
 """Parquet column types as the Redshift emulator's ``COPY ... FORMAT AS PARQUET`` sees them, and which table
-columns each one may load (docs/redshift-emulator.md, "COPY from S3").
+columns each one may load (docs/redshift-emulator.md, 'COPY from S3').
 
 Redshift reads Parquet for COPY through Redshift Spectrum, whose rule AWS documents as "the column type in
 the table must match the column type of the data file" (an "incompatible Parquet schema" error otherwise).
@@ -230,7 +230,7 @@ def incompatibility(column: ParquetColumn, target: TargetColumn) -> str | None:
         return (
             "the emulator loads INT64 timestamps only as TIMESTAMP(MICROS): AWS documents no COPY mapping of other"
             " units and Spectrum has misread INT64 timestamps from other writers; write timestamps as INT64"
-            " TIMESTAMP(MICROS) (docs/redshift-emulator.md, COPY from S3)"
+            " TIMESTAMP(MICROS) (docs/redshift-emulator.md, 'COPY from S3')"
         )
     if column.kind == "nested":
         return (
