@@ -675,3 +675,34 @@ def test_what_postgresql_still_refuses_is_reported_as_the_emulators_limit(env: E
 
     assert failure.sqlstate == "23505"
     assert f"PostgreSQL (under the emulator) refused a row of {url}" in failure.hint
+
+
+def test_sessions_starting_together_create_the_system_views_once(env: Env) -> None:
+    # GIVEN a database without the system views and four wire-server sessions starting at once, each with its
+    # own log (without the lock in ensure_tables, two of them collide creating the schema)
+    from concurrent.futures import ThreadPoolExecutor
+
+    dsn = os.environ["CS_WAREHOUSE_DSN"]
+    database = f"rscopy_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"create database {database}")
+    fresh = psycopg.conninfo.make_conninfo(dsn, dbname=database)
+    try:
+        for _ in range(3):
+            with psycopg.connect(fresh, autocommit=True) as conn:
+                conn.execute("drop schema if exists redshift_sys cascade")
+            logs = [LoadErrorLog(fresh) for _ in range(4)]
+            try:
+                with ThreadPoolExecutor(4) as pool:
+                    list(pool.map(lambda log: log.ensure_tables(), logs))  # THEN none fails
+            finally:
+                for log in logs:
+                    log.close()
+        with psycopg.connect(fresh) as conn:
+            views = conn.execute(
+                "select table_name from information_schema.views where table_schema = 'redshift_sys' order by 1"
+            ).fetchall()
+        assert views == [("stl_load_errors",), ("sys_load_error_detail",)]
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"drop database {database}")
