@@ -52,7 +52,7 @@ begin
         for con in
             select conname from pg_constraint where conrelid = obj.objid and contype in ('p', 'u', 'f')
         loop
-            execute format('alter table %s drop constraint %I', obj.objid::regclass, con.conname);
+            execute format('alter table %s drop constraint if exists %I', obj.objid::regclass, con.conname);
         end loop;
         -- Redshift: VARCHAR(n) and CHAR(n) hold n bytes.
         for col in

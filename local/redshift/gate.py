@@ -43,6 +43,11 @@ SPECIFIED_TYPES_OR_FUNCTIONS = "Specified types or functions (one per INFO messa
 #: Redshift's text for a command it does not run on its tables (CREATE INDEX, ...).
 COMMAND_NOT_SUPPORTED = 'SQL command "{text}" not supported on Redshift tables.'
 NOT_SUPPORTED = "0A000"  # feature_not_supported
+#: What VERSION() answers: Redshift's text (clients parse the "Redshift" part), marked as the emulator's.
+VERSION = (
+    "PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), "
+    "Redshift 1.0.0 (local Redshift emulator on PostgreSQL 16)"
+)
 SYNTAX_ERROR = "42601"
 
 _FUNCTION_PARSERS = frozenset(Redshift.parser_class.FUNCTION_PARSERS)
@@ -108,9 +113,7 @@ def _tokens(sql: str) -> list[Token]:
     try:
         return list(_TOKENIZER.tokenize(sql))
     except TokenError as err:
-        raise GateError(
-            f"syntax error: {err}", construct="unreadable statement", sqlstate=SYNTAX_ERROR
-        ) from None
+        raise GateError(f"syntax error: {err}", construct="unreadable statement", sqlstate=SYNTAX_ERROR) from None
 
 
 def split(sql: str) -> list[tuple[str, list[Token]]]:
@@ -157,7 +160,7 @@ def _inspect_one(text: str, tokens: list[Token], parse_copy: Callable[[str], Any
         )
     if first in ("SAVEPOINT", "RELEASE") or (first == "ROLLBACK" and "SAVEPOINT" in words):
         raise GateError(
-            f"SQL command \"{text}\" not supported.",
+            f'SQL command "{text}" not supported.',
             construct="savepoints",
             sqlstate=NOT_SUPPORTED,
             detail=f"Redshift has no savepoints ({doc_url('c_unsupported-postgresql-functions')})",
@@ -196,7 +199,8 @@ def _copy(text: str, parse_copy: Callable[[str], Any] | None) -> Statement:
             "AWS sources) loads a table",
             construct="COPY not from S3",
             sqlstate=NOT_SUPPORTED,
-            detail=f"COPY FROM STDIN and COPY to or from a file of the server do not exist in Redshift ({doc_url('r_COPY')})",
+            detail="COPY FROM STDIN and COPY to or from a file of the server do not exist in Redshift "
+            f"({doc_url('r_COPY')})",
         )
     return Statement(text=text, run=text, kind="copy", command="COPY")
 
@@ -225,7 +229,12 @@ def _command(text: str, tokens: list[Token], tree: exp.Command) -> Statement:
                 sqlstate=SYNTAX_ERROR,
             )
         return Statement(
-            text=text, run=text, kind="alter_isolation", command="ALTER DATABASE", isolation=level, database=words[2].lower()
+            text=text,
+            run=text,
+            kind="alter_isolation",
+            command="ALTER DATABASE",
+            isolation=level,
+            database=words[2].lower(),
         )
     if "ON" in words and "COMMIT" in words and first == "CREATE":
         raise GateError(
@@ -237,7 +246,7 @@ def _command(text: str, tokens: list[Token], tree: exp.Command) -> Statement:
     if first in PASSTHROUGH_COMMANDS:
         return Statement(text=text, run=text, command=first)
     raise GateError(
-        f"SQL command \"{text}\" not supported on Redshift tables.",
+        f'SQL command "{text}" not supported on Redshift tables.',
         construct=f"{first} command",
         sqlstate=NOT_SUPPORTED,
         hint="the Redshift emulator refuses statements it cannot check; see docs/redshift-emulator.md",
@@ -272,7 +281,7 @@ def _refuse(construct: str, page: str, message: str | None = None, *, sqlstate: 
     )
 
 
-def _check_tree(text: str, tree: exp.Expression) -> None:
+def _check_tree(text: str, tree: exp.Expr) -> None:
     """Walk the syntax tree; raise for the first construct Redshift refuses."""
     if not isinstance(
         tree,
@@ -308,7 +317,7 @@ def _check_tree(text: str, tree: exp.Expression) -> None:
         )
 
 
-def _check_node(node: exp.Expression, tree: exp.Expression, infos: list[str], text: str) -> None:
+def _check_node(node: exp.Expr, tree: exp.Expr, infos: list[str], text: str) -> None:
     if isinstance(node, exp.OnConflict):
         raise _refuse("INSERT ... ON CONFLICT", "r_INSERT_30", 'syntax error at or near "on"', sqlstate=SYNTAX_ERROR)
     if isinstance(node, exp.Returning):
@@ -317,12 +326,17 @@ def _check_node(node: exp.Expression, tree: exp.Expression, infos: list[str], te
         raise _refuse("SELECT DISTINCT ON", "r_SELECT_list", 'syntax error at or near "on"', sqlstate=SYNTAX_ERROR)
     if isinstance(node, exp.Filter):
         raise _refuse(
-            "aggregate FILTER (WHERE ...)", "c_Aggregate_Functions", 'syntax error at or near "("', sqlstate=SYNTAX_ERROR
+            "aggregate FILTER (WHERE ...)",
+            "c_Aggregate_Functions",
+            'syntax error at or near "("',
+            sqlstate=SYNTAX_ERROR,
         )
     if isinstance(node, exp.Lock):
         raise _refuse("SELECT ... FOR UPDATE/SHARE", "r_SELECT_synopsis")
     if isinstance(node, exp.Lateral):
-        raise _refuse("LATERAL", "c_unsupported-postgresql-features", 'syntax error at or near "lateral"', sqlstate=SYNTAX_ERROR)
+        raise _refuse(
+            "LATERAL", "c_unsupported-postgresql-features", 'syntax error at or near "lateral"', sqlstate=SYNTAX_ERROR
+        )
     if isinstance(node, exp.Array):
         raise _refuse("array constructor ARRAY[...]", "c_unsupported-postgresql-features")
     if isinstance(node, exp.Tuple) and not isinstance(node.parent, (exp.In, exp.Values, exp.Insert)):
@@ -331,29 +345,26 @@ def _check_node(node: exp.Expression, tree: exp.Expression, infos: list[str], te
         raise _refuse("row constructor ROW(...)", "c_unsupported-postgresql-features")
     if isinstance(node, exp.Values) and not (isinstance(node.parent, exp.Insert) or _is_merge_insert(node)):
         raise _refuse("a VALUES list used as a constant table", "c_unsupported-postgresql-features")
-    if isinstance(node, (exp.Unnest, exp.ExplodingGenerateSeries, exp.GenerateSeries)) or (
-        isinstance(node, exp.Table) and isinstance(node.this, exp.Func)
-    ):
+    if isinstance(node, exp.Unnest) or (isinstance(node, exp.Table) and isinstance(node.this, exp.Func)):
         raise _refuse("a table function in FROM", "c_unsupported-postgresql-features")
     if isinstance(node, (exp.NullSafeEQ, exp.NullSafeNEQ)):
         infos.append('Function "IS DISTINCT FROM" not supported.')
     if isinstance(node, _JSON_OPERATORS):
         infos.append(f'Operator "{_operator_text(node)}" not supported.')
-    if isinstance(node, (exp.Limit, exp.Offset)):
-        if node.find(exp.Placeholder, exp.Parameter) is not None:
-            raise GateError(
-                "Not implemented",
-                construct=f"bound {'LIMIT' if isinstance(node, exp.Limit) else 'OFFSET'}",
-                detail=redshift_detail("Not implemented", 1001, "'IsA(cons, Const)' - "),
-                hint="Redshift needs a constant LIMIT/OFFSET: put the number in the statement text "
-                "(aws/amazon-redshift-python-driver#24)",
-            )
+    if isinstance(node, (exp.Limit, exp.Offset)) and node.find(exp.Placeholder, exp.Parameter) is not None:
+        raise GateError(
+            "Not implemented",
+            construct=f"bound {'LIMIT' if isinstance(node, exp.Limit) else 'OFFSET'}",
+            detail=redshift_detail("Not implemented", 1001, "'IsA(cons, Const)' - "),
+            hint="Redshift needs a constant LIMIT/OFFSET: put the number in the statement text "
+            "(aws/amazon-redshift-python-driver#24)",
+        )
     if isinstance(node, exp.DataType):
         _check_type(node, infos)
 
 
 #: jsonb and array operators (PostgreSQL's ->, ->>, #>, #>>, ?, ?|, ?&, @>, <@) and how they are written.
-_OPERATOR_TEXT: dict[type[exp.Expression], str] = {
+_OPERATOR_TEXT: dict[type[exp.Expr], str] = {
     exp.JSONExtract: "->", exp.JSONExtractScalar: "->>", exp.JSONBExtract: "#>", exp.JSONBExtractScalar: "#>>",
     exp.JSONBContainsTopKey: "?", exp.JSONBContainsAnyTopKeys: "?|", exp.JSONBContainsAllTopKeys: "?&",
     exp.JSONBContains: "@>", exp.ArrayContainsAll: "@>", exp.ArrayContainedBy: "<@",
@@ -361,12 +372,12 @@ _OPERATOR_TEXT: dict[type[exp.Expression], str] = {
 _JSON_OPERATORS = tuple(_OPERATOR_TEXT)
 
 
-def _operator_text(node: exp.Expression) -> str:
+def _operator_text(node: exp.Expr) -> str:
     return _OPERATOR_TEXT.get(type(node), type(node).__name__)
 
 
-def _is_merge_insert(node: exp.Expression) -> bool:
-    return isinstance(node.parent, exp.Insert) or isinstance(node.parent, exp.When)
+def _is_merge_insert(node: exp.Expr) -> bool:
+    return isinstance(node.parent, (exp.Insert, exp.When))
 
 
 def _type_name(node: exp.DataType) -> str:
@@ -391,10 +402,12 @@ def _check_type(node: exp.DataType, infos: list[str]) -> None:
     infos.append(f'Type "{_type_name(node)}" not supported.')
 
 
-def _check_functions(text: str, tree: exp.Expression) -> list[str]:
+def _check_functions(text: str, tree: exp.Expr) -> list[str]:
     """Every function called must be in Redshift's SQL functions reference."""
     called: set[str] = set()
     for node in tree.find_all(exp.Func):
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "values" and node.find_ancestor(exp.When):
+            continue  # MERGE's "INSERT VALUES (...)" without a column list reads as a call
         if isinstance(node, exp.Anonymous):
             called.add(node.name.lower())
         elif "start" in node.meta and "end" in node.meta:
@@ -403,7 +416,11 @@ def _check_functions(text: str, tree: exp.Expression) -> list[str]:
     tokens = _tokens(text)
     for i, token in enumerate(tokens[:-1]):
         upper = token.text.upper()
-        if upper in _FUNCTION_PARSERS and tokens[i + 1].token_type == TokenType.L_PAREN and upper not in _SYNTAX_FUNCTIONS:
+        if (
+            upper in _FUNCTION_PARSERS
+            and tokens[i + 1].token_type == TokenType.L_PAREN
+            and upper not in _SYNTAX_FUNCTIONS
+        ):
             called.add(upper.lower())
     refused = sorted(name for name in called if name.split(".")[-1] not in ALLOWED_FUNCTIONS and name != "row")
     return [f'Function "{name}()" not supported.' for name in refused]
@@ -416,27 +433,27 @@ def _check_create(text: str, tree: exp.Create) -> None:
             COMMAND_NOT_SUPPORTED.format(text=text),
             construct="CREATE INDEX",
             sqlstate=NOT_SUPPORTED,
-            detail=f"Redshift has no indexes: sort and distribution keys take their place ({doc_url('c_unsupported-postgresql-features')})",
+            detail="Redshift has no indexes: sort and distribution keys take their place "
+            f"({doc_url('c_unsupported-postgresql-features')})",
         )
     if kind == "SEQUENCE":
         raise GateError(
             COMMAND_NOT_SUPPORTED.format(text=text),
             construct="CREATE SEQUENCE",
             sqlstate=NOT_SUPPORTED,
-            detail=f"Redshift has no sequences: use an IDENTITY column ({doc_url('c_unsupported-postgresql-features')})",
+            detail="Redshift has no sequences: use an IDENTITY column "
+            f"({doc_url('c_unsupported-postgresql-features')})",
         )
     if kind not in ("TABLE", "VIEW", "SCHEMA", "FUNCTION", "DATABASE", ""):
-        raise GateError(
-            COMMAND_NOT_SUPPORTED.format(text=text), construct=f"CREATE {kind}", sqlstate=NOT_SUPPORTED
-        )
-    for node in tree.find_all(exp.CheckColumnConstraint):
+        raise GateError(COMMAND_NOT_SUPPORTED.format(text=text), construct=f"CREATE {kind}", sqlstate=NOT_SUPPORTED)
+    if tree.find(exp.CheckColumnConstraint) is not None:
         raise GateError(
             "ALTER/CREATE TABLE column CHECK constraint is not supported",
             construct="CHECK constraint",
             sqlstate=NOT_SUPPORTED,
             detail=f"see {doc_url('c_unsupported-postgresql-features')}",
         )
-    for prop in tree.find_all(exp.OnCommitProperty):
+    if tree.find(exp.OnCommitProperty) is not None:
         raise GateError('syntax error at or near "on"', construct="ON COMMIT", sqlstate=SYNTAX_ERROR)
     for prop in tree.find_all(exp.ExcludeColumnConstraint, exp.PartitionedByProperty):
         raise _refuse(type(prop).__name__, "c_unsupported-postgresql-features")
@@ -449,14 +466,20 @@ def _check_merge(tree: exp.Merge) -> None:
     page = "r_MERGE"
     target = tree.this
     if isinstance(target, exp.Table) and target.alias:
-        raise _refuse("MERGE with an alias on the target table", page, 'syntax error at or near "as"', sqlstate=SYNTAX_ERROR)
+        raise _refuse(
+            "MERGE with an alias on the target table", page, 'syntax error at or near "as"', sqlstate=SYNTAX_ERROR
+        )
     if tree.args.get("with_") or tree.args.get("with"):
         raise _refuse("MERGE with a WITH clause", page, "You can't use the WITH clause in a MERGE statement.")
     source = tree.args.get("using")
     if not isinstance(source, exp.Table) or isinstance(source.this, exp.Func):
         raise _refuse("MERGE whose source is not a table", page, "MERGE source_table can't be a view or a subquery.")
     for predicate in _conjuncts(tree.args.get("on")):
-        if not (isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) and isinstance(predicate.expression, exp.Column)):
+        if not (
+            isinstance(predicate, exp.EQ)
+            and isinstance(predicate.this, exp.Column)
+            and isinstance(predicate.expression, exp.Column)
+        ):
             raise _refuse(
                 "MERGE with a non-equality predicate in ON",
                 page,
@@ -475,7 +498,9 @@ def _check_merge(tree: exp.Merge) -> None:
         )
     for when in clauses:
         if when.args.get("condition") is not None:
-            raise _refuse("MERGE WHEN ... AND <condition>", page, 'syntax error at or near "and"', sqlstate=SYNTAX_ERROR)
+            raise _refuse(
+                "MERGE WHEN ... AND <condition>", page, 'syntax error at or near "and"', sqlstate=SYNTAX_ERROR
+            )
         then = when.args.get("then")
         if isinstance(then, exp.Update):
             for assignment in then.expressions:
@@ -490,7 +515,7 @@ def _check_merge(tree: exp.Merge) -> None:
             raise _refuse("MERGE WHEN NOT MATCHED without INSERT", page)
 
 
-def _conjuncts(node: exp.Expression | None) -> Iterable[exp.Expression]:
+def _conjuncts(node: exp.Expr | None) -> Iterable[exp.Expr]:
     if node is None:
         return []
     if isinstance(node, exp.Paren):
@@ -524,7 +549,7 @@ def _check_set(tree: exp.Set) -> None:
 _TABLE_ATTRIBUTE_WORDS = frozenset({"DISTSTYLE", "DISTKEY", "SORTKEY", "COMPOUND", "INTERLEAVED", "ENCODE", "BACKUP"})
 
 
-def _translate(text: str, tokens: list[Token], tree: exp.Expression) -> tuple[str, list[str]]:
+def _translate(text: str, tokens: list[Token], tree: exp.Expr) -> tuple[str, list[str]]:
     """Token-span edits that make ``text`` PostgreSQL's: Redshift table attributes dropped, GETDATE()/SYSDATE with
     Redshift's meaning, system views mapped, IDENTITY columns, Redshift-only SET parameters kept as placeholders."""
     edits: list[tuple[int, int, str]] = []  # (start, end exclusive, replacement)
@@ -544,11 +569,21 @@ def _translate(text: str, tokens: list[Token], tree: exp.Expression) -> tuple[st
         if is_create and upper == "IDENTITY" and nxt is not None and nxt.token_type == TokenType.L_PAREN:
             close = _matching_paren(tokens, i + 1)
             args = [t.text for t in tokens[i + 2 : close] if t.token_type == TokenType.NUMBER]
-            seed, step = (args + ["1", "1"])[:2]
+            seed, step = [*args, "1", "1"][:2]
             edits.append(
-                (token.start, tokens[close].end + 1, f"generated by default as identity (start with {seed} increment by {step})")
+                (
+                    token.start,
+                    tokens[close].end + 1,
+                    f"generated by default as identity (start with {seed} increment by {step})",
+                )
             )
             notes.append("identity")
+            i = close + 1
+            continue
+        if upper == "VERSION" and nxt is not None and nxt.token_type == TokenType.L_PAREN and not _qualified(tokens, i):
+            close = _matching_paren(tokens, i + 1)
+            edits.append((token.start, tokens[close].end + 1, f"'{VERSION}'::varchar"))
+            notes.append("version")
             i = close + 1
             continue
         if upper == "GETDATE" and nxt is not None and nxt.token_type == TokenType.L_PAREN:
@@ -604,7 +639,7 @@ def _matching_paren(tokens: list[Token], open_index: int) -> int:
             depth -= 1
             if depth == 0:
                 return j
-    raise GateError('syntax error at end of input', construct="unbalanced parentheses", sqlstate=SYNTAX_ERROR)
+    raise GateError("syntax error at end of input", construct="unbalanced parentheses", sqlstate=SYNTAX_ERROR)
 
 
 def _attribute_end(tokens: list[Token], i: int) -> int:

@@ -361,9 +361,9 @@ LEADER_NODE_FUNCTIONS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
-ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
-    name for names in FUNCTIONS_BY_PAGE.values() for name in names.split()
-) | LEADER_NODE_FUNCTIONS
+ALLOWED_FUNCTIONS: frozenset[str] = (
+    frozenset(name for names in FUNCTIONS_BY_PAGE.values() for name in names.split()) | LEADER_NODE_FUNCTIONS
+)
 
 #: Redshift's data types (``c_Supported_data_types``), as sqlglot's type names, with their aliases.
 ALLOWED_TYPES: frozenset[str] = frozenset(
