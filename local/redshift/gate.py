@@ -243,6 +243,9 @@ def _command(text: str, tokens: list[Token], tree: exp.Command) -> Statement:
             sqlstate=SYNTAX_ERROR,
             detail=f"Redshift's CREATE TABLE has no ON COMMIT clause ({doc_url('r_CREATE_TABLE_NEW')})",
         )
+    if first in ("SET", "RESET") and len(words) > 1:
+        name = words[2] if words[1] in ("SESSION", "LOCAL") and len(words) > 2 else words[1]
+        return _set_parameter(text, name.lower(), first)
     if first in PASSTHROUGH_COMMANDS:
         return Statement(text=text, run=text, command=first)
     raise GateError(
@@ -251,6 +254,23 @@ def _command(text: str, tokens: list[Token], tree: exp.Command) -> Statement:
         sqlstate=NOT_SUPPORTED,
         hint="the Redshift emulator refuses statements it cannot check; see docs/redshift-emulator.md",
     )
+
+
+def _set_parameter(text: str, name: str, command: str) -> Statement:
+    """SET/RESET of a parameter Redshift has: PostgreSQL's own as it is, Redshift-only ones as placeholders."""
+    if name in ("session", "time"):  # SET SESSION AUTHORIZATION, SET TIME ZONE
+        return Statement(text=text, run=text, command=command)
+    if name not in SET_PARAMETERS:
+        raise GateError(
+            f'unrecognized configuration parameter "{name}"',
+            construct=f"{command} {name}",
+            sqlstate="42704",
+            detail=f"Redshift's settable parameters: {doc_url('cm_chap_ConfigurationRef')}",
+        )
+    if name in POSTGRES_SET_PARAMETERS:
+        return Statement(text=text, run=text, command=command)
+    run = re.sub(rf"\b{re.escape(name)}\b", f"redshift.{name}", text, count=1, flags=re.IGNORECASE)
+    return Statement(text=text, run=run, command=command, translated=(f"set {name}",))
 
 
 _TOKEN_TYPES_REFUSED = {

@@ -395,7 +395,6 @@ def test_concurrent_writers_fail_with_1023_under_serializable(redshift_emulator:
         c2.execute(f"insert into {schema}.t values (2, 'second')")
         first.commit()
         with pytest.raises(redshift_connector.Error) as info:
-            c2.execute(f"select count(*) from {schema}.s")
             second.commit()
         fields = _error(info.value)
         assert fields["M"] == "1023"
@@ -469,3 +468,71 @@ def test_redshift_warehouse_migrates_through_the_emulator(redshift_emulator: Red
         }
         assert {"records", "record_changes", "datasets", "loaded_batches", "bulk_publish_runs"} <= tables
         assert wh.ensure_schema() == []
+
+
+# ------------------------------------------------------------------------------------------------- COPY's session
+
+
+@pytest.fixture
+def copy_emulator(stack: Stack) -> Iterator[RedshiftEndpoint]:
+    """An emulator (in this process) whose COPY module is a stand-in with rs-copy's interface."""
+    from local.procs import free_port
+    from tests.support import copy_standin
+
+    cfg = EmulatorConfig(port=free_port(), pg_port=stack.cfg.pg_port, database="copy_test_db")
+    emulator = RedshiftEmulator(cfg, copy_module=copy_standin)  # type: ignore[arg-type]
+    emulator.start_in_thread()
+    endpoint = RedshiftEndpoint(cfg.host, cfg.port, cfg.user, cfg.password, cfg.database)
+    setup = endpoint.connect()
+    setup.autocommit = True
+    setup.cursor().execute("drop table if exists t")
+    setup.cursor().execute("create table t (a integer, b varchar(16))")
+    setup.close()
+    try:
+        yield endpoint
+    finally:
+        emulator.stop_thread()
+
+
+def test_copy_runs_in_the_sessions_transaction(copy_emulator: RedshiftEndpoint, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="local.redshift")
+    copy = "copy t from 's3://landing/x.manifest' iam_role 'arn:aws:iam::123456789012:role/r' format as parquet manifest"
+    conn = copy_emulator.connect()
+    try:
+        cur = conn.cursor()
+        # In a transaction block: the COPY's rows are the transaction's, and go with its rollback.
+        cur.execute("insert into t values (0, 'before')")
+        cur.execute(copy)
+        cur.execute("select count(*) from t")
+        assert cur.fetchone()[0] == 3
+        conn.rollback()
+        cur.execute("select count(*) from t")
+        assert cur.fetchone()[0] == 0
+        conn.rollback()
+        # A failing COPY aborts the block (nothing of it or before it stays) with its error...
+        cur.execute("insert into t values (0, 'before')")
+        with pytest.raises(redshift_connector.ProgrammingError) as info:
+            cur.execute(copy.replace("x.manifest", "fail.manifest"))
+        assert _error(info.value)["M"].startswith("Load into table 't' failed")
+        with pytest.raises(redshift_connector.ProgrammingError, match="current transaction is aborted"):
+            cur.execute("select 1")
+        conn.rollback()
+        # ...and in autocommit it is one statement: all of it or nothing.
+        conn.autocommit = True
+        with pytest.raises(redshift_connector.ProgrammingError):
+            cur.execute(copy.replace("x.manifest", "fail.manifest"))
+        cur.execute(copy)
+        cur.execute("select a, b from t order by a")
+        assert cur.fetchall() == ([1, "copied"], [2, "copied"])
+    finally:
+        conn.close()
+    # The simple protocol (psycopg without parameters) runs it the same way.
+    with psycopg.connect(copy_emulator.dsn, autocommit=True) as pconn:
+        cursor = pconn.execute(copy)
+        assert cursor.statusmessage == "COPY 2"
+        assert pconn.execute("select count(*) from t").fetchone() == (4,)
+        with pytest.raises(psycopg.Error, match="Load into table 't' failed"):
+            pconn.execute(copy.replace("x.manifest", "fail.manifest"))
+        assert pconn.execute("select count(*) from t").fetchone() == (4,)
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert "COPY 2 rows" in messages and "COPY FAILED" in messages
