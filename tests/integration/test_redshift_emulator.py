@@ -536,3 +536,15 @@ def test_copy_runs_in_the_sessions_transaction(copy_emulator: RedshiftEndpoint, 
         assert pconn.execute("select count(*) from t").fetchone() == (4,)
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert "COPY 2 rows" in messages and "COPY FAILED" in messages
+
+
+def test_stack_creates_the_copy_role_redshift_assumes(stack: Stack, aws: Any) -> None:
+    from tests.support.warehouse import pipeline_settings
+
+    role = aws("iam").get_role(RoleName="cognito-streams-redshift-copy")["Role"]
+    assert role["Arn"] == pipeline_settings().copy_iam_role_arn
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"Service": "redshift.amazonaws.com"}
+    policy = aws("iam").get_role_policy(RoleName="cognito-streams-redshift-copy", PolicyName="landing-read")
+    assert stack.cfg.landing_bucket in json.dumps(policy["PolicyDocument"])
