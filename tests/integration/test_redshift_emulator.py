@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from typing import Any
 
@@ -548,3 +549,19 @@ def test_stack_creates_the_copy_role_redshift_assumes(stack: Stack, aws: Any) ->
     assert trust["Statement"][0]["Principal"] == {"Service": "redshift.amazonaws.com"}
     policy = aws("iam").get_role_policy(RoleName="cognito-streams-redshift-copy", PolicyName="landing-read")
     assert stack.cfg.landing_bucket in json.dumps(policy["PolicyDocument"])
+
+
+def test_redshift_warehouse_merges_and_checks_through_the_emulator(redshift_emulator: RedshiftEndpoint) -> None:
+    from tests.support.changes import change, dataset_remove
+    from tests.support.warehouse import read_state
+
+    with redshift_warehouse() as wh:
+        # The loader's whole merge (temp tables, CTAS, window functions, both MERGEs) runs as Redshift SQL.
+        counts = wh.merge_changes(
+            [change("a", "1", 1, 0), change("b", "2", 1, 0, index=1), change("a", "3", 2, 5), dataset_remove(2, 10, dataset="x")]
+        )
+        assert counts.keys_changed >= 2
+        state = read_state(wh)
+        assert {key[3]: rec.record_value for key, rec in state.records.items()} == {"a": "3", "b": "2"}
+        assert wh.merge_changes([change("a", "3", 2, 5)]).keys_changed == 0  # a duplicate changes nothing
+        assert all(result.ok for result in wh.check_quality(datetime.now(UTC) - timedelta(minutes=5)))
