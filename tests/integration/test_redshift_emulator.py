@@ -9,8 +9,8 @@ import json
 import os
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -88,7 +88,7 @@ def test_psycopg_client_works(redshift_emulator: RedshiftEndpoint, schema: str) 
         rows = conn.execute(f"select a, b from {schema}.t where a = %s", (7,)).fetchall()
         assert rows == [(7, "seven")]
         # a refusal in the simple protocol (no parameters) reaches psycopg with Redshift's text and SQLSTATE
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="CREATE INDEX|not supported on Redshift tables"):
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="not supported on Redshift tables"):
             conn.execute(f"create index t_a on {schema}.t (a)")
 
 
@@ -160,41 +160,41 @@ REFUSED: list[tuple[str, str, tuple[Any, ...] | None, str]] = [
         "when not matched then insert values (s.a, s.b)",
         None,
         'at or near "as"',
-    ),  # fmt: skip
+    ),
     (
         "MERGE non-equality ON",
         "merge into t using s on t.a > s.a when matched then update set b = s.b "
         "when not matched then insert values (s.a, s.b)",
         None,
         "equality predicates",
-    ),  # fmt: skip
+    ),
     (
         "MERGE qualified SET",
         "merge into t using s on t.a = s.a when matched then update set t.b = s.b "
         "when not matched then insert values (s.a, s.b)",
         None,
         "must not name its table",
-    ),  # fmt: skip
+    ),
     (
         "MERGE without NOT MATCHED",
         "merge into t using s on t.a = s.a when matched then update set b = s.b",
         None,
         "WHEN NOT MATCHED",
-    ),  # fmt: skip
+    ),
     (
         "MERGE extra condition",
         "merge into t using s on t.a = s.a when matched and s.a > 1 then update set b = s.b "
         "when not matched then insert values (s.a, s.b)",
         None,
         'at or near "and"',
-    ),  # fmt: skip
+    ),
     (
         "MERGE subquery source",
         "merge into t using (select a, b from s) as x on t.a = x.a when matched then "
         "update set b = x.b when not matched then insert values (x.a, x.b)",
         None,
         "subquery",
-    ),  # fmt: skip
+    ),
     ("bound LIMIT", "select a from s order by a limit %s", (1,), "Not implemented"),
     ("bound OFFSET", "select a from s order by a limit 1 offset %s", (1,), "Not implemented"),
     ("COPY FROM STDIN", "copy t from stdin", None, "COPY"),
@@ -286,7 +286,7 @@ def test_varchar_widths_are_bytes_on_every_write(redshift_emulator: RedshiftEndp
         writes = {
             "INSERT": (f"insert into {schema}.t values (2, %s)", (three_bytes * 40,)),
             "UPDATE": (f"update {schema}.t set b = %s where a = 1", (three_bytes * 40,)),
-            "temp table": (f"insert into stg_w values (%s)", (three_bytes * 40,)),
+            "temp table": ("insert into stg_w values (%s)", (three_bytes * 40,)),
             "CTAS": (f"create table {schema}.w as select cast(%s as varchar(64)) as b", (three_bytes * 40,)),
             "MERGE": (
                 f"merge into {schema}.t using stg_src on t.a = stg_src.a when matched then update set b = stg_src.b "
@@ -495,9 +495,13 @@ def copy_emulator(stack: Stack) -> Iterator[RedshiftEndpoint]:
         emulator.stop_thread()
 
 
-def test_copy_runs_in_the_sessions_transaction(copy_emulator: RedshiftEndpoint, caplog: pytest.LogCaptureFixture) -> None:
+def test_copy_runs_in_the_sessions_transaction(
+    copy_emulator: RedshiftEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="local.redshift")
-    copy = "copy t from 's3://landing/x.manifest' iam_role 'arn:aws:iam::123456789012:role/r' format as parquet manifest"
+    copy = (
+        "copy t from 's3://landing/x.manifest' iam_role 'arn:aws:iam::123456789012:role/r' format as parquet manifest"
+    )
     conn = copy_emulator.connect()
     try:
         cur = conn.cursor()
@@ -558,7 +562,12 @@ def test_redshift_warehouse_merges_and_checks_through_the_emulator(redshift_emul
     with redshift_warehouse() as wh:
         # The loader's whole merge (temp tables, CTAS, window functions, both MERGEs) runs as Redshift SQL.
         counts = wh.merge_changes(
-            [change("a", "1", 1, 0), change("b", "2", 1, 0, index=1), change("a", "3", 2, 5), dataset_remove(2, 10, dataset="x")]
+            [
+                change("a", "1", 1, 0),
+                change("b", "2", 1, 0, index=1),
+                change("a", "3", 2, 5),
+                dataset_remove(2, 10, dataset="x"),
+            ]
         )
         assert counts.keys_changed >= 2
         state = read_state(wh)

@@ -37,10 +37,10 @@ def run_copy(
     cmd: CopyCommand, *, conn: Any, s3: Any, iam: Any, errors: LoadErrorLog, session_id: int, query_id: int
 ) -> int:
     if "fail" in cmd.source:
-        conn.execute(f"insert into {cmd.table} values (99, 'half-way')")  # noqa: S608 - test stand-in
+        conn.execute(f"insert into {cmd.table} values (99, 'half-way')")
         raise RedshiftError(
             "Load into table 't' failed. Check 'sys_load_error_detail' system table for details.",
             detail=f"stand-in COPY of {cmd.source} failed (session {session_id}, query {query_id})",
         )
-    conn.execute(f"insert into {cmd.table} values (1, 'copied'), (2, 'copied')")  # noqa: S608 - test stand-in
+    conn.execute(f"insert into {cmd.table} values (1, 'copied'), (2, 'copied')")
     return 2

@@ -135,7 +135,9 @@ def _sql_statements() -> dict[str, str]:
                  "report.sql", "redshift.sql"):  # fmt: skip
         for name in library.named(file):
             if name == "copy_from_manifest":
-                text = sql.copy_from_manifest("stg_changes", "s3://bucket/k.manifest", "arn:aws:iam::123456789012:role/r")
+                text = sql.copy_from_manifest(
+                    "stg_changes", "s3://bucket/k.manifest", "arn:aws:iam::123456789012:role/r"
+                )
             elif name in ("records_of_identities", "datasets_of_identities"):
                 text = sql.records_of_identities(3) if name.startswith("records") else sql.datasets_of_identities(3)
             else:
