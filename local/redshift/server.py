@@ -856,8 +856,10 @@ class RedshiftEmulator:
                 ready.set()
                 await stop.wait()
                 await self.close()
-                for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in others:
                     task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
 
             loop.run_until_complete(run())
             loop.close()

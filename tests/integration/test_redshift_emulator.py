@@ -574,3 +574,33 @@ def test_redshift_warehouse_merges_and_checks_through_the_emulator(redshift_emul
         assert {key[3]: rec.record_value for key, rec in state.records.items()} == {"a": "3", "b": "2"}
         assert wh.merge_changes([change("a", "3", 2, 5)]).keys_changed == 0  # a duplicate changes nothing
         assert all(result.ok for result in wh.check_quality(datetime.now(UTC) - timedelta(minutes=5)))
+
+
+def test_a_cancel_request_reaches_the_backend(redshift_emulator: RedshiftEndpoint, schema: str) -> None:
+    import threading
+
+    with psycopg.connect(redshift_emulator.dsn, autocommit=True) as setup:
+        setup.execute(f"insert into {schema}.t values (1, 'x')")
+        for _ in range(11):  # 2,048 rows: a three-way cross join runs for hours unless cancelled
+            setup.execute(f"insert into {schema}.t select a, b from {schema}.t")
+    conn = psycopg.connect(redshift_emulator.dsn, autocommit=True)
+    outcome: list[BaseException] = []
+
+    def long_query() -> None:
+        try:
+            conn.execute(f"select count(*) from {schema}.t as x, {schema}.t as y, {schema}.t as z")
+        except psycopg.Error as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    try:
+        for _ in range(300):  # cancel until it lands (a cancel that arrives before the query starts is ignored)
+            conn.cancel_safe()
+            worker.join(0.2)
+            if not worker.is_alive():
+                break
+    finally:
+        worker.join(60)
+        conn.close()
+    assert outcome and isinstance(outcome[0], psycopg.errors.QueryCanceled)
