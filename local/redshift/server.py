@@ -169,6 +169,7 @@ class Session:
         self.pending: deque[Expect] = deque()
         self.wakeup = asyncio.Event()
         self.buffer = bytearray()
+        self.outbox = bytearray()
         self.txn_status = b"I"
         self.cycle_failed = False
         #: statement name -> the emulated statement (COPY, ALTER DATABASE) or a TRUNCATE to commit after
@@ -335,8 +336,14 @@ class Session:
 
     # -- sending -------------------------------------------------------------------------------------
     async def _send_backend(self, data: bytes) -> None:
-        sock = self._socket()
-        await asyncio.get_running_loop().sock_sendall(sock, data)
+        """Queue ``data`` for the backend; it leaves with the next flush (one write per batch of messages)."""
+        self.outbox += data
+
+    async def _flush_backend(self) -> None:
+        if self.outbox:
+            data = bytes(self.outbox)
+            self.outbox.clear()
+            await asyncio.get_running_loop().sock_sendall(self._socket(), data)
 
     def _expect(self, *entries: Expect) -> None:
         self.pending.extend(entries)
@@ -346,12 +353,14 @@ class Session:
         """Send ``data`` answered by ``entry`` and wait for the answer; True when it had no error."""
         self._expect(entry)
         await self._send_backend(data)
+        await self._flush_backend()
         return await entry.done
 
     async def _drain(self) -> None:
         """Wait until every answer expected so far has arrived (the backend is then idle)."""
         if self.pending:
             await self._send_backend(protocol.FLUSH)
+            await self._flush_backend()
             await asyncio.shield(self.pending[-1].done)
 
     # -- relay (backend -> client) -------------------------------------------------------------------
@@ -370,6 +379,22 @@ class Session:
             if not chunk:
                 raise SessionClosedError
             self.buffer += chunk
+
+    def _data_rows(self) -> bytes:
+        """The complete DataRow messages at the start of the backend buffer, as one slice."""
+        buffer = self.buffer
+        size = len(buffer)
+        pos = 0
+        while pos + 5 <= size and buffer[pos] == 0x44:  # "D"
+            end = pos + 1 + int.from_bytes(buffer[pos + 1 : pos + 5], "big")
+            if end > size:
+                break
+            pos = end
+        if not pos:
+            return b""
+        rows = bytes(buffer[:pos])
+        del buffer[:pos]
+        return rows
 
     def _finish(self, entry: Expect, ok: bool) -> None:
         self.pending.popleft()
@@ -400,6 +425,11 @@ class Session:
                     self.writer.write(bytes(out))
                     out.clear()
                     await self.writer.drain()
+                if head.kind in ("execute", "query") and not head.suppress:
+                    rows = self._data_rows()
+                    if rows:  # the bulk of a result: passed on as it came, without parsing each row
+                        out += rows
+                        continue
                 kind, payload = await self._backend_message()
                 out += self._on_backend(head, kind, payload)
                 if len(out) > 1 << 20:
@@ -465,31 +495,46 @@ class Session:
 
     # -- client -> backend ---------------------------------------------------------------------------
     async def _client_loop(self) -> None:
+        inbox = bytearray()
         while True:
-            kind = await self.reader.readexactly(1)
-            (length,) = struct.unpack("!i", await self.reader.readexactly(4))
-            payload = await self.reader.readexactly(length - 4)
-            if kind == b"X":
-                with contextlib.suppress(OSError):
-                    await self._send_backend(protocol.message(b"X"))
+            chunk = await self.reader.read(262144)
+            if not chunk:
                 raise SessionClosedError
-            if kind == b"Q":
-                await self._on_query(protocol.read_cstring(payload, 0)[0])
-            elif kind == b"P":
-                await self._on_parse(protocol.Parse.decode(payload))
-            elif kind == b"B":
-                await self._on_bind(payload)
-            elif kind == b"D":
-                await self._on_describe(payload)
-            elif kind == b"E":
-                await self._on_execute(payload)
-            elif kind == b"C":
-                await self._on_close(payload)
-            elif kind == b"S":
-                self._expect(Expect("sync"))
-                await self._send_backend(protocol.SYNC)
-            else:  # Flush, CopyData/Done/Fail, FunctionCall: PostgreSQL's business
-                await self._send_backend(protocol.message(kind, payload))
+            inbox += chunk
+            # Every complete message read so far, then one write to the backend for all of them.
+            while len(inbox) >= 5:
+                (length,) = struct.unpack_from("!i", inbox, 1)
+                if len(inbox) < length + 1:
+                    break
+                kind, payload = bytes(inbox[0:1]), bytes(inbox[5 : length + 1])
+                del inbox[: length + 1]
+                await self._on_client(kind, payload)
+            await self._flush_backend()
+
+    async def _on_client(self, kind: bytes, payload: bytes) -> None:
+        """One frontend message."""
+        if kind == b"X":
+            with contextlib.suppress(OSError):
+                await self._send_backend(protocol.message(b"X"))
+                await self._flush_backend()
+            raise SessionClosedError
+        if kind == b"Q":
+            await self._on_query(protocol.read_cstring(payload, 0)[0])
+        elif kind == b"P":
+            await self._on_parse(protocol.Parse.decode(payload))
+        elif kind == b"B":
+            await self._on_bind(payload)
+        elif kind == b"D":
+            await self._on_describe(payload)
+        elif kind == b"E":
+            await self._on_execute(payload)
+        elif kind == b"C":
+            await self._on_close(payload)
+        elif kind == b"S":
+            self._expect(Expect("sync"))
+            await self._send_backend(protocol.SYNC)
+        else:  # Flush, CopyData/Done/Fail, FunctionCall: PostgreSQL's business
+            await self._send_backend(protocol.message(kind, payload))
 
     def _inspect(self, text: str) -> list[Statement]:
         return gate.inspect(text, parse_copy=self.server.parse_copy)
@@ -830,8 +875,15 @@ class RedshiftEmulator:
         await self.close()
 
     async def close(self) -> None:
+        """Stop listening and end every session (each backend session rolls back what it had open)."""
         if self._server is not None:
             self._server.close()
+        for session in list(self.sessions.values()):
+            session.writer.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=10)
+        if self._server is not None:
             await self._server.wait_closed()
 
     # In a thread (tests)
@@ -856,10 +908,6 @@ class RedshiftEmulator:
                 ready.set()
                 await stop.wait()
                 await self.close()
-                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for task in others:
-                    task.cancel()
-                await asyncio.gather(*others, return_exceptions=True)
 
             loop.run_until_complete(run())
             loop.close()
