@@ -604,3 +604,59 @@ def test_a_cancel_request_reaches_the_backend(redshift_emulator: RedshiftEndpoin
         worker.join(60)
         conn.close()
     assert outcome and isinstance(outcome[0], psycopg.errors.QueryCanceled)
+
+
+def _injections() -> list[tuple[str, str, str, str]]:
+    """(construct, sql/ statement, the statement with the construct injected, Redshift's text): the eleven
+    PostgreSQL-only constructs issue 17's reviewer injected into sql/, which the sqlglot parse test let through."""
+    from cognito_streams.core.sql_text import ReportingSql
+
+    sql = ReportingSql("cognito_sync", "redshift")
+    v001 = sql.migration(sql.library.migrations()[0])[0]  # create table records
+    cases = [
+        ("ON CONFLICT", sql.insert_reconciliation_result(), lambda s: s + " on conflict do nothing", 'near "on"'),
+        ("RETURNING", sql.insert_record_changes(), lambda s: s + " returning identity_id", 'near "returning"'),
+        ("DISTINCT ON", sql.create_reset_datasets(),
+         lambda s: s.replace("select distinct", "select distinct on (identity_id)"), 'near "on"'),
+        ("FILTER", sql.merge_counts(),
+         lambda s: s.replace("count(*) as keys_changed", "count(*) filter (where is_deleted) as keys_changed"),
+         'near "("'),
+        ("FOR UPDATE", sql.loaded_descriptors(), lambda s: s + " for update", "FOR UPDATE/SHARE"),
+        ("advisory lock", sql.lock_loader(), lambda s: "select pg_advisory_xact_lock(17)", "Specified types or functions"),
+        ("SERIAL", v001, lambda s: s.replace("identity_pool_id varchar(64) not null,", "row_id serial, identity_pool_id varchar(64) not null,", 1),
+         'unsupported type "serial"'),
+        ("jsonb", v001, lambda s: s.replace("record_value varchar(65535)", "record_value jsonb", 1), 'unsupported type "jsonb"'),
+        ("CHECK", v001, lambda s: s.replace("sync_count bigint not null,", "sync_count bigint not null check (sync_count >= 0),", 1),
+         "CHECK constraint is not supported"),
+        ("CREATE INDEX", v001, lambda s: "create index records_identity on cognito_sync.records (identity_id)",
+         "not supported on Redshift tables"),
+        ("LATERAL", sql.records_of_identities(1),
+         lambda s: s.replace("from cognito_sync.records", "from cognito_sync.records, lateral (select 1 as one) as l"),
+         'near "lateral"'),
+    ]  # fmt: skip
+    out = []
+    for construct, statement, inject, text in cases:
+        injected = inject(statement)
+        assert injected != statement, construct
+        out.append((construct, statement, injected, text))
+    return out
+
+
+INJECTIONS = _injections()
+
+
+@pytest.mark.parametrize(("construct", "statement", "injected", "text"), INJECTIONS, ids=[i[0] for i in INJECTIONS])
+def test_constructs_injected_into_sql_statements_are_refused(
+    redshift_emulator: RedshiftEndpoint, construct: str, statement: str, injected: str, text: str
+) -> None:
+    from local.redshift.gate import inspect
+
+    inspect(statement, parse_copy=lambda t: object())  # the statement as it is passes
+    conn = redshift_emulator.connect()
+    try:
+        with pytest.raises(redshift_connector.ProgrammingError) as info:
+            conn.cursor().execute(injected, (None,) * injected.count("%s") if "%s" in injected else None)
+        assert text in " ".join(_error(info.value).values())
+        conn.rollback()
+    finally:
+        conn.close()
