@@ -170,6 +170,7 @@ class Session:
         self.wakeup = asyncio.Event()
         self.buffer = bytearray()
         self.outbox = bytearray()
+        self.closed = False
         self.txn_status = b"I"
         self.cycle_failed = False
         #: statement name -> the emulated statement (COPY, ALTER DATABASE) or a TRUNCATE to commit after
@@ -354,7 +355,10 @@ class Session:
         self._expect(entry)
         await self._send_backend(data)
         await self._flush_backend()
-        return await entry.done
+        ok = await entry.done
+        if self.closed:
+            raise SessionClosedError
+        return ok
 
     async def _drain(self) -> None:
         """Wait until every answer expected so far has arrived (the backend is then idle)."""
@@ -362,6 +366,8 @@ class Session:
             await self._send_backend(protocol.FLUSH)
             await self._flush_backend()
             await asyncio.shield(self.pending[-1].done)
+        if self.closed:
+            raise SessionClosedError
 
     # -- relay (backend -> client) -------------------------------------------------------------------
     async def _backend_message(self) -> tuple[bytes, bytes]:
@@ -438,8 +444,12 @@ class Session:
                     await self.writer.drain()
         except SessionClosedError:
             self.writer.close()
-        except asyncio.CancelledError:
-            raise
+        finally:
+            # Whoever waits for an answer must not wait for ever once the backend is gone.
+            self.closed = True
+            for entry in self.pending:
+                if not entry.done.done():
+                    entry.done.set_result(False)
 
     def _on_backend(self, head: Expect, kind: bytes, payload: bytes) -> bytes:
         """One backend message; returns what goes to the client."""

@@ -660,3 +660,18 @@ def test_constructs_injected_into_sql_statements_are_refused(
         conn.rollback()
     finally:
         conn.close()
+
+
+def test_a_session_whose_backend_dies_ends_with_an_error(redshift_emulator: RedshiftEndpoint) -> None:
+    conn = psycopg.connect(redshift_emulator.dsn, autocommit=True)
+    try:
+        pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        with redshift_admin() as admin:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("select 1")
+    finally:
+        conn.close()
+    # the emulator still serves new sessions
+    with psycopg.connect(redshift_emulator.dsn, autocommit=True) as again:
+        assert again.execute("select 1").fetchone() == (1,)
