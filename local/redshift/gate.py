@@ -193,6 +193,13 @@ def _first_line(err: Exception) -> str:
 
 def _copy(text: str, parse_copy: Callable[[str], Any] | None) -> Statement:
     cmd = parse_copy(text) if parse_copy is not None else None
+    if cmd is None and re.search(r"\bfrom\s+'(dynamodb|emr|s3)://|\bssh\b", text, re.IGNORECASE):
+        raise GateError(
+            "this COPY source is valid on Redshift but not implemented by the Redshift emulator",
+            construct="COPY from a source the emulator lacks",
+            sqlstate=NOT_SUPPORTED,
+            hint="the emulator runs COPY ... FROM 's3://...' only; see docs/redshift-emulator.md",
+        )
     if cmd is None:
         raise GateError(
             "COPY from this source is not supported by Amazon Redshift: only COPY ... FROM 's3://...' (and the other "

@@ -539,6 +539,12 @@ def test_copy_runs_in_the_sessions_transaction(
         with pytest.raises(psycopg.Error, match="Load into table 't' failed"):
             pconn.execute(copy.replace("x.manifest", "fail.manifest"))
         assert pconn.execute("select count(*) from t").fetchone() == (4,)
+        # several statements in one Query message, a COPY among them: run in order, one result each
+        multi = pconn.execute(f"insert into t values (5, 'five'); {copy}; select count(*) from t")
+        while multi.nextset():
+            pass
+        assert multi.fetchone() == (7,)
+        assert pconn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert "COPY 2 rows" in messages and "COPY FAILED" in messages
 
