@@ -87,7 +87,7 @@ def raise_sql(err: RedshiftError) -> str:
     """A PostgreSQL statement that raises ``err``'s fields (and its INFO messages first)."""
 
     def literal(value: str) -> str:
-        return "'" + value.replace(_RAISE_TAG, "$ redshift_emulator$").replace("'", "''") + "'"
+        return "'" + value.replace("'", "''") + "'"
 
     infos = getattr(err, "infos", ())
     body = "".join(f"RAISE INFO '%', {literal(info)}; " for info in infos)
@@ -97,7 +97,10 @@ def raise_sql(err: RedshiftError) -> str:
     if err.hint:
         options.append(f"HINT = {literal(err.hint)}")
     body += f"RAISE EXCEPTION USING {', '.join(options)};"
-    return f"DO {_RAISE_TAG} BEGIN {body} END {_RAISE_TAG}"
+    tag = _RAISE_TAG
+    while tag in body:  # the dollar-quoted body must not contain its own tag
+        tag = f"$redshift_emulator_{secrets.token_hex(4)}$"
+    return f"DO {tag} BEGIN {body} END {tag}"
 
 
 def map_backend_error(fields: dict[str, str], backend_pid: int) -> dict[str, str]:
@@ -739,8 +742,16 @@ class Session:
                 raise
             if isinstance(err, psycopg.Error):
                 diag = err.diag
+                fields = map_backend_error(
+                    {
+                        "C": diag.sqlstate or "XX000",
+                        "M": diag.message_primary or str(err),
+                        "n": diag.constraint_name or "",
+                    },
+                    self.backend_pid,
+                )
                 raise RedshiftError(
-                    diag.message_primary or str(err), sqlstate=diag.sqlstate or "XX000", detail=diag.message_detail
+                    fields["M"], sqlstate=fields["C"], detail=fields.get("D", diag.message_detail)
                 ) from err
             raise RedshiftError(f"COPY failed in the emulator: {err}") from err
         pg.execute("commit" if wrapped else "release savepoint redshift_emulator_copy")

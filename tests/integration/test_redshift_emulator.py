@@ -685,3 +685,14 @@ def test_a_session_whose_backend_dies_ends_with_an_error(redshift_emulator: Reds
     # the emulator still serves new sessions
     with psycopg.connect(redshift_emulator.dsn, autocommit=True) as again:
         assert again.execute("select 1").fetchone() == (1,)
+
+
+def test_a_refusal_quoting_the_statement_keeps_its_text_exactly(redshift_emulator: RedshiftEndpoint) -> None:
+    # Redshift's CREATE INDEX error quotes the statement: quotes, backslashes and dollar tags must survive the
+    # round trip through PostgreSQL's RAISE.
+    statement = """create index "it's $redshift_emulator$ \\n" on t (a)"""
+    with psycopg.connect(redshift_emulator.dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as info:
+            conn.execute(statement)
+        assert info.value.diag.message_primary == f'SQL command "{statement}" not supported on Redshift tables.'
+        assert info.value.diag.context is None  # no PL/pgSQL context leaks from the emulator's RAISE
