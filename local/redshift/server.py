@@ -622,7 +622,7 @@ class Session:
     def _outside_block(self, statement: Statement) -> Statement:
         """Redshift runs LOCK outside a transaction block as a no-op (PostgreSQL refuses it)."""
         if statement.command == "LOCK" and self.txn_status == b"I":
-            return replace(statement, run=f"DO {_RAISE_TAG} BEGIN END {_RAISE_TAG}")
+            return replace(statement, run=gate.NOOP_SQL)
         return statement
 
     async def _inject_error(self, err: RedshiftError) -> None:

@@ -158,3 +158,22 @@ SQL_STATEMENTS = _sql_statements()
 def test_every_statement_of_sql_passes_the_gate(name: str) -> None:
     # A statement the emulator refuses would fail on Redshift too: fix the statement, not the gate.
     inspect(SQL_STATEMENTS[name], parse_copy=lambda text: object())
+
+
+def test_column_level_keys_and_alter_of_storage_attributes_are_accepted() -> None:
+    out = run_text("create table t (a int not null, b varchar(10) distkey, c int sortkey encode raw) diststyle key")
+    assert "distkey" not in out and "sortkey" not in out and "encode" not in out and "diststyle" not in out
+    assert run_text("alter table t alter diststyle even").startswith("DO ")  # storage only: nothing to do
+    assert run_text("alter table t alter column b encode zstd").startswith("DO ")
+    assert run_text("alter table t add column c varchar(10) encode zstd") == "alter table t add column c varchar(10)"
+
+
+def test_statements_both_dialects_share_pass_as_written() -> None:
+    for sql in (
+        "abort", "start transaction", "set session authorization 'x'", "select json_extract_path_text(a, 'k') from t",
+        "delete from t using s where t.a = s.a", "update t set b = s.b from s where t.a = s.a",
+        "select approximate count(distinct a) from t", "select top 10 * from t", "analyze t", "vacuum t",
+        "create temp table x (like t)", "select listagg(a, ',') within group (order by a) from t",
+    ):  # fmt: skip
+        assert run_text(sql) == sql
+    assert refused("select a ->> 'k' from t").infos == ('Operator "->>" not supported.',)
