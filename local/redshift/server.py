@@ -43,6 +43,7 @@ from local.redshift import gate, protocol
 from local.redshift.backend import (
     BYTE_CHECK_RE,
     Isolation,
+    current_isolation,
     database_dsn,
     prepare_database,
     set_isolation,
@@ -103,10 +104,20 @@ def raise_sql(err: RedshiftError) -> str:
     return f"DO {tag} BEGIN {body} END {tag}"
 
 
-def map_backend_error(fields: dict[str, str], backend_pid: int) -> dict[str, str]:
-    """PostgreSQL's error -> Redshift's: serialization failures are Redshift's 1023, byte-width checks are
-    ``value too long``; anything else unchanged."""
+def map_backend_error(
+    fields: dict[str, str], backend_pid: int, isolation: Isolation = "serializable"
+) -> dict[str, str]:
+    """PostgreSQL's error -> Redshift's: serialization failures are Redshift's 1023 (SERIALIZABLE) or its
+    conflict error (SNAPSHOT), byte-width checks are ``value too long``; anything else unchanged."""
     code = fields.get("C")
+    if code == "40001" and isolation == "snapshot":
+        return {
+            "S": fields.get("S", "ERROR"),
+            "V": fields.get("V", "ERROR"),
+            "C": "40001",
+            "M": "could not complete because of conflict with concurrent transaction",
+            "D": f"emulated on PostgreSQL: {fields.get('M', '')}",
+        }
     if code == "40001":
         reason = fields.get("M", "")
         return {
@@ -167,6 +178,7 @@ class Session:
         self.pg: psycopg.Connection[Any] | None = None
         self.sock: socket.socket | None = None
         self.backend_pid = 0
+        self.isolation: Isolation = "serializable"
         self.secret = secrets.randbits(31)
         self.params: dict[str, str] = {}
         self.pending: deque[Expect] = deque()
@@ -268,6 +280,7 @@ class Session:
             await self._fatal(f"the emulator's PostgreSQL is not reachable: {err}", "08006")
             return False
         self.backend_pid = self.pg.info.backend_pid
+        self.isolation = await asyncio.to_thread(current_isolation, self.pg)
         self.sock = socket.socket(fileno=os.dup(self.pg.pgconn.socket))
         self.sock.setblocking(False)
         self.server.sessions[self.backend_pid] = self
@@ -471,7 +484,7 @@ class Session:
             return raw
         if kind == b"E":
             fields = protocol.parse_fields(payload)
-            fields = _strip(fields) if head.rewrite else map_backend_error(fields, self.backend_pid)
+            fields = _strip(fields) if head.rewrite else map_backend_error(fields, self.backend_pid, self.isolation)
             error = protocol.message(b"E", protocol.build_fields(fields))
             if head.kind == "query":
                 head.ok = False
@@ -749,6 +762,7 @@ class Session:
                         "n": diag.constraint_name or "",
                     },
                     self.backend_pid,
+                    self.isolation,
                 )
                 raise RedshiftError(
                     fields["M"], sqlstate=fields["C"], detail=fields.get("D", diag.message_detail)

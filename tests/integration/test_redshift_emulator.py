@@ -696,3 +696,27 @@ def test_a_refusal_quoting_the_statement_keeps_its_text_exactly(redshift_emulato
             conn.execute(statement)
         assert info.value.diag.message_primary == f'SQL command "{statement}" not supported on Redshift tables.'
         assert info.value.diag.context is None  # no PL/pgSQL context leaks from the emulator's RAISE
+
+
+def test_concurrent_updates_of_a_row_conflict_under_snapshot(snapshot_emulator: RedshiftEndpoint) -> None:
+    setup = snapshot_emulator.connect()
+    setup.autocommit = True
+    setup.cursor().execute("drop table if exists snap_u")
+    setup.cursor().execute("create table snap_u (a integer, b varchar(16))")
+    setup.cursor().execute("insert into snap_u values (1, 'x')")
+    setup.close()
+    first, second = snapshot_emulator.connect(), snapshot_emulator.connect()
+    try:
+        c1, c2 = first.cursor(), second.cursor()
+        c1.execute("select count(*) from snap_u")
+        c2.execute("select count(*) from snap_u")
+        c1.execute("update snap_u set b = 'first' where a = 1")
+        first.commit()
+        # SNAPSHOT protects against update conflicts: the second writer of the same row fails
+        with pytest.raises(redshift_connector.Error) as info:
+            c2.execute("update snap_u set b = 'second' where a = 1")
+        assert _error(info.value)["M"] == "could not complete because of conflict with concurrent transaction"
+        second.rollback()
+    finally:
+        first.close()
+        second.close()

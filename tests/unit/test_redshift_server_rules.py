@@ -54,3 +54,10 @@ def test_protocol_messages_round_trip() -> None:
         "user": "awsuser",
         "database": "dev",
     }
+
+
+def test_under_snapshot_a_write_conflict_is_redshifts_conflict_error() -> None:
+    fields = {"S": "ERROR", "C": "40001", "M": "could not serialize access due to concurrent update"}
+    assert map_backend_error(fields, 1, "snapshot")["M"] == (
+        "could not complete because of conflict with concurrent transaction"
+    )
