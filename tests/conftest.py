@@ -61,7 +61,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     The Cognito Sync emulator is started only by tests that ask for the ``emulator`` fixture."""
     cfg = make_stack_config(tmp_path_factory.mktemp("stack"))
     st = Stack(cfg)
-    env = st.up(migrate=False, emulator=False, redshift=False)
+    try:
+        env = st.up(migrate=False, emulator=False, redshift=False)
+    except BaseException:
+        st.down()  # what started before the failure must not outlive the session
+        raise
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update({k: v for k, v in env.items() if not k.startswith("AIRFLOW__CORE__") and k != "AIRFLOW_HOME"})
     try:
