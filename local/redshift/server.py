@@ -559,7 +559,10 @@ class Session:
         elif kind == b"S":
             self._expect(Expect("sync"))
             await self._send_backend(protocol.SYNC)
-        else:  # Flush, CopyData/Done/Fail, FunctionCall: PostgreSQL's business
+        elif kind == b"F":  # FunctionCall: answered up to ReadyForQuery, like a query
+            self._expect(Expect("query"))
+            await self._send_backend(protocol.message(kind, payload))
+        else:  # Flush, CopyData/Done/Fail: PostgreSQL's business
             await self._send_backend(protocol.message(kind, payload))
 
     def _inspect(self, text: str) -> list[Statement]:
