@@ -600,7 +600,8 @@ class Session:
             elif statement.kind == "alter_isolation":
                 ok = await self._simple_emulated(statement, self._alter_isolation)
             else:
-                ok = await self._step(Expect("query", suppress_z=True), protocol.query(statement.run))
+                run = self._outside_block(statement).run
+                ok = await self._step(Expect("query", suppress_z=True), protocol.query(run))
                 if ok and statement.kind == "truncate" and self.txn_status == b"T":
                     await self._step(Expect("query", suppress=True), protocol.query("commit"))
             if not ok:
