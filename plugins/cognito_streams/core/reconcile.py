@@ -338,9 +338,9 @@ def unknown_identity(
     ``records`` rows), ``record_key`` None. Deleted data is no mismatch: Cognito has none either."""
     result = IdentityResult()
     live: dict[str, int] = {}
-    for row in records:
-        if not row.is_deleted:
-            live[row.dataset_name] = live.get(row.dataset_name, 0) + 1
+    for record in records:
+        if not record.is_deleted:
+            live[record.dataset_name] = live.get(record.dataset_name, 0) + 1
     rows = {d.dataset_name: d for d in datasets}
     for name in sorted(set(rows) | set(live)):
         result.datasets_checked += 1
