@@ -288,9 +288,10 @@ class StreamsConfigurator:
             if docs is None:
                 return RoleReport(arn, "invalid", self.role_problems())
             problems = self._problems(docs)
-            return RoleReport(
-                arn, "invalid" if problems else "validated", problems, trust_drift(docs.trust, conditions)
-            )
+            notes = trust_drift(docs.trust, conditions)
+            for note in notes:
+                log.warning("publish role %s (not managed by the pipeline): %s", arn, note)
+            return RoleReport(arn, "invalid" if problems else "validated", problems, notes)
         boundary_arn = self.settings.boundary_arn
         policy = publish_role_policy(self.role.partition, self.region, self.role.account_id, self.settings.stream_name)
         if docs is None:
