@@ -10,8 +10,11 @@ writes the pipeline-health report.
    identity's rows of `records` and `datasets`, and records each difference in
    `reconciliation_results` with its kind: `missing` (Cognito has the key or dataset, the warehouse
    has no row), `extra` (a live row Cognito does not have), `stale_value` (value, sync count or time
-   differ; for a dataset, its last change or live record count), `wrong_delete_state` (deleted on one
-   side, live on the other). Dataset-level rows have no `record_key`. Changes younger than
+   differ; for a dataset, its last change or live record count; the detail gives the values' lengths,
+   never anything else of them), `wrong_delete_state` (deleted on one side, live on the other),
+   `unknown_identity` (live warehouse data of an identity Cognito Sync does not know: deleted with
+   `DeleteIdentities`, or never valid; one row per dataset, and the other identities are still
+   compared). Dataset-level rows have no `record_key`. Changes younger than
    `settle_seconds` may still be in flight and are counted apart, not judged. The run's counts go to
    `reconciliation_runs`.
 2. **write_report** — the pipeline-health report (changes loaded per hour, Kinesis lag per shard,
@@ -30,7 +33,8 @@ fewer, but a value replaced by one of the same length or a sync count changed al
 `stale_value`/`missing` right after an outage usually mean data still in flight or lost from
 Kinesis: run `cognito_bulk_publish`, let the pipeline catch up, then reconcile again. `extra` or
 `wrong_delete_state` that persist point at a loader problem: run `cognito_s3_to_redshift` with
-`mode: rebuild`, and open an issue with the examples.
+`mode: rebuild`, and open an issue with the examples. `unknown_identity`: the identity is gone from
+Cognito; keep its rows as history, or delete them (docs/operations.md, "Reconciliation").
 """
 
 from __future__ import annotations

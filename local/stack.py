@@ -48,6 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: moto's fixed account id; ARNs in the local settings use it.
 LOCAL_ACCOUNT_ID = "123456789012"
+#: ``cognito_streams.core.iam.DEFAULT_BOUNDARY_NAME`` (the stack runs without ``plugins/`` on its path).
+PUBLISH_BOUNDARY_NAME = "cognito-streams-publish-boundary"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 WAREHOUSE_DB = "warehouse"
@@ -698,7 +700,8 @@ def _read_pool_ids(cfg: StackConfig) -> list[str]:
 
 
 def bootstrap_aws(cfg: StackConfig, endpoint: str | None = None) -> list[str]:
-    """Create what the local AWS side needs: the landing bucket and the identity pools.
+    """Create what the local AWS side needs: the landing bucket, the identity pools and the publish
+    role's permissions boundary (what an administrator creates before ``manage_publish_role``).
 
     Idempotent: existing resources (found by name) are kept. Returns the pool ids.
     """
@@ -721,7 +724,9 @@ def bootstrap_aws(cfg: StackConfig, endpoint: str | None = None) -> list[str]:
                 "IdentityPoolId"
             ]
         ids.append(pools[name])
-    ensure_copy_role(boto3.client("iam", **kwargs, **creds), cfg)
+    iam = boto3.client("iam", **kwargs, **creds)
+    ensure_copy_role(iam, cfg)
+    _ensure_publish_boundary(iam, cfg.region)
     _pool_file(cfg).parent.mkdir(parents=True, exist_ok=True)
     _pool_file(cfg).write_text(json.dumps(ids))
     return ids
@@ -744,6 +749,31 @@ def ensure_copy_role(iam: object, cfg: StackConfig) -> str:
     arn = str(client.create_role(RoleName=COPY_ROLE_NAME, AssumeRolePolicyDocument=trust)["Role"]["Arn"])
     client.put_role_policy(RoleName=COPY_ROLE_NAME, PolicyName="landing-read", PolicyDocument=policy)
     return arn
+
+
+def _ensure_publish_boundary(iam: Any, region: str) -> None:
+    """The default permissions boundary of the publish role (``PUBLISH_BOUNDARY_NAME``).
+
+    In AWS it allows PutRecord(s) on the one stream (``iam_cli``); locally every test makes its own
+    stream under the same default name, so it allows them on every stream of the local account."""
+    arn = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:policy/{PUBLISH_BOUNDARY_NAME}"
+    try:
+        iam.get_policy(PolicyArn=arn)
+        return
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AtMostPutSyncRecordsOnTheLocalStreams",
+                "Effect": "Allow",
+                "Action": ["kinesis:PutRecord", "kinesis:PutRecords"],
+                "Resource": f"arn:aws:kinesis:{region}:{LOCAL_ACCOUNT_ID}:stream/*",
+            }
+        ],
+    }
+    iam.create_policy(PolicyName=PUBLISH_BOUNDARY_NAME, PolicyDocument=json.dumps(document))
 
 
 def write_env_file(cfg: StackConfig, env: dict[str, str]) -> Path:

@@ -36,7 +36,7 @@ union all select 'bulk_publish_runs', count(*) from ${schema}.bulk_publish_runs;
 
 -- name: latest_reconciliation_run
 select run_id, checked_at, identities, keys_checked, in_flight, mismatches, missing, extra, stale_value,
-    wrong_delete_state, passed
+    wrong_delete_state, unknown_identity, passed
 from ${schema}.reconciliation_runs
 order by checked_at desc
 limit 1;

@@ -5,9 +5,11 @@ description), ``DescribeDataset`` for a dataset the warehouse has live and the l
 listing is paged, not a snapshot: only a not-found answer proves the dataset gone), and
 ``ListRecords`` from sync count 0 (removed keys come back as tombstones) for every dataset, or at
 depth ``datasets`` only for those whose description differs from the warehouse. The identities come
-from the warehouse and from Cognito Identity's ``ListIdentities``. Mismatches go to
-``reconciliation_results``, the run's counts to ``reconciliation_runs``; record values are never
-logged nor stored there.
+from the warehouse and from Cognito Identity's ``ListIdentities``. An identity Cognito Sync does not
+know (``ListDatasets`` answers ResourceNotFoundException) is reported as ``unknown_identity`` for the
+data the warehouse holds of it, and the run goes on with the others. Mismatches go to
+``reconciliation_results``, the run's counts to ``reconciliation_runs``; record values, and anything
+computed from them but their length, are never logged nor stored there.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from cognito_streams.core.reconcile import (
     compare_identity,
     sample_identities,
     summary_matches,
+    unknown_identity,
 )
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
@@ -64,6 +67,8 @@ class ReconcileSummary:
     datasets_screened: int = 0
     #: ``DescribeDataset`` calls (datasets the warehouse has live and the listing did not show).
     datasets_described: int = 0
+    #: Identities Cognito Sync does not know (their live warehouse data counts as ``unknown_identity``).
+    unknown_identities: int = 0
     by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     settle_seconds: int = 0
     sample_size: int | None = None
@@ -90,6 +95,7 @@ class ReconcileSummary:
             "datasets_in_flight": self.datasets_in_flight,
             "datasets_screened": self.datasets_screened,
             "datasets_described": self.datasets_described,
+            "unknown_identities": self.unknown_identities,
             "mismatches": self.mismatches,
             "by_kind": dict(self.by_kind),
             "max_mismatches": self.max_mismatches,
@@ -130,6 +136,8 @@ class CognitoSide:
     #: Datasets not listed because their description matched the warehouse (depth ``datasets``).
     screened: set[str] = field(default_factory=set)
     described: int = 0
+    #: Set when Cognito Sync does not know the identity: the error code ListDatasets answered.
+    unknown: str | None = None
 
 
 def _dataset(described: dict[str, Any]) -> CognitoDataset:
@@ -192,8 +200,16 @@ class Reconciler:
     ) -> CognitoSide:
         """Cognito's datasets of one identity and, for each one that needs it, its records."""
         side = CognitoSide()
-        for described in self.sync.list_datasets(pool_id, identity_id):
-            side.datasets.append(_dataset(described))
+        try:
+            for described in self.sync.list_datasets(pool_id, identity_id):
+                side.datasets.append(_dataset(described))
+        except ClientError as err:
+            # The pool exists (ListIdentities answered for it): not found is this identity. One such
+            # identity must not stop the reconciliation of all the others.
+            if self.sync.error_code(err) != "ResourceNotFoundException":
+                raise
+            side.unknown = "ResourceNotFoundException"
+            return side
         listed = {d.dataset_name for d in side.datasets}
         for name, row in ours.datasets.items():
             if name in listed or row.is_deleted:
@@ -304,6 +320,22 @@ class Reconciler:
                 )
                 for identity_id, cognito in zip(identity_ids, theirs, strict=True):
                     mine = ours[identity_id]
+                    if cognito.unknown is not None:
+                        gone = unknown_identity(
+                            pool_id, identity_id, mine.datasets.values(), mine.records, error_code=cognito.unknown
+                        )
+                        log.warning(
+                            "pool %s: Cognito Sync does not know identity %s (%s); %d live dataset(s) of it in the "
+                            "warehouse reported as unknown_identity",
+                            pool_id,
+                            identity_id,
+                            cognito.unknown,
+                            len(gone.mismatches),
+                        )
+                        summary.unknown_identities += 1
+                        summary.datasets_checked += gone.datasets_checked
+                        mismatches += gone.mismatches
+                        continue
                     datasets = compare_datasets(
                         pool_id,
                         identity_id,
