@@ -36,7 +36,7 @@ def default_args(*, retries: int, retry_delay: timedelta, exponential_backoff: b
 #: ``from_day``/``to_day`` (cognito_s3_to_redshift), ``cognito_bulk_publish`` (README, "Re-reading and
 #: reloading"). A superset of what each schedule needs (Airflow checks that it includes the DAG's own
 #: scheduled or asset-triggered type), so it fits a cron, an asset or an event-driven schedule alike.
-NO_BACKFILL = frozenset(DagRunType) - {DagRunType.BACKFILL_JOB}
+NO_BACKFILL = frozenset(DagRunType) - {DagRunType.BACKFILL}
 
 
 @contextmanager
