@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
-from fastapi.responses import FileResponse, HTMLResponse, ORJSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +135,26 @@ def compute(hours: float) -> dict[str, Any]:
         return gather(settings, warehouse, s3, kinesis, window_hours=hours).as_dict()
 
 
-@app.get("/api/health", response_class=ORJSONResponse)
+def _json(payload: dict[str, Any], status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(payload),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@app.get("/api/health")
 def api_health(
     _: ReaderDep, hours: Annotated[float, Query(gt=0, le=24 * 14, description="Chart window, hours")] = 24
-) -> ORJSONResponse:
+) -> Response:
     """The pipeline's health as JSON (signed-in users who may read the pipeline's DAGs)."""
     try:
         payload = CACHE.get(float(hours))
     except Exception as err:  # noqa: BLE001 - the settings or connections are unusable: say which
         log.warning("pipeline health unavailable: %s", err)
-        return ORJSONResponse(
-            {"error": f"{type(err).__name__}: {str(err)[:500]}", "stalled": None},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Cache-Control": "no-store"},
-        )
-    return ORJSONResponse(payload, headers={"Cache-Control": "no-store"})
+        return _json({"error": f"{type(err).__name__}: {str(err)[:500]}", "stalled": None}, 503)
+    return _json(payload)
 
 
 @app.get("/health", response_class=HTMLResponse)
