@@ -1,4 +1,5 @@
--- The pipeline-health report (core/report_html.py renders it; cognito_streams/report.py gathers it).
+-- The pipeline-health report (core/report_html.py renders it; cognito_streams/report.py gathers it) and the
+-- live health (cognito_streams/health/gather.py and check.py: the statements named health_*).
 
 -- name: changes_per_hour
 -- Versions loaded per hour since the bound time (the caller passes "48 hours ago").
@@ -63,12 +64,9 @@ select
     (select count(*) from ${schema}.record_changes where loaded_at >= %s),
     (select count(*) from ${schema}.dataset_deletes where loaded_at >= %s);
 
--- ---------------------------------------------------------------------------------------------------------
--- Pipeline health (cognito_streams/health: the UI page, /cognito-streams/api/health, the stall check).
--- Every time bound is a bound value (naive UTC). Portable: PostgreSQL and Redshift run the same text.
-
 -- name: health_last_load
--- The last load transaction: when, how many batches, and their Kinesis records.
+-- Pipeline health (cognito_streams/health: the UI page, /cognito-streams/api/health, the stall check); every
+-- time bound is a bound value (naive UTC). The last load transaction: when, how many batches, their records.
 select loaded_at, count(*) as batches, coalesce(sum(kinesis_records_read), 0) as records_read,
     coalesce(sum(kinesis_records_rejected), 0) as records_rejected, min(first_arrived_at) as first_arrived_at,
     max(last_arrived_at) as last_arrived_at
