@@ -418,6 +418,8 @@ class AirflowService(Service):
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
         # Lively for the UI: land every minute (the production default is every 5 minutes).
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        # The stall check every minute too (production default: every 2 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
@@ -516,6 +518,7 @@ OUR_DAGS = (
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
     "cognito_reconcile",
+    "cognito_pipeline_health",
 )
 
 
