@@ -436,7 +436,7 @@ class AirflowService(Service):
             method=method,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
             return dict(json.loads(resp.read() or b"{}"))
 
     def _token(self) -> str:
@@ -450,7 +450,11 @@ class AirflowService(Service):
         token = self._token()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            try:
+                runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            except TimeoutError:  # a busy machine: the api-server answers late; ask again
+                time.sleep(2)
+                continue
             latest = (runs.get("dag_runs") or [None])[0]  # type: ignore[index]
             if isinstance(latest, dict) and latest.get("state") in ("success", "failed"):
                 return str(latest["state"])
