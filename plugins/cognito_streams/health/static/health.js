@@ -69,11 +69,13 @@
     if (step >= 21600 || (d.getUTCHours() === 0 && d.getUTCMinutes() === 0)) return day + " " + hh + ":" + mm;
     return hh + ":" + mm;
   }
+  // The top of the y axis: four equal steps of 1, 2, 2.5 or 5 times a power of ten (ticks stay round).
   function niceMax(v) {
     if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-    return 10 * p;
+    const step = v / 4;
+    const p = Math.pow(10, Math.floor(Math.log10(step)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (step <= m * p) return 4 * m * p;
+    return 40 * p;
   }
 
   function lineChart(figure, series, t0, t1) {
@@ -194,7 +196,12 @@
     }
     setField("watermark", doc.watermark ? utc(doc.watermark) + " UTC" : "unknown (a shard was never landed, or Kinesis could not be read)");
 
-    const t1 = Date.parse(doc.generated_at), t0 = t1 - doc.window_hours * 3600 * 1000;
+    // The window, or less when the history is younger (a new deployment's first hour is readable);
+    // the same span on every chart, so their times line up.
+    const t1 = Date.parse(doc.generated_at);
+    const first = Math.min(...Object.values(doc.charts).flat().flatMap((s) => s.points.map((p) => Date.parse(p[0]))));
+    const span = Math.max(15 * 60 * 1000, (t1 - (Number.isFinite(first) ? first : t1)) * 1.05);
+    const t0 = t1 - Math.min(doc.window_hours * 3600 * 1000, span);
     for (const name of ["freshness", "lag", "backlog", "throughput", "rejects", "load_duration"]) {
       lineChart($("#chart-" + name), doc.charts[name] || [], t0, t1);
     }
