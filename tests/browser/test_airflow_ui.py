@@ -247,5 +247,5 @@ def test_the_page_refuses_a_browser_that_is_not_signed_in(browser: Any, live: Li
             assert "script-src 'self'" in resp.headers["content-security-policy"]
     finally:
         context.close()
-    with urllib.request.urlopen(f"{live.base}/api/v2/monitor/health", timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{live.base}/api/v2/monitor/health", timeout=10) as resp:
         assert json.loads(resp.read())["scheduler"]["status"] == "healthy"
