@@ -15,7 +15,7 @@ writes the pipeline-health report.
    time to load is judged: changes made after its **watermark** (every Kinesis record that arrived
    before it is landed and loaded: from the checkpoints, a peek at Kinesis and the loader's
    `loaded_batches`) or within `settle_seconds` are counted as in flight; an `extra` is kept only after
-   the watermark has passed the end of the Cognito reads (waiting up to `settle_seconds`) and the row
+   the watermark has passed the end of the Cognito reads (waiting up to `settle_seconds`, at least 30 s) and the row
    is still live. While the pipeline is **stalled** nothing is compared: the run's verdict is
    `stalled, not judged` (the stall alarm is `cognito_pipeline_health`'s). The run's counts, verdict and
    watermark go to `reconciliation_runs`.

@@ -49,11 +49,14 @@ COGNITO_CONCURRENCY = 8
 #: What reconciliation asks the pipeline before judging: (stalled, watermark). The watermark is the time
 #: before which every Kinesis record is landed and loaded (``cognito_streams.health``); None: unknown.
 PipelineProbe = Callable[[], tuple[bool, datetime | None]]
-#: Cognito Streams publishes a change to Kinesis shortly after it is made: a change made this long before
-#: the watermark has arrived before it.
-PUBLISH_MARGIN = timedelta(seconds=30)
+#: Cognito Streams publishes a change to Kinesis as it is made (within seconds): a change made this long
+#: before the watermark has arrived before it.
+PUBLISH_MARGIN = timedelta(seconds=10)
 #: How often to ask the pipeline again while waiting for it to load past the end of the Cognito reads.
-WATERMARK_POLL_SECONDS = 15.0
+WATERMARK_POLL_SECONDS = 5.0
+#: The least time to wait for that (with settle_seconds 0 too): an idle pipeline's watermark is the time of
+#: the peek, so it passes the end of the reads plus the publish margin a few seconds later.
+EXTRA_WAIT_MIN_SECONDS = 30.0
 STALLED_VERDICT = "stalled, not judged"
 
 
@@ -363,7 +366,8 @@ class Reconciler:
                     summary.datasets_described += cognito.described
                     mismatches += datasets.mismatches + records.mismatches
         if pipeline is not None:
-            mismatches = self._confirm_extras(mismatches, pipeline, summary, timeout=float(settle_seconds))
+            timeout = max(float(settle_seconds), EXTRA_WAIT_MIN_SECONDS)
+            mismatches = self._confirm_extras(mismatches, pipeline, summary, timeout=timeout)
         summary.by_kind.update(Counter(m.kind for m in mismatches))
         self._record(summary, mismatches)
         log.info(

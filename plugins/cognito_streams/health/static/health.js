@@ -188,8 +188,12 @@
     const rc = doc.reconciliation || {};
     if (rc.run_id) {
       const stalled = rc.verdict && rc.verdict !== "judged";
-      setField("reconciliation", stalled ? rc.verdict : rc.mismatches + " mismatch(es)", stalled ? "warn" : rc.passed ? "ok" : "bad");
-      setField("reconciliation_at", "checked " + utc(rc.checked_at) + " UTC, " + rc.identities + " identities");
+      // Everything in flight is nothing judged: not a green "0 mismatches".
+      const unjudged = !stalled && rc.keys_checked > 0 && rc.in_flight >= rc.keys_checked && !rc.mismatches;
+      setField("reconciliation", stalled ? rc.verdict : unjudged ? "not judged yet" : rc.mismatches + " mismatch(es)",
+        stalled || unjudged ? "warn" : rc.passed ? "ok" : "bad");
+      setField("reconciliation_at", "checked " + utc(rc.checked_at) + " UTC, " + rc.identities + " identities, " +
+        num(rc.keys_checked - rc.in_flight) + " of " + num(rc.keys_checked) + " keys judged");
     } else {
       setField("reconciliation", "none yet");
       setField("reconciliation_at", "cognito_reconcile has not run");
