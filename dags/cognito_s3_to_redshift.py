@@ -109,13 +109,13 @@ def cognito_s3_to_redshift() -> None:
 
     # The Params' cross-field checks first: a user's mistake fails at once and is never retried.
     @task(retries=0)
-    def check_params(params: dict[str, Any] | None = None) -> str:
+    def check_params(params: dict[str, Any] | None = None) -> dict[str, str]:
         from cognito_streams.loading import tasks
         from cognito_streams.settings import load_settings
 
         with user_errors():
             load_settings()
-            return tasks.choose(params)
+            return {"next_task": tasks.choose(params)}
 
     @task.branch
     def choose_mode(params: dict[str, Any] | None = None) -> str:

@@ -77,12 +77,13 @@ group by loaded_at;
 -- name: health_freshness_per_load
 -- Freshness of each load transaction since the bound time: seconds from the change (Cognito's lastModifiedDate)
 -- to its load, p50 and p95 over the versions that load added to the history. Both percentiles sort by the same
--- expression (Redshift's rule for several sort-based aggregates in one query).
+-- expression (Redshift's rule for several sort-based aggregates in one query). The timestamps (UTC, no zone) are
+-- made timestamptz first: Redshift's EXTRACT(epoch) of a TIMESTAMP is a whole number, of a TIMESTAMPTZ a double.
 select loaded_at, count(*) as changes,
     percentile_cont(0.5) within group (
-        order by extract(epoch from loaded_at) - extract(epoch from last_modified_at)) as p50_seconds,
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p50_seconds,
     percentile_cont(0.95) within group (
-        order by extract(epoch from loaded_at) - extract(epoch from last_modified_at)) as p95_seconds
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p95_seconds
 from ${schema}.record_changes
 where loaded_at >= %s
 group by loaded_at
@@ -92,9 +93,9 @@ order by loaded_at;
 -- The same for one load transaction (the loading task's metrics).
 select count(*) as changes,
     percentile_cont(0.5) within group (
-        order by extract(epoch from loaded_at) - extract(epoch from last_modified_at)) as p50_seconds,
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p50_seconds,
     percentile_cont(0.95) within group (
-        order by extract(epoch from loaded_at) - extract(epoch from last_modified_at)) as p95_seconds
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p95_seconds
 from ${schema}.record_changes
 where loaded_at >= %s;
 
