@@ -499,6 +499,8 @@ class AirflowService(Service):
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
         # Lively for the UI: land every minute (the production default is every 5 minutes).
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        # The stall check every minute too (production default: every 2 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
@@ -515,7 +517,7 @@ class AirflowService(Service):
             method=method,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
             return dict(json.loads(resp.read() or b"{}"))
 
     def _token(self) -> str:
@@ -529,7 +531,11 @@ class AirflowService(Service):
         token = self._token()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            try:
+                runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            except TimeoutError:  # a busy machine: the api-server answers late; ask again
+                time.sleep(2)
+                continue
             latest = (runs.get("dag_runs") or [None])[0]  # type: ignore[index]
             if isinstance(latest, dict) and latest.get("state") in ("success", "failed"):
                 return str(latest["state"])
@@ -597,6 +603,7 @@ OUR_DAGS = (
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
     "cognito_reconcile",
+    "cognito_pipeline_health",
 )
 
 

@@ -104,13 +104,18 @@ class PipelineSettings(BaseModel):
     #: datasets whose DescribeDataset summary differs from the warehouse (cheaper, sees less; core.reconcile).
     reconcile_depth: Literal["records", "datasets"] = "records"
 
+    # Health --------------------------------------------------------------------------------
+    #: A stall: records waiting in Kinesis, or landed and not loaded, for longer than this with no
+    #: successful landing or load meanwhile (cognito_pipeline_health alerts; the UI shows it red).
+    stall_alert_seconds: Annotated[float, Field(ge=1, le=7 * 86_400)] = 600.0
+
     @field_validator(
         "stream_shards", "batch_max_records", "batch_max_bytes", "run_max_records", "run_max_seconds",
         "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
         "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
         "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "bulk_publish_clock_skew_seconds",
         "reconcile_sample_size",
-        "reconcile_max_mismatches", "reconcile_settle_seconds",
+        "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds",
         mode="before",
     )  # fmt: skip
     @classmethod

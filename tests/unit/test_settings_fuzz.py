@@ -75,6 +75,7 @@ BAD: dict[str, list[Any]] = {
     "reconcile_max_mismatches": [-1, "none"],
     "reconcile_settle_seconds": [-1, 7 * 86_400 + 1, "x"],
     "reconcile_depth": ["keys", "", 1, None, True],
+    "stall_alert_seconds": [0, 0.5, 7 * 86_400 + 1, "x", True],
 }  # fmt: skip
 
 
