@@ -343,9 +343,10 @@ def rejects_table(rejects: list[Reject], stream_name: str, shard_id: str, raw_ur
             "shard_id": [shard_id] * n,
             "sequence_number": [r.sequence_number for r in rejects],
             "sub_sequence_number": [r.sub_sequence_number for r in rejects],
-            "arrived_at": pa.array([r.arrived_at_ms for r in rejects], pa.int64()).cast(
-                REJECTS_SCHEMA.field("arrived_at").type
-            ),
+            # Epoch milliseconds, as the contract's (microsecond) timestamps: cast as milliseconds first.
+            "arrived_at": pa.array([r.arrived_at_ms for r in rejects], pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(REJECTS_SCHEMA.field("arrived_at").type),
             "reason": [r.reason for r in rejects],
             "detail": [_storable(r.detail) or r.reason for r in rejects],
             "identity_pool_id": [_storable(r.identity_pool_id, 64) for r in rejects],
