@@ -36,6 +36,7 @@ from cognito_streams.core.reconcile import (
     summary_matches,
 )
 from cognito_streams.core.sql_text import ReportingSql
+from cognito_streams.core.values import clip_text
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 200  # identities per warehouse query
 COGNITO_CONCURRENCY = 8
+#: reconciliation_results.detail is varchar(4096): bytes, in Redshift.
+RESULT_DETAIL_BYTES = 4096
 
 
 @dataclass
@@ -369,7 +372,7 @@ class Reconciler:
                             m.dataset_name,
                             m.record_key,
                             m.kind,
-                            m.detail[:4096],
+                            clip_text(m.detail, RESULT_DETAIL_BYTES),
                             m.cognito_sync_count,
                             m.warehouse_sync_count,
                         )
