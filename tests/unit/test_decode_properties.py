@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cognito_streams.core.decode import (
+    DATASET_PATTERN,
+    ID_PATTERN,
     DecodeOptions,
     KinesisRecords,
     _dataset,
@@ -291,9 +293,7 @@ def test_the_shape_checks_are_the_documented_patterns(texts: list[str], offset: 
     # GIVEN any strings (as a slice of a larger array, the way a chunk's dictionaries can be)
     strings = pa.array(["x"] * offset + texts, pa.string()).slice(offset)
     # WHEN the vectorized shape checks run  THEN they say what Cognito's patterns say (ASCII \w), with the lengths
-    assert _id_shaped(strings).tolist() == [
-        re.fullmatch(r"[A-Za-z0-9_-]+:[0-9a-f-]+", t) is not None and len(t) <= 55 for t in texts
-    ]
+    assert _id_shaped(strings).tolist() == [re.fullmatch(ID_PATTERN, t) is not None and len(t) <= 55 for t in texts]
     assert _dataset_shaped(strings).tolist() == [
-        re.fullmatch(r"[A-Za-z0-9_.:-]+", t) is not None and len(t) <= 128 for t in texts
+        re.fullmatch(DATASET_PATTERN, t) is not None and len(t) <= 128 for t in texts
     ]
