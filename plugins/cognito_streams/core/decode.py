@@ -1195,8 +1195,10 @@ def _identifier_masks(
     for j in np.flatnonzero(pool_ok).tolist():
         by_region.setdefault(str(pools[j].as_py()).split(":", 1)[0], []).append(j)
     for region, entries in by_region.items():
+        of_region = np.zeros(len(pools), dtype=bool)
+        of_region[entries] = True
         prefixed = _np(pc.starts_with(identities, region + ":"))
-        same_region |= np.isin(pool.codes, entries) & _per_record(prefixed, identity)
+        same_region |= _per_record(of_region, pool) & _per_record(prefixed, identity)
     return [
         ~_per_record(pool_shaped, pool),
         ~_per_record(_id_shaped(identities), identity),
