@@ -69,7 +69,7 @@ def _parquet_options(column_names: list[str], compression: str) -> dict[str, Any
     """The Parquet writer's options for a landing file with these columns.
 
     The arrow schema is not stored: the Parquet types alone read back as CHANGES_SCHEMA /
-    REJECTS_SCHEMA (strings, UTC millisecond timestamps, ints, required columns), and the decoder's
+    REJECTS_SCHEMA (strings, UTC microsecond timestamps, ints, required columns), and the decoder's
     dictionary-encoded columns (``DECODED_SCHEMA``: the constants, the records' ids and dataset names,
     keys, ``op``, ``payload_type``) are written as plain (dictionary-paged) strings. Given as
     dictionaries, the encoder writes each chunk's dictionary as it is instead of hashing every row.
