@@ -40,6 +40,7 @@ from cognito_streams.core.reconcile import (
     unknown_identity,
 )
 from cognito_streams.core.sql_text import ReportingSql
+from cognito_streams.core.values import clip_text
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 200  # identities per warehouse query
 COGNITO_CONCURRENCY = 8
+#: reconciliation_results.detail is varchar(4096): bytes, in Redshift.
+RESULT_DETAIL_BYTES = 4096
 
 #: What reconciliation asks the pipeline before judging: (stalled, watermark). The watermark is the time
 #: before which every Kinesis record is landed and loaded (``cognito_streams.health``); None: unknown.
@@ -492,7 +495,7 @@ class Reconciler:
                             m.dataset_name,
                             m.record_key,
                             m.kind,
-                            m.detail[:4096],
+                            clip_text(m.detail, RESULT_DETAIL_BYTES),
                             m.cognito_sync_count,
                             m.warehouse_sync_count,
                         )
