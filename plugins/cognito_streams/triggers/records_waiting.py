@@ -146,11 +146,9 @@ class ShardProber:
         self.budget.spend(shard_id, api, self.clock())
         return dict(response)
 
-    def _iterator(self, w: rules.ShardWatch) -> None:
+    def _iterator(self, w: rules.ShardWatch, ckpt: Checkpoint) -> None:
         from botocore.exceptions import ClientError
 
-        ckpt = w.checkpoint
-        assert ckpt is not None
         kwargs: dict[str, Any] = {"StreamName": self.clients.stream_name, "ShardId": w.shard_id}
         if ckpt.sequence_number is not None:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=ckpt.sequence_number)
@@ -159,7 +157,9 @@ class ShardProber:
         else:
             kwargs.update(ShardIteratorType="TRIM_HORIZON")
         try:
-            response = self._call(w.shard_id, "GetShardIterator", lambda: self.clients.kinesis.get_shard_iterator(**kwargs))
+            response = self._call(
+                w.shard_id, "GetShardIterator", lambda: self.clients.kinesis.get_shard_iterator(**kwargs)
+            )
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") == "InvalidArgumentException":
                 # A checkpoint of a deleted stream of the same name: the landing run starts the new
@@ -170,11 +170,11 @@ class ShardProber:
         if response is not None:
             w.took_iterator(str(response["ShardIterator"]), self.clock())
 
-    def _probe(self, w: rules.ShardWatch, shard: ShardInfo) -> None:
+    def _probe(self, w: rules.ShardWatch, shard: ShardInfo, ckpt: Checkpoint) -> None:
         from botocore.exceptions import ClientError
 
         if w.needs_iterator(self.clock()):
-            self._iterator(w)
+            self._iterator(w, ckpt)
             if w.iterator is None:
                 return
         iterator = w.iterator
@@ -208,16 +208,18 @@ class ShardProber:
         wall = utcnow()
         finished: list[str] = []
         leased: set[str] = set()
+        checkpoints: dict[str, Checkpoint] = {}
         for shard in self.shards:
             w = self.watches.setdefault(shard.shard_id, rules.ShardWatch(shard.shard_id))
             version = versions.get(shard.shard_id)
-            if w.checkpoint is None or version != w.version:
+            checkpoint = w.checkpoint
+            if checkpoint is None or version != w.version:
                 etag, checkpoint = self._read_checkpoint(shard.shard_id)
                 w.saw_checkpoint(etag, checkpoint)
-            assert w.checkpoint is not None
-            if w.checkpoint.finished:
+            checkpoints[shard.shard_id] = checkpoint
+            if checkpoint.finished:
                 finished.append(shard.shard_id)
-            if rules.is_leased(w.checkpoint, wall):
+            if rules.is_leased(checkpoint, wall):
                 leased.add(shard.shard_id)
         plan = plan_shards(self.shards, finished)
         ended_one = False
@@ -225,7 +227,7 @@ class ShardProber:
             w = self.watches[shard.shard_id]
             if shard.shard_id in leased or w.waiting:
                 continue
-            self._probe(w, shard)
+            self._probe(w, shard, checkpoints[shard.shard_id])
             ended_one = ended_one or (w.waiting and w.iterator is None)
         if ended_one:
             self.listed_at = None  # a closed shard's children: list again next round
@@ -286,7 +288,9 @@ class RecordsWaitingTrigger(BaseEventTrigger):
                 # A watcher that died would leave event mode silent: log loudly and try again. A lasting
                 # cause (stream deleted, Variable broken) also shows as a stalled pipeline (no loads).
                 self.log.error(
-                    "records watcher: this round failed (%s: %s); trying again in %g s", type(err).__name__, err,
+                    "records watcher: this round failed (%s: %s); trying again in %g s",
+                    type(err).__name__,
+                    err,
                     ERROR_PAUSE_SECONDS,
                 )
                 prober = None
