@@ -73,6 +73,10 @@ def cache_stats() -> dict[str, int]:
     return {"cache_hits": hits, "cache_misses": misses}
 
 
+def _value_ref(sequence_number: str, sub_sequence_number: int, index: int) -> str:
+    return f"s3://warm/values/{sequence_number}-{sub_sequence_number}-{index}.txt"
+
+
 def warm() -> dict[str, Any]:
     """Decode the sample records (compiling, or loading from the cache); returns what happened."""
     from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
@@ -84,7 +88,7 @@ def warm() -> dict[str, Any]:
         arrived_at_ms=[1_700_000_000_000] * len(data),
     )
     options = DecodeOptions(
-        stream_name="warm", shard_id="shardId-000000000000", landed_file="s3://warm/x.parquet", value_ref="s3://warm/v"
+        stream_name="warm", shard_id="shardId-000000000000", landed_file="s3://warm/x.parquet", value_ref=_value_ref
     )
     started = time.perf_counter()
     decode_records(records, options)
