@@ -19,14 +19,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from cognito_streams.core import watch as rules
 from cognito_streams.core.checkpoints import Checkpoint, utcnow
-from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.core.shards import ShardInfo, plan_shards
+
+if TYPE_CHECKING:
+    # Imported where used: every task process parses the DAG file, which builds this trigger, and
+    # pyarrow (landing_format) costs ~0.5 s of that on a busy machine.
+    from cognito_streams.core.landing_format import LandingLayout
+    from cognito_streams.core.shards import ShardInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ def clients_from_settings(variable: str) -> Clients:
     """Read the pipeline's settings and build the clients (blocking: runs in a worker thread)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    from cognito_streams.core.landing_format import LandingLayout
     from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
     from cognito_streams.settings import load_settings
 
@@ -113,6 +118,8 @@ class ShardProber:
     # -- Kinesis ------------------------------------------------------------------------------------------
 
     def _list_shards(self, now: float) -> None:
+        from cognito_streams.core.shards import ShardInfo
+
         shards: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.clients.stream_name}
         while True:
@@ -201,6 +208,8 @@ class ShardProber:
     def round(self) -> list[str]:
         """Read the checkpoints, probe the readable shards that are neither leased nor known to wait, and
         return the shards to fire for (empty: nothing to do). Blocking."""
+        from cognito_streams.core.shards import plan_shards
+
         now = self.clock()
         if self.listed_at is None or now - self.listed_at >= LIST_SHARDS_SECONDS:
             self._list_shards(now)
