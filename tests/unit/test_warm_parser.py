@@ -20,7 +20,9 @@ data = seed_records(400, seed=13)
 records = KinesisRecords(
     data=data, sequence_numbers=[str(i + 1) for i in range(len(data))], arrived_at_ms=[1_700_000_000_000] * len(data)
 )
-options = DecodeOptions(stream_name="s", shard_id="shardId-000000000000", landed_file="s3://b/x.parquet", value_ref=lambda *_: "s3://b/v")
+options = DecodeOptions(
+    stream_name="s", shard_id="shardId-000000000000", landed_file="s3://b/x.parquet", value_ref=lambda *_: "s3://b/v"
+)
 decoded = decode_records(records, options)
 print(json.dumps({**warm.cache_stats(), "rows": decoded.changes.num_rows}))
 """

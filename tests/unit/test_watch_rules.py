@@ -140,3 +140,24 @@ def test_the_loader_sleeps_until_the_interval_after_the_last_load() -> None:
     assert waited == pytest.approx(7) and slept == [pytest.approx(7)]
     assert wait_for_load_slot(settings, None, now=lambda: NOW, sleep=slept.append) == 0
     assert len(slept) == 1
+
+
+def test_a_pending_run_covers_shards_whose_landing_task_has_not_started() -> None:
+    watches = {s: watch.ShardWatch(s) for s in ("a", "b")}
+    for w in watches.values():
+        w.saw_checkpoint(f"{w.shard_id}-1", checkpoint("5"))
+    watches["a"].waiting = True
+    fire, pending = watch.to_fire(watches, ["a", "b"], set(), None, now=0.0, refire_seconds=120)
+    assert fire == ["a"] and pending is not None
+    # records on b before the run reached it: left to that run
+    watches["b"].waiting = True
+    fire, pending = watch.to_fire(watches, ["a", "b"], set(), pending, now=1.0, refire_seconds=120)
+    assert fire == []
+    # b's land_shard took and gave back its lease (new version), records came after it: a new run
+    watches["b"].saw_checkpoint("b-3", checkpoint("9"))
+    watches["b"].waiting = True
+    fire, pending = watch.to_fire(watches, ["a", "b"], set(), pending, now=2.0, refire_seconds=120)
+    assert fire == ["b"]
+    # a run that never came: after refire_seconds the shards fire again
+    fire, _ = watch.to_fire(watches, ["a", "b"], set(), pending, now=200.0, refire_seconds=120)
+    assert fire == ["a", "b"]

@@ -15,6 +15,9 @@ shard holds records after its checkpoint. Its rules:
 - **Fire once per wait.** After firing for a shard, the watcher does not fire for it again until
   its checkpoint changed (a landing run took it), or ``refire_seconds`` passed without that (the
   run failed before reaching the shard, or never started): one landing run per burst.
+- **A pending run covers every shard.** A landing run reads every readable shard to its tip. Records
+  found on another shard after a fire, while that shard's checkpoint is still as it was at the fire
+  (its ``land_shard`` has not started), are left to the pending run instead of firing a second one.
 - **A budget per shard.** At most one ``GetRecords`` and one ``GetShardIterator`` per shard per
   ``min_interval`` (1 s by default: a fifth of Kinesis' 5 calls/s per shard); throttling pushes the
   next call further.
@@ -128,3 +131,43 @@ def should_fire(watch: ShardWatch, *, leased: bool, now: float, refire_seconds: 
 def fired(watch: ShardWatch, now: float) -> None:
     """The watcher fired for this shard at ``now``."""
     watch.fired_version, watch.fired_at = watch.version, now
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    """The landing run the last fire started: when, and every shard's checkpoint version then."""
+
+    at: float
+    versions: dict[str, str | None]
+
+    def covers(self, watch: ShardWatch, now: float, refire_seconds: float) -> bool:
+        """That run will still read this shard: its checkpoint is as it was at the fire (its ``land_shard``
+        has not started yet), and the run is not overdue."""
+        return (
+            now - self.at < refire_seconds
+            and watch.shard_id in self.versions
+            and self.versions[watch.shard_id] == watch.version
+        )
+
+
+def to_fire(
+    watches: dict[str, ShardWatch],
+    readable: list[str],
+    leased: set[str],
+    pending: PendingRun | None,
+    now: float,
+    refire_seconds: float,
+) -> tuple[list[str], PendingRun | None]:
+    """The shards to fire for now, and the pending run after this round. Shards a pending run covers are
+    marked as fired without an event."""
+    fire: list[str] = []
+    for shard_id in readable:
+        w = watches[shard_id]
+        if not should_fire(w, leased=shard_id in leased, now=now, refire_seconds=refire_seconds):
+            continue
+        if pending is None or not pending.covers(w, now, refire_seconds):
+            fire.append(shard_id)
+        fired(w, now)
+    if fire:
+        pending = PendingRun(now, {shard_id: w.version for shard_id, w in watches.items()})
+    return fire, pending

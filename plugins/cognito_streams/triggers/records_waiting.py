@@ -88,6 +88,7 @@ class ShardProber:
         self.shards: list[ShardInfo] = []
         self.listed_at: float | None = None
         self.watches: dict[str, rules.ShardWatch] = {}
+        self.pending: rules.PendingRun | None = None
         #: Kinesis calls made, by API (for the logs and the tests).
         self.calls: dict[str, int] = {"GetRecords": 0, "GetShardIterator": 0, "ListShards": 0}
 
@@ -240,19 +241,14 @@ class ShardProber:
             ended_one = ended_one or (w.waiting and w.iterator is None)
         if ended_one:
             self.listed_at = None  # a closed shard's children: list again next round
-        now = self.clock()
-        fire = [
-            s.shard_id
-            for s in plan.readable
-            if rules.should_fire(
-                self.watches[s.shard_id],
-                leased=s.shard_id in leased,
-                now=now,
-                refire_seconds=self.refire_seconds,
-            )
-        ]
-        for shard_id in fire:
-            rules.fired(self.watches[shard_id], now)
+        fire, self.pending = rules.to_fire(
+            self.watches,
+            [s.shard_id for s in plan.readable],
+            leased,
+            self.pending,
+            self.clock(),
+            self.refire_seconds,
+        )
         return fire
 
 
