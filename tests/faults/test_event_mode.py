@@ -42,8 +42,6 @@ class EventModeAirflow:
         monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{self.cfg.airflow_home / 'airflow.db'}")
         monkeypatch.delenv("AIRFLOW__CORE__UNIT_TEST_MODE", raising=False)
         monkeypatch.setenv("AIRFLOW__COGNITO_STREAMS__LANDING_MODE", "event")
-        # A task killed mid-run is retried within seconds, not after the DAG's minute.
-        monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY", "5")
         migrate_airflow(self.cfg, stack_environment(self.cfg, [pool_id]))
         self.service.ensure_running()
         self.service.unpause((LAND, LOAD))
@@ -162,7 +160,7 @@ def test_event_mode_survives_a_triggerer_kill_and_a_landing_task_kill(
 
         # WHEN a land_shard task process is SIGKILLed while it runs (its lease is held, its batch maybe
         # half written): several bursts, until one kill lands on a running task
-        killed: str | None = None
+        killed: tuple[str, int] | None = None
         for _ in range(5):
             runs_before = {ti["dag_run_id"] for ti in airflow.task_instances(LAND)}
             sc.activity.run(12)
@@ -174,11 +172,11 @@ def test_event_mode_survives_a_triggerer_kill_and_a_landing_task_kill(
                         ti["task_id"] == "land_shard"
                         and ti["state"] == "running"
                         and ti["dag_run_id"] not in runs_before
-                    ):
-                        killed = _kill_task_process(ti["id"])
-                        if killed:
-                            sc.figures.process_kills += 1
-                            break
+                    ) and _kill_task_process(ti["id"]):
+                        # A retry is a new task instance id in Airflow 3: follow the task by run and map index.
+                        killed = (ti["dag_run_id"], int(ti["map_index"]))
+                        sc.figures.process_kills += 1
+                        break
                 if any(
                     ti["dag_run_id"] not in runs_before
                     and ti["task_id"] == "check_shards"
@@ -194,7 +192,7 @@ def test_event_mode_survives_a_triggerer_kill_and_a_landing_task_kill(
         # THEN Airflow retries the killed task (same run: it takes its own lease back) and the run succeeds
         def retried() -> bool:
             for ti in airflow.task_instances(LAND):
-                if ti["id"] == killed:
+                if ti["task_id"] == "land_shard" and (ti["dag_run_id"], int(ti["map_index"])) == killed:
                     return ti["state"] == "success" and int(ti["try_number"]) >= 2
             return False
 
