@@ -34,7 +34,7 @@ def wait_for_load_slot(
     last_load: datetime | None,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> float:
     """Sleep until ``min_load_interval_seconds`` after ``last_load`` (the last load's start, from
     :func:`last_load_at`); returns the seconds waited."""
@@ -47,5 +47,5 @@ def wait_for_load_slot(
             wait,
             interval,
         )
-        sleep(wait)
+        (sleep or time.sleep)(wait)
     return wait
