@@ -755,6 +755,11 @@ class Stack:
             state = self.trickle.ensure_running()
             if echo:
                 print(f"  DAGs      unpaused: {', '.join([first, *unpaused])}")
+                mode = os.environ.get("AIRFLOW__COGNITO_STREAMS__LANDING_MODE", "event")
+                print(
+                    f"  landing   {mode} mode"
+                    + (" (a watcher in the triggerer starts a run when records arrive)" if mode == "event" else "")
+                )
                 print(f"  trickle   {state:<16} ~{self.trickle.rate:g} changes/s (log: {self.trickle.log_file})")
         if echo:
             print(
