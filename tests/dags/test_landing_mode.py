@@ -241,3 +241,28 @@ def test_the_trigger_yields_an_event_on_a_record_and_none_before(watched: dict[s
 
     payload = asyncio.run(scenario())
     assert payload["shards"] and set(payload["shards"]) <= {"shardId-000000000000", "shardId-000000000001"}
+
+
+def test_the_watcher_reads_a_recreated_streams_shards_despite_the_old_checkpoints(
+    watched: dict[str, Any], aws: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from cognito_streams.core.checkpoints import Checkpoint
+
+    settings = parse_settings(watched)
+    layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)
+    store = CheckpointStore(aws("s3"), layout, 600)
+    # GIVEN checkpoints left by a deleted stream of the same name: shard 0 read to its end, shard 1 far ahead
+    then = datetime(2026, 1, 1, tzinfo=UTC)
+    for shard, update in (
+        ("shardId-000000000000", {"finished": True}),
+        ("shardId-000000000001", {"sequence_number": "999999"}),
+    ):
+        old = Checkpoint.new(settings.stream_name, shard, then).model_copy(update={"stream_created_at": then, **update})
+        store.write(store.read(shard), old)
+    prober, _ = prober_for(watched, aws)
+    assert prober.round() == []
+    # WHEN records arrive on the new stream THEN the watcher fires for both shards (a landing run starts them over)
+    put_records(aws("kinesis"), watched["stream_name"], seed_records(40, seed=11))
+    assert sorted(prober.round()) == ["shardId-000000000000", "shardId-000000000001"]

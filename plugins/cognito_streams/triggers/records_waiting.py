@@ -89,6 +89,8 @@ class ShardProber:
         self.listed_at: float | None = None
         self.watches: dict[str, rules.ShardWatch] = {}
         self.pending: rules.PendingRun | None = None
+        #: Creation time of the stream the shards were listed from (tells a re-created stream's checkpoints).
+        self.stream_created_at: datetime | None = None
         #: Kinesis calls made, by API (for the logs and the tests).
         self.calls: dict[str, int] = {"GetRecords": 0, "GetShardIterator": 0, "ListShards": 0}
 
@@ -110,11 +112,18 @@ class ShardProber:
         return found
 
     def _read_checkpoint(self, shard_id: str) -> tuple[str | None, Checkpoint]:
+        from cognito_streams.core.checkpoints import from_other_stream
         from cognito_streams.landing.checkpoints import CheckpointStore
 
         # The lease length does not matter for reading.
         versioned = CheckpointStore(self.clients.s3, self.clients.layout, 1.0).read(shard_id)
-        return versioned.etag, versioned.checkpoint
+        checkpoint = versioned.checkpoint
+        if self.stream_created_at is not None and from_other_stream(checkpoint, self.stream_created_at):
+            # Written for a deleted stream of the same name: the landing run reads the new stream's shard
+            # from its trim horizon (runner._same_stream), so the watcher probes from there too; its
+            # finished flag and lease mean nothing for this stream.
+            checkpoint = Checkpoint.new(self.clients.stream_name, shard_id, utcnow())
+        return versioned.etag, checkpoint
 
     # -- Kinesis ------------------------------------------------------------------------------------------
 
@@ -132,6 +141,12 @@ class ShardProber:
             kwargs = {"NextToken": page["NextToken"]}
         self.shards = [ShardInfo.from_api(s) for s in shards]
         self.listed_at = now
+        summary = self.clients.kinesis.describe_stream_summary(StreamName=self.clients.stream_name)
+        created = summary["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+        if isinstance(created, datetime) and created != self.stream_created_at:
+            if self.stream_created_at is not None:
+                self.watches = {}  # the stream was deleted and created again: what we knew is void
+            self.stream_created_at = created.astimezone(UTC)
 
     def _call(self, shard_id: str, api: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """One Kinesis call within the shard's budget; None when throttled (the next call waits longer)."""
