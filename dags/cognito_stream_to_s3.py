@@ -36,8 +36,13 @@ from the checkpoints, not a date interval, so a backfill would only land "whatev
 interval. To read a past window again, trigger a run with `replay_from` (and `shards`); to have Cognito
 send everything again, run `cognito_bulk_publish`.
 
-**Schedule**: `[cognito_streams] landing_schedule` in airflow.cfg (env
-`AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE`), default every 5 minutes.
+**Schedule**: `[cognito_streams] landing_mode` in airflow.cfg (env `AIRFLOW__COGNITO_STREAMS__LANDING_MODE`):
+- `schedule` (default): cron, `[cognito_streams] landing_schedule` (env
+  `AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE`), default every 5 minutes.
+- `event`: a run starts when records arrive. The asset `cognito_streams_records_waiting` has an
+  `AssetWatcher` whose trigger runs in the triggerer: it probes each shard after its checkpoint (one
+  `GetRecords` of one record per shard per second at most, none while a landing task holds the shard) and
+  fires once per burst. While nothing arrives no task instance starts. Needs a running triggerer.
 
 **When it is red**:
 - `MAY BE LOST` — a checkpoint is older than the stream's retention: records expired from Kinesis
@@ -61,9 +66,12 @@ from airflow.sdk.configuration import conf
 
 from cognito_streams.assets import LANDED_BATCHES
 from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+from cognito_streams.landing.mode import DEFAULT_SCHEDULE, landing_schedule, parse_landing_mode, parse_poll_seconds
 
 # Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
-LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5 * * * *")
+LANDING_MODE = parse_landing_mode(conf.get("cognito_streams", "landing_mode", fallback="schedule"))
+LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback=DEFAULT_SCHEDULE)
+EVENT_POLL_SECONDS = parse_poll_seconds(conf.get("cognito_streams", "event_poll_seconds", fallback=None))
 #: RFC 3339 date-time with a mandatory offset (what JSON Schema's date-time format means).
 REPLAY_FROM_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -73,7 +81,7 @@ SHARD_ID_PATTERN = r"^shardId-[0-9]{12}$"
 
 @dag(
     dag_id="cognito_stream_to_s3",
-    schedule=LANDING_SCHEDULE,
+    schedule=landing_schedule(LANDING_MODE, LANDING_SCHEDULE, EVENT_POLL_SECONDS),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -87,6 +87,9 @@ class PipelineSettings(BaseModel):
     warehouse_schema: str = "cognito_sync"
     copy_iam_role_arn: str | None = None
     load_max_files_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 64
+    #: The loader starts a load at most this often (Redshift serialises commits cluster-wide and AWS
+    #: advises against many small ones); what lands meanwhile goes into the next load. 0: no pause.
+    min_load_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
     # Bulk publish ------------------------------------------------------------------------
     bulk_publish_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] = 6 * 3600.0
@@ -114,8 +117,8 @@ class PipelineSettings(BaseModel):
         "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
         "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
         "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "bulk_publish_clock_skew_seconds",
-        "reconcile_sample_size",
-        "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds",
+        "reconcile_sample_size", "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds",
+        "min_load_interval_seconds",
         mode="before",
     )  # fmt: skip
     @classmethod
@@ -276,14 +279,14 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings() -> PipelineSettings:
+def load_settings(name: str = VARIABLE_NAME) -> PipelineSettings:
     """Read and validate the Variable at task run time (never at DAG parse time)."""
     from airflow.sdk import Variable
 
-    raw = Variable.get(VARIABLE_NAME, default=None)
+    raw = Variable.get(name, default=None)
     if raw is None:
         raise SettingsError(
-            f"Variable {VARIABLE_NAME} is not set; create it (Admin > Variables, or env "
-            f"AIRFLOW_VAR_{VARIABLE_NAME.upper()}) as described in README, 'Settings'"
+            f"Variable {name} is not set; create it (Admin > Variables, or env "
+            f"AIRFLOW_VAR_{name.upper()}) as described in README, 'Settings'"
         )
     return parse_settings(raw)

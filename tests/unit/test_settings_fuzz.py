@@ -68,6 +68,7 @@ BAD: dict[str, list[Any]] = {
                          *INJECTIONS, None, 5],
     "copy_iam_role_arn": ["", "arn:aws:iam::123456789012:user/x", "arn:aws:iam::123456789012:role/x' --", 3],
     "load_max_files_per_batch": [0, 10_001, "x"],
+    "min_load_interval_seconds": [-1, 3601, "often", True, None],
     "bulk_publish_timeout_seconds": [0, 7 * 86_400 + 1, "x"],
     "bulk_publish_poll_seconds": [0, 3601, "x"],
     "bulk_publish_clock_skew_seconds": [-1, 3601, "x", True, None],
