@@ -309,16 +309,20 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     try:
         _land(ctx, shard, owner, held, outcome)
     except CheckpointConflictError:
+        # The shard is someone else's now: there is no lease of ours to give back.
         outcome.status = "conflict"
-        raise
-    finally:
         outcome.elapsed_seconds = round(time.monotonic() - started, 3)
-        if outcome.status != "conflict":
-            try:
-                ctx.store.release(held[0], owner)
-            except CheckpointConflictError as err:
-                # Someone took the shard over meanwhile; say so without masking an error in flight.
-                log.error("shard %s: could not release the lease: %s", shard_id, err)
+        raise
+    except BaseException as err:
+        outcome.elapsed_seconds = round(time.monotonic() - started, 3)
+        _release_after_failure(ctx, held[0], owner, err)
+        raise
+    outcome.elapsed_seconds = round(time.monotonic() - started, 3)
+    try:
+        ctx.store.release(held[0], owner)
+    except CheckpointConflictError as err:
+        # Someone took the shard over meanwhile: what this task landed stays landed and checkpointed.
+        log.error("shard %s: could not release the lease: %s", shard_id, err)
     log.info(
         "shard %s: %s; read %d = landed %d + rejected %d in %d batch(es); checkpoint at %s; lag %s ms; %.1f s",
         shard_id,
@@ -332,6 +336,28 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
         outcome.elapsed_seconds,
     )
     return outcome
+
+
+def _release_after_failure(ctx: LandingContext, held: Versioned, owner: str, error: BaseException) -> None:
+    """Give the lease back after ``error`` stopped the task, without ever replacing ``error``.
+
+    The task's message and the failure alert show the exception that leaves the task: that must stay the
+    real cause (``MAY BE LOST``, a decode bug, S3 down), not the clean-up's own failure (S3 down too, a
+    conflict). An error while releasing is logged and added to ``error`` as a note; the lease then
+    expires after ``checkpoint_lease_seconds``, and a retry of the same run takes it back at once."""
+    try:
+        ctx.store.release(held, owner)
+    except Exception as cleanup:  # noqa: BLE001 - logged and attached; the error in flight is what the task raises
+        log.error(
+            "shard %s: could not give the lease back after the task failed (%s: %s); it expires by itself. "
+            "The task's own error follows.",
+            held.checkpoint.shard_id,
+            type(cleanup).__name__,
+            cleanup,
+        )
+        error.add_note(
+            f"(then could not give the lease back: {type(cleanup).__name__}: {cleanup}; it expires by itself)"
+        )
 
 
 def stream_created_at(ctx: LandingContext) -> datetime:
