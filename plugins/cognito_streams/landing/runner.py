@@ -48,6 +48,7 @@ from cognito_streams.core.decode import (
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
+from cognito_streams.landing.payloads import Gathered, PayloadStore, gather
 from cognito_streams.landing.reader import ReadBatch, ReadLimits, ShardReader, StartPosition
 from cognito_streams.landing.s3url import PayloadFetcher
 from cognito_streams.landing.writer import BatchRange, BatchWriter
@@ -103,6 +104,7 @@ class LandingContext:
     store: CheckpointStore
     writer: BatchWriter
     fetcher: PayloadFetcher
+    payloads: PayloadStore
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> LandingContext:
@@ -131,6 +133,7 @@ class LandingContext:
             retries=settings.s3url_fetch_retries,
             max_bytes=settings.s3url_max_bytes,
             allowed_hosts=frozenset(allowed),
+            allowed_networks=settings.s3url_allowed_networks,
         )
         return cls(
             settings=settings,
@@ -140,6 +143,7 @@ class LandingContext:
             store=CheckpointStore(s3, layout, settings.checkpoint_lease_seconds),
             writer=BatchWriter(s3, layout, settings.landing_compression),
             fetcher=fetcher,
+            payloads=PayloadStore(s3, layout),
         )
 
 
@@ -432,7 +436,13 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
     reasons: Counter[str] = Counter()
     for batch in reader.batches():
         if len(batch.records):
-            descriptor_url, landed, rejected, batch_reasons, last = _land_batch(ctx, shard.shard_id, batch, checkpoint)
+            descriptor_url, landed, rejected, batch_reasons, last, kept = _land_batch(
+                ctx, shard.shard_id, batch, checkpoint
+            )
+            if kept < len(batch.records):
+                # Cut short by its payloads' bytes: the rest is read again as the next batch.
+                reader.give_back(len(batch.records) - kept)
+                batch = replace(batch, records=batch.records.slice(0, kept), shard_ended=False, caught_up=False)
             outcome.batches.append(descriptor_url)
             outcome.records_read += landed + rejected
             outcome.records_landed += landed
@@ -502,21 +512,27 @@ def _advanced(
     return checkpoint.model_copy(update=update)
 
 
-def _land_batch(
-    ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
-) -> tuple[str, int, int, Counter[str], str]:
-    records = batch.records
-    first_seq, last_seq = records.sequence_numbers[0], records.sequence_numbers[-1]
-    # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
-    folder = shard_id + (checkpoint.key_suffix or "")
-    span = BatchRange(
+def _span(shard_id: str, folder: str, records: KinesisRecords) -> BatchRange:
+    return BatchRange(
         shard_id=shard_id,
-        first_sequence_number=first_seq,
-        last_sequence_number=last_seq,
+        first_sequence_number=records.sequence_numbers[0],
+        last_sequence_number=records.sequence_numbers[-1],
         first_arrived_at=datetime.fromtimestamp(records.arrived_at_ms[0] / 1000, UTC),
         last_arrived_at=datetime.fromtimestamp(max(records.arrived_at_ms) / 1000, UTC),
         key_shard=folder if folder != shard_id else None,
     )
+
+
+def _land_batch(
+    ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
+) -> tuple[str, int, int, Counter[str], str, int]:
+    """Decode, gather the payloads, write the batch. Returns the descriptor's URI, the counts, the reasons,
+    the last sequence number landed and how many of ``batch``'s records the batch kept (fewer when its
+    ``S3Url`` payloads would pass ``batch_max_bytes``: the caller gives the rest back to the reader)."""
+    records = batch.records
+    # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
+    folder = shard_id + (checkpoint.key_suffix or "")
+    span = _span(shard_id, folder, records)
     options = DecodeOptions(
         stream_name=ctx.settings.stream_name,
         shard_id=shard_id,
@@ -529,8 +545,39 @@ def _land_batch(
     changes_file = ctx.writer.changes_file()
     decoded = decode_records(records, options, sink=changes_file.write)
     if decoded.pending:
-        resolve_payloads(ctx, shard_id, decoded, options, folder=folder, sink=changes_file.write)
-    replay = checkpoint.replay_until is not None and sequence_key(first_seq) <= sequence_key(checkpoint.replay_until)
+        gathering = gather(ctx.payloads, ctx.fetcher, folder, decoded.pending, records, ctx.settings.batch_max_bytes)
+        try:
+            if gathering.keep_records < len(records):
+                log.info(
+                    "shard %s: the batch's S3Url payloads would pass batch_max_bytes (%d): landing its first %d of "
+                    "%d records now, the rest in the next batch",
+                    shard_id,
+                    ctx.settings.batch_max_bytes,
+                    gathering.keep_records,
+                    len(records),
+                )
+                # Decoded again without the records left out: the changes file must hold exactly the batch's rows.
+                records = records.slice(0, gathering.keep_records)
+                span = _span(shard_id, folder, records)
+                options = replace(options, landed_file=ctx.writer.changes_url(span))
+                changes_file = ctx.writer.changes_file()
+                decoded = decode_records(records, options, sink=changes_file.write)
+            resolve_payloads(ctx, shard_id, decoded, options, gathering.items, sink=changes_file.write)
+            log.info(
+                "shard %s: %d S3Url payload(s), %.1f MiB: %d fetched, %d read back from the landing zone (kept "
+                "by an earlier landing of this batch), %d failed",
+                shard_id,
+                len(gathering.items),
+                gathering.body_bytes / 2**20,
+                gathering.fetched,
+                gathering.reused,
+                gathering.failed,
+            )
+        finally:
+            gathering.close()
+    replay = checkpoint.replay_until is not None and sequence_key(span.first_sequence_number) <= sequence_key(
+        checkpoint.replay_until
+    )
     _, url = ctx.writer.write(
         span, decoded, decoded.records_read, decoded.records_landed, replay=replay, changes_file=changes_file
     )
@@ -539,8 +586,8 @@ def _land_batch(
         "shard %s batch %s-%s: read %d = landed %d + rejected %d%s; %d change rows; %d cut value(s); "
         "%d record(s) checked one by one, %d parser restart(s); descriptor %s",
         shard_id,
-        first_seq,
-        last_seq,
+        span.first_sequence_number,
+        span.last_sequence_number,
         decoded.records_read,
         decoded.records_landed,
         decoded.records_rejected,
@@ -551,7 +598,7 @@ def _land_batch(
         decoded.parser_restarts,
         url,
     )
-    return url, decoded.records_landed, decoded.records_rejected, reasons, last_seq
+    return url, decoded.records_landed, decoded.records_rejected, reasons, span.last_sequence_number, len(records)
 
 
 def resolve_payloads(
@@ -559,21 +606,25 @@ def resolve_payloads(
     shard_id: str,
     decoded: Decoded,
     options: DecodeOptions,
-    folder: str | None = None,
+    gathered: list[Gathered],
     sink: RowSink | None = None,
 ) -> None:
-    """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone (under
-    ``folder``, the shard's folder in object keys, by default its id), and decode their records like
-    inline ones (same code); failures become rejects. Updates ``decoded``; the new rows, appended to
-    ``decoded.changes``, go to ``sink`` too (the batch's changes file being encoded)."""
+    """Turn the gathered ``S3Url`` bodies of ``decoded``'s pending payloads (:func:`gather`, kept in the
+    landing zone) into records decoded like inline ones (same code); failures become rejects. Updates
+    ``decoded``; the new rows, appended to ``decoded.changes``, go to ``sink`` too (the batch's changes
+    file being encoded). Bodies are read one at a time (and their files closed)."""
     pending = decoded.pending
     decoded.pending = []
-    results = ctx.fetcher.fetch_all([p.url for p in pending])
+    by_coordinates = {(g.payload.sequence_number, g.payload.sub_sequence_number): g for g in gathered}
+    if set(by_coordinates) != {(p.sequence_number, p.sub_sequence_number) for p in pending}:
+        raise RuntimeError(
+            f"shard {shard_id}: the gathered S3Url payloads are not the batch's pending ones; refusing to land it"
+        )
     resolved: list[bytes] = []
     coordinates: list[tuple[str, int, int]] = []
     originals: dict[tuple[str, int], bytes] = {}
-    fetched = 0
-    for payload, result in zip(pending, results, strict=True):
+    for payload in pending:
+        item = by_coordinates[(payload.sequence_number, payload.sub_sequence_number)]
 
         def quarantine(reason: str, detail: str, payload: PendingPayload = payload) -> None:
             decoded.rejects.append(
@@ -590,34 +641,25 @@ def resolve_payloads(
                 )
             )
 
-        if result.body is None:
-            quarantine(result.reason or "s3url_unreachable", result.detail)
+        if not item.result.ok:
+            quarantine(item.result.reason or "s3url_unreachable", item.result.detail)
             continue
-        fetched += 1
-        kept = ctx.writer.write_payload(
-            folder or shard_id, payload.sequence_number, payload.sub_sequence_number, result.body
-        )
-        records, problem = s3url.payload_records(result.body)
+        body = item.result.read()
+        records, problem = s3url.payload_records(body)
+        del body
         if records is None:
-            quarantine("s3url_bad_body", f"{problem} (body kept at {kept})")
+            quarantine("s3url_bad_body", f"{problem} (body kept at {item.kept_url})")
             continue
         record, error = s3url.resolve(payload.raw, records)
+        del records
         if record is None:
             reason = error.reason if error else "s3url_bad_body"
-            quarantine(reason, f"in the S3Url payload kept at {kept}: {error.detail if error else 'unreadable'}")
+            detail = error.detail if error else "unreadable"
+            quarantine(reason, f"in the S3Url payload kept at {item.kept_url}: {detail}")
             continue
-        coordinate = (payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms)
         resolved.append(record)
-        coordinates.append(coordinate)
+        coordinates.append((payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms))
         originals[(payload.sequence_number, payload.sub_sequence_number)] = payload.raw
-    log.info(
-        "shard %s: %d S3Url payload(s): %d fetched, %d failed, %d decodable",
-        shard_id,
-        len(pending),
-        fetched,
-        len(pending) - fetched,
-        len(resolved),
-    )
     if not resolved:
         return
     sub = decode_records(
