@@ -112,7 +112,13 @@ def test_large_payloads_cut_the_batch_within_batch_max_bytes(stack: Any, aws: An
     # GIVEN 12 S3Url records of 40 KiB payloads each (a bulk publish of large datasets): their Kinesis
     # records are small, their bodies are not; batch_max_bytes is 100 KiB
     limit = 100 * 1024
-    landing = make_landing(aws, s3url_allowed_hosts=[expiring_s3], batch_max_bytes=limit, s3url_fetch_retries=0)
+    landing = make_landing(
+        aws,
+        s3url_allowed_hosts=[expiring_s3],
+        batch_max_bytes=limit,
+        s3url_fetch_retries=0,
+        s3url_fetch_concurrency=3,  # fewer than the payloads: the cut comes while fetches are still to start
+    )
     for i in range(12):
         ExpiringS3.bodies[f"/p/{i}"] = big_body(i, 40 * 1024)
     data = [s3url_record(f"http://{expiring_s3}/p/{i}?X-Amz-Signature=s{i}", str(i)) for i in range(12)]

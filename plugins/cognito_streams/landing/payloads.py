@@ -6,7 +6,7 @@ landing zone (``payloads/``) before anything else of the batch is written.
   instead of fetching the presigned URLs again: those expire (Cognito's after about an hour), and a
   second fetch would turn a landed payload into an ``s3url_expired`` reject.
 - **Memory is bounded.** A body is never held whole in memory while others are fetched: each is
-  streamed into a spool (memory up to 1 MiB, then a temporary file) and kept in S3 from there, at most
+  streamed into a spool (memory up to 64 KiB, then a temporary file) and kept in S3 from there, at most
   ``s3url_fetch_concurrency`` at a time. And the bodies count against ``batch_max_bytes`` with the
   Kinesis records: when a batch's records plus their payloads would pass it, the batch is cut before
   the record whose payload does not fit (a batch always keeps its first record), and the rest of the
@@ -173,10 +173,12 @@ def gather(
     cut = False
     executor = ThreadPoolExecutor(max_workers=max(1, min(fetcher.concurrency, len(ordered) or 1)))
     try:
-        while nxt < len(ordered) or in_flight:
+        while True:
             while not cut and nxt < len(ordered) and len(in_flight) < fetcher.concurrency:
                 in_flight.append(executor.submit(work, ordered[nxt]))
                 nxt += 1
+            if not in_flight:
+                break
             item = in_flight.popleft().result()
             if cut:
                 item.result.close()  # fetched for a record left to the next batch, which finds it kept

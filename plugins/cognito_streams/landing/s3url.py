@@ -51,7 +51,7 @@ BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
 #: A body is read this much at a time, and kept in memory up to SPOOL_MEMORY_BYTES (then on disk).
 READ_CHUNK_BYTES = 256 * 1024
-SPOOL_MEMORY_BYTES = 1024 * 1024
+SPOOL_MEMORY_BYTES = 64 * 1024
 #: How long a host's checked addresses are reused (fewer DNS lookups, stable connection pools).
 RESOLVE_TTL_SECONDS = 30.0
 #: Connection pools kept (one per host and address); the least recently used is closed beyond this.
