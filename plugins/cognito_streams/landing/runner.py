@@ -31,6 +31,7 @@ from cognito_streams.core import s3url
 from cognito_streams.core.checkpoints import (
     Checkpoint,
     ExpiryGap,
+    departed_message,
     expiry_gap,
     from_other_stream,
     may_have_expired,
@@ -215,7 +216,8 @@ def plan_run(
         )
     if selected:
         # Checked before a replay rewinds anything: a refused run must leave the checkpoints as they were.
-        before = plan_shards(shards, _finished_shards(ctx, stream, warn=False), selected)
+        finished, unfinished = _shard_states(ctx, stream, warn=False)
+        before = plan_shards(shards, finished, only=selected, unfinished=unfinished)
         refused = before.unreadable_selection(selected, replaying=replay_from is not None)
         if refused:
             raise ValueError(
@@ -229,14 +231,22 @@ def plan_run(
             keep = selected is None or shard.shard_id in selected
             if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
-    plan = plan_shards(shards, _finished_shards(ctx, stream, warn=True), selected)
+    finished, unfinished = _shard_states(ctx, stream, warn=True)
+    plan = plan_shards(shards, finished, only=selected, unfinished=unfinished)
     log.info("stream %s: %s", stream, plan.summary())
+    if plan.departed:
+        log.error(
+            "stream %s: shard(s) %s left the stream before being read to their end: records MAY BE LOST; their "
+            "landing tasks fail and say what to do",
+            stream,
+            ", ".join(plan.departed),
+        )
     return plan, rewound
 
 
-def _finished_shards(ctx: LandingContext, stream: str, *, warn: bool) -> list[str]:
-    """Shards whose checkpoint says they were read to their end (checkpoints of a deleted stream of the
-    same name do not count)."""
+def _shard_states(ctx: LandingContext, stream: str, *, warn: bool) -> tuple[list[str], list[str]]:
+    """The shards whose checkpoint says they were read to their end, and those with a checkpoint that was
+    not (checkpoints of a deleted stream of the same name count as neither)."""
     checkpoints = ctx.store.read_all()
     created = stream_created_at(ctx)
     stale = sorted(shard_id for shard_id, ckpt in checkpoints.items() if from_other_stream(ckpt, created))
@@ -248,7 +258,11 @@ def _finished_shards(ctx: LandingContext, stream: str, *, warn: bool) -> list[st
             created.isoformat(),
             ", ".join(stale),
         )
-    return [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished and shard_id not in stale]
+    current = {shard_id: ckpt for shard_id, ckpt in checkpoints.items() if shard_id not in stale}
+    return (
+        [shard_id for shard_id, ckpt in current.items() if ckpt.finished],
+        [shard_id for shard_id, ckpt in current.items() if not ckpt.finished],
+    )
 
 
 def _rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
@@ -302,6 +316,8 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     """Land one shard from its checkpoint, within the run limits. See the module docstring."""
     started = time.monotonic()
     shard_id = shard.shard_id
+    if shard.departed:
+        return _departed(ctx, shard_id)
     acquired = ctx.store.acquire(shard_id, owner)
     if isinstance(acquired, LeaseRefused):
         log.warning("%s: not read by this run (%s)", acquired.describe(), owner)
@@ -364,6 +380,18 @@ def _release_after_failure(ctx: LandingContext, held: Versioned, owner: str, err
         )
 
 
+def _departed(ctx: LandingContext, shard_id: str) -> ShardOutcome:
+    """The task of a shard that left the stream before it was read to its end: it fails, saying what may be
+    lost, until the loss is acknowledged by deleting the shard's checkpoint."""
+    checkpoint = ctx.store.read(shard_id)
+    if checkpoint.etag is None or checkpoint.checkpoint.finished:
+        # Deleted (or finished) since the plan: acknowledged.
+        note = f"shard {shard_id} left the stream; its checkpoint was deleted: the loss is acknowledged"
+        log.info("%s", note)
+        return ShardOutcome(shard_id, "acknowledged", note=note, stopped_because="acknowledged")
+    raise RecordsMayBeLostError(departed_message(checkpoint.checkpoint, ctx.store.url(shard_id)))
+
+
 def stream_created_at(ctx: LandingContext) -> datetime:
     """When the stream of this name was created (in UTC): tells a re-created stream from the one the
     checkpoints were written for."""
@@ -418,11 +446,12 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
         outcome.status = "finished"
         outcome.stopped_because = "already read to its end"
         return
-    if checkpoint.sequence_number is not None:
-        gap = _expiry_gap(ctx, shard.shard_id, checkpoint)
-        if gap is not None:
-            outcome.status = "records_may_be_lost"
-            raise RecordsMayBeLostError(gap.message(ctx.store.url(shard.shard_id)))
+    # Whatever the checkpoint holds (a position, only a time, nothing but parents), records it has not
+    # landed may have expired: checked before any read, never skipped.
+    gap = _expiry_gap(ctx, shard.shard_id, checkpoint, _parent_checkpoints(ctx, shard, checkpoint))
+    if gap is not None:
+        outcome.status = "records_may_be_lost"
+        raise RecordsMayBeLostError(gap.message(ctx.store.url(shard.shard_id)))
     start = _start(checkpoint)
     log.info("shard %s: reading %s", shard.shard_id, start.describe())
     limits = ReadLimits(
@@ -469,14 +498,31 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
         outcome.status = "limit"
 
 
-def _expiry_gap(ctx: LandingContext, shard_id: str, checkpoint: Checkpoint) -> ExpiryGap | None:
+def _parent_checkpoints(ctx: LandingContext, shard: ShardInfo, checkpoint: Checkpoint) -> list[Checkpoint]:
+    """The parents' checkpoints, for a shard never read (no position, no time of its own): a child's
+    records began after its parents were last seen open (core.checkpoints.unread_since)."""
+    never_read = checkpoint.sequence_number is None and checkpoint.verified_at is None and not checkpoint.replay_from
+    if not (never_read and shard.parents):
+        return []
+    created = stream_created_at(ctx)
+    parents = []
+    for parent_id in shard.parents:
+        parent = ctx.store.read(parent_id)
+        if parent.etag is not None and not from_other_stream(parent.checkpoint, created):
+            parents.append(parent.checkpoint)
+    return parents
+
+
+def _expiry_gap(
+    ctx: LandingContext, shard_id: str, checkpoint: Checkpoint, parents: list[Checkpoint]
+) -> ExpiryGap | None:
     stream = ctx.settings.stream_name
     retention = ctx.kinesis.retention_hours(stream)
     now = utcnow()
-    # Cheap first: only when the retention may have passed the checkpoint is the shard probed.
-    if not may_have_expired(checkpoint, retention, now):
+    # Cheap first: only when the retention may have passed what was landed is the shard probed.
+    if not may_have_expired(checkpoint, retention, now, parents):
         return None
-    return expiry_gap(checkpoint, retention, now, oldest_kept(ctx.kinesis, stream, shard_id))
+    return expiry_gap(checkpoint, retention, now, oldest_kept(ctx.kinesis, stream, shard_id), parents)
 
 
 def _advanced(
@@ -499,7 +545,8 @@ def _advanced(
         update.update(
             sequence_number=last_sequence,
             last_arrived_at=last_arrived,
-            verified_at=last_arrived,
+            # Never back: a replay re-reads records that were landed before its rewind.
+            verified_at=max(last_arrived, checkpoint.verified_at or last_arrived),
             replay_from=None,
             last_batch_id=descriptor_url,
             records_landed=checkpoint.records_landed + landed,
@@ -507,8 +554,11 @@ def _advanced(
         )
         if checkpoint.replay_until is not None and sequence_key(last_sequence) >= sequence_key(checkpoint.replay_until):
             update.update(replay_until=None)
-    if batch.caught_up and reader.stats.caught_up_at is not None:
-        update["verified_at"] = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
+    if batch.caught_up and not batch.shard_ended and reader.stats.caught_up_at is not None:
+        # Seen at the tip while open. Not at the end of a closed shard: a finished shard's verified_at must stay
+        # before it closed, since its children's records are unread from then on (core.checkpoints.unread_since).
+        caught_up = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
+        update["verified_at"] = max(caught_up, update.get("verified_at") or checkpoint.verified_at or caught_up)
     return checkpoint.model_copy(update=update)
 
 
