@@ -62,6 +62,14 @@ class Checkpoint(BaseModel):
     replay_until: str | None = None
     #: The run that rewound the shard (a retry of that run must not rewind it again).
     replay_run_id: str | None = None
+    #: Names this replay's batches (``<shard>~<token>`` folders): a replay's batches must be new to the
+    #: loader, which skips descriptors it loaded (same cuts would otherwise give the same names). Set at
+    #: each rewind, so a retry of the replay writes the same names; cleared with ``replay_until``.
+    replay_token: str | None = None
+    #: First record the replay landed, and its arrival: older batches wholly between it and the replay's
+    #: last batch are superseded (their descriptors moved aside) so the loader loads the replay's instead.
+    replay_first_sequence: str | None = None
+    replay_first_arrived_at: datetime | None = None
     lease: Lease | None = None
     last_batch_id: str | None = None
     records_landed: int = Field(default=0, ge=0)
@@ -113,6 +121,9 @@ class Checkpoint(BaseModel):
                 "replay_from": replay_from,
                 "replay_until": self.sequence_number if self.replay_until is None else self.replay_until,
                 "replay_run_id": run_id,
+                "replay_token": f"replay-{now.astimezone(UTC):%Y%m%dT%H%M%S%fZ}",
+                "replay_first_sequence": None,
+                "replay_first_arrived_at": None,
                 "updated_at": now,
             }
         )

@@ -88,6 +88,8 @@ class ShardOutcome:
     throttled: int = 0
     iterators_renewed: int = 0
     elapsed_seconds: float = 0.0
+    #: Older batches whose records a replay landed again: their descriptors were moved aside (_superseded/).
+    batches_superseded: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """For XCom."""
@@ -465,9 +467,10 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
     reasons: Counter[str] = Counter()
     for batch in reader.batches():
         if len(batch.records):
-            descriptor_url, landed, rejected, batch_reasons, last, kept = _land_batch(
+            descriptor_url, landed, rejected, batch_reasons, last, kept, superseded = _land_batch(
                 ctx, shard.shard_id, batch, checkpoint
             )
+            outcome.batches_superseded += superseded
             if kept < len(batch.records):
                 # Cut short by its payloads' bytes: the rest is read again as the next batch.
                 reader.give_back(len(batch.records) - kept)
@@ -552,8 +555,15 @@ def _advanced(
             records_landed=checkpoint.records_landed + landed,
             records_rejected=checkpoint.records_rejected + rejected,
         )
+        if checkpoint.replay_until is not None and checkpoint.replay_first_sequence is None:
+            first = batch.records.sequence_numbers[0]
+            first_arrived = datetime.fromtimestamp(batch.records.arrived_at_ms[0] / 1000, UTC)
+            update.update(replay_first_sequence=first, replay_first_arrived_at=first_arrived)
         if checkpoint.replay_until is not None and sequence_key(last_sequence) >= sequence_key(checkpoint.replay_until):
-            update.update(replay_until=None)
+            # The replay is past where the shard was: later batches are new data, named as usual.
+            update.update(
+                replay_until=None, replay_token=None, replay_first_sequence=None, replay_first_arrived_at=None
+            )
     if batch.caught_up and not batch.shard_ended and reader.stats.caught_up_at is not None:
         # Seen at the tip while open. Not at the end of a closed shard: a finished shard's verified_at must stay
         # before it closed, since its children's records are unread from then on (core.checkpoints.unread_since).
@@ -575,14 +585,21 @@ def _span(shard_id: str, folder: str, records: KinesisRecords) -> BatchRange:
 
 def _land_batch(
     ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
-) -> tuple[str, int, int, Counter[str], str, int]:
+) -> tuple[str, int, int, Counter[str], str, int, int]:
     """Decode, gather the payloads, write the batch. Returns the descriptor's URI, the counts, the reasons,
-    the last sequence number landed and how many of ``batch``'s records the batch kept (fewer when its
-    ``S3Url`` payloads would pass ``batch_max_bytes``: the caller gives the rest back to the reader)."""
+    the last sequence number landed, how many of ``batch``'s records the batch kept (fewer when its
+    ``S3Url`` payloads would pass ``batch_max_bytes``: the caller gives the rest back to the reader), and
+    how many older batches a replay batch superseded."""
     records = batch.records
     # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
     folder = shard_id + (checkpoint.key_suffix or "")
-    span = _span(shard_id, folder, records)
+    replay = checkpoint.replay_until is not None and sequence_key(records.sequence_numbers[0]) <= sequence_key(
+        checkpoint.replay_until
+    )
+    # A replay's batches get names of their own (the loader skips descriptors it has loaded, and a replay
+    # cutting at the same records would write the same names); cut values and payloads keep the shard's.
+    batch_folder = f"{folder}~{checkpoint.replay_token}" if replay and checkpoint.replay_token else folder
+    span = _span(shard_id, batch_folder, records)
     options = DecodeOptions(
         stream_name=ctx.settings.stream_name,
         shard_id=shard_id,
@@ -608,7 +625,7 @@ def _land_batch(
                 )
                 # Decoded again without the records left out: the changes file must hold exactly the batch's rows.
                 records = records.slice(0, gathering.keep_records)
-                span = _span(shard_id, folder, records)
+                span = _span(shard_id, batch_folder, records)
                 options = replace(options, landed_file=ctx.writer.changes_url(span))
                 changes_file = ctx.writer.changes_file()
                 decoded = decode_records(records, options, sink=changes_file.write)
@@ -625,12 +642,20 @@ def _land_batch(
             )
         finally:
             gathering.close()
-    replay = checkpoint.replay_until is not None and sequence_key(span.first_sequence_number) <= sequence_key(
-        checkpoint.replay_until
-    )
     _, url = ctx.writer.write(
         span, decoded, decoded.records_read, decoded.records_landed, replay=replay, changes_file=changes_file
     )
+    superseded = 0
+    if replay and checkpoint.replay_token:
+        superseded = supersede_replayed(
+            ctx,
+            folder,
+            checkpoint.replay_token,
+            checkpoint.replay_first_sequence or span.first_sequence_number,
+            span.last_sequence_number,
+            checkpoint.replay_first_arrived_at or span.first_arrived_at,
+            span.last_arrived_at,
+        )
     reasons = Counter(r.reason for r in decoded.rejects)
     log.info(
         "shard %s batch %s-%s: read %d = landed %d + rejected %d%s; %d change rows; %d cut value(s); "
@@ -648,7 +673,68 @@ def _land_batch(
         decoded.parser_restarts,
         url,
     )
-    return url, decoded.records_landed, decoded.records_rejected, reasons, span.last_sequence_number, len(records)
+    return (
+        url,
+        decoded.records_landed,
+        decoded.records_rejected,
+        reasons,
+        span.last_sequence_number,
+        len(records),
+        superseded,
+    )
+
+
+#: A replay's batches may start a little before the older batches they supersede in arrival time
+#: (ApproximateArrivalTimestamp is approximate): the days around the replay's are looked at too.
+SUPERSEDE_MARGIN = timedelta(days=1)
+
+
+def supersede_replayed(
+    ctx: LandingContext,
+    folder: str,
+    token: str,
+    first_sequence: str,
+    last_sequence: str,
+    first_arrived_at: datetime,
+    last_arrived_at: datetime,
+) -> int:
+    """Move aside the descriptors of older batches of the shard folder ``folder`` whose records the replay
+    ``token`` has now landed again (their whole range within ``first_sequence``..``last_sequence``), to
+    ``_superseded/`` beside ``batches/``. The loader works from descriptors: it then loads the replay's
+    batches, which hold those records decoded by the code of now, and never again an older batch that fails
+    (a broken file the replay re-landed with other cuts). Their data files stay where they are. Returns how
+    many were moved; idempotent (a retry of the replay moves nothing twice)."""
+    layout = ctx.layout
+    low, high = sequence_key(first_sequence), sequence_key(last_sequence)
+    day = (first_arrived_at - SUPERSEDE_MARGIN).date()
+    moved = 0
+    while day <= (last_arrived_at + SUPERSEDE_MARGIN).date():
+        prefix = layout.batches_prefix(day.isoformat())
+        paginator = ctx.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=layout.bucket, Prefix=prefix + folder.split("@", 1)[0]):
+            for item in page.get("Contents") or []:
+                key = item["Key"]
+                batch_folder, _, name = key[len(prefix) :].partition("/")
+                base, _, other_token = batch_folder.partition("~")
+                first, _, last = name.removesuffix(".json").partition("-")
+                if base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
+                    continue
+                if low <= int(first) and int(last) <= high:
+                    aside = _superseded_key(layout, key)
+                    ctx.s3.copy_object(
+                        Bucket=layout.bucket, Key=aside, CopySource={"Bucket": layout.bucket, "Key": key}
+                    )
+                    ctx.s3.delete_object(Bucket=layout.bucket, Key=key)
+                    log.info("replay %s superseded %s (moved to %s)", token, layout.url(key), layout.url(aside))
+                    moved += 1
+        day += timedelta(days=1)
+    return moved
+
+
+def _superseded_key(layout: LandingLayout, key: str) -> str:
+    """``<prefix>/batches/...`` -> ``<prefix>/_superseded/batches/...`` (out of the loader's listing)."""
+    head = f"{layout.prefix}/" if layout.prefix else ""
+    return f"{head}_superseded/{key[len(head) :]}"
 
 
 def resolve_payloads(
