@@ -631,14 +631,14 @@ def _land_batch(
                 decoded = decode_records(records, options, sink=changes_file.write)
             resolve_payloads(ctx, shard_id, decoded, options, gathering.items, sink=changes_file.write)
             log.info(
-                "shard %s: %d S3Url payload(s), %.1f MiB: %d fetched, %d read back from the landing zone (kept "
-                "by an earlier landing of this batch), %d failed",
+                "shard %s: %d S3Url payload(s): %d read back from the landing zone (kept by an earlier landing of "
+                "this batch), %d fetched, %d failed; %.1f MiB",
                 shard_id,
                 len(gathering.items),
-                gathering.body_bytes / 2**20,
-                gathering.fetched,
                 gathering.reused,
+                gathering.fetched,
                 gathering.failed,
+                gathering.body_bytes / 2**20,
             )
         finally:
             gathering.close()
