@@ -8,11 +8,14 @@ docs/landing.md), then emits the `cognito_streams_landed_batches` Asset that sch
 
 Tasks:
 - `plan_shards` lists the shards. A child shard is read only after its parents are drained (read and
-  checkpointed to their end); closed, drained shards are no longer scheduled. For a replay, it
-  rewinds the shards' checkpoints first.
+  checkpointed to their end); closed, drained shards are no longer scheduled. A shard that left the
+  stream before it was read to its end gets a task too, which fails (`MAY BE LOST`) until its
+  checkpoint is deleted. For a replay, it rewinds the shards' checkpoints first.
 - `land_shard` (one per readable shard) takes the shard's lease, reads from its checkpoint in
-  bounded batches (settings `batch_max_*`, `run_max_*`), decodes, fetches `S3Url` payloads at once,
-  writes the batch (descriptor last), then moves the checkpoint. Returns read = landed + rejected.
+  bounded batches (settings `batch_max_*`, `run_max_*`; payload bodies count against
+  `batch_max_bytes`), decodes, fetches `S3Url` payloads at once (or reads back the ones an earlier
+  landing kept), writes the batch (descriptor last), then moves the checkpoint. Returns read = landed
+  + rejected.
 - `publish_landed` sums up the run and emits the Asset (with the descriptors' URIs) only when
   something landed; otherwise it skips, so the loader is not triggered for nothing.
 - `check_shards` fails the run if a shard's landing task failed (the others' batches were still
@@ -24,7 +27,8 @@ coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airfl
 **Params** (manual runs): `replay_from` — a time within the stream's retention, as RFC 3339 with a UTC
 offset (`2026-11-25T08:00:00Z`, `2026-11-25T10:00:00+02:00`; anything else is refused by the trigger form
 and the REST API): the shards are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked
-`replay`; the loader absorbs the duplicates. `shards` — limit the run to these shard ids
+`replay` and named apart (the loader loads them; the older batches they land again are moved to
+`_superseded/`); the loader absorbs the duplicates. `shards` — limit the run to these shard ids
 (`shardId-` and 12 digits; lineage still applies: a named child whose parent is not drained and not named,
 or a named shard already read to its end without `replay_from`, is refused with the reason, rather than the
 run ending green having read nothing of it). A run whose Params cannot be used (a `replay_from` outside the
@@ -45,9 +49,11 @@ send everything again, run `cognito_bulk_publish`.
   fires once per burst. While nothing arrives no task instance starts. Needs a running triggerer.
 
 **When it is red**:
-- `MAY BE LOST` — a checkpoint is older than the stream's retention: records expired from Kinesis
-  before they were landed. The message says which window; repair with `cognito_bulk_publish`, then a
-  run with `replay_from` (or delete that shard's checkpoint object). Nothing was skipped silently.
+- `MAY BE LOST` — records may have expired from Kinesis before they were landed: a shard unread for
+  longer than the retention (with or without a position: idle, rewound, a child never read), or a
+  shard that left the stream before its end. The message says which window; repair with
+  `cognito_bulk_publish`, then a run with `replay_from` (or delete that shard's checkpoint object, as
+  the message says). Nothing was skipped silently.
 - `was changed by someone else` — another run took the shard meanwhile; nothing is lost (its batch
   is landed again by the owner). Check for overlapping manual runs.
 - `is being read by ... until` in a replay — wait for that run (or its lease) to end, retry.

@@ -79,6 +79,10 @@ class PipelineSettings(BaseModel):
     # Extra hosts (``host`` or ``host:port``) whose S3Url payloads may be fetched besides
     # https://*.amazonaws.com and the S3 endpoint of aws_conn_id (e.g. a private S3 endpoint).
     s3url_allowed_hosts: list[str] = []
+    # Networks (CIDR) a payload host not listed above may resolve to besides public addresses (issue
+    # 18: private, loopback and link-local answers are refused), e.g. an S3 interface endpoint of the VPC
+    # with private DNS: ["10.0.0.0/16"].
+    s3url_allowed_networks: list[str] = []
     # Parquet compression of landed files (Redshift COPY reads both): zstd files are 40-44 % smaller
     # and 25-40 % slower to write than snappy (measured once by hand on the demo's files, docs/landing.md).
     landing_compression: Literal["zstd", "snappy"] = "snappy"
@@ -224,6 +228,19 @@ class PipelineSettings(BaseModel):
     def boundary_arn(self) -> str:
         """The publish role's permissions boundary: ``publish_role_boundary_arn`` or the default name."""
         return self.publish_role_boundary_arn or default_boundary_arn(self.publish_role_arn)
+
+    @field_validator("s3url_allowed_networks")
+    @classmethod
+    def _allowed_networks(cls, value: list[str]) -> list[str]:
+        bad = []
+        for item in value:
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                bad.append(item)
+        if bad:
+            raise ValueError(f"{bad!r} are not networks in CIDR notation (e.g. 10.0.0.0/16, with no host bits set)")
+        return [str(ipaddress.ip_network(item)) for item in value]
 
     @model_validator(mode="after")
     def _lease_outlives_task(self) -> PipelineSettings:

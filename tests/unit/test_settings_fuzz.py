@@ -63,6 +63,7 @@ BAD: dict[str, list[Any]] = {
     "s3url_max_bytes": [1023, 1024**3 + 1, "x"],
     "s3url_allowed_hosts": ["host", ["has space"], ["http://scheme.example.com"], ["host:port"], [1], None,
                             ["host:123456"]],
+    "s3url_allowed_networks": ["10.0.0.0/8", ["10.0.0.1/8"], ["not-a-network"], ["10.0.0.0/33"], [1], None],
     "landing_compression": ["gzip", "", 1, None],
     "warehouse_schema": ["", "Upper", "1starts_with_digit", "has-dash", "a" * 64, "select", "user", "table",
                          *INJECTIONS, None, 5],

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 import orjson
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
@@ -107,9 +108,16 @@ class LandingReader:
         bucket, key = split_s3_url(url)
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def read_batch(self, ref: DescriptorRef) -> BatchToLoad:
-        """A descriptor and its manifests, checked against each other."""
-        body = self.fetch(ref.url)
+    def read_batch(self, ref: DescriptorRef) -> BatchToLoad | None:
+        """A descriptor and its manifests, checked against each other; None when the descriptor is gone
+        since it was listed (a replay superseded its batch: docs/landing.md, 'Replay')."""
+        try:
+            body = self.fetch(ref.url)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                log.info("Batch descriptor %s was superseded since it was listed (a replay): skipped", ref.url)
+                return None
+            raise
         check_format_version(ref.url, body)
         try:
             batch = LandedBatch.model_validate_json(body)
@@ -130,8 +138,8 @@ class LandingReader:
         )
 
     def read_batches(self, refs: list[DescriptorRef]) -> list[BatchToLoad]:
-        """:meth:`read_batch` for many, in parallel, in the order given."""
+        """:meth:`read_batch` for many, in parallel, in the order given (those superseded meanwhile left out)."""
         if not refs:
             return []
         with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(refs)), thread_name_prefix="landing-read") as pool:
-            return list(pool.map(self.read_batch, refs))
+            return [batch for batch in pool.map(self.read_batch, refs) if batch is not None]
