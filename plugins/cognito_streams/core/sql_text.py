@@ -28,6 +28,13 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from cognito_streams.core.reserved_words import (
+    POSTGRES_RESERVED,
+    REDSHIFT_RESERVED,
+    RESERVED,  # noqa: F401 - re-exported: the one set validate_identifier refuses
+    STATEMENT_WORDS,
+)
+
 Engine = Literal["postgres", "redshift"]
 ENGINES: tuple[Engine, ...] = ("postgres", "redshift")
 
@@ -37,16 +44,6 @@ SQL_DIR_ENV = "COGNITO_STREAMS_SQL_DIR"
 DEFAULT_SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: Redshift and PostgreSQL keywords a schema or table must not be named after (the ones that would
-#: change the meaning of our statements if substituted bare).
-RESERVED = frozenset(
-    {
-        "all", "and", "as", "by", "case", "cast", "create", "default", "delete", "distinct", "drop", "else",
-        "end", "false", "from", "group", "having", "in", "insert", "into", "is", "join", "limit", "lock",
-        "merge", "not", "null", "on", "or", "order", "select", "set", "table", "then", "true", "union",
-        "update", "user", "using", "values", "when", "where", "with",
-    }
-)  # fmt: skip
 S3_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/=:,+@-]{1,1024}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 MIGRATION_RE = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
@@ -58,13 +55,25 @@ class SqlTextError(ValueError):
     """A SQL file, placeholder or identifier is wrong; the message names which and what to do."""
 
 
+def identifier_problem(value: object) -> str | None:
+    """Why ``value`` cannot be placed bare (unquoted) into our SQL text, or None when it can."""
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
+        return "use a lower-case letter or _, then letters, digits or _, at most 63 characters"
+    if value in REDSHIFT_RESERVED:
+        return "it is a reserved word of Amazon Redshift (https://docs.aws.amazon.com/redshift/latest/dg/r_pg_keywords.html)"
+    if value in POSTGRES_RESERVED:
+        return "it is a reserved word of PostgreSQL, the local stand-in"
+    if value in STATEMENT_WORDS:
+        return "it is a word of the warehouse's own statements"
+    return None
+
+
 def validate_identifier(value: str, what: str) -> str:
-    """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed)."""
-    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value) or value in RESERVED:
-        raise SqlTextError(
-            f"{what} {value!r} is not a safe SQL identifier: use a lower-case letter or _, then letters, "
-            "digits or _, at most 63 characters, and not a reserved word"
-        )
+    """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed, not reserved by
+    Redshift or PostgreSQL: ``core/reserved_words.py``)."""
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise SqlTextError(f"{what} {value!r} is not a safe SQL identifier: {problem}; choose another name")
     return value
 
 
