@@ -53,11 +53,13 @@ when not matched then insert (
 drop table if exists stg_bulk_publish;
 
 -- name: bulk_publish_attempts
--- A pool's attempts, newest first.
+-- A pool's attempts, newest first. The limit is an integer the code validated and placed in the text: no
+-- statement binds LIMIT/OFFSET (redshift-connector binds on the server, and Redshift refuses a bound LIMIT:
+-- aws/amazon-redshift-python-driver#24).
 select
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
     next_eligible_at, dag_run_id, reason, updated_at
 from ${schema}.bulk_publish_runs
 where identity_pool_id = %s
 order by requested_at desc, attempt_id desc
-limit %s;
+limit ${limit};

@@ -77,6 +77,17 @@ def validate_identifier(value: str, what: str) -> str:
     return value
 
 
+#: The largest LIMIT any statement takes (a row count we read into memory).
+MAX_LIMIT = 10_000
+
+
+def validate_limit(value: int) -> int:
+    """Return ``value`` if it is an int from 1 to MAX_LIMIT: a LIMIT placed as a literal, never bound."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise SqlTextError(f"limit {value!r} must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
 def validate_s3_url(value: str, what: str) -> str:
     """Return ``value`` if it is an ``s3://bucket/key`` safe to place between single quotes."""
     if not S3_URL_RE.fullmatch(value):
@@ -500,8 +511,12 @@ class WarehouseSql:
     def drop_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "drop_stage_bulk_publish")
 
-    def bulk_publish_attempts(self) -> str:
-        return self.statement("bulk_publish.sql", "bulk_publish_attempts")
+    def bulk_publish_attempts(self, limit: int) -> str:
+        """A pool's latest ``limit`` attempts. The limit is placed in the text as a validated literal: Redshift
+        refuses a bound LIMIT."""
+        template = self.library.named("bulk_publish.sql")["bulk_publish_attempts"]
+        template = template.replace("${limit}", str(validate_limit(limit)))
+        return self.render(template, "bulk_publish.sql:bulk_publish_attempts")
 
 
 class ReportingSql(WarehouseSql):

@@ -473,7 +473,7 @@ class Warehouse(ABC):
     def bulk_publish_attempts(self, identity_pool_id: str, limit: int = 20) -> list[BulkPublishAttempt]:
         """The pool's latest attempts, newest first (times are naive UTC)."""
         with self.transaction() as cur:
-            cur.execute(self.sql.bulk_publish_attempts(), (identity_pool_id, limit))
+            cur.execute(self.sql.bulk_publish_attempts(limit), (identity_pool_id,))
             names = [
                 "attempt_id", "identity_pool_id", "requested_at", "decision", "status", "started_at",
                 "completed_at", "failure_message", "next_eligible_at", "dag_run_id", "reason", "updated_at",
