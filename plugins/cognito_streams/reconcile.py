@@ -38,7 +38,7 @@ from cognito_streams.core.reconcile import (
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.base import Warehouse, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -357,25 +357,25 @@ class Reconciler:
         with self.warehouse.transaction() as cur:
             for statement in self.sql.delete_reconciliation_run():
                 cur.execute(statement, (summary.run_id,))
-            if mismatches:
-                cur.executemany(
-                    self.sql.insert_reconciliation_result(),
-                    [
-                        (
-                            summary.run_id,
-                            checked,
-                            m.identity_pool_id,
-                            m.identity_id,
-                            m.dataset_name,
-                            m.record_key,
-                            m.kind,
-                            m.detail[:4096],
-                            m.cognito_sync_count,
-                            m.warehouse_sync_count,
-                        )
-                        for m in mismatches
-                    ],
-                )
+            insert_rows(
+                cur,
+                self.sql.insert_reconciliation_result(),
+                [
+                    (
+                        summary.run_id,
+                        checked,
+                        m.identity_pool_id,
+                        m.identity_id,
+                        m.dataset_name,
+                        m.record_key,
+                        m.kind,
+                        m.detail[:4096],
+                        m.cognito_sync_count,
+                        m.warehouse_sync_count,
+                    )
+                    for m in mismatches
+                ],
+            )
             cur.execute(
                 self.sql.insert_reconciliation_run(),
                 (

@@ -22,7 +22,7 @@ import hashlib
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -116,6 +116,51 @@ def substitute(template: str, values: Mapping[str, str], where: str) -> str:
         raise SqlTextError(f"{where}: placeholder ${{{err.args[0]}}} has no value") from None
     except ValueError as err:
         raise SqlTextError(f"{where}: malformed placeholder ({err})") from None
+
+
+#: Bounds of one multi-row INSERT: redshift-connector refuses more than 32,767 bound parameters in a statement,
+#: and Redshift's largest statement is 16 MB; rows are cut well below both.
+MAX_PARAMS_PER_STATEMENT = 30_000
+MAX_ROWS_PER_STATEMENT = 1_000
+MAX_BYTES_PER_STATEMENT = 4 * 1024 * 1024
+_VALUES_ROW_RE = re.compile(r"\bvalues\s*(\((?:[^()]|\([^()]*\))*\))\s*$", re.IGNORECASE)
+
+
+def multi_row_insert(statement: str, rows: int) -> str:
+    """``insert ... values (<row>)`` with its one row of placeholders repeated ``rows`` times: one statement for
+    many rows. (redshift-connector's ``executemany`` runs one prepared INSERT per row: one round trip, and on
+    Redshift one tiny commit-size write, per row.)"""
+    match = _VALUES_ROW_RE.search(statement)
+    if match is None or not statement.lstrip().lower().startswith(("insert", "--")):
+        raise SqlTextError("multi_row_insert needs an 'insert ... values (...)' statement ending with its row")
+    if rows < 1:
+        raise SqlTextError(f"multi_row_insert needs at least one row, got {rows}")
+    return statement[: match.start(1)] + ", ".join([match.group(1)] * rows)
+
+
+def _param_bytes(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value)
+    return 16
+
+
+def row_chunks(rows: Sequence[Sequence[object]]) -> Iterator[Sequence[Sequence[object]]]:
+    """``rows`` cut into consecutive chunks that each fit one multi-row INSERT (MAX_ROWS_PER_STATEMENT rows,
+    MAX_PARAMS_PER_STATEMENT parameters, about MAX_BYTES_PER_STATEMENT bytes of values)."""
+    if not rows:
+        return
+    per_row = max(1, len(rows[0]))
+    max_rows = max(1, min(MAX_ROWS_PER_STATEMENT, MAX_PARAMS_PER_STATEMENT // per_row))
+    start = size = 0
+    for i, row in enumerate(rows):
+        row_bytes = sum(_param_bytes(v) for v in row)
+        if i > start and (i - start >= max_rows or size + row_bytes > MAX_BYTES_PER_STATEMENT):
+            yield rows[start:i]
+            start, size = i, 0
+        size += row_bytes
+    yield rows[start:]
 
 
 def split_statements(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
 
-from cognito_streams.core.sql_text import Engine, SqlLibrary, WarehouseSql
+from cognito_streams.core.sql_text import Engine, SqlLibrary, WarehouseSql, multi_row_insert, row_chunks
 from cognito_streams.core.state import Change
 from cognito_streams.warehouse.models import (
     BatchToLoad,
@@ -46,8 +46,6 @@ class Cursor(Protocol):
     rowcount: int
 
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
-
-    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
 
     def fetchall(self) -> Sequence[Any]: ...
 
@@ -76,6 +74,15 @@ def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
+
+
+def insert_rows(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert ``rows`` with ``statement`` (an ``insert ... values (<one row>)``) as multi-row INSERTs of bounded
+    size, never one statement per row: redshift-connector's ``executemany`` is one prepared INSERT per row.
+    Returns the number of rows inserted."""
+    for chunk in row_chunks(rows):
+        cur.execute(multi_row_insert(statement, len(chunk)), [value for row in chunk for value in row])
+    return len(rows)
 
 
 def utcnow() -> datetime:
@@ -242,14 +249,12 @@ class Warehouse(ABC):
 
     def merge_changes(self, changes: Iterable[Change]) -> MergeCounts:
         """Merge change rows given directly (no files, no bookkeeping) in one transaction: the same merge as
-        :meth:`load`. For small amounts (tests, repairs): rows are inserted one statement per row."""
+        :meth:`load`. For small amounts (tests, repairs): rows reach the stage by multi-row INSERTs."""
         with self.transaction() as cur:
             self._begin(cur)
             cur.execute(self.sql.lock_loader())
             cur.execute(self.sql.create_stage_changes())
-            rows = [c.as_tuple() for c in changes]
-            if rows:
-                cur.executemany(self.sql.insert_stage_change(), rows)
+            insert_rows(cur, self.sql.insert_stage_change(), [c.as_tuple() for c in changes])
             self._after_work_table(cur, STAGE_CHANGES)
             counts = self._merge(cur, utcnow())
             cur.execute(self.sql.drop_work_tables())
@@ -392,8 +397,7 @@ class Warehouse(ABC):
                 rows = staged.get((table, ref.url), 0)
                 files.append((ref.url, b.descriptor_url, kind, manifest.url, expected, rows, ref.bytes))
         cur.execute(self.sql.create_stage_files())
-        if files:
-            cur.executemany(self.sql.insert_stage_file(), files)
+        insert_rows(cur, self.sql.insert_stage_file(), files)
         cur.execute(self.sql.merge_loaded_files(), (loaded_at, loaded_at))
         rows_b = [
             (
@@ -415,7 +419,7 @@ class Warehouse(ABC):
             for b in batches
         ]
         cur.execute(self.sql.create_stage_batches())
-        cur.executemany(self.sql.insert_stage_batch(), rows_b)
+        insert_rows(cur, self.sql.insert_stage_batch(), rows_b)
         cur.execute(self.sql.merge_loaded_batches(), (loaded_at, loaded_at))
 
     # Checks ----------------------------------------------------------------------------------------
