@@ -1,6 +1,12 @@
 -- bulk_publish_runs: one row per attempt, written by cognito_bulk_publish through
 -- Warehouse.record_bulk_publish_attempt (an idempotent upsert by attempt_id).
 
+-- name: lock_bulk_publish_runs
+-- First statement of the writer's transaction: the mapped per-pool tasks write at once, and two overlapping
+-- transactions that both read (MERGE) and write bulk_publish_runs are not serializable (Redshift: error 1023).
+-- The second waits here, then takes its snapshot after the first committed. LOCK t (Redshift has no lock modes).
+lock table ${schema}.bulk_publish_runs;
+
 -- name: create_stage_bulk_publish
 create temp table stg_bulk_publish (
     attempt_id varchar(256) not null,

@@ -354,7 +354,8 @@ class Reconciler:
 
     def _record(self, summary: ReconcileSummary, mismatches: list[Mismatch]) -> None:
         checked = summary.checked_at.replace(tzinfo=None)
-        with self.warehouse.transaction() as cur:
+
+        def write(cur: Any) -> None:
             for statement in self.sql.delete_reconciliation_run():
                 cur.execute(statement, (summary.run_id,))
             insert_rows(
@@ -393,3 +394,6 @@ class Reconciler:
                     summary.passed,
                 ),
             )
+
+        # A manual run beside the scheduled one: both delete then insert in both tables.
+        self.warehouse.write(f"reconciliation run {summary.run_id}", self.sql.lock_reconciliation(), write)

@@ -32,9 +32,21 @@ class FakeRedshift:
 
     def commit(self) -> None:
         self.commits += 1
+        self.log.append(Executed("COMMIT", None))
 
     def rollback(self) -> None:
         self.rollbacks += 1
+        self.log.append(Executed("ROLLBACK", None))
+
+    def transactions(self) -> list[list[str]]:
+        """The statements executed, cut at each COMMIT or ROLLBACK (comment lines dropped)."""
+        out: list[list[str]] = [[]]
+        for e in self.log:
+            if e.sql in ("COMMIT", "ROLLBACK"):
+                out.append([])
+            else:
+                out[-1].append(code(e.sql))
+        return [t for t in out if t]
 
     def close(self) -> None:
         pass

@@ -544,6 +544,9 @@ class WarehouseSql:
         return {name.removeprefix("check_"): self.statement("checks.sql", name) for name in names}
 
     # Bulk publish ------------------------------------------------------------------------------
+    def lock_bulk_publish_runs(self) -> str:
+        return self.statement("bulk_publish.sql", "lock_bulk_publish_runs")
+
     def create_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "create_stage_bulk_publish")
 
@@ -584,6 +587,9 @@ class ReportingSql(WarehouseSql):
         template = self.library.named("reconcile.sql")[name]
         template = template.replace("${identity_list}", ", ".join(["%s"] * count))
         return self.render(template, f"reconcile.sql:{name}")
+
+    def lock_reconciliation(self) -> str:
+        return self.statement("reconcile.sql", "lock_reconciliation")
 
     def insert_reconciliation_result(self) -> str:
         return self.statement("reconcile.sql", "insert_reconciliation_result")

@@ -12,15 +12,16 @@ files. Any error rolls all of it back, so a failed batch leaves nothing behind a
 from __future__ import annotations
 
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from cognito_streams.core.sql_text import Engine, SqlLibrary, WarehouseSql, multi_row_insert, row_chunks
+from cognito_streams.core.sql_text import Engine, Migration, SqlLibrary, WarehouseSql, multi_row_insert, row_chunks
 from cognito_streams.core.state import Change
 from cognito_streams.warehouse.models import (
     BatchToLoad,
@@ -32,6 +33,7 @@ from cognito_streams.warehouse.models import (
     Manifest,
     MergeCounts,
     MigrationError,
+    WarehouseError,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,34 @@ def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
         steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
 
 
+#: Runs of one transaction when it loses a serialization conflict (Redshift's error 1023, PostgreSQL's SQLSTATE
+#: 40001) before the error goes up. Our writers take table locks first (docs/warehouse.md, "Concurrent
+#: writers"), so they never conflict with one another; this covers sessions we do not control (an analyst's
+#: transaction that writes, another tool).
+SERIALIZATION_ATTEMPTS = 3
+_SERIALIZATION_TEXT = re.compile(r"serializable isolation violation|could not serialize access", re.IGNORECASE)
+_ALREADY_EXISTS_TEXT = re.compile(r"already exists|duplicate key value", re.IGNORECASE)
+
+T = TypeVar("T")
+
+
+def is_serialization_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a serialization conflict: psycopg's SQLSTATE 40001, or redshift-connector's error 1023
+    (its args hold the server's fields: ``{'M': '1023', 'D': 'Serializable isolation violation on table ...'}``)."""
+    if getattr(err, "sqlstate", None) == "40001":
+        return True
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    if str(fields.get("M", "")).strip() == "1023" or str(fields.get("C", "")) == "40001":
+        return True
+    return bool(_SERIALIZATION_TEXT.search(str(err)))
+
+
+def is_create_race(err: BaseException) -> bool:
+    """Whether ``err`` is what PostgreSQL answers when two sessions run the same ``create ... if not exists`` at
+    once (the second one's insert into the catalog meets the first one's row: 23505, 42P06, 42P07)."""
+    return getattr(err, "sqlstate", None) in ("23505", "42P06", "42P07") or bool(_ALREADY_EXISTS_TEXT.search(str(err)))
+
+
 def insert_rows(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> int:
     """Insert ``rows`` with ``statement`` (an ``insert ... values (<one row>)``) as multi-row INSERTs of bounded
     size, never one statement per row: redshift-connector's ``executemany`` is one prepared INSERT per row.
@@ -103,6 +133,8 @@ class Warehouse(ABC):
         self.sql = WarehouseSql(schema, self.engine, library)
         self.schema = self.sql.schema
         self._conn = conn
+        #: Transactions run again after a serialization conflict, since this object was made (tests read it).
+        self.serialization_retries = 0
 
     # Connection ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -129,6 +161,49 @@ class Warehouse(ABC):
             raise
         finally:
             cur.close()
+
+    def retrying(self, what: str, work: Callable[[], T], *, also: Callable[[BaseException], bool] | None = None) -> T:
+        """``work()`` (one whole transaction), run again up to SERIALIZATION_ATTEMPTS times in all when it fails
+        with a serialization conflict (or an error ``also`` accepts); each retry is logged, and the last error
+        goes up in a WarehouseError that says what to do."""
+        for attempt in range(1, SERIALIZATION_ATTEMPTS + 1):
+            try:
+                return work()
+            except Exception as err:
+                retryable = is_serialization_failure(err) or (also is not None and also(err))
+                if not retryable:
+                    raise
+                if attempt == SERIALIZATION_ATTEMPTS:
+                    raise WarehouseError(
+                        f"{what} on schema {self.schema} failed {attempt} times in a row on a conflict with a "
+                        f"concurrent session ({type(err).__name__}: {err}); it was rolled back each time. Another "
+                        "session keeps writing the same tables: look for a long transaction (Redshift: STV_SESSIONS, "
+                        "SVV_TRANSACTIONS, STL_TR_CONFLICT; PostgreSQL: pg_stat_activity) and clear the task to retry"
+                    ) from err
+                self.serialization_retries += 1
+                log.warning(
+                    "%s on schema %s conflicted with a concurrent session (attempt %d of %d: %s: %s); it was rolled "
+                    "back whole and runs again",
+                    what,
+                    self.schema,
+                    attempt,
+                    SERIALIZATION_ATTEMPTS,
+                    type(err).__name__,
+                    str(err).strip().splitlines()[0] if str(err).strip() else "",
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, what: str, locks: str, work: Callable[[Cursor], T]) -> T:
+        """Run ``work(cursor)`` in one transaction that first executes ``locks`` (a LOCK statement of sql/ naming
+        every table the work writes), run again on a serialization conflict (:meth:`retrying`). For writers
+        outside this class (reconciliation)."""
+
+        def once() -> T:
+            with self.transaction() as cur:
+                cur.execute(locks)
+                return work(cur)
+
+        return self.retrying(what, once)
 
     # Engine specifics ------------------------------------------------------------------------------
     @abstractmethod
@@ -160,11 +235,25 @@ class Warehouse(ABC):
         """Create or upgrade the schema: apply the ``sql/schema/V*.sql`` files not yet in schema_migrations,
         in version order, in one transaction. Returns the names of the migrations applied now."""
         migrations = self.sql.library.migrations()
+        # Several tasks may run this at once (mapped bulk-publish tasks, the loader): the bootstrap's
+        # "create ... if not exists" can then meet another session's uncommitted create; run again, it finds them.
+        self.retrying("schema bootstrap", self._bootstrap, also=is_create_race)
+        applied_now = self.retrying("schema migration", lambda: self._migrate(migrations))
+        if applied_now:
+            log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
+        else:
+            log.info("Schema %s is up to date (%d migrations)", self.schema, len(migrations))
+        return applied_now
+
+    def _bootstrap(self) -> None:
         with self.transaction() as cur:
             for statement in self.sql.bootstrap():
                 cur.execute(statement)
+
+    def _migrate(self, migrations: Sequence[Migration]) -> list[str]:
         applied_now: list[str] = []
         with self.transaction() as cur:
+            # First statement: a second migrator waits here, then reads the versions the first one applied.
             cur.execute(self.sql.lock_migrations())
             cur.execute(self.sql.applied_migrations())
             applied = {int(v): (name, checksum) for v, name, checksum in cur.fetchall()}
@@ -191,10 +280,6 @@ class Warehouse(ABC):
                 )
                 applied_now.append(f"V{migration.version:03d}__{migration.name}")
             self._after_migrations(cur)
-        if applied_now:
-            log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
-        else:
-            log.info("Schema %s is up to date (%d migrations)", self.schema, len(migrations))
         return applied_now
 
     # Finding work ----------------------------------------------------------------------------------
@@ -208,12 +293,17 @@ class Warehouse(ABC):
     def load(self, batches: Sequence[BatchToLoad], *, force: bool = False) -> LoadReport:
         """Load these batches in one transaction; batches already loaded are skipped unless ``force``
         (a forced reload merges them again, which changes nothing in records: the merge is idempotent)."""
-        report = LoadReport()
         if not batches:
-            return report
+            return LoadReport()
+        return self.retrying(f"load of {len(batches)} batch(es)", lambda: self._load_once(batches, force))
+
+    def _load_once(self, batches: Sequence[BatchToLoad], force: bool) -> LoadReport:
+        report = LoadReport()
         loaded_at = utcnow()
         with self.transaction() as cur:
             self._begin(cur)
+            # First statement that reads or writes: loaders, rebuilds and direct merges serialise here, and the
+            # transaction's snapshot is taken after the lock, so it sees what the previous holder committed.
             cur.execute(self.sql.lock_loader())
             todo = list(batches)
             if not force:
@@ -250,20 +340,37 @@ class Warehouse(ABC):
     def merge_changes(self, changes: Iterable[Change]) -> MergeCounts:
         """Merge change rows given directly (no files, no bookkeeping) in one transaction: the same merge as
         :meth:`load`. For small amounts (tests, repairs): rows reach the stage by multi-row INSERTs."""
-        with self.transaction() as cur:
-            self._begin(cur)
-            cur.execute(self.sql.lock_loader())
-            cur.execute(self.sql.create_stage_changes())
-            insert_rows(cur, self.sql.insert_stage_change(), [c.as_tuple() for c in changes])
-            self._after_work_table(cur, STAGE_CHANGES)
-            counts = self._merge(cur, utcnow())
-            cur.execute(self.sql.drop_work_tables())
-        return counts
+        rows = [c.as_tuple() for c in changes]
+
+        def once() -> MergeCounts:
+            with self.transaction() as cur:
+                self._begin(cur)
+                cur.execute(self.sql.lock_loader())
+                cur.execute(self.sql.create_stage_changes())
+                insert_rows(cur, self.sql.insert_stage_change(), rows)
+                self._after_work_table(cur, STAGE_CHANGES)
+                counts = self._merge(cur, utcnow())
+                cur.execute(self.sql.drop_work_tables())
+            return counts
+
+        return self.retrying(f"merge of {len(rows)} change(s)", once)
 
     def rebuild_current_state(self) -> MergeCounts:
         """Rebuild ``records`` and ``datasets`` from ``record_changes`` and ``dataset_deletes`` (after a fix to
         the merge rules, or if the current state is suspect), in one transaction: readers see the old state
         until it commits."""
+        counts = self.retrying("rebuild of records and datasets", self._rebuild_once)
+        log.info(
+            "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
+            self.schema,
+            counts.versions_staged,
+            counts.keys_changed,
+            counts.keys_deleted,
+            counts.datasets_touched,
+        )
+        return counts
+
+    def _rebuild_once(self) -> MergeCounts:
         with self.transaction() as cur:
             self._begin(cur)
             cur.execute(self.sql.lock_loader())
@@ -274,14 +381,6 @@ class Warehouse(ABC):
             self._after_work_table(cur, STAGE_CHANGES)
             counts = self._merge(cur, utcnow(), from_history=True)
             cur.execute(self.sql.drop_work_tables())
-        log.info(
-            "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
-            self.schema,
-            counts.versions_staged,
-            counts.keys_changed,
-            counts.keys_deleted,
-            counts.datasets_touched,
-        )
         return counts
 
     def _work(self, cur: Cursor, statement: str, table: str) -> None:
@@ -453,7 +552,8 @@ class Warehouse(ABC):
         """Insert or update (by attempt_id) one row of bulk_publish_runs; calling it again with the same
         state changes nothing but updated_at."""
         now = utcnow()
-        with self.transaction() as cur:
+
+        def write(cur: Cursor) -> None:
             cur.execute(self.sql.create_stage_bulk_publish())
             cur.execute(
                 self.sql.insert_stage_bulk_publish(),
@@ -473,6 +573,10 @@ class Warehouse(ABC):
             )
             cur.execute(self.sql.merge_bulk_publish(), (now, now))
             cur.execute(self.sql.drop_stage_bulk_publish())
+
+        # The mapped per-pool tasks write at once: without the lock first, two MERGEs into bulk_publish_runs
+        # from transactions that overlap are not serializable (Redshift aborts one with error 1023).
+        self.write(f"bulk publish attempt {attempt.attempt_id}", self.sql.lock_bulk_publish_runs(), write)
 
     def bulk_publish_attempts(self, identity_pool_id: str, limit: int = 20) -> list[BulkPublishAttempt]:
         """The pool's latest attempts, newest first (times are naive UTC)."""
