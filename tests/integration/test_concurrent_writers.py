@@ -99,7 +99,7 @@ def run_both(gate: Gate, first: Callable[[], Any], second: Callable[[], Any]) ->
     def run(name: str, work: Callable[[], Any]) -> None:
         try:
             work()
-        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+        except BaseException as err:
             errors.append(err)
         finally:
             gate.finished.add(name)

@@ -20,7 +20,15 @@ from cognito_streams.warehouse.models import LoadCheckError, LoadError
 from cognito_streams.warehouse.postgres import PostgresWarehouse
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, resent
 from tests.support.landing import LandingWriter, cut_value, reject_row
-from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, table_counts, unique_schema
+from tests.support.warehouse import (
+    drop_schema,
+    drop_unique_keys,
+    pipeline_settings,
+    query,
+    read_state,
+    table_counts,
+    unique_schema,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,13 +61,21 @@ class Landing:
             return table_counts(wh)
 
 
-@pytest.fixture
-def landing(stack, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["unique keys", "no unique keys"])
+def landing(request: pytest.FixtureRequest, stack, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
+    """A fresh schema and landing prefix; with the schema's primary keys and unique indexes, and without them (as
+    Redshift, which does not enforce them). After each scenario every data-quality check must hold: without keys,
+    they are the only guard of each table's grain."""
     settings = pipeline_settings(warehouse_schema=unique_schema(), landing_prefix=f"t-{uuid.uuid4().hex[:10]}")
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
+    if request.param == "no unique keys":
+        drop_unique_keys(settings.warehouse_schema)
     try:
         yield Landing(settings, LandingWriter(aws("s3"), settings.landing_bucket, settings.landing_prefix))
+        with open_warehouse(settings) as wh:
+            failed = [r for r in wh.quality_checks(datetime(1970, 1, 1)) if not r.ok]
+        assert failed == [], "a scenario broke a table's grain"
     finally:
         drop_schema(settings.warehouse_schema)
 

@@ -15,7 +15,7 @@ import redshift_connector
 from cognito_streams.warehouse.base import SERIALIZATION_ATTEMPTS, is_create_race, is_serialization_failure
 from cognito_streams.warehouse.models import BulkPublishAttempt, WarehouseError
 from cognito_streams.warehouse.redshift import RedshiftWarehouse
-from tests.support.fake_redshift import FakeRedshift, code
+from tests.support.fake_redshift import FakeRedshift
 
 ROLE = "arn:aws:iam::123456789012:role/copy"
 #: What redshift-connector raises for Redshift's error 1023 (the server's fields as the exception's argument).
