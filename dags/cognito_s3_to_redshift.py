@@ -12,7 +12,8 @@ by hand for backfills. One run at a time.
 2. **choose_mode** — `load` (default) or `rebuild` (Params below).
 3. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
    `load_max_files_per_batch` files per transaction, and lists again until caught up. Per transaction:
-   COPY into a stage (Redshift: server-side from the manifest; PostgreSQL: streamed), staged rows checked
+   COPY into a stage (Redshift: one server-side COPY per stage table from a manifest of the whole
+   transaction; PostgreSQL: streamed), staged rows checked
    against the manifests' `record_count` and the landing contract, dedupe, new versions into
    `record_changes`, dataset deletes, MERGE of `records` (newer versions only; removes and dataset
    deletes leave tombstones) and `datasets`, quarantined records into `rejected_records`, files into

@@ -147,3 +147,16 @@ def test_the_cli_names_a_bad_setting(capsys, monkeypatch) -> None:  # type: igno
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"stream_name": "x"}'))
     assert main(["--settings", "-", "--region", "us-east-1"]) == 2
     assert "cognito_pipeline.identity_pool_ids: required setting is missing" in capsys.readouterr().err
+
+
+def test_the_loader_may_write_its_load_manifests_and_redshift_read_them(policies) -> None:  # type: ignore[no-untyped-def]
+    # The loader writes one combined COPY manifest per stage table per load under <prefix>/load-manifests/
+    # (core/load_plan.load_manifest_name); the worker may write there but delete nothing, and the COPY role reads it.
+    from cognito_streams.core.load_plan import LOAD_MANIFESTS, load_manifest_name
+
+    key = f"cognito-streams/{LOAD_MANIFESTS}/{load_manifest_name('stg_changes', ['s3://landing-bucket/a.parquet'])}"
+    arn = f"arn:aws:s3:::landing-bucket/{key}"
+    worker = policies["airflow-worker.policy"]
+    assert allows([worker], "s3:PutObject", arn)
+    assert not allows([worker], "s3:DeleteObject", arn)
+    assert allows([policies["redshift-copy-role.policy"]], "s3:GetObject", arn)

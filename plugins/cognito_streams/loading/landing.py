@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
-from cognito_streams.core.load_plan import landing_day
+from cognito_streams.core.load_plan import LOAD_MANIFESTS, landing_day
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,13 @@ class LandingReader:
         """The bytes of one landed object."""
         bucket, key = split_s3_url(url)
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def put_load_manifest(self, name: str, body: bytes) -> str:
+        """Write a combined COPY manifest as ``<landing prefix>/load-manifests/<name>``; returns its s3:// URL.
+        (The worker's policy allows writing under the landing prefix; Redshift's COPY role may read there.)"""
+        key = "/".join(p for p in (self.layout.prefix, LOAD_MANIFESTS, name) if p)
+        self.s3.put_object(Bucket=self.layout.bucket, Key=key, Body=body, ContentType="application/json")
+        return self.layout.url(key)
 
     def read_batch(self, ref: DescriptorRef) -> BatchToLoad:
         """A descriptor and its manifests, checked against each other."""

@@ -36,7 +36,7 @@ def load_landing_zone(
     total = LoadReport()
     reloaded: set[str] = set()
     scope = f"days {day_from or 'first'}..{day_to or 'last'}" if day_from or day_to else "all days"
-    with open_warehouse(settings, fetch=reader.fetch) as wh:
+    with open_warehouse(settings, fetch=reader.fetch, write_manifest=reader.put_load_manifest) as wh:
         for pass_no in range(1, max_passes + 1):
             refs = reader.list_descriptors(day_from, day_to)
             found = len(refs)

@@ -448,6 +448,9 @@ class Warehouse(ABC):
         staged: dict[tuple[str, str], int] = {}
         problems: list[str] = []
         violations: dict[str, tuple[int, str]] = {}
+        # The files at fault, so that the loader can tell which batches to set aside (loading.run).
+        bad_counts: set[str] = set()
+        bad_rows: set[str] = set()
         for table, statement, manifests in (
             (STAGE_CHANGES, self.sql.staged_changes_per_file(), [b.changes_manifest for b in batches]),
             (STAGE_REJECTS, self.sql.staged_rejects_per_file(), [b.rejects_manifest for b in batches]),
@@ -460,24 +463,28 @@ class Warehouse(ABC):
                 if problem is not None:
                     count, example = violations.get(problem, (0, ""))
                     violations[problem] = (count + int(n), max(example, str(url)))
+                    bad_rows.add(str(url))
             for url in sorted(set(expected) | set(got)):
                 manifest_url, want = expected.get(url, ("(no manifest lists it)", 0))
                 have = got.get(url, 0)
                 staged[(table, url)] = have
                 if have != want:
                     problems.append(f"{url}: {manifest_url} says {want} rows, {table} holds {have}")
+                    bad_counts.add(url)
         if problems:
             raise LoadCheckError(
                 f"staged rows do not match the manifests' record_count in {len(problems)} file(s); nothing was "
                 "merged:\n  " + "\n  ".join(problems) + "\nThe landed files and their manifests disagree: re-land "
-                "those batches, or check that landed_file in the rows names the file that holds them"
+                "those batches, or check that landed_file in the rows names the file that holds them",
+                files=bad_counts,
             )
         if violations:
             lines = [f"{p}: {n} row(s), e.g. in {example}" for p, (n, example) in sorted(violations.items())]
             raise LoadCheckError(
                 "staged rows break the landing contract (core/landing_format.py); nothing was merged:\n  "
                 + "\n  ".join(lines)
-                + "\nFix the landing DAG's writer, re-land those batches, then rerun this DAG"
+                + "\nFix the landing DAG's writer, re-land those batches, then rerun this DAG",
+                files=bad_rows,
             )
         return staged
 

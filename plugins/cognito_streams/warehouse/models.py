@@ -4,6 +4,7 @@ attempts, and the errors a user can act on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -13,17 +14,34 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cognito_streams.core.landing_format import LandedBatch
 
+#: ``write_manifest(name, body)`` writes a load's combined COPY manifest under the landing prefix's
+#: ``load-manifests/`` and returns its s3:// URL (``LandingReader.put_load_manifest``); Redshift COPYs from it.
+WriteManifest = Callable[[str, bytes], str]
+
 
 class WarehouseError(RuntimeError):
     """Base of the warehouse's errors; the message says what failed, with which input, what to do."""
 
 
-class LoadError(WarehouseError):
+class BatchDataError(WarehouseError):
+    """A load failed because of what some landed files or batches hold (not because of the warehouse or the
+    network): the loader loads the other batches and records these as failed (``loading.run``).
+
+    ``files``: the data files found at fault, when known; ``descriptors``: the batch descriptors, when known."""
+
+    def __init__(self, message: str, *, files: Iterable[str] = (), descriptors: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.files = frozenset(files)
+        self.descriptors = frozenset(descriptors)
+
+
+class LoadError(BatchDataError):
     """A COPY into the stage failed (the message names the file, the line and the reason)."""
 
 
-class LoadCheckError(WarehouseError):
-    """Staged rows disagree with the manifests, or break the landing contract; nothing was merged."""
+class LoadCheckError(BatchDataError):
+    """Staged rows disagree with the manifests, or break the landing contract, or a descriptor or manifest is
+    malformed; nothing was merged."""
 
 
 class DataQualityError(WarehouseError):
