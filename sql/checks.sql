@@ -86,6 +86,12 @@ from (
     select file_url from ${schema}.loaded_files group by file_url having count(*) > 1
 ) as duplicated;
 
+-- name: check_failed_batches_unique
+select count(*) as failing, coalesce(max(descriptor_url), '') as example
+from (
+    select descriptor_url from ${schema}.failed_batches group by descriptor_url having count(*) > 1
+) as duplicated;
+
 -- name: check_bulk_publish_runs_unique
 select count(*) as failing, coalesce(max(attempt_id), '') as example
 from (

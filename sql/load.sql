@@ -668,6 +668,57 @@ when not matched then insert (
     b.kinesis_records_landed, b.kinesis_records_rejected, b.is_replay, cast(%s as timestamp)
 );
 
+-- name: resolve_failed_batches
+-- Step 7c. A batch set aside earlier that loads now is resolved (its row stays, for the record).
+update ${schema}.failed_batches
+set resolved_at = cast(%s as timestamp)
+from stg_batches as b
+where failed_batches.descriptor_url = b.descriptor_url and failed_batches.resolved_at is null;
+
+-- name: create_stage_failed
+create temp table stg_failed (
+    descriptor_url varchar(2048) not null,
+    landing_day date not null,
+    batch_id varchar(512),
+    error_kind varchar(64) not null,
+    error_message varchar(65535) not null
+) ${attributes_stg_rejects};
+
+-- name: insert_stage_failed
+insert into stg_failed (descriptor_url, landing_day, batch_id, error_kind, error_message)
+values (%s, %s, %s, %s, %s);
+
+-- name: merge_failed_batches
+-- Batches set aside by this run (after the lock of lock_loader: the loader's tables have one writer at a time).
+merge into ${schema}.failed_batches
+using stg_failed as f
+on failed_batches.descriptor_url = f.descriptor_url
+when matched then update set
+    landing_day = f.landing_day,
+    batch_id = f.batch_id,
+    error_kind = f.error_kind,
+    error_message = f.error_message,
+    last_failed_at = cast(%s as timestamp),
+    failures = failed_batches.failures + 1,
+    resolved_at = cast(null as timestamp)
+when not matched then insert (
+    descriptor_url, landing_day, batch_id, error_kind, error_message, first_failed_at, last_failed_at, failures,
+    resolved_at
+) values (
+    f.descriptor_url, f.landing_day, f.batch_id, f.error_kind, f.error_message, cast(%s as timestamp),
+    cast(%s as timestamp), 1, cast(null as timestamp)
+);
+
+-- name: drop_stage_failed
+drop table if exists stg_failed;
+
+-- name: unresolved_failed_batches
+-- The batches set aside and not loaded since: the loader tries them after the others, in their own
+-- transactions, so that they cannot hold the rest back.
+select descriptor_url
+from ${schema}.failed_batches
+where resolved_at is null;
+
 -- name: loaded_descriptors
 -- Finding work: the descriptors already loaded among a range of landing days.
 select descriptor_url

@@ -26,6 +26,8 @@ ROWS = {
     "rejected_records": f"""insert into {{schema}}.rejected_records values ('s', 'shard', '00042', 0, {T},
         'invalid_json', 'bad', null, null, null, 9, 's3://b/p/rejects/x.jsonl#line=1', 's3://b/p/rejects/x.parquet',
         {T})""",
+    "failed_batches": f"""insert into {{schema}}.failed_batches values ('s3://b/p/batches/y.json', date '2026-03-01',
+        null, 'LoadError', 'COPY failed', {T}, {T}, 1, null)""",
     "reconciliation_runs": f"""insert into {{schema}}.reconciliation_runs values ('run-1', {T}, 1, 1, 1, 0, 0, 0, 0,
         0, 0, 0, null, 0, true)""",
 }
@@ -38,6 +40,7 @@ GRAIN_CHECKS = {
     "rejected_records": "rejected_records_unique",
     "loaded_batches": "loaded_batches_unique",
     "loaded_files": "loaded_files_unique",
+    "failed_batches": "failed_batches_unique",
     "bulk_publish_runs": "bulk_publish_runs_unique",
     "reconciliation_runs": "reconciliation_runs_unique",
     "schema_migrations": "schema_migrations_unique",

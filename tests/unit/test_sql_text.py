@@ -226,6 +226,7 @@ def test_quality_checks_are_listed(engine: str) -> None:
         "rejected_records_unique",
         "loaded_batches_unique",
         "loaded_files_unique",
+        "failed_batches_unique",
         "bulk_publish_runs_unique",
         "reconciliation_runs_unique",
         "schema_migrations_unique",

@@ -521,6 +521,24 @@ class WarehouseSql:
     def merge_loaded_batches(self) -> str:
         return self.statement("load.sql", "merge_loaded_batches")
 
+    def resolve_failed_batches(self) -> str:
+        return self.statement("load.sql", "resolve_failed_batches")
+
+    def create_stage_failed(self) -> str:
+        return self.statement("load.sql", "create_stage_failed")
+
+    def insert_stage_failed(self) -> str:
+        return self.statement("load.sql", "insert_stage_failed")
+
+    def merge_failed_batches(self) -> str:
+        return self.statement("load.sql", "merge_failed_batches")
+
+    def drop_stage_failed(self) -> str:
+        return self.statement("load.sql", "drop_stage_failed")
+
+    def unresolved_failed_batches(self) -> str:
+        return self.statement("load.sql", "unresolved_failed_batches")
+
     def loaded_descriptors(self) -> str:
         return self.statement("load.sql", "loaded_descriptors")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
@@ -118,9 +119,29 @@ class LandingReader:
             rejects_manifest=manifests["rejects"],
         )
 
-    def read_batches(self, refs: list[DescriptorRef]) -> list[BatchToLoad]:
-        """:meth:`read_batch` for many, in parallel, in the order given."""
+    def read_batches(
+        self, refs: list[DescriptorRef]
+    ) -> tuple[list[BatchToLoad], list[tuple[DescriptorRef, Exception]]]:
+        """:meth:`read_batch` for many, in parallel, in the order given: the batches read, and the descriptors
+        that could not be read as a batch (malformed, or naming a manifest that is not there) with their error,
+        so that one bad descriptor does not hold back the others. Other errors (S3 down, access denied) go up."""
         if not refs:
-            return []
+            return [], []
         with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(refs)), thread_name_prefix="landing-read") as pool:
-            return list(pool.map(self.read_batch, refs))
+            outcomes = list(pool.map(self._read_or_error, refs))
+        batches = [o for o in outcomes if isinstance(o, BatchToLoad)]
+        unreadable = [(ref, o) for ref, o in zip(refs, outcomes, strict=True) if not isinstance(o, BatchToLoad)]
+        return batches, unreadable
+
+    def _read_or_error(self, ref: DescriptorRef) -> BatchToLoad | Exception:
+        try:
+            return self.read_batch(ref)
+        except LoadCheckError as err:
+            return err
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return LoadCheckError(
+                    f"batch {ref.url} names an object that is not in the landing zone ({err}); re-land the batch",
+                    descriptors=(ref.url,),
+                )
+            raise

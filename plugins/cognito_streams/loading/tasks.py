@@ -9,10 +9,13 @@ from typing import Any
 from cognito_streams.loading import run
 from cognito_streams.loading.params import LoadParams
 from cognito_streams.settings import load_settings
+from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
 
 log = logging.getLogger(__name__)
 
 LOAD_TASK = "load_batches"
+#: Where load()'s return value lists the batches set aside (FailedBatch.as_dict each).
+FAILED_KEY = "failed_batches"
 REBUILD_TASK = "rebuild_state"
 
 
@@ -27,9 +30,21 @@ def choose(params: dict[str, Any] | None) -> str:
 
 
 def load(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Load the landed batches not yet loaded (or the day range, forced); returns the counts."""
+    """Load the landed batches not yet loaded (or the day range, forced); returns the counts and, under
+    ``failed_batches``, the batches set aside (the ``check_failed_batches`` task fails the run on them, after
+    the checks and the announcement of what was loaded)."""
     p = LoadParams.parse(params)
-    return run.load_landing_zone(load_settings(), day_from=p.day_from, day_to=p.day_to, force=p.force).as_dict()
+    report = run.load_landing_zone(load_settings(), day_from=p.day_from, day_to=p.day_to, force=p.force)
+    return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
+
+
+def check_failed(loaded: dict[str, Any] | None) -> int:
+    """Fail (BatchesFailedError, naming each batch, its error and the repair) when the load set batches aside;
+    returns 0 otherwise."""
+    failed = [FailedBatch.from_dict(f) for f in (loaded or {}).get(FAILED_KEY, [])]
+    if failed:
+        raise batches_failed_error(failed, load_settings().warehouse_schema)
+    return 0
 
 
 def rebuild() -> dict[str, Any]:
@@ -48,5 +63,5 @@ def announcement(loaded: dict[str, Any] | None, rebuilt: dict[str, Any] | None) 
     if rebuilt is not None:
         return {"mode": "rebuild", **rebuilt}
     if loaded and loaded.get("batches"):
-        return {"mode": "load", **loaded}
+        return {"mode": "load", **{k: v for k, v in loaded.items() if k != FAILED_KEY}}
     return None

@@ -23,11 +23,13 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from cognito_streams.core.sql_text import Engine, Migration, SqlLibrary, WarehouseSql, multi_row_insert, row_chunks
 from cognito_streams.core.state import Change
+from cognito_streams.core.values import cut_utf8
 from cognito_streams.warehouse.models import (
     BatchToLoad,
     BulkPublishAttempt,
     CheckResult,
     DataQualityError,
+    FailedBatch,
     LoadCheckError,
     LoadReport,
     Manifest,
@@ -37,6 +39,9 @@ from cognito_streams.warehouse.models import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The longest error text kept per failed batch: failed_batches.error_message is varchar(65535), in bytes.
+FAILED_ERROR_BYTES = 65_535
 
 STAGE_CHANGES = "stg_changes"
 STAGE_REJECTS = "stg_rejects"
@@ -527,6 +532,41 @@ class Warehouse(ABC):
         cur.execute(self.sql.create_stage_batches())
         insert_rows(cur, self.sql.insert_stage_batch(), rows_b)
         cur.execute(self.sql.merge_loaded_batches(), (loaded_at, loaded_at))
+        cur.execute(self.sql.resolve_failed_batches(), (loaded_at,))
+
+    # Batches set aside ---------------------------------------------------------------------------------
+    def record_failed_batches(self, failed: Sequence[FailedBatch]) -> None:
+        """Record batches the loader set aside in ``failed_batches`` (one row per batch: a batch failing again
+        counts one more failure and keeps its latest error), in a transaction of its own, under the loader's
+        lock."""
+        if not failed:
+            return
+        now = utcnow()
+        rows = [
+            (
+                f.descriptor_url,
+                f.landing_day,
+                f.batch_id,
+                f.error_kind[:64],
+                # Redshift's VARCHAR counts bytes: cut whole characters to fit varchar(65535).
+                cut_utf8(f.error_message.encode(), FAILED_ERROR_BYTES).decode(),
+            )
+            for f in failed
+        ]
+
+        def write(cur: Cursor) -> None:
+            cur.execute(self.sql.create_stage_failed())
+            insert_rows(cur, self.sql.insert_stage_failed(), rows)
+            cur.execute(self.sql.merge_failed_batches(), (now, now, now))
+            cur.execute(self.sql.drop_stage_failed())
+
+        self.write(f"record of {len(failed)} failed batch(es)", self.sql.lock_loader(), write)
+
+    def unresolved_failed_batches(self) -> set[str]:
+        """Descriptor URLs of the batches set aside and not loaded since."""
+        with self.transaction() as cur:
+            cur.execute(self.sql.unresolved_failed_batches())
+            return {str(row[0]) for row in cur.fetchall()}
 
     # Checks ----------------------------------------------------------------------------------------
     def quality_checks(self, since: datetime) -> list[CheckResult]:
