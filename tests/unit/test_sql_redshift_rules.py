@@ -199,3 +199,46 @@ def test_bulk_publish_attempts_places_its_limit_as_a_literal() -> None:
     limit = parse(statement, "redshift").find(exp.Limit)
     assert limit is not None and limit.expression.sql() == "50"
     assert statement.count("%s") == 1  # the pool, bound
+
+
+# Wide columns through work tables ---------------------------------------------------------------------------
+
+#: varchar(65535) columns of the stage. Redshift sizes sort and hash buffers and temporary tables by declared
+#: widths: a work table or a sort carries them only where the value itself is needed.
+WIDE = {"record_value", "detail"}
+#: The work tables that need the value: the MERGE source (a table, AWS's form) and, for datasets with deletes,
+#: the candidates whose winner becomes that source.
+NEED_THE_VALUE = {"stg_winners", "stg_candidates"}
+
+
+def _work_tables(engine: str) -> dict[str, exp.Expr]:
+    out = {}
+    for name, statement in every_statement(engine).items():  # type: ignore[arg-type]
+        if name.startswith("load.sql:create_") and " as\nselect" in statement:
+            tree = parse(statement, engine)  # type: ignore[arg-type]
+            assert isinstance(tree, exp.Create), name
+            out[tree.this.name] = tree
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_work_tables_carry_the_value_only_where_needed(engine: str) -> None:
+    tables = _work_tables(engine)
+    assert {"stg_versions", "stg_winners", "stg_datasets"} <= set(tables)
+    for table, tree in tables.items():
+        select = tree.expression
+        columns = {e.alias_or_name for e in select.expressions}
+        if table not in NEED_THE_VALUE:
+            assert not columns & WIDE, f"{table} carries {columns & WIDE}"
+        # No star anywhere: a star carries every column of the stage through the sort below it.
+        assert not list(select.find_all(exp.Star)), f"{table} selects *"
+
+
+def test_the_version_sort_does_not_carry_the_value() -> None:
+    versions = _work_tables("redshift")["stg_versions"]
+    windows = list(versions.find_all(exp.Window))
+    assert windows
+    sorted_select = windows[0].find_ancestor(exp.Select)
+    assert sorted_select is not None
+    carried = {e.alias_or_name for e in sorted_select.expressions}
+    assert not carried & WIDE and "value_ref" not in carried

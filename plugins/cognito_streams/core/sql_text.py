@@ -409,10 +409,10 @@ class WarehouseSql:
     def analyze_table(self, table: str) -> str:
         return self.statement("postgres.sql", "analyze_table", table=table)
 
-    def analyze_keys(self, table: str, with_record_key: bool) -> str:
-        """PostgreSQL: statistics of a work table's join keys (dataset keys, or record keys)."""
-        name = "analyze_record_keys" if with_record_key else "analyze_dataset_keys"
-        return self.statement("postgres.sql", name, table=table)
+    def analyze_keys(self, table: str, keys: str) -> str:
+        """PostgreSQL: statistics of a work table's join keys: ``keys`` is ``dataset``, ``record`` or
+        ``version`` (record keys and the flags stg_versions is filtered on)."""
+        return self.statement("postgres.sql", f"analyze_{keys}_keys", table=table)
 
     def tune_transaction(self) -> str:
         return self.statement("postgres.sql", "tune_transaction")
@@ -435,6 +435,10 @@ class WarehouseSql:
     def probe_by_key(self, done: bool = False) -> str:
         """PostgreSQL: steer the planner to primary-key probes around a MERGE (``done``: back to normal)."""
         return self.statement("postgres.sql", "probe_by_key_done" if done else "probe_by_key")
+
+    def join_back_by_hash(self, done: bool = False) -> str:
+        """PostgreSQL: hash joins (no merge joins) around the statements that join values back from the stage."""
+        return self.statement("postgres.sql", "join_back_by_hash_done" if done else "join_back_by_hash")
 
     def tune_tables(self) -> list[str]:
         """PostgreSQL: table settings and the history's indexes, each idempotent, in this order."""

@@ -235,6 +235,13 @@ class Warehouse(ABC):
         (cost grows with the table). Nothing to do by default."""
         yield
 
+    @contextmanager
+    def _joining_back(self, cur: Cursor) -> Iterator[None]:
+        """Around the statements that join the stage's payload columns back to stg_versions by position (the
+        history insert, the winners, the candidates): where the engine has a planner to steer, make it hash
+        the join. Nothing to do by default."""
+        yield
+
     # Schema --------------------------------------------------------------------------------------
     def ensure_schema(self) -> list[str]:
         """Create or upgrade the schema: apply the ``sql/schema/V*.sql`` files not yet in schema_migrations,
@@ -345,7 +352,9 @@ class Warehouse(ABC):
     def merge_changes(self, changes: Iterable[Change]) -> MergeCounts:
         """Merge change rows given directly (no files, no bookkeeping) in one transaction: the same merge as
         :meth:`load`. For small amounts (tests, repairs): rows reach the stage by multi-row INSERTs."""
-        rows = [c.as_tuple() for c in changes]
+        # A change given twice is one row of the stage (as in a landed file, where each row has its own position:
+        # the merge joins values back by position).
+        rows = list(dict.fromkeys(c.as_tuple() for c in changes))
 
         def once() -> MergeCounts:
             with self.transaction() as cur:
@@ -417,15 +426,17 @@ class Warehouse(ABC):
             with_deletes = int(cur.fetchone()[0]) > 0
             self._work(cur, sql.create_versions(), "stg_versions")
         if not from_history:
-            with _timed(steps, "history"):
-                cur.execute(sql.insert_record_changes(), (loaded_at, loaded_at))
+            with _timed(steps, "history"), self._joining_back(cur):
+                cur.execute(sql.insert_record_changes(), (loaded_at,))
                 versions_inserted = max(cur.rowcount, 0)
         with _timed(steps, "winners"):
-            cur.execute(sql.create_winners())
+            with self._joining_back(cur):
+                cur.execute(sql.create_winners())
             if with_deletes:
                 # Only datasets with a delete need candidates and generations: in a batch without any (the usual
                 # case) these statements would scan the versions to find nothing.
-                self._work(cur, sql.create_candidates(), "stg_candidates")
+                with self._joining_back(cur):
+                    self._work(cur, sql.create_candidates(), "stg_candidates")
                 self._work(cur, sql.create_generations(), "stg_generations")
                 cur.execute(sql.insert_winners_with_deletes())
             self._after_work_table(cur, "stg_winners")

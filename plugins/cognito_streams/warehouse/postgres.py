@@ -33,15 +33,15 @@ Fetch = Callable[[str], bytes]
 
 _SCHEMAS = {STAGE_CHANGES: CHANGES_SCHEMA}
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
-#: Work tables the planner needs statistics on, with whether their key includes record_key: the big ones
+#: Work tables the planner needs statistics on, with which keys (analyze_<keys>_keys in sql/postgres.sql): the big ones
 #: that drive joins. The others are empty or tiny in a normal batch (deletes, candidates of datasets with
 #: deletes), where the planner's default guess does no harm.
-ANALYZED_WORK_TABLES: dict[str, bool] = {
-    "stg_changes": True,
-    "stg_versions": True,
-    "stg_datasets": False,
-    "stg_winners": True,
-    "stg_dataset_updates": False,
+ANALYZED_WORK_TABLES: dict[str, str] = {
+    "stg_changes": "record",
+    "stg_versions": "version",
+    "stg_datasets": "dataset",
+    "stg_winners": "record",
+    "stg_dataset_updates": "dataset",
 }
 #: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
 PREFETCH = 2
@@ -167,6 +167,12 @@ class PostgresWarehouse(Warehouse):
         cur.execute(self.sql.probe_by_key())
         yield
         cur.execute(self.sql.probe_by_key(done=True))
+
+    @contextmanager
+    def _joining_back(self, cur: Cursor) -> Iterator[None]:
+        cur.execute(self.sql.join_back_by_hash())
+        yield
+        cur.execute(self.sql.join_back_by_hash(done=True))
 
     def _after_work_table(self, cur: Cursor, table: str) -> None:
         # Temporary tables are never auto-analyzed. Without statistics, a join of two of them on three or four
