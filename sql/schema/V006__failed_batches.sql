@@ -1,4 +1,4 @@
--- V004: batches the loader set aside (issue 17: loading must never stall behind one bad batch). When a
+-- V006: batches the loader set aside (issue 17: loading must never stall behind one bad batch). When a
 -- batch's COPY, its staged-row checks or its descriptor fail, the loader loads the other batches, records the
 -- failure here, fails the run naming it, and tries it again on later runs (in transactions of its own, after
 -- the other batches) until it loads; then resolved_at is set. One row per batch descriptor.
