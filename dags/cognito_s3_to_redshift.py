@@ -126,7 +126,7 @@ def cognito_s3_to_redshift() -> None:
         outlet_events[WAREHOUSE_LOADED].extra = extra
         return extra
 
-    @task(retries=0)
+    @task
     def check_failed_batches(ti: Any = None) -> int:
         from cognito_streams.loading import tasks
 

@@ -39,11 +39,15 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def check_failed(loaded: dict[str, Any] | None) -> int:
-    """Fail (BatchesFailedError, naming each batch, its error and the repair) when the load set batches aside;
-    returns 0 otherwise."""
+    """Fail the task, naming each batch set aside by the load, its error and the repair; returns 0 when none
+    was. Not retried (AirflowFailException): it reports what the load did, and a retry would report the same;
+    the next run of the DAG tries the batches again."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     failed = [FailedBatch.from_dict(f) for f in (loaded or {}).get(FAILED_KEY, [])]
     if failed:
-        raise batches_failed_error(failed, load_settings().warehouse_schema)
+        err = batches_failed_error(failed, load_settings().warehouse_schema)
+        raise AirflowFailException(f"{type(err).__name__}: {err}") from err
     return 0
 
 
