@@ -553,6 +553,8 @@ class Warehouse(ABC):
         if not failed:
             return
         now = utcnow()
+        # One source row per batch (a MERGE source row per target row); the latest error of a batch wins.
+        latest = {f.descriptor_url: f for f in failed}
         rows = [
             (
                 f.descriptor_url,
@@ -562,7 +564,7 @@ class Warehouse(ABC):
                 # Redshift's VARCHAR counts bytes: cut whole characters to fit varchar(65535).
                 cut_utf8(f.error_message.encode(), FAILED_ERROR_BYTES).decode(),
             )
-            for f in failed
+            for f in latest.values()
         ]
 
         def write(cur: Cursor) -> None:
