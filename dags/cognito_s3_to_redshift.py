@@ -15,16 +15,20 @@ by hand to reload. One run at a time.
 3. **choose_mode** — `load` (default) or `rebuild`.
 4. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
    `load_max_files_per_batch` files per transaction, and lists again until caught up. Per transaction:
-   COPY into a stage (Redshift: server-side from the manifest; PostgreSQL: streamed), staged rows checked
+   COPY into a stage (Redshift: one server-side COPY per stage table from a manifest of the whole
+   transaction; PostgreSQL: streamed), staged rows checked
    against the manifests' `record_count` and the landing contract, dedupe, new versions into
    `record_changes`, dataset deletes, MERGE of `records` (newer versions only; removes and dataset
    deletes leave tombstones) and `datasets`, quarantined records into `rejected_records`, files into
    `loaded_files`/`loaded_batches`. All or nothing.
 5. **rebuild_state** — rebuilds `records` and `datasets` from `record_changes` + `dataset_deletes`.
-6. **quality_checks** — merge keys unique and not null; staged rows = manifests' counts; datasets' live
-   counts = records. Red with the numbers when one fails.
+6. **quality_checks** — every table's grain (Redshift enforces no key), merge keys not null; staged rows =
+   manifests' counts; datasets' live counts = records. Red with the numbers when one fails.
 7. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
    run loaded or rebuilt something; skipped otherwise.
+8. **check_failed_batches** — red when `load_batches` set batches aside (a batch whose descriptor, COPY
+   or checks failed is recorded in `failed_batches` while every other batch loads; later runs try it
+   again), naming each batch, its error and the repair.
 
 **Params** (manual runs): `mode` (`load` | `rebuild`); `from_day`/`to_day` (YYYY-MM-DD, the landing
 `dt=` partition; other forms are refused by the trigger form and the REST API) to load only that range;
@@ -39,10 +43,11 @@ After a load it keeps the load's duration and freshness (change made → loaded,
 `health_samples` and emits them as Airflow metrics (`cognito_streams.loading.*`).
 
 **When it is red** (details: docs/warehouse.md, "When the loader is red"):
-- `COPY ... failed` — names the file, line and reason (Redshift: from `sys_load_error_detail`). Nothing of
-  that transaction was written. Fix the file (usually re-land the batch), then clear the task.
-- `staged rows do not match the manifests` / `break the landing contract` — the landed files and their
-  manifests or the contract disagree: a writer bug; fix it, re-land the batch, clear the task.
+- `check_failed_batches`: `N landed batch(es) could not be loaded and were set aside` — each batch with its
+  error: `COPY ... failed` (the file, line and reason; Redshift: from `sys_load_error_detail`), `staged rows
+  do not match the manifests` / `break the landing contract` (a writer bug), or a malformed descriptor.
+  Everything else was loaded. Fix the cause (usually re-land the batch); the next run loads it
+  (docs/operations.md, "A batch the loader set aside").
 - `no landed batch for from_day ...` — a manual run's day range holds no landed batch (the days are landing
   days, the `dt=` partition): fix `from_day`/`to_day`.
 - `data-quality check(s) failed` — the numbers and an example are in the message; run a `rebuild`.
@@ -169,8 +174,17 @@ def cognito_s3_to_redshift() -> None:
         outlet_events[WAREHOUSE_LOADED].extra = extra
         return extra
 
+    @task
+    def check_failed_batches(ti: Any = None) -> int:
+        from cognito_streams.loading import tasks
+
+        # A run that set batches aside is red, after the checks and the announcement of what it did load.
+        return tasks.check_failed(ti.xcom_pull(task_ids=tasks.LOAD_TASK))
+
     chosen = check_params() >> ensure_schema() >> choose_mode()
-    chosen >> [load_batches(), rebuild_state()] >> quality_checks() >> announce_loaded()
+    loaded = load_batches()
+    chosen >> [loaded, rebuild_state()] >> quality_checks() >> announce_loaded()
+    loaded >> check_failed_batches()
 
 
 DAG = cognito_s3_to_redshift()

@@ -1,6 +1,12 @@
 -- bulk_publish_runs: one row per attempt, written by cognito_bulk_publish through
 -- Warehouse.record_bulk_publish_attempt (an idempotent upsert by attempt_id).
 
+-- name: lock_bulk_publish_runs
+-- First statement of the writer's transaction: the mapped per-pool tasks write at once, and two overlapping
+-- transactions that both read (MERGE) and write bulk_publish_runs are not serializable (Redshift: error 1023).
+-- The second waits here, then takes its snapshot after the first committed. LOCK t (Redshift has no lock modes).
+lock table ${schema}.bulk_publish_runs;
+
 -- name: create_stage_bulk_publish
 create temp table stg_bulk_publish (
     attempt_id varchar(256) not null,
@@ -53,11 +59,13 @@ when not matched then insert (
 drop table if exists stg_bulk_publish;
 
 -- name: bulk_publish_attempts
--- A pool's attempts, newest first.
+-- A pool's attempts, newest first. The limit is an integer the code validated and placed in the text: no
+-- statement binds LIMIT/OFFSET (redshift-connector binds on the server, and Redshift refuses a bound LIMIT:
+-- aws/amazon-redshift-python-driver#24).
 select
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
     next_eligible_at, dag_run_id, reason, updated_at
 from ${schema}.bulk_publish_runs
 where identity_pool_id = %s
 order by requested_at desc, attempt_id desc
-limit %s;
+limit ${limit};

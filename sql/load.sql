@@ -97,7 +97,8 @@ select
     d.landed_file
 from (
     select
-        c.*,
+        c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at, c.sync_count, c.payload_type,
+        c.stream_name, c.shard_id, c.sequence_number, c.sub_sequence_number, c.arrived_at, c.landed_file,
         row_number() over (
             partition by c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at
             order by
@@ -177,12 +178,15 @@ from stg_new_deletes;
 -- Each version also carries the stored row of its key (one index probe, used twice below) and is_new: in
 -- a dataset without deletes the stored row is the best version of the key's whole history, so a version
 -- newer than it (or of a key never seen) is certainly not in record_changes yet.
+-- Only what the sort and the later joins need goes through the sort and into this table: the value
+-- (varchar(65535)) and the other payload columns stay in stg_changes, and the steps that write them
+-- (history, winners, candidates) join them back by the copy's position (landed_file, shard, sequence numbers,
+-- record_index: one row of the stage). Redshift sizes sort and hash buffers and temporary tables by declared
+-- widths, so a 64 KB column carried through them costs memory for every row.
 create temp table stg_versions ${attributes_stg_work} as
 select
-    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
-    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at, v.event_sync_count,
-    v.event_last_modified_at, v.payload_type, v.stream_name, v.shard_id, v.sequence_number,
-    v.sub_sequence_number, v.record_index, v.arrived_at, v.landed_file, v.key_rank,
+    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.sync_count, v.last_modified_at,
+    v.shard_id, v.sequence_number, v.sub_sequence_number, v.record_index, v.landed_file, v.key_rank,
     case when l.identity_pool_id is null then 0 else 1 end as has_deletes,
     case
         when l.identity_pool_id is null
@@ -198,7 +202,8 @@ select
     case when r.identity_pool_id is null or r.is_deleted then 0 else 1 end as was_live
 from (
     select
-        c.*,
+        c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key, c.op, c.sync_count, c.last_modified_at,
+        c.shard_id, c.sequence_number, c.sub_sequence_number, c.record_index, c.landed_file,
         -- The same window three times (Redshift has no WINDOW clause); PostgreSQL sorts once for all three.
         row_number() over (
             partition by c.identity_id, c.dataset_name, c.record_key, c.identity_pool_id
@@ -233,9 +238,9 @@ left join ${schema}.records as r
 where v.key_rank = 1 or v.previous_sync_count <> v.sync_count or v.previous_last_modified_at <> v.last_modified_at;
 
 -- name: insert_record_changes
--- Step 3. History: the versions record_changes does not have yet, with their lineage. New versions
--- (is_new) go in directly; the others (duplicates, late older versions, datasets with deletes) only when
--- an anti-join finds them missing.
+-- Step 3. History: the versions record_changes does not have yet, with their lineage and values (joined back
+-- from the stage by the chosen copy's position). New versions (is_new) go in directly; the others
+-- (duplicates, late older versions, datasets with deletes) only when an anti-join finds them missing.
 insert into ${schema}.record_changes (
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
     value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
@@ -243,27 +248,38 @@ insert into ${schema}.record_changes (
     landed_file, loaded_at
 )
 select
-    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
-    value_ref, sync_count, last_modified_at, device_last_modified_at, event_sync_count, event_last_modified_at,
-    payload_type, stream_name, shard_id, sequence_number, sub_sequence_number, record_index, arrived_at,
-    landed_file, cast(%s as timestamp)
-from stg_versions
-where is_new = 1
-union all
-select
-    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
-    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at, v.event_sync_count,
-    v.event_last_modified_at, v.payload_type, v.stream_name, v.shard_id, v.sequence_number,
-    v.sub_sequence_number, v.record_index, v.arrived_at, v.landed_file, cast(%s as timestamp)
-from stg_versions as v
-left join ${schema}.record_changes as known
-    on known.identity_pool_id = v.identity_pool_id
-    and known.identity_id = v.identity_id
-    and known.dataset_name = v.dataset_name
-    and known.record_key = v.record_key
-    and known.sync_count = v.sync_count
-    and known.last_modified_at = v.last_modified_at
-where v.is_new = 0 and known.identity_pool_id is null;
+    c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key, c.op, c.record_value, c.value_bytes,
+    c.is_value_cut, c.value_ref, c.sync_count, c.last_modified_at, c.device_last_modified_at, c.event_sync_count,
+    c.event_last_modified_at, c.payload_type, c.stream_name, c.shard_id, c.sequence_number,
+    c.sub_sequence_number, c.record_index, c.arrived_at, c.landed_file, cast(%s as timestamp)
+from (
+    select
+        v.identity_id, v.record_key, v.landed_file, v.shard_id, v.sequence_number, v.sub_sequence_number,
+        v.record_index
+    from stg_versions as v
+    where v.is_new = 1
+    union all
+    select
+        v.identity_id, v.record_key, v.landed_file, v.shard_id, v.sequence_number, v.sub_sequence_number,
+        v.record_index
+    from stg_versions as v
+    left join ${schema}.record_changes as known
+        on known.identity_pool_id = v.identity_pool_id
+        and known.identity_id = v.identity_id
+        and known.dataset_name = v.dataset_name
+        and known.record_key = v.record_key
+        and known.sync_count = v.sync_count
+        and known.last_modified_at = v.last_modified_at
+    where v.is_new = 0 and known.identity_pool_id is null
+) as n
+inner join stg_changes as c
+    on c.identity_id = n.identity_id
+    and c.record_key = n.record_key
+    and c.landed_file = n.landed_file
+    and c.shard_id = n.shard_id
+    and c.sequence_number = n.sequence_number
+    and c.sub_sequence_number = n.sub_sequence_number
+    and c.record_index = n.record_index;
 
 -- name: create_candidates
 -- Step 4a. For datasets that have deletes (where generations matter), every version that may win for a
@@ -271,11 +287,19 @@ where v.is_new = 0 and known.identity_pool_id is null;
 -- copy stays, so duplicates never rewrite a row), and for reset datasets all their stored rows and history.
 create temp table stg_candidates ${attributes_stg_work} as
 select
-    v.identity_pool_id, v.identity_id, v.dataset_name, v.record_key, v.op, v.record_value, v.value_bytes,
-    v.is_value_cut, v.value_ref, v.sync_count, v.last_modified_at, v.device_last_modified_at,
+    c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key, c.op, c.record_value, c.value_bytes,
+    c.is_value_cut, c.value_ref, c.sync_count, c.last_modified_at, c.device_last_modified_at,
     0 as is_stored, 0 as stored_live,
-    v.shard_id, v.sequence_number, v.sub_sequence_number, v.record_index
+    c.shard_id, c.sequence_number, c.sub_sequence_number, c.record_index
 from stg_versions as v
+inner join stg_changes as c
+    on c.identity_id = v.identity_id
+    and c.record_key = v.record_key
+    and c.landed_file = v.landed_file
+    and c.shard_id = v.shard_id
+    and c.sequence_number = v.sequence_number
+    and c.sub_sequence_number = v.sub_sequence_number
+    and c.record_index = v.record_index
 where v.has_deletes = 1
 union all
 select
@@ -344,14 +368,22 @@ group by c.identity_pool_id, c.identity_id, c.dataset_name, c.last_modified_at;
 -- duplicate and changes nothing. (is_new is 0 in datasets with deletes: insert_winners_with_deletes.)
 create temp table stg_winners ${attributes_stg_work} as
 select
-    identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
-    value_ref, sync_count, last_modified_at, device_last_modified_at,
-    case when op = 'remove' then true else false end as is_deleted,
-    case when op = 'remove' then 0 else 1 end as is_live,
-    was_stored,
-    was_live
-from stg_versions
-where key_rank = 1 and is_new = 1;
+    c.identity_pool_id, c.identity_id, c.dataset_name, c.record_key, c.op, c.record_value, c.value_bytes,
+    c.is_value_cut, c.value_ref, c.sync_count, c.last_modified_at, c.device_last_modified_at,
+    case when c.op = 'remove' then true else false end as is_deleted,
+    case when c.op = 'remove' then 0 else 1 end as is_live,
+    v.was_stored,
+    v.was_live
+from stg_versions as v
+inner join stg_changes as c
+    on c.identity_id = v.identity_id
+    and c.record_key = v.record_key
+    and c.landed_file = v.landed_file
+    and c.shard_id = v.shard_id
+    and c.sequence_number = v.sequence_number
+    and c.sub_sequence_number = v.sub_sequence_number
+    and c.record_index = v.record_index
+where v.key_rank = 1 and v.is_new = 1;
 
 -- name: insert_winners_with_deletes
 -- Step 4c for datasets with deletes: the winner among the candidates by (generation, sync_count,
@@ -667,6 +699,57 @@ when not matched then insert (
     b.last_sequence_number, b.first_arrived_at, b.last_arrived_at, b.landed_at, b.kinesis_records_read,
     b.kinesis_records_landed, b.kinesis_records_rejected, b.is_replay, cast(%s as timestamp)
 );
+
+-- name: resolve_failed_batches
+-- Step 7c. A batch set aside earlier that loads now is resolved (its row stays, for the record).
+update ${schema}.failed_batches
+set resolved_at = cast(%s as timestamp)
+from stg_batches as b
+where failed_batches.descriptor_url = b.descriptor_url and failed_batches.resolved_at is null;
+
+-- name: create_stage_failed
+create temp table stg_failed (
+    descriptor_url varchar(2048) not null,
+    landing_day date not null,
+    batch_id varchar(512),
+    error_kind varchar(64) not null,
+    error_message varchar(65535) not null
+) ${attributes_stg_rejects};
+
+-- name: insert_stage_failed
+insert into stg_failed (descriptor_url, landing_day, batch_id, error_kind, error_message)
+values (%s, %s, %s, %s, %s);
+
+-- name: merge_failed_batches
+-- Batches set aside by this run (after the lock of lock_loader: the loader's tables have one writer at a time).
+merge into ${schema}.failed_batches
+using stg_failed as f
+on failed_batches.descriptor_url = f.descriptor_url
+when matched then update set
+    landing_day = f.landing_day,
+    batch_id = f.batch_id,
+    error_kind = f.error_kind,
+    error_message = f.error_message,
+    last_failed_at = cast(%s as timestamp),
+    failures = failed_batches.failures + 1,
+    resolved_at = cast(null as timestamp)
+when not matched then insert (
+    descriptor_url, landing_day, batch_id, error_kind, error_message, first_failed_at, last_failed_at, failures,
+    resolved_at
+) values (
+    f.descriptor_url, f.landing_day, f.batch_id, f.error_kind, f.error_message, cast(%s as timestamp),
+    cast(%s as timestamp), 1, cast(null as timestamp)
+);
+
+-- name: drop_stage_failed
+drop table if exists stg_failed;
+
+-- name: unresolved_failed_batches
+-- The batches set aside and not loaded since: the loader tries them after the others, in their own
+-- transactions, so that they cannot hold the rest back.
+select descriptor_url
+from ${schema}.failed_batches
+where resolved_at is null;
 
 -- name: loaded_descriptors
 -- Finding work: the descriptors already loaded among a range of landing days.

@@ -39,6 +39,11 @@ where identity_pool_id = %s
     and identity_id in (${identity_list})
 order by identity_id, dataset_name;
 
+-- name: lock_reconciliation
+-- First statement of the transaction that records a run: two runs at once (a manual one beside the scheduled
+-- one) each delete then insert in both tables, which is not serializable without it.
+lock table ${schema}.reconciliation_runs, ${schema}.reconciliation_results;
+
 -- name: insert_reconciliation_result
 insert into ${schema}.reconciliation_results (
     run_id, checked_at, identity_pool_id, identity_id, dataset_name, record_key, kind, detail,

@@ -122,6 +122,11 @@ from ${schema}.health_samples
 where sampled_at >= %s
 order by sampled_at, metric, series;
 
+-- name: lock_health_samples
+-- The health check (which prunes) and the loader both write health_samples: one writer at a time, so that
+-- Redshift's serializable isolation has no conflict to abort (error 1023).
+lock table ${schema}.health_samples;
+
 -- name: insert_health_sample
 insert into ${schema}.health_samples (sampled_at, metric, series, value, source) values (%s, %s, %s, %s, %s);
 

@@ -43,7 +43,7 @@ from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.core.values import clip_text
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.base import Warehouse, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -480,28 +480,29 @@ class Reconciler:
 
     def _record(self, summary: ReconcileSummary, mismatches: list[Mismatch]) -> None:
         checked = summary.checked_at.replace(tzinfo=None)
-        with self.warehouse.transaction() as cur:
+
+        def write(cur: Any) -> None:
             for statement in self.sql.delete_reconciliation_run():
                 cur.execute(statement, (summary.run_id,))
-            if mismatches:
-                cur.executemany(
-                    self.sql.insert_reconciliation_result(),
-                    [
-                        (
-                            summary.run_id,
-                            checked,
-                            m.identity_pool_id,
-                            m.identity_id,
-                            m.dataset_name,
-                            m.record_key,
-                            m.kind,
-                            clip_text(m.detail, RESULT_DETAIL_BYTES),
-                            m.cognito_sync_count,
-                            m.warehouse_sync_count,
-                        )
-                        for m in mismatches
-                    ],
-                )
+            insert_rows(
+                cur,
+                self.sql.insert_reconciliation_result(),
+                [
+                    (
+                        summary.run_id,
+                        checked,
+                        m.identity_pool_id,
+                        m.identity_id,
+                        m.dataset_name,
+                        m.record_key,
+                        m.kind,
+                        clip_text(m.detail, RESULT_DETAIL_BYTES),
+                        m.cognito_sync_count,
+                        m.warehouse_sync_count,
+                    )
+                    for m in mismatches
+                ],
+            )
             cur.execute(
                 self.sql.insert_reconciliation_run(),
                 (
@@ -527,3 +528,6 @@ class Reconciler:
                     summary.run_id,
                 ),
             )
+
+        # A manual run beside the scheduled one: both delete then insert in both tables.
+        self.warehouse.write(f"reconciliation run {summary.run_id}", self.sql.lock_reconciliation(), write)

@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cognito_streams.core.iam import default_boundary_arn
-from cognito_streams.core.sql_text import RESERVED
+from cognito_streams.core.sql_text import identifier_problem
 
 VARIABLE_NAME = "cognito_pipeline"
 
@@ -25,7 +25,6 @@ STREAM_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Characters of a landing prefix: those of an S3 key that may stand between quotes in a COPY statement
 #: (``core.sql_text.S3_URL_RE``).
 PREFIX_RE = re.compile(r"[A-Za-z0-9!_.*()/=:,+@-]{1,512}")
@@ -202,11 +201,9 @@ class PipelineSettings(BaseModel):
     @field_validator("warehouse_schema")
     @classmethod
     def _schema(cls, value: str) -> str:
-        if not IDENTIFIER_RE.fullmatch(value) or value in RESERVED:
-            raise ValueError(
-                f"{value!r} is not a safe SQL identifier (lower-case letter or _, then letters, digits or _, "
-                "at most 63 characters, not a reserved word such as select or user)"
-            )
+        problem = identifier_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a safe SQL identifier: {problem}; choose another schema name")
         return value
 
     @field_validator("aws_conn_id", "warehouse_conn_id")

@@ -55,6 +55,12 @@ diststyle even
 compound sortkey (arrived_at)
 -- encode zstd: detail, raw_ref, landed_file, sequence_number
 
+-- table: failed_batches
+-- Batches the loader set aside: few rows, read by the loader at the start of each run.
+diststyle all
+compound sortkey (landing_day, descriptor_url)
+-- encode zstd: descriptor_url, error_message
+
 -- table: bulk_publish_runs
 -- Tiny; copied to every node so joins with it never move data.
 diststyle all

@@ -93,6 +93,7 @@ def test_the_dag_loads_checks_and_announces_then_idles(
         "rebuild_state": "skipped",
         "quality_checks": "success",
         "announce_loaded": "success",
+        "check_failed_batches": "success",
     }
     with warehouse(variable) as wh:
         assert read_state(wh) == expected_state(first + second)
@@ -124,8 +125,50 @@ def test_a_rebuild_run_gives_the_same_state(airflow_db: None, dag: Any, variable
     # THEN the load branch is skipped and the state is unchanged
     assert run.state == DagRunState.SUCCESS, states(run)
     assert states(run)["load_batches"] == "skipped" and states(run)["rebuild_state"] == "success"
+    assert states(run)["check_failed_batches"] == "skipped"
     with warehouse(variable) as wh:
         assert read_state(wh) == expected_state(changes)
+
+
+def test_a_bad_batch_is_set_aside_and_the_run_is_red_naming_it(
+    airflow_db: None, dag: Any, variable: dict[str, Any], aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN a broken batch (its key does not fit the column) landed between two good ones
+    writer = LandingWriter(aws("s3"), variable["landing_bucket"], variable["landing_prefix"])
+    writer.land([change("a", "1", 1, 0, seq=100)])
+    bad = writer.land([change("k" * 5000, "1", 1, 0, seq=200)])
+    writer.land([change("c", "3", 1, 0, seq=300)])
+    started = datetime.now(UTC)
+    # WHEN the DAG runs
+    run = dag.test(logical_date=started)
+    # THEN the good batches are loaded, checked and announced, and the run is red at check_failed_batches
+    assert run.state == DagRunState.FAILED, states(run)
+    assert {k: v for k, v in states(run).items() if k != "rebuild_state"} == {
+        "ensure_schema": "success",
+        "choose_mode": "success",
+        "load_batches": "success",
+        "quality_checks": "success",
+        "announce_loaded": "success",
+        "check_failed_batches": "failed",
+    }
+    with warehouse(variable) as wh:
+        assert {k for (*_, k) in read_state(wh).records} == {"a", "c"}
+    events = warehouse_events(started - timedelta(seconds=1))
+    assert any(e.extra.get("mode") == "load" and e.extra.get("batches") == 2 for e in events)
+    # AND its error names the batch, the reason and the repair
+    out = capsys.readouterr().out
+    assert "1 landed batch(es) could not be loaded and were set aside" in out
+    assert bad in out and "too long" in out and "A batch the loader set aside" in out
+
+    # WHEN the batch is re-landed fixed and the DAG runs again THEN it loads and the run is green
+    writer.land([change("b", "2", 1, 0, seq=200)])
+    again = dag.test(logical_date=started + timedelta(minutes=1))
+    assert again.state == DagRunState.SUCCESS, states(again)
+    with warehouse(variable) as wh:
+        assert {k for (*_, k) in read_state(wh).records} == {"a", "b", "c"}
+        assert query(wh, "select count(*) from {schema}.failed_batches where resolved_at is null") == [(0,)]
 
 
 def test_inconsistent_params_fail_before_writing(airflow_db: None, dag: Any, variable: dict[str, Any]) -> None:

@@ -197,6 +197,7 @@ def test_the_corpus_through_the_pipeline_is_quarantined_landed_and_loaded(landin
     ]
     run.ensure_schema(settings)
     loaded = run.load_landing_zone(settings)
+    run.raise_for_failed(loaded, settings.warehouse_schema)  # as the DAG's check_failed_batches
     schema = settings.warehouse_schema
     with connect() as conn:
         rejected = {

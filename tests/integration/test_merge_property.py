@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ IDENTITIES = (IDENTITY, "us-east-1:00000000-0000-4000-8000-000000000002")
 DATASETS = ("game_state", "app_prefs")
 KEYS = ("coins", "level", "theme")
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
+EPOCH = datetime(1970, 1, 1)
 VALUES = ("a", "b", "", "long value " * 3)
 
 
@@ -77,10 +79,29 @@ def deliveries(draw: st.DrawFn) -> list[list[Change]]:
     return [list(ordered[a:b]) for a, b in itertools.pairwise(bounds) if a < b]
 
 
-@pytest.fixture(scope="module")
-def warehouse(stack) -> Iterator[PostgresWarehouse]:  # type: ignore[no-untyped-def]
-    with postgres_warehouse() as wh:
+@pytest.fixture(scope="module", params=["unique keys", "no unique keys"])
+def warehouse(request: pytest.FixtureRequest, stack) -> Iterator[PostgresWarehouse]:  # type: ignore[no-untyped-def]
+    """The merge on PostgreSQL with its primary keys and unique indexes, and without them, as Redshift (which does
+    not enforce them): correctness must not depend on an index refusing a duplicate."""
+    with postgres_warehouse(unique_keys=request.param == "unique keys") as wh:
         yield wh
+
+
+#: The checks of the tables a merge writes (sql/checks.sql); without keys they are the only guard of the grain.
+MERGE_CHECKS = (
+    "records_keys_unique", "record_changes_versions_unique", "dataset_deletes_unique", "datasets_keys_unique",
+    "live_record_counts",
+)  # fmt: skip
+
+
+def assert_grain_holds(wh: PostgresWarehouse) -> None:
+    """The data-quality checks of the merged tables hold."""
+    checks = wh.sql.quality_checks()
+    with wh.transaction() as cur:
+        for name in MERGE_CHECKS:
+            cur.execute(checks[name], (EPOCH,) * checks[name].count("%s") or None)
+            failing, example = cur.fetchone()
+            assert failing == 0, f"{name}: {failing} failing, e.g. {example}"
 
 
 def _reset(wh: PostgresWarehouse) -> None:
@@ -106,6 +127,8 @@ def test_any_order_duplication_and_batching_gives_the_reference_state(
     # AND the history holds one row per distinct version
     versions = {(c.key, c.sync_count, c.last_modified_at) for c in seen if c.record_key is not None}
     assert query(warehouse, "select count(*) from {schema}.record_changes")[0][0] == len(versions)
+    # AND every table keeps its grain (with or without unique keys)
+    assert_grain_holds(warehouse)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -122,6 +145,7 @@ def test_rebuild_from_history_gives_the_same_state(warehouse: PostgresWarehouse,
     after = read_state(warehouse)
     assert after == before
     assert after == expected_state([c for b in batches for c in b])
+    assert_grain_holds(warehouse)
 
 
 def test_pools_are_separate(warehouse: PostgresWarehouse) -> None:

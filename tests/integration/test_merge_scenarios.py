@@ -14,13 +14,21 @@ import pytest
 from cognito_streams.core.sql_text import WarehouseSql
 from cognito_streams.core.state import Change, expected_state
 from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.run import load_landing_zone, rebuild_current_state
+from cognito_streams.loading.run import load_landing_zone, raise_for_failed, rebuild_current_state
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.models import LoadCheckError, LoadError
+from cognito_streams.warehouse.models import BatchesFailedError
 from cognito_streams.warehouse.postgres import PostgresWarehouse
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, resent
 from tests.support.landing import LandingWriter, cut_value, reject_row
-from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, table_counts, unique_schema
+from tests.support.warehouse import (
+    drop_schema,
+    drop_unique_keys,
+    pipeline_settings,
+    query,
+    read_state,
+    table_counts,
+    unique_schema,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +46,10 @@ class Landing:
         return wh
 
     def load(self, **kwargs: object) -> dict[str, int]:
-        return load_landing_zone(self.settings, **kwargs).as_dict()  # type: ignore[arg-type]
+        """One loader run; fails as the DAG run does when it set batches aside (check_failed_batches)."""
+        report = load_landing_zone(self.settings, **kwargs)  # type: ignore[arg-type]
+        raise_for_failed(report, self.settings.warehouse_schema)
+        return report.as_dict()
 
     def state(self):  # type: ignore[no-untyped-def]
         with self.warehouse() as wh:
@@ -53,13 +64,21 @@ class Landing:
             return table_counts(wh)
 
 
-@pytest.fixture
-def landing(stack, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["unique keys", "no unique keys"])
+def landing(request: pytest.FixtureRequest, stack, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
+    """A fresh schema and landing prefix; with the schema's primary keys and unique indexes, and without them (as
+    Redshift, which does not enforce them). After each scenario every data-quality check must hold: without keys,
+    they are the only guard of each table's grain."""
     settings = pipeline_settings(warehouse_schema=unique_schema(), landing_prefix=f"t-{uuid.uuid4().hex[:10]}")
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
+    if request.param == "no unique keys":
+        drop_unique_keys(settings.warehouse_schema)
     try:
         yield Landing(settings, LandingWriter(aws("s3"), settings.landing_bucket, settings.landing_prefix))
+        with open_warehouse(settings) as wh:
+            failed = [r for r in wh.quality_checks(datetime(1970, 1, 1)) if not r.ok]
+        assert failed == [], "a scenario broke a table's grain"
     finally:
         drop_schema(settings.warehouse_schema)
 
@@ -233,7 +252,7 @@ def test_manifest_count_mismatch_fails_with_the_numbers(landing: Landing) -> Non
     # GIVEN a batch whose manifest promises 5 rows for a file of 2
     landing.writer.land([change("coins", "1", 1, 0), change("level", "1", 1, 0, index=1)], tamper_manifest_count=5)
     # WHEN loaded THEN the load fails naming the file and both counts, and nothing is merged
-    with pytest.raises(LoadCheckError, match=r"says 5 rows, stg_changes holds 2"):
+    with pytest.raises(BatchesFailedError, match=r"says 5 rows, stg_changes holds 2"):
         landing.load()
     assert landing.counts()["records"] == 0 and landing.counts()["loaded_batches"] == 0
 
@@ -243,7 +262,7 @@ def test_contract_violation_fails_before_merging(landing: Landing) -> None:
     bad = {**change("coins", "1", 1, 0).as_row(), "op": "upsert"}
     landing.writer.land([], raw_rows=[bad])
     # WHEN loaded THEN the load fails with the problem, the count and the file
-    with pytest.raises(LoadCheckError, match=r"unknown op: 1 row\(s\), e\.g\. in s3://"):
+    with pytest.raises(BatchesFailedError, match=r"unknown op: 1 row\(s\), e\.g\. in s3://"):
         landing.load()
     assert landing.counts()["records"] == 0
 
@@ -252,7 +271,7 @@ def test_copy_error_names_the_file_and_line(landing: Landing) -> None:
     # GIVEN a file whose second row has a key longer than the column allows
     landing.writer.land([change("ok", "1", 1, 0), change("k" * 5000, "1", 1, 0, index=1)])
     # WHEN loaded THEN the COPY error names the file, the line and the reason
-    with pytest.raises(LoadError, match=r"COPY of s3://.+\.parquet .+ too long .+line 2"):
+    with pytest.raises(BatchesFailedError, match=r"COPY of s3://.+\.parquet .+ too long .+line 2"):
         landing.load()
     assert landing.counts()["records"] == 0
 
@@ -286,3 +305,77 @@ def test_rebuild_from_history_restores_a_damaged_current_state(landing: Landing)
     rebuild_current_state(landing.settings)
     # THEN they are the reference state again
     assert landing.state() == expected_state(changes)
+
+
+def test_a_bad_batch_never_stalls_loading(landing: Landing) -> None:
+    # GIVEN three landed batches, the middle one broken (a key longer than the column: its COPY fails)
+    first = change("a", "1", 1, 0, seq=100)
+    bad = change("k" * 5000, "1", 1, 0, seq=200)
+    last = change("c", "3", 1, 0, seq=300)
+    landing.writer.land([first])
+    bad_descriptor = landing.writer.land([bad])
+    landing.writer.land([last])
+    # WHEN the loader runs (all three would fit one transaction)
+    with pytest.raises(BatchesFailedError) as err:
+        landing.load()
+    # THEN the good batches were loaded in this run, the broken one named with its error and set aside
+    assert {k for (*_, k) in landing.state().records} == {"a", "c"}
+    assert landing.query("select count(*) from {schema}.loaded_batches") == [(2,)]
+    assert "1 landed batch(es) could not be loaded and were set aside" in str(err.value)
+    assert bad_descriptor in str(err.value) and "too long" in str(err.value)
+    assert landing.query("select descriptor_url, failures, resolved_at from {schema}.failed_batches") == [
+        (bad_descriptor, 1, None)
+    ]
+    # AND nothing of the broken batch is anywhere
+    assert landing.query("select count(*) from {schema}.record_changes where record_key like 'kkk%%'") == [(0,)]
+
+    # WHEN a later run finds it still broken, and a new good batch landed meanwhile
+    landing.writer.land([change("d", "4", 1, 0, seq=400)])
+    with pytest.raises(BatchesFailedError, match="set aside"):
+        landing.load()
+    # THEN the new batch loads and the broken one counts a second failure
+    assert {k for (*_, k) in landing.state().records} == {"a", "c", "d"}
+    assert landing.query("select failures from {schema}.failed_batches") == [(2,)]
+
+    # WHEN the batch is re-landed fixed (the same descriptor, as a replay rewrites it) and the loader runs
+    landing.writer.land([change("b", "2", 1, 0, seq=200)])
+    report = landing.load()
+    # THEN it loads, and its failure is resolved
+    assert report["batches"] == 1 and report["batches_failed"] == 0
+    assert {k for (*_, k) in landing.state().records} == {"a", "b", "c", "d"}
+    resolved = landing.query("select resolved_at from {schema}.failed_batches")
+    assert len(resolved) == 1 and resolved[0][0] is not None
+
+
+def test_an_unreadable_descriptor_is_set_aside_too(landing: Landing, aws) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a good batch and a descriptor that is not JSON (a writer bug, a truncated upload)
+    landing.writer.land([change("a", "1", 1, 0, seq=100)])
+    broken = landing.writer.land([change("b", "2", 1, 0, seq=200)])
+    bucket, key = broken[5:].split("/", 1)
+    aws("s3").put_object(Bucket=bucket, Key=key, Body=b"{not json")
+    # WHEN loaded THEN the good batch loads and the broken descriptor is named and recorded
+    with pytest.raises(BatchesFailedError, match="does not follow the landing contract"):
+        landing.load()
+    assert {k for (*_, k) in landing.state().records} == {"a"}
+    assert landing.query("select descriptor_url, batch_id from {schema}.failed_batches") == [(broken, None)]
+
+
+def test_an_error_naming_no_file_is_pinned_down_by_halving(landing: Landing, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN four batches and a stage check that fails, naming no file, whenever the third batch is in the load
+    from cognito_streams.warehouse import base
+    from cognito_streams.warehouse.models import LoadCheckError
+
+    descriptors = [landing.writer.land([change(k, "1", 1, 0, seq=100 * (i + 1))]) for i, k in enumerate("abcd")]
+    real = base.Warehouse._verify_stage
+
+    def verify(self, cur, batches):  # type: ignore[no-untyped-def]
+        if any(b.descriptor_url == descriptors[2] for b in batches):
+            raise LoadCheckError("something about this load is wrong")
+        return real(self, cur, batches)
+
+    monkeypatch.setattr(base.Warehouse, "_verify_stage", verify)
+    # WHEN loaded THEN the three others load and only the third is set aside
+    with pytest.raises(BatchesFailedError, match="something about this load is wrong"):
+        landing.load()
+    assert {k for (*_, k) in landing.state().records} == {"a", "b", "d"}
+    assert landing.query("select descriptor_url from {schema}.failed_batches") == [(descriptors[2],)]

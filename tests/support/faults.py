@@ -288,7 +288,10 @@ class Scenario:
         from cognito_streams.loading import run
 
         run.ensure_schema(self.settings)
-        return run.load_landing_zone(self.settings).as_dict()
+        report = run.load_landing_zone(self.settings)
+        # As the DAG's check_failed_batches: a run that set a batch aside is red.
+        run.raise_for_failed(report, self.settings.warehouse_schema)
+        return report.as_dict()
 
     def land_run(self, retries: int = 2) -> list[dict[str, Any]] | None:
         """One landing DAG run as Airflow makes it under a fault: a failed task is retried in the same

@@ -29,16 +29,46 @@ def connect() -> psycopg.Connection[Any]:
 
 
 @contextmanager
-def postgres_warehouse(schema: str | None = None, fetch: Fetch | None = None) -> Iterator[PostgresWarehouse]:
-    """A PostgresWarehouse on a fresh schema (created and migrated), dropped afterwards."""
+def postgres_warehouse(
+    schema: str | None = None, fetch: Fetch | None = None, *, unique_keys: bool = True
+) -> Iterator[PostgresWarehouse]:
+    """A PostgresWarehouse on a fresh schema (created and migrated), dropped afterwards. ``unique_keys=False``:
+    without its primary keys and unique indexes, as Redshift treats them (:func:`drop_unique_keys`)."""
     schema = schema or unique_schema()
     wh = PostgresWarehouse(connect(), schema, fetch=fetch)
     try:
         wh.ensure_schema()
+        if not unique_keys:
+            drop_unique_keys(schema)
         yield wh
     finally:
         wh.close()
         drop_schema(schema)
+
+
+def drop_unique_keys(schema: str) -> list[str]:
+    """Drop every primary key, unique constraint and unique index of ``schema``: the schema as Redshift treats it
+    (it accepts PRIMARY KEY and UNIQUE but enforces neither), so that only the data-quality checks can see a grain
+    violation. Returns what was dropped."""
+    dropped: list[str] = []
+    with connect() as conn:
+        constraints = conn.execute(
+            "select c.conrelid::regclass::text, c.conname from pg_constraint c "
+            "join pg_namespace n on n.oid = c.connamespace where n.nspname = %s and c.contype in ('p', 'u')",
+            (schema,),
+        ).fetchall()
+        for table, name in constraints:
+            conn.execute(f'alter table {table} drop constraint "{name}"')  # test-only; names from the catalog
+            dropped.append(f"{table}.{name}")
+        indexes = conn.execute(
+            "select i.indexrelid::regclass::text from pg_index i join pg_class t on t.oid = i.indrelid "
+            "join pg_namespace n on n.oid = t.relnamespace where n.nspname = %s and i.indisunique",
+            (schema,),
+        ).fetchall()
+        for (index,) in indexes:
+            conn.execute(f"drop index {index}")  # test-only; names from the catalog
+            dropped.append(index)
+    return dropped
 
 
 def drop_schema(schema: str) -> None:

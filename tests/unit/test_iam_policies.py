@@ -403,3 +403,16 @@ def test_the_local_stack_creates_the_default_boundary_by_its_name() -> None:
     from local.stack import PUBLISH_BOUNDARY_NAME
 
     assert PUBLISH_BOUNDARY_NAME == DEFAULT_BOUNDARY_NAME
+
+
+def test_the_loader_may_write_its_load_manifests_and_redshift_read_them(policies) -> None:  # type: ignore[no-untyped-def]
+    # The loader writes one combined COPY manifest per stage table per load under <prefix>/load-manifests/
+    # (core/load_plan.load_manifest_name); the worker may write there but delete nothing, and the COPY role reads it.
+    from cognito_streams.core.load_plan import LOAD_MANIFESTS, load_manifest_name
+
+    key = f"cognito-streams/{LOAD_MANIFESTS}/{load_manifest_name('stg_changes', ['s3://landing-bucket/a.parquet'])}"
+    arn = f"arn:aws:s3:::landing-bucket/{key}"
+    worker = policies["airflow-worker.policy"]
+    assert allows([worker], "s3:PutObject", arn)
+    assert not allows([worker], "s3:DeleteObject", arn)
+    assert allows([policies["redshift-copy-role.policy"]], "s3:GetObject", arn)

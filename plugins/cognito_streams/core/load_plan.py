@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import TypeVar
 
@@ -41,3 +42,15 @@ def landing_day(key: str) -> date | None:
         return date.fromisoformat(match.group(1))
     except ValueError:
         return None
+
+
+#: Where the loader writes the combined COPY manifests, under the landing prefix (the worker may write there and
+#: Redshift's COPY role may read there; nothing deletes them: a lifecycle rule on this prefix can).
+LOAD_MANIFESTS = "load-manifests"
+
+
+def load_manifest_name(table: str, file_urls: Iterable[str]) -> str:
+    """``<table>/<digest>.manifest``: the name of the one manifest a load COPYs ``table`` from, listing these
+    files. The same files give the same name, so a retried load rewrites the same object instead of adding one."""
+    digest = hashlib.sha256("\n".join(sorted(file_urls)).encode()).hexdigest()[:32]
+    return f"{table}/{digest}.manifest"

@@ -22,11 +22,18 @@ import hashlib
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
+
+from cognito_streams.core.reserved_words import (
+    POSTGRES_RESERVED,
+    REDSHIFT_RESERVED,
+    RESERVED,  # noqa: F401 - re-exported: the one set validate_identifier refuses
+    STATEMENT_WORDS,
+)
 
 Engine = Literal["postgres", "redshift"]
 ENGINES: tuple[Engine, ...] = ("postgres", "redshift")
@@ -37,16 +44,6 @@ SQL_DIR_ENV = "COGNITO_STREAMS_SQL_DIR"
 DEFAULT_SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: Redshift and PostgreSQL keywords a schema or table must not be named after (the ones that would
-#: change the meaning of our statements if substituted bare).
-RESERVED = frozenset(
-    {
-        "all", "and", "as", "by", "case", "cast", "create", "default", "delete", "distinct", "drop", "else",
-        "end", "false", "from", "group", "having", "in", "insert", "into", "is", "join", "limit", "lock",
-        "merge", "not", "null", "on", "or", "order", "select", "set", "table", "then", "true", "union",
-        "update", "user", "using", "values", "when", "where", "with",
-    }
-)  # fmt: skip
 S3_URL_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/=:,+@-]{1,1024}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 MIGRATION_RE = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
@@ -58,13 +55,36 @@ class SqlTextError(ValueError):
     """A SQL file, placeholder or identifier is wrong; the message names which and what to do."""
 
 
+def identifier_problem(value: object) -> str | None:
+    """Why ``value`` cannot be placed bare (unquoted) into our SQL text, or None when it can."""
+    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
+        return "use a lower-case letter or _, then letters, digits or _, at most 63 characters"
+    if value in REDSHIFT_RESERVED:
+        return "it is a reserved word of Amazon Redshift (https://docs.aws.amazon.com/redshift/latest/dg/r_pg_keywords.html)"
+    if value in POSTGRES_RESERVED:
+        return "it is a reserved word of PostgreSQL, the local stand-in"
+    if value in STATEMENT_WORDS:
+        return "it is a word of the warehouse's own statements"
+    return None
+
+
 def validate_identifier(value: str, what: str) -> str:
-    """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed)."""
-    if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value) or value in RESERVED:
-        raise SqlTextError(
-            f"{what} {value!r} is not a safe SQL identifier: use a lower-case letter or _, then letters, "
-            "digits or _, at most 63 characters, and not a reserved word"
-        )
+    """Return ``value`` if it is a safe bare SQL identifier (lower case, no quoting needed, not reserved by
+    Redshift or PostgreSQL: ``core/reserved_words.py``)."""
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise SqlTextError(f"{what} {value!r} is not a safe SQL identifier: {problem}; choose another name")
+    return value
+
+
+#: The largest LIMIT any statement takes (a row count we read into memory).
+MAX_LIMIT = 10_000
+
+
+def validate_limit(value: int) -> int:
+    """Return ``value`` if it is an int from 1 to MAX_LIMIT: a LIMIT placed as a literal, never bound."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise SqlTextError(f"limit {value!r} must be a whole number from 1 to {MAX_LIMIT}")
     return value
 
 
@@ -96,6 +116,51 @@ def substitute(template: str, values: Mapping[str, str], where: str) -> str:
         raise SqlTextError(f"{where}: placeholder ${{{err.args[0]}}} has no value") from None
     except ValueError as err:
         raise SqlTextError(f"{where}: malformed placeholder ({err})") from None
+
+
+#: Bounds of one multi-row INSERT: redshift-connector refuses more than 32,767 bound parameters in a statement,
+#: and Redshift's largest statement is 16 MB; rows are cut well below both.
+MAX_PARAMS_PER_STATEMENT = 30_000
+MAX_ROWS_PER_STATEMENT = 1_000
+MAX_BYTES_PER_STATEMENT = 4 * 1024 * 1024
+_VALUES_ROW_RE = re.compile(r"\bvalues\s*(\((?:[^()]|\([^()]*\))*\))\s*$", re.IGNORECASE)
+
+
+def multi_row_insert(statement: str, rows: int) -> str:
+    """``insert ... values (<row>)`` with its one row of placeholders repeated ``rows`` times: one statement for
+    many rows. (redshift-connector's ``executemany`` runs one prepared INSERT per row: one round trip, and on
+    Redshift one tiny commit-size write, per row.)"""
+    match = _VALUES_ROW_RE.search(statement)
+    if match is None or not statement.lstrip().lower().startswith(("insert", "--")):
+        raise SqlTextError("multi_row_insert needs an 'insert ... values (...)' statement ending with its row")
+    if rows < 1:
+        raise SqlTextError(f"multi_row_insert needs at least one row, got {rows}")
+    return statement[: match.start(1)] + ", ".join([match.group(1)] * rows)
+
+
+def _param_bytes(value: object) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value)
+    return 16
+
+
+def row_chunks(rows: Sequence[Sequence[object]]) -> Iterator[Sequence[Sequence[object]]]:
+    """``rows`` cut into consecutive chunks that each fit one multi-row INSERT (MAX_ROWS_PER_STATEMENT rows,
+    MAX_PARAMS_PER_STATEMENT parameters, about MAX_BYTES_PER_STATEMENT bytes of values)."""
+    if not rows:
+        return
+    per_row = max(1, len(rows[0]))
+    max_rows = max(1, min(MAX_ROWS_PER_STATEMENT, MAX_PARAMS_PER_STATEMENT // per_row))
+    start = size = 0
+    for i, row in enumerate(rows):
+        row_bytes = sum(_param_bytes(v) for v in row)
+        if i > start and (i - start >= max_rows or size + row_bytes > MAX_BYTES_PER_STATEMENT):
+            yield rows[start:i]
+            start, size = i, 0
+        size += row_bytes
+    yield rows[start:]
 
 
 def split_statements(text: str) -> list[str]:
@@ -344,10 +409,10 @@ class WarehouseSql:
     def analyze_table(self, table: str) -> str:
         return self.statement("postgres.sql", "analyze_table", table=table)
 
-    def analyze_keys(self, table: str, with_record_key: bool) -> str:
-        """PostgreSQL: statistics of a work table's join keys (dataset keys, or record keys)."""
-        name = "analyze_record_keys" if with_record_key else "analyze_dataset_keys"
-        return self.statement("postgres.sql", name, table=table)
+    def analyze_keys(self, table: str, keys: str) -> str:
+        """PostgreSQL: statistics of a work table's join keys: ``keys`` is ``dataset``, ``record`` or
+        ``version`` (record keys and the flags stg_versions is filtered on)."""
+        return self.statement("postgres.sql", f"analyze_{keys}_keys", table=table)
 
     def tune_transaction(self) -> str:
         return self.statement("postgres.sql", "tune_transaction")
@@ -370,6 +435,10 @@ class WarehouseSql:
     def probe_by_key(self, done: bool = False) -> str:
         """PostgreSQL: steer the planner to primary-key probes around a MERGE (``done``: back to normal)."""
         return self.statement("postgres.sql", "probe_by_key_done" if done else "probe_by_key")
+
+    def join_back_by_hash(self, done: bool = False) -> str:
+        """PostgreSQL: hash joins (no merge joins) around the statements that join values back from the stage."""
+        return self.statement("postgres.sql", "join_back_by_hash_done" if done else "join_back_by_hash")
 
     def tune_tables(self) -> list[str]:
         """PostgreSQL: table settings and the history's indexes, each idempotent, in this order."""
@@ -456,6 +525,24 @@ class WarehouseSql:
     def merge_loaded_batches(self) -> str:
         return self.statement("load.sql", "merge_loaded_batches")
 
+    def resolve_failed_batches(self) -> str:
+        return self.statement("load.sql", "resolve_failed_batches")
+
+    def create_stage_failed(self) -> str:
+        return self.statement("load.sql", "create_stage_failed")
+
+    def insert_stage_failed(self) -> str:
+        return self.statement("load.sql", "insert_stage_failed")
+
+    def merge_failed_batches(self) -> str:
+        return self.statement("load.sql", "merge_failed_batches")
+
+    def drop_stage_failed(self) -> str:
+        return self.statement("load.sql", "drop_stage_failed")
+
+    def unresolved_failed_batches(self) -> str:
+        return self.statement("load.sql", "unresolved_failed_batches")
+
     def loaded_descriptors(self) -> str:
         return self.statement("load.sql", "loaded_descriptors")
 
@@ -479,6 +566,9 @@ class WarehouseSql:
         return {name.removeprefix("check_"): self.statement("checks.sql", name) for name in names}
 
     # Bulk publish ------------------------------------------------------------------------------
+    def lock_bulk_publish_runs(self) -> str:
+        return self.statement("bulk_publish.sql", "lock_bulk_publish_runs")
+
     def create_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "create_stage_bulk_publish")
 
@@ -491,8 +581,12 @@ class WarehouseSql:
     def drop_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "drop_stage_bulk_publish")
 
-    def bulk_publish_attempts(self) -> str:
-        return self.statement("bulk_publish.sql", "bulk_publish_attempts")
+    def bulk_publish_attempts(self, limit: int) -> str:
+        """A pool's latest ``limit`` attempts. The limit is placed in the text as a validated literal: Redshift
+        refuses a bound LIMIT."""
+        template = self.library.named("bulk_publish.sql")["bulk_publish_attempts"]
+        template = template.replace("${limit}", str(validate_limit(limit)))
+        return self.render(template, "bulk_publish.sql:bulk_publish_attempts")
 
 
 class ReportingSql(WarehouseSql):
@@ -515,6 +609,9 @@ class ReportingSql(WarehouseSql):
         template = self.library.named("reconcile.sql")[name]
         template = template.replace("${identity_list}", ", ".join(["%s"] * count))
         return self.render(template, f"reconcile.sql:{name}")
+
+    def lock_reconciliation(self) -> str:
+        return self.statement("reconcile.sql", "lock_reconciliation")
 
     def insert_reconciliation_result(self) -> str:
         return self.statement("reconcile.sql", "insert_reconciliation_result")

@@ -23,7 +23,7 @@ from cognito_streams.health.gather import (
     sample_rows,
 )
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.base import Cursor, Warehouse, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,13 @@ def write_samples(
     """Insert one check's (or load's) samples; with ``prune``, delete those older than ``KEEP_SAMPLES``."""
     sql = ReportingSql(warehouse.schema, warehouse.engine)
     stamp = _naive(at)
-    with warehouse.transaction() as cur:
-        cur.executemany(sql.report("insert_health_sample"), [(stamp, m, s, float(v), source) for m, s, v in rows])
+
+    def write(cur: Cursor) -> None:
+        insert_rows(cur, sql.report("insert_health_sample"), [(stamp, m, s, float(v), source) for m, s, v in rows])
         if prune:
             cur.execute(sql.report("prune_health_samples"), (_naive(at - KEEP_SAMPLES),))
+
+    warehouse.write(f"{len(rows)} health sample(s) from {source}", sql.report("lock_health_samples"), write)
 
 
 def _should_notify(warehouse: Warehouse, now: datetime) -> bool:

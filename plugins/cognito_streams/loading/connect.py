@@ -10,7 +10,7 @@ from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.loading.landing import LandingReader
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
-from cognito_streams.warehouse.models import WarehouseError
+from cognito_streams.warehouse.models import WarehouseError, WriteManifest
 from cognito_streams.warehouse.postgres import Fetch
 
 SUPPORTED_CONN_TYPES = ("redshift", "postgres")
@@ -24,10 +24,14 @@ def landing_reader(settings: PipelineSettings) -> LandingReader:
     return LandingReader(s3, LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name))
 
 
-def open_warehouse(settings: PipelineSettings, *, fetch: Fetch | None = None) -> Warehouse:
+def open_warehouse(
+    settings: PipelineSettings, *, fetch: Fetch | None = None, write_manifest: WriteManifest | None = None
+) -> Warehouse:
     """The warehouse of settings.warehouse_conn_id: Redshift (redshift-connector via RedshiftSQLHook) or
     PostgreSQL (psycopg 3 with the connection's host, port, login, password and schema = database).
-    ``fetch`` reads landed files; only the PostgreSQL stand-in needs it (Redshift reads S3 itself)."""
+    To load files, the loader gives both ways to the landing zone (``LandingReader``); each engine takes the
+    one it needs: ``fetch`` reads landed files (the PostgreSQL stand-in streams them), ``write_manifest`` writes
+    the load's combined COPY manifest (Redshift reads the files itself)."""
     from airflow.sdk.bases.hook import BaseHook
 
     conn_id = settings.warehouse_conn_id
@@ -46,6 +50,7 @@ def open_warehouse(settings: PipelineSettings, *, fetch: Fetch | None = None) ->
             RedshiftSQLHook(redshift_conn_id=conn_id).get_conn(),
             settings.warehouse_schema,
             copy_iam_role_arn=settings.copy_iam_role_arn,
+            write_manifest=write_manifest,
         )
     if conn.conn_type == "postgres":
         import psycopg

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
-from cognito_streams.core.load_plan import landing_day
+from cognito_streams.core.load_plan import LOAD_MANIFESTS, landing_day
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,13 @@ class LandingReader:
         bucket, key = split_s3_url(url)
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
+    def put_load_manifest(self, name: str, body: bytes) -> str:
+        """Write a combined COPY manifest as ``<landing prefix>/load-manifests/<name>``; returns its s3:// URL.
+        (The worker's policy allows writing under the landing prefix; Redshift's COPY role may read there.)"""
+        key = "/".join(p for p in (self.layout.prefix, LOAD_MANIFESTS, name) if p)
+        self.s3.put_object(Bucket=self.layout.bucket, Key=key, Body=body, ContentType="application/json")
+        return self.layout.url(key)
+
     def read_batch(self, ref: DescriptorRef) -> BatchToLoad | None:
         """A descriptor and its manifests, checked against each other; None when the descriptor is gone
         since it was listed (a replay superseded its batch: docs/landing.md, 'Replay')."""
@@ -137,9 +144,30 @@ class LandingReader:
             rejects_manifest=manifests["rejects"],
         )
 
-    def read_batches(self, refs: list[DescriptorRef]) -> list[BatchToLoad]:
-        """:meth:`read_batch` for many, in parallel, in the order given (those superseded meanwhile left out)."""
+    def read_batches(
+        self, refs: list[DescriptorRef]
+    ) -> tuple[list[BatchToLoad], list[tuple[DescriptorRef, Exception]]]:
+        """:meth:`read_batch` for many, in parallel, in the order given: the batches read, and the descriptors
+        that could not be read as a batch (malformed, or naming a manifest that is not there) with their error,
+        so that one bad descriptor does not hold back the others. Other errors (S3 down, access denied) go up."""
         if not refs:
-            return []
+            return [], []
         with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(refs)), thread_name_prefix="landing-read") as pool:
-            return [batch for batch in pool.map(self.read_batch, refs) if batch is not None]
+            outcomes = list(pool.map(self._read_or_error, refs))
+        # None: superseded by a replay since it was listed (read_batch logged it).
+        batches = [o for o in outcomes if isinstance(o, BatchToLoad)]
+        unreadable = [(ref, o) for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, Exception)]
+        return batches, unreadable
+
+    def _read_or_error(self, ref: DescriptorRef) -> BatchToLoad | Exception | None:
+        try:
+            return self.read_batch(ref)
+        except LoadCheckError as err:
+            return err
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return LoadCheckError(
+                    f"batch {ref.url} names an object that is not in the landing zone ({err}); re-land the batch",
+                    descriptors=(ref.url,),
+                )
+            raise

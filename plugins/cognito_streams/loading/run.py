@@ -8,7 +8,16 @@ from datetime import date, datetime
 from cognito_streams.core.load_plan import plan_groups
 from cognito_streams.loading.connect import landing_reader, open_warehouse
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.models import BatchToLoad, CheckResult, LoadReport, MergeCounts
+from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.models import (
+    BatchDataError,
+    BatchToLoad,
+    CheckResult,
+    FailedBatch,
+    LoadReport,
+    MergeCounts,
+    batches_failed_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +40,31 @@ def load_landing_zone(
     max_passes: int = MAX_PASSES,
 ) -> LoadReport:
     """Load every landed batch not loaded yet (or, with ``force``, every batch of the day range again), at
-    most settings.load_max_files_per_batch files per transaction, until a listing finds nothing new."""
+    most settings.load_max_files_per_batch files per transaction, until a listing finds nothing new.
+
+    Loading never stalls behind a bad batch: a batch whose descriptor, COPY or staged-row checks fail is set
+    aside (the transaction it was in is rolled back and the others are loaded again without it), recorded in
+    ``failed_batches`` and returned in ``LoadReport.failed``; the caller fails the run naming it
+    (:func:`raise_for_failed`). Batches set aside by earlier runs are tried again after the others, in
+    transactions of their own. Any other error (the warehouse or S3 unreachable) stops the run as before."""
     reader = landing_reader(settings)
     total = LoadReport()
-    reloaded: set[str] = set()
+    seen: set[str] = set()
     scope = f"days {day_from or 'first'}..{day_to or 'last'}" if day_from or day_to else "all days"
-    with open_warehouse(settings, fetch=reader.fetch) as wh:
+    with open_warehouse(settings, fetch=reader.fetch, write_manifest=reader.put_load_manifest) as wh:
+        set_aside = wh.unresolved_failed_batches()
+        if set_aside:
+            log.warning(
+                "%d batch(es) set aside by earlier runs are not loaded yet; they are tried again after the others: %s",
+                len(set_aside),
+                ", ".join(sorted(set_aside)[:10]) + (" ..." if len(set_aside) > 10 else ""),
+            )
         for pass_no in range(1, max_passes + 1):
             refs = reader.list_descriptors(day_from, day_to)
             found = len(refs)
-            if force:
-                refs = [r for r in refs if r.url not in reloaded]
-            elif refs:
+            # A batch is tried once per run: one that failed in this run is not tried again by the next pass.
+            refs = [r for r in refs if r.url not in seen]
+            if not force and refs:
                 done = wh.loaded_descriptors(min(r.landing_day for r in refs), max(r.landing_day for r in refs))
                 refs = [r for r in refs if r.url not in done]
             log.info(
@@ -63,43 +85,102 @@ def load_landing_zone(
                 )
             if not refs:
                 break
-            batches = reader.read_batches(refs)
-            groups = plan_groups(batches, settings.load_max_files_per_batch, _file_count)
+            seen.update(r.url for r in refs)
+            batches, unreadable = reader.read_batches(refs)
+            failed = [FailedBatch.of(ref.url, ref.landing_day, None, err) for ref, err in unreadable]
+            fresh = [b for b in batches if b.descriptor_url not in set_aside]
+            retried = [b for b in batches if b.descriptor_url in set_aside]
+            groups = plan_groups(fresh, settings.load_max_files_per_batch, _file_count)
+            groups += plan_groups(retried, settings.load_max_files_per_batch, _file_count)
             for i, group in enumerate(groups, start=1):
-                report = wh.load(group, force=force)
+                report, group_failed = load_isolating(wh, group, force=force)
                 total.add(report)
-                m = report.merge
-                log.info(
-                    "Transaction %d/%d: %d batch(es) (%d skipped: already loaded), %d file(s), %d row(s) staged, "
-                    "%d version(s) staged, %d new in record_changes, %d dataset delete(s), %d key(s) changed "
-                    "(%d new, %d tombstoned), %d dataset(s) updated, %d reject(s) staged, %d new; COPY %.2f s, "
-                    "merge and commit %.2f s (%s)",
-                    i,
-                    len(groups),
-                    report.batches,
-                    report.batches_skipped,
-                    report.files,
-                    report.rows_staged,
-                    m.versions_staged,
-                    m.versions_inserted,
-                    m.deletes_inserted,
-                    m.keys_changed,
-                    m.keys_inserted,
-                    m.keys_deleted,
-                    m.datasets_touched,
-                    report.rejects_staged,
-                    report.rejects_inserted,
-                    report.stage_seconds,
-                    report.merge_seconds,
-                    report.steps_text(),
-                )
-            reloaded.update(r.url for r in refs)
+                failed += group_failed
+                _log_transaction(i, len(groups), report)
+            if failed:
+                # Durable before anything else can fail: the next run and the operators see them.
+                wh.record_failed_batches(failed)
+                total.failed.extend(failed)
+                for f in failed:
+                    log.error("Set aside batch %s (%s): %s", f.descriptor_url, f.error_kind, f.error_message)
         else:
             log.warning(
                 "Still finding new batches after %d listing passes; stopping here, the next run continues", max_passes
             )
     log.info("Loaded: %s", ", ".join(f"{k}={v}" for k, v in total.as_dict().items()))
     return total
+
+
+def load_isolating(wh: Warehouse, group: list[BatchToLoad], *, force: bool) -> tuple[LoadReport, list[FailedBatch]]:
+    """Load ``group`` in one transaction; if it fails because of some batches' data (``BatchDataError``), load
+    the others without them. The batches at fault are those whose files (or descriptors) the error names;
+    when it names none, the group is halved until each failure is pinned on a single batch. Each attempt is one
+    transaction: a failed one leaves nothing behind."""
+    try:
+        return wh.load(group, force=force), []
+    except BatchDataError as err:
+        if len(group) == 1:
+            b = group[0]
+            return LoadReport(), [FailedBatch.of(b.descriptor_url, b.landing_day, b.batch.batch_id, err)]
+        named = [
+            b for b in group if b.descriptor_url in err.descriptors or any(f.url in err.files for f in b.batch.files())
+        ]
+        if named:
+            log.warning(
+                "A load of %d batches failed on %d of them (%s); loading the others without them",
+                len(group),
+                len(named),
+                ", ".join(b.descriptor_url for b in named),
+            )
+            failed = [FailedBatch.of(b.descriptor_url, b.landing_day, b.batch.batch_id, err) for b in named]
+            rest = [b for b in group if b not in named]
+            report, more = load_isolating(wh, rest, force=force) if rest else (LoadReport(), [])
+            return report, failed + more
+        log.warning(
+            "A load of %d batches failed and the error names no file of theirs (%s); loading them in halves to find "
+            "the batch at fault",
+            len(group),
+            type(err).__name__,
+        )
+        half = len(group) // 2
+        report, failed = load_isolating(wh, group[:half], force=force)
+        second, more = load_isolating(wh, group[half:], force=force)
+        report.add(second)
+        return report, failed + more
+
+
+def raise_for_failed(report: LoadReport, schema: str) -> None:
+    """Raise :class:`BatchesFailedError` naming every batch the run set aside, if any."""
+    if report.failed:
+        raise batches_failed_error(report.failed, schema)
+
+
+def _log_transaction(i: int, n: int, report: LoadReport) -> None:
+    m = report.merge
+    log.info(
+        "Transaction %d/%d: %d batch(es) (%d skipped: already loaded), %d file(s), %d row(s) staged, "
+        "%d version(s) staged, %d new in record_changes, %d dataset delete(s), %d key(s) changed "
+        "(%d new, %d tombstoned), %d dataset(s) updated, %d reject(s) staged, %d new; COPY %.2f s, "
+        "merge and commit %.2f s (%s)",
+        i,
+        n,
+        report.batches,
+        report.batches_skipped,
+        report.files,
+        report.rows_staged,
+        m.versions_staged,
+        m.versions_inserted,
+        m.deletes_inserted,
+        m.keys_changed,
+        m.keys_inserted,
+        m.keys_deleted,
+        m.datasets_touched,
+        report.rejects_staged,
+        report.rejects_inserted,
+        report.stage_seconds,
+        report.merge_seconds,
+        report.steps_text(),
+    )
 
 
 def _file_count(batch: BatchToLoad) -> int:

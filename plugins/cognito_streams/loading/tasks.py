@@ -9,10 +9,13 @@ from typing import Any
 from cognito_streams.loading import run
 from cognito_streams.loading.params import LoadParams
 from cognito_streams.settings import load_settings
+from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
 
 log = logging.getLogger(__name__)
 
 LOAD_TASK = "load_batches"
+#: Where load()'s return value lists the batches set aside (FailedBatch.as_dict each).
+FAILED_KEY = "failed_batches"
 REBUILD_TASK = "rebuild_state"
 
 
@@ -27,7 +30,9 @@ def choose(params: dict[str, Any] | None) -> str:
 
 
 def load(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Load the landed batches not yet loaded (or the day range, forced); returns the counts."""
+    """Load the landed batches not yet loaded (or the day range, forced); returns the counts and, under
+    ``failed_batches``, the batches set aside (the ``check_failed_batches`` task fails the run on them, after
+    the checks and the announcement of what was loaded)."""
     p = LoadParams.parse(params)
     settings = load_settings()
     if not (p.day_from or p.day_to or p.force):
@@ -39,7 +44,21 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
             with open_warehouse(settings) as wh:
                 last = last_load_at(wh)
             wait_for_load_slot(settings, last)
-    return run.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force).as_dict()
+    report = run.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
+    return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
+
+
+def check_failed(loaded: dict[str, Any] | None) -> int:
+    """Fail the task, naming each batch set aside by the load, its error and the repair; returns 0 when none
+    was. Not retried (AirflowFailException): it reports what the load did, and a retry would report the same;
+    the next run of the DAG tries the batches again."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    failed = [FailedBatch.from_dict(f) for f in (loaded or {}).get(FAILED_KEY, [])]
+    if failed:
+        err = batches_failed_error(failed, load_settings().warehouse_schema)
+        raise AirflowFailException(f"{type(err).__name__}: {err}") from err
+    return 0
 
 
 def rebuild() -> dict[str, Any]:
@@ -58,5 +77,5 @@ def announcement(loaded: dict[str, Any] | None, rebuilt: dict[str, Any] | None) 
     if rebuilt is not None:
         return {"mode": "rebuild", **rebuilt}
     if loaded and loaded.get("batches"):
-        return {"mode": "load", **loaded}
+        return {"mode": "load", **{k: v for k, v in loaded.items() if k != FAILED_KEY}}
     return None

@@ -12,29 +12,36 @@ files. Any error rolls all of it back, so a failed batch leaves nothing behind a
 from __future__ import annotations
 
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from cognito_streams.core.sql_text import Engine, SqlLibrary, WarehouseSql
+from cognito_streams.core.sql_text import Engine, Migration, SqlLibrary, WarehouseSql, multi_row_insert, row_chunks
 from cognito_streams.core.state import Change
+from cognito_streams.core.values import cut_utf8
 from cognito_streams.warehouse.models import (
     BatchToLoad,
     BulkPublishAttempt,
     CheckResult,
     DataQualityError,
+    FailedBatch,
     LoadCheckError,
     LoadReport,
     Manifest,
     MergeCounts,
     MigrationError,
+    WarehouseError,
 )
 
 log = logging.getLogger(__name__)
+
+#: The longest error text kept per failed batch: failed_batches.error_message is varchar(65535), in bytes.
+FAILED_ERROR_BYTES = 65_535
 
 STAGE_CHANGES = "stg_changes"
 STAGE_REJECTS = "stg_rejects"
@@ -46,8 +53,6 @@ class Cursor(Protocol):
     rowcount: int
 
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
-
-    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
 
     def fetchall(self) -> Sequence[Any]: ...
 
@@ -78,6 +83,43 @@ def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
         steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
 
 
+#: Runs of one transaction when it loses a serialization conflict (Redshift's error 1023, PostgreSQL's SQLSTATE
+#: 40001) before the error goes up. Our writers take table locks first (docs/warehouse.md, "Concurrent
+#: writers"), so they never conflict with one another; this covers sessions we do not control (an analyst's
+#: transaction that writes, another tool).
+SERIALIZATION_ATTEMPTS = 3
+_SERIALIZATION_TEXT = re.compile(r"serializable isolation violation|could not serialize access", re.IGNORECASE)
+_ALREADY_EXISTS_TEXT = re.compile(r"already exists|duplicate key value", re.IGNORECASE)
+
+T = TypeVar("T")
+
+
+def is_serialization_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a serialization conflict: psycopg's SQLSTATE 40001, or redshift-connector's error 1023
+    (its args hold the server's fields: ``{'M': '1023', 'D': 'Serializable isolation violation on table ...'}``)."""
+    if getattr(err, "sqlstate", None) == "40001":
+        return True
+    fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+    if str(fields.get("M", "")).strip() == "1023" or str(fields.get("C", "")) == "40001":
+        return True
+    return bool(_SERIALIZATION_TEXT.search(str(err)))
+
+
+def is_create_race(err: BaseException) -> bool:
+    """Whether ``err`` is what PostgreSQL answers when two sessions run the same ``create ... if not exists`` at
+    once (the second one's insert into the catalog meets the first one's row: 23505, 42P06, 42P07)."""
+    return getattr(err, "sqlstate", None) in ("23505", "42P06", "42P07") or bool(_ALREADY_EXISTS_TEXT.search(str(err)))
+
+
+def insert_rows(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert ``rows`` with ``statement`` (an ``insert ... values (<one row>)``) as multi-row INSERTs of bounded
+    size, never one statement per row: redshift-connector's ``executemany`` is one prepared INSERT per row.
+    Returns the number of rows inserted."""
+    for chunk in row_chunks(rows):
+        cur.execute(multi_row_insert(statement, len(chunk)), [value for row in chunk for value in row])
+    return len(rows)
+
+
 def utcnow() -> datetime:
     """Now, as the warehouse stores times (UTC, no time zone)."""
     return datetime.now(UTC).replace(tzinfo=None)
@@ -96,6 +138,8 @@ class Warehouse(ABC):
         self.sql = WarehouseSql(schema, self.engine, library)
         self.schema = self.sql.schema
         self._conn = conn
+        #: Transactions run again after a serialization conflict, since this object was made (tests read it).
+        self.serialization_retries = 0
 
     # Connection ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -147,6 +191,49 @@ class Warehouse(ABC):
         except Exception as cleanup:  # noqa: BLE001 - attached to the error in flight, which is what is raised
             error.add_note(f"(closing the cursor after this error failed too: {type(cleanup).__name__}: {cleanup})")
 
+    def retrying(self, what: str, work: Callable[[], T], *, also: Callable[[BaseException], bool] | None = None) -> T:
+        """``work()`` (one whole transaction), run again up to SERIALIZATION_ATTEMPTS times in all when it fails
+        with a serialization conflict (or an error ``also`` accepts); each retry is logged, and the last error
+        goes up in a WarehouseError that says what to do."""
+        for attempt in range(1, SERIALIZATION_ATTEMPTS + 1):
+            try:
+                return work()
+            except Exception as err:
+                retryable = is_serialization_failure(err) or (also is not None and also(err))
+                if not retryable:
+                    raise
+                if attempt == SERIALIZATION_ATTEMPTS:
+                    raise WarehouseError(
+                        f"{what} on schema {self.schema} failed {attempt} times in a row on a conflict with a "
+                        f"concurrent session ({type(err).__name__}: {err}); it was rolled back each time. Another "
+                        "session keeps writing the same tables: look for a long transaction (Redshift: STV_SESSIONS, "
+                        "SVV_TRANSACTIONS, STL_TR_CONFLICT; PostgreSQL: pg_stat_activity) and clear the task to retry"
+                    ) from err
+                self.serialization_retries += 1
+                log.warning(
+                    "%s on schema %s conflicted with a concurrent session (attempt %d of %d: %s: %s); it was rolled "
+                    "back whole and runs again",
+                    what,
+                    self.schema,
+                    attempt,
+                    SERIALIZATION_ATTEMPTS,
+                    type(err).__name__,
+                    str(err).strip().splitlines()[0] if str(err).strip() else "",
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, what: str, locks: str, work: Callable[[Cursor], T]) -> T:
+        """Run ``work(cursor)`` in one transaction that first executes ``locks`` (a LOCK statement of sql/ naming
+        every table the work writes), run again on a serialization conflict (:meth:`retrying`). For writers
+        outside this class (reconciliation)."""
+
+        def once() -> T:
+            with self.transaction() as cur:
+                cur.execute(locks)
+                return work(cur)
+
+        return self.retrying(what, once)
+
     # Engine specifics ------------------------------------------------------------------------------
     @abstractmethod
     def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
@@ -172,16 +259,37 @@ class Warehouse(ABC):
         (cost grows with the table). Nothing to do by default."""
         yield
 
+    @contextmanager
+    def _joining_back(self, cur: Cursor) -> Iterator[None]:
+        """Around the statements that join the stage's payload columns back to stg_versions by position (the
+        history insert, the winners, the candidates): where the engine has a planner to steer, make it hash
+        the join. Nothing to do by default."""
+        yield
+
     # Schema --------------------------------------------------------------------------------------
     def ensure_schema(self) -> list[str]:
         """Create or upgrade the schema: apply the ``sql/schema/V*.sql`` files not yet in schema_migrations,
         in version order, in one transaction. Returns the names of the migrations applied now."""
         migrations = self.sql.library.migrations()
+        # Several tasks may run this at once (mapped bulk-publish tasks, the loader): the bootstrap's
+        # "create ... if not exists" can then meet another session's uncommitted create; run again, it finds them.
+        self.retrying("schema bootstrap", self._bootstrap, also=is_create_race)
+        applied_now = self.retrying("schema migration", lambda: self._migrate(migrations))
+        if applied_now:
+            log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
+        else:
+            log.info("Schema %s is up to date (%d migrations)", self.schema, len(migrations))
+        return applied_now
+
+    def _bootstrap(self) -> None:
         with self.transaction() as cur:
             for statement in self.sql.bootstrap():
                 cur.execute(statement)
+
+    def _migrate(self, migrations: Sequence[Migration]) -> list[str]:
         applied_now: list[str] = []
         with self.transaction() as cur:
+            # First statement: a second migrator waits here, then reads the versions the first one applied.
             cur.execute(self.sql.lock_migrations())
             cur.execute(self.sql.applied_migrations())
             applied = {int(v): (name, checksum) for v, name, checksum in cur.fetchall()}
@@ -208,10 +316,6 @@ class Warehouse(ABC):
                 )
                 applied_now.append(f"V{migration.version:03d}__{migration.name}")
             self._after_migrations(cur)
-        if applied_now:
-            log.info("Schema %s: applied migrations %s", self.schema, ", ".join(applied_now))
-        else:
-            log.info("Schema %s is up to date (%d migrations)", self.schema, len(migrations))
         return applied_now
 
     # Finding work ----------------------------------------------------------------------------------
@@ -225,12 +329,17 @@ class Warehouse(ABC):
     def load(self, batches: Sequence[BatchToLoad], *, force: bool = False) -> LoadReport:
         """Load these batches in one transaction; batches already loaded are skipped unless ``force``
         (a forced reload merges them again, which changes nothing in records: the merge is idempotent)."""
-        report = LoadReport()
         if not batches:
-            return report
+            return LoadReport()
+        return self.retrying(f"load of {len(batches)} batch(es)", lambda: self._load_once(batches, force))
+
+    def _load_once(self, batches: Sequence[BatchToLoad], force: bool) -> LoadReport:
+        report = LoadReport()
         loaded_at = utcnow()
         with self.transaction() as cur:
             self._begin(cur)
+            # First statement that reads or writes: loaders, rebuilds and direct merges serialise here, and the
+            # transaction's snapshot is taken after the lock, so it sees what the previous holder committed.
             cur.execute(self.sql.lock_loader())
             todo = list(batches)
             if not force:
@@ -266,23 +375,40 @@ class Warehouse(ABC):
 
     def merge_changes(self, changes: Iterable[Change]) -> MergeCounts:
         """Merge change rows given directly (no files, no bookkeeping) in one transaction: the same merge as
-        :meth:`load`. For small amounts (tests, repairs): rows are inserted one statement per row."""
-        with self.transaction() as cur:
-            self._begin(cur)
-            cur.execute(self.sql.lock_loader())
-            cur.execute(self.sql.create_stage_changes())
-            rows = [c.as_tuple() for c in changes]
-            if rows:
-                cur.executemany(self.sql.insert_stage_change(), rows)
-            self._after_work_table(cur, STAGE_CHANGES)
-            counts = self._merge(cur, utcnow())
-            cur.execute(self.sql.drop_work_tables())
-        return counts
+        :meth:`load`. For small amounts (tests, repairs): rows reach the stage by multi-row INSERTs."""
+        # A change given twice is one row of the stage (as in a landed file, where each row has its own position:
+        # the merge joins values back by position).
+        rows = list(dict.fromkeys(c.as_tuple() for c in changes))
+
+        def once() -> MergeCounts:
+            with self.transaction() as cur:
+                self._begin(cur)
+                cur.execute(self.sql.lock_loader())
+                cur.execute(self.sql.create_stage_changes())
+                insert_rows(cur, self.sql.insert_stage_change(), rows)
+                self._after_work_table(cur, STAGE_CHANGES)
+                counts = self._merge(cur, utcnow())
+                cur.execute(self.sql.drop_work_tables())
+            return counts
+
+        return self.retrying(f"merge of {len(rows)} change(s)", once)
 
     def rebuild_current_state(self) -> MergeCounts:
         """Rebuild ``records`` and ``datasets`` from ``record_changes`` and ``dataset_deletes`` (after a fix to
         the merge rules, or if the current state is suspect), in one transaction: readers see the old state
         until it commits."""
+        counts = self.retrying("rebuild of records and datasets", self._rebuild_once)
+        log.info(
+            "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
+            self.schema,
+            counts.versions_staged,
+            counts.keys_changed,
+            counts.keys_deleted,
+            counts.datasets_touched,
+        )
+        return counts
+
+    def _rebuild_once(self) -> MergeCounts:
         with self.transaction() as cur:
             self._begin(cur)
             cur.execute(self.sql.lock_loader())
@@ -293,14 +419,6 @@ class Warehouse(ABC):
             self._after_work_table(cur, STAGE_CHANGES)
             counts = self._merge(cur, utcnow(), from_history=True)
             cur.execute(self.sql.drop_work_tables())
-        log.info(
-            "Rebuilt %s.records and datasets from the history: %d versions, %d keys (%d deleted), %d datasets",
-            self.schema,
-            counts.versions_staged,
-            counts.keys_changed,
-            counts.keys_deleted,
-            counts.datasets_touched,
-        )
         return counts
 
     def _work(self, cur: Cursor, statement: str, table: str) -> None:
@@ -332,15 +450,17 @@ class Warehouse(ABC):
             with_deletes = int(cur.fetchone()[0]) > 0
             self._work(cur, sql.create_versions(), "stg_versions")
         if not from_history:
-            with _timed(steps, "history"):
-                cur.execute(sql.insert_record_changes(), (loaded_at, loaded_at))
+            with _timed(steps, "history"), self._joining_back(cur):
+                cur.execute(sql.insert_record_changes(), (loaded_at,))
                 versions_inserted = max(cur.rowcount, 0)
         with _timed(steps, "winners"):
-            cur.execute(sql.create_winners())
+            with self._joining_back(cur):
+                cur.execute(sql.create_winners())
             if with_deletes:
                 # Only datasets with a delete need candidates and generations: in a batch without any (the usual
                 # case) these statements would scan the versions to find nothing.
-                self._work(cur, sql.create_candidates(), "stg_candidates")
+                with self._joining_back(cur):
+                    self._work(cur, sql.create_candidates(), "stg_candidates")
                 self._work(cur, sql.create_generations(), "stg_generations")
                 cur.execute(sql.insert_winners_with_deletes())
             self._after_work_table(cur, "stg_winners")
@@ -368,6 +488,9 @@ class Warehouse(ABC):
         staged: dict[tuple[str, str], int] = {}
         problems: list[str] = []
         violations: dict[str, tuple[int, str]] = {}
+        # The files at fault, so that the loader can tell which batches to set aside (loading.run).
+        bad_counts: set[str] = set()
+        bad_rows: set[str] = set()
         for table, statement, manifests in (
             (STAGE_CHANGES, self.sql.staged_changes_per_file(), [b.changes_manifest for b in batches]),
             (STAGE_REJECTS, self.sql.staged_rejects_per_file(), [b.rejects_manifest for b in batches]),
@@ -380,24 +503,28 @@ class Warehouse(ABC):
                 if problem is not None:
                     count, example = violations.get(problem, (0, ""))
                     violations[problem] = (count + int(n), max(example, str(url)))
+                    bad_rows.add(str(url))
             for url in sorted(set(expected) | set(got)):
                 manifest_url, want = expected.get(url, ("(no manifest lists it)", 0))
                 have = got.get(url, 0)
                 staged[(table, url)] = have
                 if have != want:
                     problems.append(f"{url}: {manifest_url} says {want} rows, {table} holds {have}")
+                    bad_counts.add(url)
         if problems:
             raise LoadCheckError(
                 f"staged rows do not match the manifests' record_count in {len(problems)} file(s); nothing was "
                 "merged:\n  " + "\n  ".join(problems) + "\nThe landed files and their manifests disagree: re-land "
-                "those batches, or check that landed_file in the rows names the file that holds them"
+                "those batches, or check that landed_file in the rows names the file that holds them",
+                files=bad_counts,
             )
         if violations:
             lines = [f"{p}: {n} row(s), e.g. in {example}" for p, (n, example) in sorted(violations.items())]
             raise LoadCheckError(
                 "staged rows break the landing contract (core/landing_format.py); nothing was merged:\n  "
                 + "\n  ".join(lines)
-                + "\nFix the landing DAG's writer, re-land those batches, then rerun this DAG"
+                + "\nFix the landing DAG's writer, re-land those batches, then rerun this DAG",
+                files=bad_rows,
             )
         return staged
 
@@ -416,8 +543,7 @@ class Warehouse(ABC):
                 rows = staged.get((table, ref.url), 0)
                 files.append((ref.url, b.descriptor_url, kind, manifest.url, expected, rows, ref.bytes))
         cur.execute(self.sql.create_stage_files())
-        if files:
-            cur.executemany(self.sql.insert_stage_file(), files)
+        insert_rows(cur, self.sql.insert_stage_file(), files)
         cur.execute(self.sql.merge_loaded_files(), (loaded_at, loaded_at))
         rows_b = [
             (
@@ -439,8 +565,45 @@ class Warehouse(ABC):
             for b in batches
         ]
         cur.execute(self.sql.create_stage_batches())
-        cur.executemany(self.sql.insert_stage_batch(), rows_b)
+        insert_rows(cur, self.sql.insert_stage_batch(), rows_b)
         cur.execute(self.sql.merge_loaded_batches(), (loaded_at, loaded_at))
+        cur.execute(self.sql.resolve_failed_batches(), (loaded_at,))
+
+    # Batches set aside ---------------------------------------------------------------------------------
+    def record_failed_batches(self, failed: Sequence[FailedBatch]) -> None:
+        """Record batches the loader set aside in ``failed_batches`` (one row per batch: a batch failing again
+        counts one more failure and keeps its latest error), in a transaction of its own, under the loader's
+        lock."""
+        if not failed:
+            return
+        now = utcnow()
+        # One source row per batch (a MERGE source row per target row); the latest error of a batch wins.
+        latest = {f.descriptor_url: f for f in failed}
+        rows = [
+            (
+                f.descriptor_url,
+                f.landing_day,
+                f.batch_id,
+                f.error_kind[:64],
+                # Redshift's VARCHAR counts bytes: cut whole characters to fit varchar(65535).
+                cut_utf8(f.error_message.encode(), FAILED_ERROR_BYTES).decode(),
+            )
+            for f in latest.values()
+        ]
+
+        def write(cur: Cursor) -> None:
+            cur.execute(self.sql.create_stage_failed())
+            insert_rows(cur, self.sql.insert_stage_failed(), rows)
+            cur.execute(self.sql.merge_failed_batches(), (now, now, now))
+            cur.execute(self.sql.drop_stage_failed())
+
+        self.write(f"record of {len(failed)} failed batch(es)", self.sql.lock_loader(), write)
+
+    def unresolved_failed_batches(self) -> set[str]:
+        """Descriptor URLs of the batches set aside and not loaded since."""
+        with self.transaction() as cur:
+            cur.execute(self.sql.unresolved_failed_batches())
+            return {str(row[0]) for row in cur.fetchall()}
 
     # Checks ----------------------------------------------------------------------------------------
     def quality_checks(self, since: datetime) -> list[CheckResult]:
@@ -473,7 +636,8 @@ class Warehouse(ABC):
         """Insert or update (by attempt_id) one row of bulk_publish_runs; calling it again with the same
         state changes nothing but updated_at."""
         now = utcnow()
-        with self.transaction() as cur:
+
+        def write(cur: Cursor) -> None:
             cur.execute(self.sql.create_stage_bulk_publish())
             cur.execute(
                 self.sql.insert_stage_bulk_publish(),
@@ -494,10 +658,14 @@ class Warehouse(ABC):
             cur.execute(self.sql.merge_bulk_publish(), (now, now))
             cur.execute(self.sql.drop_stage_bulk_publish())
 
+        # The mapped per-pool tasks write at once: without the lock first, two MERGEs into bulk_publish_runs
+        # from transactions that overlap are not serializable (Redshift aborts one with error 1023).
+        self.write(f"bulk publish attempt {attempt.attempt_id}", self.sql.lock_bulk_publish_runs(), write)
+
     def bulk_publish_attempts(self, identity_pool_id: str, limit: int = 20) -> list[BulkPublishAttempt]:
         """The pool's latest attempts, newest first (times are naive UTC)."""
         with self.transaction() as cur:
-            cur.execute(self.sql.bulk_publish_attempts(), (identity_pool_id, limit))
+            cur.execute(self.sql.bulk_publish_attempts(limit), (identity_pool_id,))
             names = [
                 "attempt_id", "identity_pool_id", "requested_at", "decision", "status", "started_at",
                 "completed_at", "failure_message", "next_eligible_at", "dag_run_id", "reason", "updated_at",

@@ -4,6 +4,7 @@ attempts, and the errors a user can act on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -14,21 +15,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from cognito_streams.core.landing_format import LandedBatch
 from cognito_streams.core.values import clip_text
 
+#: ``write_manifest(name, body)`` writes a load's combined COPY manifest under the landing prefix's
+#: ``load-manifests/`` and returns its s3:// URL (``LandingReader.put_load_manifest``); Redshift COPYs from it.
+WriteManifest = Callable[[str, bytes], str]
+
 
 class WarehouseError(RuntimeError):
     """Base of the warehouse's errors; the message says what failed, with which input, what to do."""
 
 
-class LoadError(WarehouseError):
+class BatchDataError(WarehouseError):
+    """A load failed because of what some landed files or batches hold (not because of the warehouse or the
+    network): the loader loads the other batches and records these as failed (``loading.run``).
+
+    ``files``: the data files found at fault, when known; ``descriptors``: the batch descriptors, when known."""
+
+    def __init__(self, message: str, *, files: Iterable[str] = (), descriptors: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.files = frozenset(files)
+        self.descriptors = frozenset(descriptors)
+
+
+class LoadError(BatchDataError):
     """A COPY into the stage failed (the message names the file, the line and the reason)."""
 
 
-class LoadCheckError(WarehouseError):
-    """Staged rows disagree with the manifests, or break the landing contract; nothing was merged."""
+class LoadCheckError(BatchDataError):
+    """Staged rows disagree with the manifests, or break the landing contract, or a descriptor or manifest is
+    malformed; nothing was merged."""
 
 
 class DataQualityError(WarehouseError):
     """A data-quality check failed after a load (the message lists each check with its numbers)."""
+
+
+class BatchesFailedError(WarehouseError):
+    """Some landed batches could not be loaded and were set aside (``failed_batches``); all others were loaded.
+    The message lists each batch with its error and the repair."""
 
 
 class MigrationError(WarehouseError):
@@ -101,6 +124,67 @@ class BatchToLoad:
         return max(1, len(self.batch.files()))
 
 
+@dataclass(frozen=True)
+class FailedBatch:
+    """A landed batch the loader set aside: its COPY, its checks or its descriptor failed. Recorded in
+    ``failed_batches``; loading goes on without it, and later runs try it again until it loads."""
+
+    descriptor_url: str
+    landing_day: date
+    batch_id: str | None
+    error_kind: str
+    error_message: str
+
+    @classmethod
+    def of(cls, descriptor_url: str, landing_day: date, batch_id: str | None, err: BaseException) -> FailedBatch:
+        """The record of ``err`` for one batch."""
+        return cls(descriptor_url, landing_day, batch_id, type(err).__name__, str(err))
+
+    def as_dict(self) -> dict[str, str]:
+        """For XCom (JSON)."""
+        return {
+            "descriptor_url": self.descriptor_url,
+            "landing_day": self.landing_day.isoformat(),
+            "batch_id": self.batch_id or "",
+            "error_kind": self.error_kind,
+            "error_message": self.error_message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FailedBatch:
+        """Inverse of :meth:`as_dict`."""
+        return cls(
+            str(data["descriptor_url"]),
+            date.fromisoformat(str(data["landing_day"])),
+            str(data.get("batch_id") or "") or None,
+            str(data["error_kind"]),
+            str(data["error_message"]),
+        )
+
+
+#: How much of each failed batch's error the task's failure message quotes (the full text is in
+#: failed_batches.error_message and the load task's log).
+FAILED_MESSAGE_CHARS = 2_000
+
+
+def batches_failed_error(failed: Sequence[FailedBatch], schema: str) -> BatchesFailedError:
+    """The error that fails the run when batches were set aside: each batch, its error, and the repair."""
+    lines = []
+    for f in failed:
+        message = (
+            f.error_message
+            if len(f.error_message) <= FAILED_MESSAGE_CHARS
+            else f.error_message[:FAILED_MESSAGE_CHARS] + " ..."
+        )
+        lines.append(f"- {f.descriptor_url} ({f.error_kind}):\n    " + message.replace("\n", "\n    "))
+    return BatchesFailedError(
+        f"{len(failed)} landed batch(es) could not be loaded and were set aside (recorded in {schema}.failed_batches); "
+        "every other batch was loaded:\n" + "\n".join(lines) + "\nRepair: fix the cause named above (usually re-land "
+        "the batch: run cognito_stream_to_s3 with replay_from), then the next load retries it; see docs/operations.md, "
+        "'A batch the loader set aside'"
+    )
+
+
 @dataclass
 class MergeCounts:
     """What one merge did."""
@@ -146,6 +230,8 @@ class LoadReport:
     #: Wall time of each step after the COPY (``MERGE_STEPS``), for the task log and the benchmark; the commit
     #: is what merge_seconds has beyond their sum.
     step_seconds: dict[str, float] = field(default_factory=dict)
+    #: Batches set aside by the loader (``loading.run``): not loaded, recorded in failed_batches.
+    failed: list[FailedBatch] = field(default_factory=list)
 
     _SUMMED = (
         "batches", "batches_skipped", "files", "rows_staged", "rejects_staged", "rejects_inserted", "stage_seconds",
@@ -157,6 +243,7 @@ class LoadReport:
         for name in self._SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.merge.add(other.merge)
+        self.failed.extend(other.failed)
         for step, seconds in other.step_seconds.items():
             self.step_seconds[step] = self.step_seconds.get(step, 0.0) + seconds
 
@@ -170,6 +257,7 @@ class LoadReport:
         out["stage_seconds"] = round(self.stage_seconds, 3)
         out["merge_seconds"] = round(self.merge_seconds, 3)
         out.update(vars(self.merge))
+        out["batches_failed"] = len(self.failed)
         return out
 
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECTS_SCHEMA
 from cognito_streams.core.sql_text import SqlLibrary
 from cognito_streams.warehouse.base import STAGE_CHANGES, Cursor, Warehouse
-from cognito_streams.warehouse.models import LoadCheckError, LoadError, Manifest
+from cognito_streams.warehouse.models import LoadCheckError, LoadError, Manifest, WarehouseError
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +33,15 @@ Fetch = Callable[[str], bytes]
 
 _SCHEMAS = {STAGE_CHANGES: CHANGES_SCHEMA}
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
-#: Work tables the planner needs statistics on, with whether their key includes record_key: the big ones
+#: Work tables the planner needs statistics on, with which keys (analyze_<keys>_keys in sql/postgres.sql): the big ones
 #: that drive joins. The others are empty or tiny in a normal batch (deletes, candidates of datasets with
 #: deletes), where the planner's default guess does no harm.
-ANALYZED_WORK_TABLES: dict[str, bool] = {
-    "stg_changes": True,
-    "stg_versions": True,
-    "stg_datasets": False,
-    "stg_winners": True,
-    "stg_dataset_updates": False,
+ANALYZED_WORK_TABLES: dict[str, str] = {
+    "stg_changes": "record",
+    "stg_versions": "version",
+    "stg_datasets": "dataset",
+    "stg_winners": "record",
+    "stg_dataset_updates": "dataset",
 }
 #: Files read ahead of the one being copied: S3 latency overlaps the COPY, memory stays bounded.
 PREFETCH = 2
@@ -66,16 +66,19 @@ def read_landed(data: bytes, schema: pa.Schema, url: str) -> pa.Table:
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as err:
-        raise LoadError(f"{url} is not a readable Parquet file ({err}); re-land its batch") from None
+        raise LoadError(f"{url} is not a readable Parquet file ({err}); re-land its batch", files=(url,)) from None
     if table.schema.names != schema.names:
         raise LoadCheckError(
             f"{url} has columns {table.schema.names}, the contract (core/landing_format.py) has {schema.names} in "
-            "that order; the writer and the loader disagree on the format: fix the writer and re-land the batch"
+            "that order; the writer and the loader disagree on the format: fix the writer and re-land the batch",
+            files=(url,),
         )
     try:
         return table.cast(schema).cast(_utc_wall_clock(schema))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise LoadCheckError(f"{url} has column types the contract does not allow ({err}); re-land its batch") from None
+        raise LoadCheckError(
+            f"{url} has column types the contract does not allow ({err}); re-land its batch", files=(url,)
+        ) from None
 
 
 def _to_csv(table: pa.Table) -> bytes:
@@ -165,6 +168,12 @@ class PostgresWarehouse(Warehouse):
         yield
         cur.execute(self.sql.probe_by_key(done=True))
 
+    @contextmanager
+    def _joining_back(self, cur: Cursor) -> Iterator[None]:
+        cur.execute(self.sql.join_back_by_hash())
+        yield
+        cur.execute(self.sql.join_back_by_hash(done=True))
+
     def _after_work_table(self, cur: Cursor, table: str) -> None:
         # Temporary tables are never auto-analyzed. Without statistics, a join of two of them on three or four
         # columns is estimated at one row, and the planner nests loops over tens of thousands of rows.
@@ -174,14 +183,17 @@ class PostgresWarehouse(Warehouse):
     def _stage(self, cur: Cursor, table: str, manifests: Sequence[Manifest]) -> None:
         entries = [(m, e) for m in manifests for e in m.entries]
         if entries and self._fetch is None:
-            raise LoadError("this PostgresWarehouse was opened without a way to read S3 (fetch); it cannot load files")
+            raise WarehouseError(
+                "this PostgresWarehouse was opened without a way to read S3 (fetch); it cannot load files"
+            )
         schema = _SCHEMAS.get(table, REJECTS_SCHEMA)
         copy_sql = self.sql.copy_from_stdin(table)
         for (manifest, entry), data in zip(entries, self._prefetched([e.url for _, e in entries]), strict=True):
             if len(data) != entry.content_length:
                 raise LoadError(
                     f"{entry.url} is {len(data)} bytes but {manifest.url} says content_length {entry.content_length}; "
-                    "Redshift would refuse it too: re-land the batch"
+                    "Redshift would refuse it too: re-land the batch",
+                    files=(entry.url,),
                 )
             try:
                 count = copy_landed(cur, copy_sql, data, schema, entry.url)
@@ -194,7 +206,8 @@ class PostgresWarehouse(Warehouse):
                     f"COPY of {entry.url} (listed in {manifest.url}) into {table} failed: {reason}"
                     + (f" [{context}]" if context else "")
                     + (f" at row {row} of the file" if row else "")
-                    + ". Fix the file (re-land its batch) and rerun"
+                    + ". Fix the file (re-land its batch) and rerun",
+                    files=(entry.url,),
                 ) from err
             log.debug("Staged %d rows of %s into %s", count, entry.url, table)
         if entries:
