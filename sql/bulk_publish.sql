@@ -32,6 +32,8 @@ insert into stg_bulk_publish (
 );
 
 -- name: merge_bulk_publish
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 merge into ${schema}.bulk_publish_runs
 using stg_bulk_publish as a
 on bulk_publish_runs.attempt_id = a.attempt_id
@@ -46,13 +48,13 @@ when matched then update set
     next_eligible_at = a.next_eligible_at,
     dag_run_id = a.dag_run_id,
     reason = a.reason,
-    updated_at = cast(%s as timestamp)
+    updated_at = cast(${at} as timestamp)
 when not matched then insert (
     attempt_id, identity_pool_id, requested_at, decision, status, started_at, completed_at, failure_message,
     next_eligible_at, dag_run_id, reason, updated_at
 ) values (
     a.attempt_id, a.identity_pool_id, a.requested_at, a.decision, a.status, a.started_at, a.completed_at,
-    a.failure_message, a.next_eligible_at, a.dag_run_id, a.reason, cast(%s as timestamp)
+    a.failure_message, a.next_eligible_at, a.dag_run_id, a.reason, cast(${at} as timestamp)
 );
 
 -- name: drop_stage_bulk_publish

@@ -427,6 +427,8 @@ from (
 where winner_rank = 1 and (is_stored = 0 or is_live <> stored_live);
 
 -- name: merge_records
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 -- Step 4d. Current state: at most one source row per key (stg_winners), newer-only already decided.
 merge into ${schema}.records
 using stg_winners as w
@@ -444,14 +446,14 @@ when matched then update set
     last_modified_at = w.last_modified_at,
     device_last_modified_at = w.device_last_modified_at,
     is_deleted = w.is_deleted,
-    updated_at = cast(%s as timestamp)
+    updated_at = cast(${at} as timestamp)
 when not matched then insert (
     identity_pool_id, identity_id, dataset_name, record_key, op, record_value, value_bytes, is_value_cut,
     value_ref, sync_count, last_modified_at, device_last_modified_at, is_deleted, updated_at
 ) values (
     w.identity_pool_id, w.identity_id, w.dataset_name, w.record_key, w.op, w.record_value, w.value_bytes,
     w.is_value_cut, w.value_ref, w.sync_count, w.last_modified_at, w.device_last_modified_at, w.is_deleted,
-    cast(%s as timestamp)
+    cast(${at} as timestamp)
 );
 
 -- name: create_dataset_updates
@@ -516,6 +518,8 @@ left join (
     and h.dataset_name = t.dataset_name;
 
 -- name: merge_datasets
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 -- Step 5b. New values from the stored row (target columns, read before the update) and the batch:
 -- generation_sync_count moves incrementally, or is recomputed when the latest delete moved; the last sync
 -- count falls back to the delete's; a dataset is deleted when nothing is newer than its latest delete.
@@ -558,7 +562,7 @@ when matched then update set
         else datasets.generation_sync_count
     end,
     live_record_count = datasets.live_record_count + u.live_delta,
-    updated_at = cast(%s as timestamp)
+    updated_at = cast(${at} as timestamp)
 when not matched then insert (
     identity_pool_id, identity_id, dataset_name, last_sync_count, last_modified_at, is_deleted, deleted_at,
     delete_sync_count, generation_sync_count, live_record_count, updated_at
@@ -566,7 +570,7 @@ when not matched then insert (
     u.identity_pool_id, u.identity_id, u.dataset_name, coalesce(u.generation_sync_count, u.delete_sync_count),
     u.last_modified_at,
     case when u.deleted_at is not null and u.last_modified_at <= u.deleted_at then true else false end,
-    u.deleted_at, u.delete_sync_count, u.generation_sync_count, u.live_delta, cast(%s as timestamp)
+    u.deleted_at, u.delete_sync_count, u.generation_sync_count, u.live_delta, cast(${at} as timestamp)
 );
 
 -- name: merge_counts
@@ -626,6 +630,8 @@ insert into stg_files (
 ) values (%s, %s, %s, %s, %s, %s, %s);
 
 -- name: merge_loaded_files
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 -- Step 7a. The batch's files; a forced reload refreshes their rows.
 merge into ${schema}.loaded_files
 using stg_files as f
@@ -637,12 +643,12 @@ when matched then update set
     rows_expected = f.rows_expected,
     rows_staged = f.rows_staged,
     file_bytes = f.file_bytes,
-    loaded_at = cast(%s as timestamp)
+    loaded_at = cast(${at} as timestamp)
 when not matched then insert (
     file_url, descriptor_url, file_kind, manifest_url, rows_expected, rows_staged, file_bytes, loaded_at
 ) values (
     f.file_url, f.descriptor_url, f.file_kind, f.manifest_url, f.rows_expected, f.rows_staged, f.file_bytes,
-    cast(%s as timestamp)
+    cast(${at} as timestamp)
 );
 
 -- name: create_stage_batches
@@ -671,6 +677,8 @@ insert into stg_batches (
 ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: merge_loaded_batches
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 -- Step 7b. Recorded last, in the same transaction: a batch is "loaded" exactly when its data is.
 merge into ${schema}.loaded_batches
 using stg_batches as b
@@ -689,7 +697,7 @@ when matched then update set
     kinesis_records_landed = b.kinesis_records_landed,
     kinesis_records_rejected = b.kinesis_records_rejected,
     is_replay = b.is_replay,
-    loaded_at = cast(%s as timestamp)
+    loaded_at = cast(${at} as timestamp)
 when not matched then insert (
     descriptor_url, batch_id, landing_day, stream_name, shard_id, first_sequence_number, last_sequence_number,
     first_arrived_at, last_arrived_at, landed_at, kinesis_records_read, kinesis_records_landed,
@@ -697,7 +705,7 @@ when not matched then insert (
 ) values (
     b.descriptor_url, b.batch_id, b.landing_day, b.stream_name, b.shard_id, b.first_sequence_number,
     b.last_sequence_number, b.first_arrived_at, b.last_arrived_at, b.landed_at, b.kinesis_records_read,
-    b.kinesis_records_landed, b.kinesis_records_rejected, b.is_replay, cast(%s as timestamp)
+    b.kinesis_records_landed, b.kinesis_records_rejected, b.is_replay, cast(${at} as timestamp)
 );
 
 -- name: resolve_failed_batches
@@ -721,6 +729,8 @@ insert into stg_failed (descriptor_url, landing_day, batch_id, error_kind, error
 values (%s, %s, %s, %s, %s);
 
 -- name: merge_failed_batches
+-- The time (at) is a literal (core/sql_text.timestamp_literal): Redshift binds parameters only in
+-- SELECT, INSERT, UPDATE and DELETE (PREPARE), so a MERGE takes none.
 -- Batches set aside by this run (after the lock of lock_loader: the loader's tables have one writer at a time).
 merge into ${schema}.failed_batches
 using stg_failed as f
@@ -730,15 +740,15 @@ when matched then update set
     batch_id = f.batch_id,
     error_kind = f.error_kind,
     error_message = f.error_message,
-    last_failed_at = cast(%s as timestamp),
+    last_failed_at = cast(${at} as timestamp),
     failures = failed_batches.failures + 1,
     resolved_at = cast(null as timestamp)
 when not matched then insert (
     descriptor_url, landing_day, batch_id, error_kind, error_message, first_failed_at, last_failed_at, failures,
     resolved_at
 ) values (
-    f.descriptor_url, f.landing_day, f.batch_id, f.error_kind, f.error_message, cast(%s as timestamp),
-    cast(%s as timestamp), 1, cast(null as timestamp)
+    f.descriptor_url, f.landing_day, f.batch_id, f.error_kind, f.error_message, cast(${at} as timestamp),
+    cast(${at} as timestamp), 1, cast(null as timestamp)
 );
 
 -- name: drop_stage_failed

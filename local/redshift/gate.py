@@ -346,6 +346,7 @@ def _check_tree(text: str, tree: exp.Expr) -> None:
         _check_set(tree)
     if isinstance(tree, exp.Rollback) and tree.args.get("savepoint"):
         raise _refuse("ROLLBACK TO SAVEPOINT", "c_unsupported-postgresql-functions")
+    _check_bound_parameters(tree)
     infos: list[str] = []
     for node in tree.walk():
         _check_node(node, tree, infos, text)
@@ -357,6 +358,27 @@ def _check_tree(text: str, tree: exp.Expr) -> None:
             infos=tuple(infos),
             detail=f"see {doc_url('c_unsupported-postgresql-functions')} and {doc_url('c_Supported_data_types')}",
         )
+
+
+#: The statements Redshift prepares (PREPARE: "SELECT, INSERT, UPDATE, or DELETE"): the only ones that may hold a
+#: bound parameter. redshift-connector and psycopg 3 send parameters to the server (extended protocol), so a
+#: parameter elsewhere reaches Redshift's parser as $n (COPY, UNLOAD, CREATE MATERIALIZED VIEW: "syntax error at
+#: or near \"$1\"", aws/amazon-redshift-python-driver#31, #148). For MERGE and CREATE TABLE AS AWS documents
+#: nothing either way; the emulator takes the strict reading of PREPARE's page.
+_PREPARABLE = (exp.Query, exp.Insert, exp.Update, exp.Delete)
+
+
+def _check_bound_parameters(tree: exp.Expr) -> None:
+    if isinstance(tree, _PREPARABLE) or tree.find(exp.Placeholder, exp.Parameter) is None:
+        return
+    kind = type(tree).__name__.upper()
+    raise GateError(
+        f"bound parameters are not supported in a {kind} statement",
+        construct=f"a bound parameter in {kind}",
+        sqlstate=SYNTAX_ERROR,
+        detail=f"Redshift prepares only SELECT, INSERT, UPDATE and DELETE: see {doc_url('r_PREPARE')}",
+        hint="put the value in the statement text (validated), or move it into the source table",
+    )
 
 
 def _check_node(node: exp.Expr, tree: exp.Expr, infos: list[str], text: str) -> None:

@@ -132,7 +132,7 @@ class ExplainingWarehouse(PostgresWarehouse):
     def _probing_by_key(self, cur: Cursor) -> Iterator[None]:
         with super()._probing_by_key(cur):
             now = datetime(2026, 1, 1)
-            cur.execute("explain " + self.sql.merge_records(), (now, now))
+            cur.execute("explain " + self.sql.merge_records(now))
             self.plans.append("\n".join(row[0] for row in cur.fetchall()))
             yield
 

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,12 @@ def test_schema_injection_is_refused_by_the_settings_and_by_the_sql_builder(sche
 
 def test_a_valid_schema_is_the_only_thing_substituted_into_the_statements() -> None:
     sql = WarehouseSql("cognito_sync", "postgres")
-    statements = [sql.merge_records(), sql.insert_record_changes(), sql.lock_loader(), *sql.bootstrap()]
+    statements = [
+        sql.merge_records(datetime(2026, 1, 1)),
+        sql.insert_record_changes(),
+        sql.lock_loader(),
+        *sql.bootstrap(),
+    ]
     for statement in statements:
         # no placeholder left, and every table is qualified by the schema given, bare
         assert "${" not in statement

@@ -4,6 +4,8 @@ without touching this module; one whose placeholder it cannot fill fails loudly 
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from pathlib import Path
 
 import sqlglot
@@ -14,12 +16,29 @@ from cognito_streams.core.sql_text import Engine, ReportingSql, SqlTextError
 ROLE = "arn:aws:iam::123456789012:role/cognito-streams-redshift-copy"
 MANIFEST = "s3://cognito-streams-landing/cognito-streams/load-manifests/stg_changes/0123abcd.manifest"
 
+#: The time placed in the statements that take it as a literal (``${at}``), and those statements.
+AT = datetime(2026, 3, 1, 12, 30, 5, 123456)
+AT_TIME = (
+    ("load.sql", "merge_records"),
+    ("load.sql", "merge_datasets"),
+    ("load.sql", "merge_loaded_files"),
+    ("load.sql", "merge_loaded_batches"),
+    ("load.sql", "merge_failed_batches"),
+    ("bulk_publish.sql", "merge_bulk_publish"),
+)
+
+
+def _at_time(file: str, name: str, sql: ReportingSql) -> str:
+    return sql.at_time(file, name, AT)
+
+
 #: Statements whose text the code builds from arguments: rendered through their own method, as the code does.
 BUILT = {
     "bulk_publish.sql:bulk_publish_attempts": lambda sql: sql.bulk_publish_attempts(20),
     "reconcile.sql:records_of_identities": lambda sql: sql.records_of_identities(3),
     "reconcile.sql:datasets_of_identities": lambda sql: sql.datasets_of_identities(3),
     "redshift.sql:copy_from_manifest": lambda sql: sql.copy_from_manifest("stg_changes", MANIFEST, ROLE),
+    **{f"{file}:{name}": functools.partial(_at_time, file, name) for file, name in AT_TIME},
 }
 #: Identifier placeholders other than ${schema}, with a value the code could pass.
 IDENTIFIERS = {"table": "stg_changes"}

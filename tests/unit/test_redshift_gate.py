@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cognito_streams.core.sql_text import ReportingSql, default_library
 from local.redshift.gate import SPECIFIED_TYPES_OR_FUNCTIONS, GateError, inspect, split
 from local.redshift.reference import ALLOWED_FUNCTIONS, FUNCTIONS_BY_PAGE
+from tests.support.sql_statements import every_statement
 
 
 def refused(sql: str) -> GateError:
@@ -66,10 +66,30 @@ def test_redshift_only_set_parameters_become_placeholders_and_postgresql_only_on
         ("select a from t limit 1 offset $1", "Not implemented"),
         ("select a from t limit %s", "Not implemented"),
         ("create table t (a int check (a > 0))", "ALTER/CREATE TABLE column CHECK constraint is not supported"),
+        (
+            "merge into t using s on t.id = s.id when matched then update set at = cast($1 as timestamp) "
+            "when not matched then insert (id, at) values (s.id, cast($1 as timestamp))",
+            "bound parameters are not supported in a MERGE statement",
+        ),
+        ("create temp table w as select a, %s as b from t", "bound parameters are not supported in a CREATE statement"),
     ],
 )
 def test_refusals_carry_redshifts_text(sql: str, message: str) -> None:
     assert refused(sql).message == message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select a from t where b = $1",
+        "insert into t (a, b) values ($1, $2), ($3, $4)",
+        "update t set a = $1 from s where t.id = s.id",
+        "delete from t where a = %s",
+        "with x as (select a from t where b = $1) select a from x",
+    ],
+)
+def test_bound_parameters_pass_in_the_statements_redshift_prepares(sql: str) -> None:
+    assert run_text(sql) == sql
 
 
 def test_unsupported_functions_are_named_one_per_info_message() -> None:
@@ -126,32 +146,9 @@ def refused_no_module(sql: str) -> GateError:
     return info.value
 
 
-def _sql_statements() -> dict[str, str]:
-    """Every statement of sql/, rendered for the redshift engine (the COPY with a valid URL and role)."""
-    sql = ReportingSql("cognito_sync", "redshift")
-    library = default_library()
-    statements: dict[str, str] = {}
-    for file in ("load.sql", "bulk_publish.sql", "checks.sql", "maintenance.sql", "migrations.sql", "reconcile.sql",
-                 "report.sql", "redshift.sql"):  # fmt: skip
-        for name in library.named(file):
-            if name == "copy_from_manifest":
-                text = sql.copy_from_manifest(
-                    "stg_changes", "s3://bucket/k.manifest", "arn:aws:iam::123456789012:role/r"
-                )
-            elif name in ("records_of_identities", "datasets_of_identities"):
-                text = sql.records_of_identities(3) if name.startswith("records") else sql.datasets_of_identities(3)
-            else:
-                text = sql.statement(file, name)
-            statements[f"{file}:{name}"] = text
-    for i, text in enumerate(sql.bootstrap()):
-        statements[f"schema/bootstrap.sql#{i}"] = text
-    for migration in library.migrations():
-        for i, text in enumerate(sql.migration(migration)):
-            statements[f"schema/V{migration.version:03d}__{migration.name}.sql#{i}"] = text
-    return statements
-
-
-SQL_STATEMENTS = _sql_statements()
+#: Every statement of sql/ (files, bootstrap, migrations) rendered for Redshift as the code renders it; not
+#: postgres.sql, which only the PostgreSQL stand-in runs.
+SQL_STATEMENTS = {k: v for k, v in every_statement("redshift").items() if not k.startswith("postgres.sql:")}
 
 
 @pytest.mark.parametrize("name", sorted(SQL_STATEMENTS))

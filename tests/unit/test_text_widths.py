@@ -3,8 +3,7 @@ at a character boundary (issue 17 item 1): bulk publish failure messages and rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,13 +47,11 @@ def test_an_identifier_wider_than_its_column_is_refused_not_cut() -> None:
 
 class Cursor:
     def __init__(self) -> None:
-        self.rows: list[tuple[Any, ...]] = []
+        self.values: list[Any] = []
 
     def execute(self, sql: str, params: Any = None) -> None:
-        pass
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.extend(rows)
+        if "insert into" in sql and "reconciliation_results" in sql:
+            self.values.extend(params or ())
 
 
 class Warehouse:
@@ -63,9 +60,8 @@ class Warehouse:
     def __init__(self) -> None:
         self.cursor = Cursor()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        yield self.cursor
+    def write(self, what: str, locks: str, work: Callable[[Cursor], Any]) -> Any:
+        return work(self.cursor)
 
 
 def test_a_reconciliation_detail_is_cut_to_4096_bytes() -> None:
@@ -78,6 +74,6 @@ def test_a_reconciliation_detail_is_cut_to_4096_bytes() -> None:
     # WHEN the run's results are written
     reconciler._record(ReconcileSummary(run_id="r", checked_at=T0), [mismatch])
     # THEN the detail fits reconciliation_results.detail (varchar(4096): bytes), cut at a character boundary
-    (row,) = reconciler.warehouse.cursor.rows  # type: ignore[attr-defined]
-    written = next(v for v in row if isinstance(v, str) and v.startswith("key "))
+    values = reconciler.warehouse.cursor.values  # type: ignore[attr-defined]
+    written = next(v for v in values if isinstance(v, str) and v.startswith("key "))
     assert len(written.encode()) <= 4096 and detail.startswith(written) and len(written) == 4 + 1364

@@ -24,6 +24,7 @@ import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -86,6 +87,18 @@ def validate_limit(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
         raise SqlTextError(f"limit {value!r} must be a whole number from 1 to {MAX_LIMIT}")
     return value
+
+
+def timestamp_literal(value: datetime) -> str:
+    """``value`` as a SQL string literal ``'YYYY-MM-DD HH:MM:SS.ffffff'`` (UTC; an aware value is converted, a
+    naive one is taken as UTC), for ``cast(${at} as timestamp)`` in the statements that take no bound parameter:
+    Redshift prepares only SELECT, INSERT, UPDATE and DELETE (its PREPARE page), so a MERGE gets its time in its
+    text. Only a ``datetime`` is accepted; its text has no quote or anything but digits and separators."""
+    if not isinstance(value, datetime):
+        raise SqlTextError(f"a timestamp literal needs a datetime, not {type(value).__name__}")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return f"'{value:%Y-%m-%d %H:%M:%S.%f}'"
 
 
 def validate_s3_url(value: str, what: str) -> str:
@@ -345,6 +358,11 @@ class WarehouseSql:
         text = re.sub(r"(?<=\S)[ \t]{2,}(?=\S)", " ", text)
         return re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE)
 
+    def at_time(self, file: str, name: str, at: datetime) -> str:
+        """Named statement ``name`` of ``file`` with ``${at}`` filled with :func:`timestamp_literal` of ``at``."""
+        template = self.library.named(file)[name]
+        return self.render(template.replace("${at}", timestamp_literal(at)), f"{file}:{name}")
+
     def statement(self, file: str, name: str, **identifiers: str) -> str:
         """Named statement ``name`` of ``file``, rendered."""
         if file not in self._files:
@@ -491,14 +509,14 @@ class WarehouseSql:
     def insert_winners_with_deletes(self) -> str:
         return self.statement("load.sql", "insert_winners_with_deletes")
 
-    def merge_records(self) -> str:
-        return self.statement("load.sql", "merge_records")
+    def merge_records(self, at: datetime) -> str:
+        return self.at_time("load.sql", "merge_records", at)
 
     def create_dataset_updates(self) -> str:
         return self.statement("load.sql", "create_dataset_updates")
 
-    def merge_datasets(self) -> str:
-        return self.statement("load.sql", "merge_datasets")
+    def merge_datasets(self, at: datetime) -> str:
+        return self.at_time("load.sql", "merge_datasets", at)
 
     def merge_counts(self) -> str:
         return self.statement("load.sql", "merge_counts")
@@ -513,8 +531,8 @@ class WarehouseSql:
     def insert_stage_file(self) -> str:
         return self.statement("load.sql", "insert_stage_file")
 
-    def merge_loaded_files(self) -> str:
-        return self.statement("load.sql", "merge_loaded_files")
+    def merge_loaded_files(self, at: datetime) -> str:
+        return self.at_time("load.sql", "merge_loaded_files", at)
 
     def create_stage_batches(self) -> str:
         return self.statement("load.sql", "create_stage_batches")
@@ -522,8 +540,8 @@ class WarehouseSql:
     def insert_stage_batch(self) -> str:
         return self.statement("load.sql", "insert_stage_batch")
 
-    def merge_loaded_batches(self) -> str:
-        return self.statement("load.sql", "merge_loaded_batches")
+    def merge_loaded_batches(self, at: datetime) -> str:
+        return self.at_time("load.sql", "merge_loaded_batches", at)
 
     def resolve_failed_batches(self) -> str:
         return self.statement("load.sql", "resolve_failed_batches")
@@ -534,8 +552,8 @@ class WarehouseSql:
     def insert_stage_failed(self) -> str:
         return self.statement("load.sql", "insert_stage_failed")
 
-    def merge_failed_batches(self) -> str:
-        return self.statement("load.sql", "merge_failed_batches")
+    def merge_failed_batches(self, at: datetime) -> str:
+        return self.at_time("load.sql", "merge_failed_batches", at)
 
     def drop_stage_failed(self) -> str:
         return self.statement("load.sql", "drop_stage_failed")
@@ -575,8 +593,8 @@ class WarehouseSql:
     def insert_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "insert_stage_bulk_publish")
 
-    def merge_bulk_publish(self) -> str:
-        return self.statement("bulk_publish.sql", "merge_bulk_publish")
+    def merge_bulk_publish(self, at: datetime) -> str:
+        return self.at_time("bulk_publish.sql", "merge_bulk_publish", at)
 
     def drop_stage_bulk_publish(self) -> str:
         return self.statement("bulk_publish.sql", "drop_stage_bulk_publish")

@@ -465,11 +465,11 @@ class Warehouse(ABC):
                 cur.execute(sql.insert_winners_with_deletes())
             self._after_work_table(cur, "stg_winners")
         with _timed(steps, "records"), self._probing_by_key(cur):
-            cur.execute(sql.merge_records(), (loaded_at, loaded_at))
+            cur.execute(sql.merge_records(loaded_at))
         with _timed(steps, "dataset_updates"):
             self._work(cur, sql.create_dataset_updates(), "stg_dataset_updates")
         with _timed(steps, "datasets"):
-            cur.execute(sql.merge_datasets(), (loaded_at, loaded_at))
+            cur.execute(sql.merge_datasets(loaded_at))
         cur.execute(sql.merge_counts())
         versions_staged, _, keys_changed, keys_inserted, keys_deleted, datasets_touched = cur.fetchone()
         return MergeCounts(
@@ -544,7 +544,7 @@ class Warehouse(ABC):
                 files.append((ref.url, b.descriptor_url, kind, manifest.url, expected, rows, ref.bytes))
         cur.execute(self.sql.create_stage_files())
         insert_rows(cur, self.sql.insert_stage_file(), files)
-        cur.execute(self.sql.merge_loaded_files(), (loaded_at, loaded_at))
+        cur.execute(self.sql.merge_loaded_files(loaded_at))
         rows_b = [
             (
                 b.descriptor_url,
@@ -566,7 +566,7 @@ class Warehouse(ABC):
         ]
         cur.execute(self.sql.create_stage_batches())
         insert_rows(cur, self.sql.insert_stage_batch(), rows_b)
-        cur.execute(self.sql.merge_loaded_batches(), (loaded_at, loaded_at))
+        cur.execute(self.sql.merge_loaded_batches(loaded_at))
         cur.execute(self.sql.resolve_failed_batches(), (loaded_at,))
 
     # Batches set aside ---------------------------------------------------------------------------------
@@ -594,7 +594,7 @@ class Warehouse(ABC):
         def write(cur: Cursor) -> None:
             cur.execute(self.sql.create_stage_failed())
             insert_rows(cur, self.sql.insert_stage_failed(), rows)
-            cur.execute(self.sql.merge_failed_batches(), (now, now, now))
+            cur.execute(self.sql.merge_failed_batches(now))
             cur.execute(self.sql.drop_stage_failed())
 
         self.write(f"record of {len(failed)} failed batch(es)", self.sql.lock_loader(), write)
@@ -655,7 +655,7 @@ class Warehouse(ABC):
                     attempt.reason,
                 ),
             )
-            cur.execute(self.sql.merge_bulk_publish(), (now, now))
+            cur.execute(self.sql.merge_bulk_publish(now))
             cur.execute(self.sql.drop_stage_bulk_publish())
 
         # The mapped per-pool tasks write at once: without the lock first, two MERGEs into bulk_publish_runs
