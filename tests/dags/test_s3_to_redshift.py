@@ -146,6 +146,7 @@ def test_a_bad_batch_is_set_aside_and_the_run_is_red_naming_it(
     # THEN the good batches are loaded, checked and announced, and the run is red at check_failed_batches
     assert run.state == DagRunState.FAILED, states(run)
     assert {k: v for k, v in states(run).items() if k != "rebuild_state"} == {
+        "check_params": "success",
         "ensure_schema": "success",
         "choose_mode": "success",
         "load_batches": "success",
