@@ -29,7 +29,7 @@ from cognito_streams.core.landing_format import LandedBatch, LandingLayout
 from cognito_streams.core.state import Change, WarehouseState, expected_state
 from cognito_streams.landing import runner
 from cognito_streams.loading.connect import open_warehouse
-from tests.landing_records import put_records, seed_records
+from tests.landing_records import put_records, seed_records, with_records_pool
 from tests.support.dag_params import load_dag
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
 
@@ -40,8 +40,10 @@ pytestmark = [pytest.mark.dag, pytest.mark.integration]
 def variable(stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     name = f"repair-{uuid.uuid4().hex[:8]}"
     aws("kinesis").create_stream(StreamName=name, ShardCount=1)
+    base = json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])
     value = {
-        **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+        **base,
+        "identity_pool_ids": with_records_pool(base["identity_pool_ids"]),
         "stream_name": name,
         "landing_prefix": f"repairs/{name}",
         "warehouse_schema": unique_schema("rep"),
@@ -151,9 +153,10 @@ def test_a_batch_the_loader_cannot_load_is_repaired_by_a_replay_with_other_cuts(
     changes_key = broken.changes.url.split(f"s3://{variable['landing_bucket']}/", 1)[1]
     body = s3.get_object(Bucket=variable["landing_bucket"], Key=changes_key)["Body"].read()
     s3.put_object(Bucket=variable["landing_bucket"], Key=changes_key, Body=body[: len(body) // 2])
-    # WHEN the loader runs  THEN it fails on that file, asking for the batch to be landed again
+    # WHEN the loader runs  THEN it sets that batch aside (the others load) and the run is red naming it,
+    # asking for the batch to be landed again
     failed = loader_dag.test(logical_date=started)
-    assert failed.state == DagRunState.FAILED and states(failed)["load_batches"] == "failed"
+    assert failed.state == DagRunState.FAILED and states(failed)["check_failed_batches"] == "failed"
     # AND by the time of the repair more records arrived: the replay cuts the records into other batches
     more = seed_records(30, seed=43)
     put += put_records(kinesis, variable["stream_name"], more)
