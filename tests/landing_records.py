@@ -96,9 +96,14 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def seed_records(n: int, seed: int = 0) -> list[bytes]:
+def seed_records(n: int, seed: int = 0, start: int = 0) -> list[bytes]:
     """``n`` valid records of about 1 KB, shaped like app data in Cognito Sync: 3-9 keys per sync,
-    mostly short values (numbers, words, flags), some longer text with escapes and non-ASCII."""
+    mostly short values (numbers, words, flags), some longer text with escapes and non-ASCII.
+
+    Record ``i`` is a sync of identity ``i % 5000`` at a time and sync count set by ``i``, for ``i`` from ``start``:
+    two calls with overlapping ranges make different changes with the SAME versions (a key, sync count and
+    time), which Cognito never does and which the merge takes as one version; give later calls a ``start``
+    past the earlier ones'."""
     rnd = random.Random(seed)
     words = ["dark", "light", "en-US", "fr-FR", "true", "false", "easy", "hard", "level-7", "sword", "shield"]
     alphabet = string.ascii_letters + string.digits + ' "\\/éü€'
@@ -114,7 +119,7 @@ def seed_records(n: int, seed: int = 0) -> list[bytes]:
         return None
 
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         at = 1_700_000_000_000 + i * 1000
         changes = []
         for j in range(rnd.randint(3, 8)):

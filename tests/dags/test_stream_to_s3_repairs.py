@@ -158,7 +158,7 @@ def test_a_batch_the_loader_cannot_load_is_repaired_by_a_replay_with_other_cuts(
     failed = loader_dag.test(logical_date=started)
     assert failed.state == DagRunState.FAILED and states(failed)["check_failed_batches"] == "failed"
     # AND by the time of the repair more records arrived: the replay cuts the records into other batches
-    more = seed_records(30, seed=43)
+    more = seed_records(30, seed=43, start=len(data))
     put += put_records(kinesis, variable["stream_name"], more)
     data += more
     # WHEN the operator re-lands as docs/operations.md says (cognito_stream_to_s3 with replay_from), then
