@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from cognito_streams.core.load_plan import plan_groups
+from cognito_streams.core.load_plan import landing_day, plan_groups
 from cognito_streams.loading.connect import landing_reader, open_warehouse
+from cognito_streams.loading.landing import DescriptorRef, split_s3_url
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.models import BatchToLoad, CheckResult, LoadReport, MergeCounts
 
@@ -116,3 +117,29 @@ def check_quality(settings: PipelineSettings, since: datetime) -> list[CheckResu
     """The data-quality checks; raises DataQualityError with the numbers when one fails."""
     with open_warehouse(settings) as wh:
         return wh.check_quality(since)
+
+
+def load_descriptors(settings: PipelineSettings, descriptor_urls: list[str]) -> LoadReport:
+    """Load these landed batches (those not loaded yet), as :func:`load_landing_zone` loads what it finds: for
+    a producer that knows its own batches (``cognito_snapshot``) and must see them merged before it goes on."""
+    reader = landing_reader(settings)
+    refs = []
+    for url in dict.fromkeys(descriptor_urls):
+        key = split_s3_url(url)[1]
+        day = landing_day(key)
+        if day is None:
+            raise ValueError(f"{url} is not a batch descriptor of the landing zone (no dt= partition)")
+        refs.append(DescriptorRef(url=url, key=key, landing_day=day))
+    total = LoadReport()
+    if not refs:
+        return total
+    with open_warehouse(settings, fetch=reader.fetch) as wh:
+        done = wh.loaded_descriptors(min(r.landing_day for r in refs), max(r.landing_day for r in refs))
+        todo = [r for r in refs if r.url not in done]
+        log.info(
+            "%d batch descriptor(s) given, %d already loaded, %d to load", len(refs), len(refs) - len(todo), len(todo)
+        )
+        for group in plan_groups(reader.read_batches(todo), settings.load_max_files_per_batch, _file_count):
+            total.add(wh.load(group))
+    log.info("Loaded: %s", ", ".join(f"{k}={v}" for k, v in total.as_dict().items()))
+    return total
