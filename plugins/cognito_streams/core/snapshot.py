@@ -247,31 +247,35 @@ class IdentityRows:
 
 
 def absent_delete_time(answered_at: datetime | None, held: HeldDataset, fallback: datetime) -> datetime:
-    """When a dataset the warehouse holds live was deleted, as far as the snapshot can say: at the latest
-    moment Cognito Sync is known to have checked that it does not exist.
+    """When a dataset the warehouse holds live was deleted, as far as the snapshot can say: a moment at or
+    before Cognito Sync checked that it does not exist.
 
-    That moment is the answer's ``Date`` less its precision (whole seconds): no key of the dataset written
-    at or before it can be live (the dataset did not exist after it), and a re-creation after the check is
-    newer (a new generation). When the warehouse's latest change of the dataset is older than the answer,
-    the delete is placed no earlier than that change, so that within the last second a change the
-    warehouse holds is still covered. ``fallback`` (the worker's clock before the call, less a second)
-    stands in when the answer carried no ``Date``."""
+    The answer's ``Date`` has whole seconds, so the check was at most a second before it: ``Date`` less a
+    second is such a moment. No key of the dataset written at or before it can be live (the dataset did
+    not exist after it), and a re-creation after the check is newer (a new generation). The warehouse's
+    latest change of the dataset was made before the walk asked (the warehouse is read first), so the
+    delete is placed no earlier than it either, which covers a change made in the last second. A latest
+    change after the answer can only come from a clock that disagrees, and is not trusted. ``fallback`` (the
+    worker's clock before the call, less a second) stands in when the answer carried no ``Date``."""
     if answered_at is None:
         return fallback
     moment = answered_at - DATE_PRECISION
-    if held.last_modified_at < answered_at:
+    if held.last_modified_at < answered_at + DATE_PRECISION:
         moment = max(moment, held.last_modified_at)
     return moment
 
 
 def recreation_delete_time(dataset: DatasetRead) -> datetime | None:
-    """Just before the current generation of a listed dataset: one millisecond before the earlier of its
-    ``CreationDate`` and its oldest listed record (a real delete lies between the two generations, and
-    Cognito deletes every record with its dataset, so every listed record is newer). None when neither is
-    known."""
+    """Just before the current generation of a listed dataset: one millisecond before its oldest listed
+    record, or before its ``CreationDate`` when no record is listed. None when neither is known.
+
+    Cognito Sync deletes every record with its dataset, and ``ListRecords`` from sync count 0 lists every
+    record the dataset has (removed keys included) at its current version, so no key live in Cognito has
+    an older change: a delete at this moment never deletes anything Cognito Sync holds, and deletes every
+    older generation (whose real delete came before all of these records)."""
     times = [epoch_ms(r["LastModifiedDate"]) for r in dataset.records or () if r.get("LastModifiedDate")]
     created = dataset.description.get("CreationDate")
-    if isinstance(created, datetime):
+    if not times and isinstance(created, datetime):
         times.append(epoch_ms(created))
     if not times:
         return None
@@ -279,10 +283,10 @@ def recreation_delete_time(dataset: DatasetRead) -> datetime | None:
 
 
 def recreated(dataset: DatasetRead, held: HeldDataset | None, delete_at: datetime | None) -> bool:
-    """Whether the warehouse holds an older generation of a dataset Cognito Sync has re-created: a live
-    key written before the new generation began, or a current generation whose sync count is above
-    Cognito's (sync counts restart at a re-creation; every stored version of the dataset's current
-    generation would be at most the dataset's count otherwise)."""
+    """Whether the warehouse holds something of the dataset older than its current generation in Cognito:
+    a live key changed before it began, or a current generation whose sync count is above Cognito's (sync
+    counts restart when a dataset is re-created; in one generation every stored version is at most the
+    dataset's count). The delete is then inferred (it is safe anyway: :func:`recreation_delete_time`)."""
     if held is None or delete_at is None:
         return False
     if held.deleted_at is not None and held.deleted_at >= delete_at:
