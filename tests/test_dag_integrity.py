@@ -16,6 +16,7 @@ EXPECTED_DAG_IDS = {
     "cognito_bulk_publish",
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
+    "cognito_snapshot",
 }
 
 

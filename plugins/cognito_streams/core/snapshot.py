@@ -566,6 +566,8 @@ class ExportRow:
     dataset_sync_count: int | None
     dataset_last_modified_at: datetime
     dataset_live_record_count: int
+    #: Where the landing zone keeps the value's whole text (a value the warehouse holds cut), if anywhere.
+    value_ref: str | None = None
 
 
 def partition_key(identity_id: str, dataset_name: str) -> str:

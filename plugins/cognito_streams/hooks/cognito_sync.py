@@ -37,15 +37,25 @@ class CognitoSyncHook(AwsBaseHook):
     Locally, ``AWS_ENDPOINT_URL_COGNITO_SYNC`` sends these calls to the emulator with no code change.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_answer: Callable[[int | None], None] | None = None, **kwargs: Any) -> None:
+        """``on_answer``: called with the HTTP status of every answer (every attempt, retries included;
+        None when no answer came), e.g. to count throttled calls."""
         kwargs["client_type"] = "cognito-sync"
         super().__init__(*args, **kwargs)
+        self._on_answer = on_answer
 
     def get_client_type(self, *args: Any, **kwargs: Any) -> Any:
         """The boto3 client, with ``DisabledReason`` kept in GetIdentityPoolConfiguration answers."""
         client = super().get_client_type(*args, **kwargs)
         for op in ("GetIdentityPoolConfiguration", "SetIdentityPoolConfiguration"):
             client.meta.events.register(f"after-call.cognito-sync.{op}", _keep_disabled_reason)
+        if self._on_answer is not None:
+            on_answer = self._on_answer
+
+            def answered(response_dict: Mapping[str, Any] | None = None, **_: Any) -> None:
+                on_answer(None if response_dict is None else int(response_dict.get("status_code") or 0) or None)
+
+            client.meta.events.register("response-received.cognito-sync", answered)
         return client
 
     # -- pagination --------------------------------------------------------------------------

@@ -82,9 +82,21 @@ def export_rows(ctx: SnapshotContext, wh: Warehouse, pool_id: str, identity_ids:
             for i, text in zip((i for i, _, _ in cut), pool.map(lambda c: _whole_value(ctx, *c[1:]), cut), strict=True):
                 whole[i] = text
     rows = []
-    for i, (identity, dataset, key, value, _, _, _, sync, modified, device, ds_sync, ds_modified, live) in enumerate(
-        raw
-    ):
+    for i, (
+        identity,
+        dataset,
+        key,
+        value,
+        _,
+        cut_flag,
+        ref,
+        sync,
+        modified,
+        device,
+        ds_sync,
+        ds_modified,
+        live,
+    ) in enumerate(raw):
         rows.append(
             ExportRow(
                 pool_id,
@@ -98,6 +110,7 @@ def export_rows(ctx: SnapshotContext, wh: Warehouse, pool_id: str, identity_ids:
                 None if ds_sync is None else int(ds_sync),
                 _utc(ds_modified),
                 int(live),
+                str(ref) if cut_flag and ref is not None else None,
             )
         )
     return rows
@@ -141,22 +154,15 @@ def export_chunks(ctx: SnapshotContext, snapshot_id: str, chunk_names: Sequence[
                 ContentType="application/vnd.apache.parquet",
             )
             lines = io.BytesIO()
+            large = {i: _value_key(ctx, snapshot_id, row) for i, row in enumerate(rows) if needs_s3(row)}
+            with ThreadPoolExecutor(VALUE_FETCH_CONCURRENCY, "export-values") as pool:
+                list(pool.map(_keep_value, [ctx] * len(large), [rows[i] for i in large], list(large.values())))
             with gzip.GzipFile(fileobj=lines, mode="wb", mtime=0) as gz:
-                for row in rows:
-                    uri = None
-                    if needs_s3(row):
-                        digest = hashlib.sha256(
-                            f"{partition_key(row.identity_id, row.dataset_name)}\n{sort_key(row.record_key)}".encode()
-                        ).hexdigest()
-                        key = layout.export_key(snapshot_id, "values", f"{digest}.txt")
-                        body = row.value.encode("utf-8", "surrogatepass")
-                        ctx.s3.put_object(
-                            Bucket=layout.bucket, Key=key, Body=body, ContentType="text/plain; charset=utf-8"
-                        )
-                        uri = layout.url(key)
-                        out["values_in_s3"] += 1
-                        out["value_s3_bytes"] += len(body)
+                for i, row in enumerate(rows):
+                    uri = layout.url(large[i]) if i in large else None
                     gz.write(dynamodb_json_line(dynamodb_item(row, uri)))
+            out["values_in_s3"] += len(large)
+            out["value_s3_bytes"] += sum(len(rows[i].value.encode("utf-8", "surrogatepass")) for i in large)
             ctx.s3.put_object(
                 Bucket=layout.bucket,
                 Key=layout.export_key(snapshot_id, "dynamodb", "data", f"{name}.json.gz"),
@@ -171,6 +177,26 @@ def export_chunks(ctx: SnapshotContext, snapshot_id: str, chunk_names: Sequence[
             )
     out["seconds"] = round(time.monotonic() - started, 3)
     return out
+
+
+def _value_key(ctx: SnapshotContext, snapshot_id: str, row: ExportRow) -> str:
+    """Where a value too large for a DynamoDB item is kept: named by its item's key (a rerun overwrites)."""
+    digest = hashlib.sha256(
+        f"{partition_key(row.identity_id, row.dataset_name)}\n{sort_key(row.record_key)}".encode()
+    ).hexdigest()
+    return ctx.layout.export_key(snapshot_id, "values", f"{digest}.txt")
+
+
+def _keep_value(ctx: SnapshotContext, row: ExportRow, key: str) -> None:
+    """Put a large value under the export: copied inside S3 from where the landing zone keeps it (no bytes
+    through the worker), or written when it is kept nowhere else."""
+    bucket = ctx.layout.bucket
+    if row.value_ref is not None and row.value_ref.startswith("s3://") and "/" in row.value_ref[5:]:
+        source_bucket, source_key = row.value_ref[5:].split("/", 1)
+        ctx.s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+        return
+    body = row.value.encode("utf-8", "surrogatepass")
+    ctx.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/plain; charset=utf-8")
 
 
 def finish_export(

@@ -67,7 +67,8 @@ log = logging.getLogger(__name__)
 
 #: Error codes of a throttled call (Cognito Sync answers TooManyRequestsException).
 THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"})
-#: botocore's attempts per call (first try included) in ``adaptive`` mode, then ours per identity.
+#: botocore's retry mode and attempts per call (first try included), then ours per identity.
+RETRY_MODE = "adaptive"
 CLIENT_ATTEMPTS = 8
 IDENTITY_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 1.0
@@ -123,16 +124,12 @@ class SnapshotContext:
         s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
         layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)
         config = Config(
-            retries={"mode": "adaptive", "max_attempts": CLIENT_ATTEMPTS},
+            retries={"mode": RETRY_MODE, "max_attempts": CLIENT_ATTEMPTS},
             max_pool_connections=max(10, 2 * settings.snapshot_concurrency),
         )
-        sync = CognitoSyncHook(aws_conn_id=settings.aws_conn_id, config=config)
         counters = Counters()
-
-        def answered(response_dict: Mapping[str, Any] | None = None, **_: Any) -> None:
-            counters.answered(None if response_dict is None else int(response_dict.get("status_code") or 0))
-
-        sync.conn.meta.events.register("response-received.cognito-sync", answered)
+        # The client is made on first use (an export task never calls Cognito Sync).
+        sync = CognitoSyncHook(aws_conn_id=settings.aws_conn_id, config=config, on_answer=counters.answered)
         return cls(
             settings=settings,
             s3=s3,
