@@ -137,7 +137,10 @@ class SnapshotContext:
             store=SnapshotStore(s3, layout),
             writer=BatchWriter(s3, layout, settings.landing_compression),
             sync=sync,
-            identity=CognitoIdentityHook(aws_conn_id=settings.aws_conn_id),
+            identity=CognitoIdentityHook(
+                aws_conn_id=settings.aws_conn_id,
+                config=Config(retries={"mode": RETRY_MODE, "max_attempts": CLIENT_ATTEMPTS}),
+            ),
             counters=counters,
             open_warehouse=lambda: open_warehouse(settings),
         )
