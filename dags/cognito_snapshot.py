@@ -112,10 +112,13 @@ def cognito_snapshot() -> None:
         with tasks.network_retries_only():
             return tasks.page(run, dag_run.run_id)
 
-    @task(outlets=[LANDED_BATCHES], map_index_template="{{ task.op_kwargs['unit']['chunks'][0] }}")
+    @task(outlets=[LANDED_BATCHES], map_index_template="{{ chunks }}")
     def walk(unit: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
+        from airflow.sdk import get_current_context
+
         from cognito_streams.snapshot import tasks
 
+        get_current_context()["chunks"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
         with tasks.network_retries_only():
             out = tasks.walk(unit)
         outlet_events[LANDED_BATCHES].extra = {
@@ -133,11 +136,14 @@ def cognito_snapshot() -> None:
         with tasks.network_retries_only():
             return tasks.load(run)
 
-    @task
+    @task(map_index_template="{{ chunks }}")
     def export(run: Any, unit: dict[str, Any], loaded: Any) -> dict[str, Any]:
+        from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowSkipException
 
         from cognito_streams.snapshot import tasks
+
+        get_current_context()["chunks"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
 
         if not run["export"]:
             raise AirflowSkipException("no export asked for (Param export is false)")

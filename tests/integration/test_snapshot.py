@@ -113,7 +113,9 @@ def run_snapshot(dag: Any, conf: dict[str, Any] | None = None) -> dict[str, Any]
         restore()
     states = {f"{ti.task_id}[{ti.map_index}]": ti.state for ti in run.get_task_instances()}
     assert run.state == DagRunState.SUCCESS, states
-    return return_values(run)
+    out = return_values(run)
+    out["labels"] = sorted(ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "walk")
+    return out
 
 
 def reconcile(p: Pool) -> dict[str, Any]:
@@ -169,6 +171,7 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
     walked = out["walk"]
     assert sum(w["identities"] for w in walked) == IDENTITIES == out["load_snapshot"]["snapshot"]["identities_done"]
     assert len(walked) == 3  # 9 identities in chunks of 4
+    assert out["labels"] == ["000-000000", "000-000001", "000-000002"]  # the mapped tasks are named by chunk
     schema = pool.settings.warehouse_schema
     # AND the warehouse matches Cognito Sync exactly
     result = reconcile(pool)

@@ -78,6 +78,14 @@ def max_map_length() -> int:
     return conf.getint("core", "max_map_length", fallback=DEFAULT_MAX_MAP_LENGTH)
 
 
+def unit_label(unit: Mapping[str, Any]) -> str:
+    """A mapped task's name in the UI: its chunks, ``000-000004`` or ``000-000004..000-000009``."""
+    chunks = list(unit.get("chunks") or [])
+    if not chunks:
+        return "-"
+    return chunks[0] if len(chunks) == 1 else f"{chunks[0]}..{chunks[-1]}"
+
+
 def page(run: Mapping[str, Any], run_id: str, settings: PipelineSettings | None = None) -> list[dict[str, Any]]:
     """First task: the warehouse schema (the walk reads it), then the identities paged into chunks; returns
     the walk's mapped work."""
