@@ -374,7 +374,6 @@ def land_batch(
     total = IdentityRows()
     changes = []
     arrived: list[datetime] = []
-    unknown = 0
     for offset, (read, started) in enumerate(reads):
         rows = identity_rows(
             read,
@@ -387,7 +386,6 @@ def land_batch(
         total.records_read += rows.records_read
         for why, n in rows.deletes.items():
             total.deletes[why] = total.deletes.get(why, 0) + n
-        unknown += int(read.unknown)
         arrived.append(read.listed_at or started)
     if not changes:
         return LandedRows(None, total)
@@ -404,7 +402,8 @@ def land_batch(
         shard, span.first_sequence_number, span.last_sequence_number, span.first_arrived_at
     )
     if _exists(ctx, descriptor_key):
-        # Landed whole by a try that died before moving the cursor: keep that batch (it may be loaded).
+        # Landed whole by a try that died before moving the cursor: keep that batch (it may be loaded already);
+        # this try's reads, as true as those, are dropped (only the counts in the cursor come from them).
         log.info("batch %s was landed by an earlier try; keeping it", ctx.layout.url(descriptor_key))
         return LandedRows(ctx.layout.url(descriptor_key), total)
     table, full = changes_table(
