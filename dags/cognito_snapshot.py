@@ -19,10 +19,12 @@ Tasks:
 - `walk` — mapped over the chunks (at most `[core] max_map_length` tasks): per identity `ListDatasets`,
   `DescribeDataset` for a dataset the warehouse holds live and the listing lacks, `ListRecords` of every
   dataset (every page); lands one batch per `snapshot_batch_identities` identities, then moves the chunk's
-  progress object. Emits the landing Asset, so the loader merges batches while the walk goes on.
-  Throttling (`TooManyRequestsException`) backs off. The log shows identities done / total, rate, ETA.
-- `load_snapshot` — loads whatever of the snapshot the loader has not loaded yet, runs the data-quality
-  checks, and takes the export's watermark.
+  progress object; loads what it landed every two minutes and at its end (the loader's own code and
+  lock), so the warehouse fills while the walk goes on. Throttling (`TooManyRequestsException`) backs
+  off. The log shows identities done / total, rate, ETA.
+- `load_snapshot` — loads whatever of the snapshot is not loaded yet (a batch a killed try landed), runs
+  the data-quality checks, takes the export's watermark, and emits the `cognito_streams_warehouse_loaded`
+  Asset.
 - `export` (mapped like the walk) and `finish_export` — with Param `export`: `exports/<snapshot id>/`
   under the landing prefix; `export.json` is written last.
 
@@ -54,7 +56,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.assets import LANDED_BATCHES
+from cognito_streams.assets import WAREHOUSE_LOADED
 from cognito_streams.dag_defaults import default_args
 
 IDENTITY_ID = r"^[\w-]+:[0-9a-f-]+$"
@@ -112,29 +114,24 @@ def cognito_snapshot() -> None:
         with tasks.network_retries_only():
             return tasks.page(run, dag_run.run_id)
 
-    @task(outlets=[LANDED_BATCHES], map_index_template="{{ chunks }}")
-    def walk(unit: dict[str, Any], outlet_events: Any = None) -> dict[str, Any]:
+    @task(map_index_template="{{ chunks }}")
+    def walk(unit: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk import get_current_context
 
         from cognito_streams.snapshot import tasks
 
         get_current_context()["chunks"] = tasks.unit_label(unit)  # type: ignore[typeddict-unknown-key]
         with tasks.network_retries_only():
-            out = tasks.walk(unit)
-        outlet_events[LANDED_BATCHES].extra = {
-            "batches": out["batches_landed"],
-            "descriptors": out["descriptors"],
-            "descriptors_omitted": out["descriptors_omitted"],
-            "snapshot_id": unit["snapshot_id"],
-        }
-        return out
+            return tasks.walk(unit)
 
-    @task
-    def load_snapshot(run: Any, walked: Any) -> dict[str, Any]:
+    @task(outlets=[WAREHOUSE_LOADED])
+    def load_snapshot(run: Any, walked: Any, outlet_events: Any = None) -> dict[str, Any]:
         from cognito_streams.snapshot import tasks
 
         with tasks.network_retries_only():
-            return tasks.load(run)
+            out = tasks.load(run)
+        outlet_events[WAREHOUSE_LOADED].extra = {"mode": "snapshot", "snapshot_id": run["snapshot_id"], **out["load"]}
+        return out
 
     @task(map_index_template="{{ chunks }}")
     def export(run: Any, unit: dict[str, Any], loaded: Any) -> dict[str, Any]:

@@ -172,6 +172,9 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
     assert sum(w["identities"] for w in walked) == IDENTITIES == out["load_snapshot"]["snapshot"]["identities_done"]
     assert len(walked) == 3  # 9 identities in chunks of 4
     assert out["labels"] == ["000-000000", "000-000001", "000-000002"]  # the mapped tasks are named by chunk
+    # AND each walk task loaded what it landed (the warehouse fills while the walk goes on): nothing left
+    assert sum(w["batches_loaded"] for w in walked) == sum(w["batches"] for w in walked) > 0
+    assert out["load_snapshot"]["load"]["batches"] == 0
     schema = pool.settings.warehouse_schema
     # AND the warehouse matches Cognito Sync exactly
     result = reconcile(pool)

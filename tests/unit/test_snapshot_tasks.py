@@ -55,3 +55,28 @@ def test_airflows_own_exceptions_pass_through() -> None:
 
     with pytest.raises(AirflowSkipException), network_retries_only():
         raise AirflowSkipException("no export asked for")
+
+
+def test_a_walk_task_loads_what_it_landed_every_so_often_and_at_its_end() -> None:
+    from types import SimpleNamespace
+
+    from cognito_streams.snapshot.walker import BatchLoader
+
+    loads: list[list[str]] = []
+
+    def load(urls: list[str]) -> object:
+        loads.append(urls)
+        return SimpleNamespace(batches=len(urls))
+
+    # GIVEN a load at most every hour: batches wait for the flush at the task's end
+    hourly = BatchLoader(load, every=3600)
+    hourly.landed("a")
+    hourly.landed("b")
+    assert loads == []
+    hourly.flush()
+    assert loads == [["a", "b"]] and hourly.loaded == 2
+    # GIVEN no wait: each batch is loaded as it lands, and a flush with nothing pending loads nothing
+    eager = BatchLoader(load, every=0)
+    eager.landed("c")
+    eager.flush()
+    assert loads[1:] == [["c"]] and eager.loaded == 1

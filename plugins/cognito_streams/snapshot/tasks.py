@@ -18,7 +18,7 @@ from cognito_streams.settings import PipelineSettings, load_settings
 
 log = logging.getLogger(__name__)
 
-#: Descriptor URIs listed in a walk task's asset event (the loader lists the landing zone itself).
+#: Descriptor URIs listed in a walk task's return value (all of them are in the chunks' progress objects).
 DESCRIPTORS_IN_EVENT = 100
 #: Airflow's default ``[core] max_map_length``: the most mapped tasks one mapping may create.
 DEFAULT_MAX_MAP_LENGTH = 1024
@@ -109,7 +109,8 @@ def page(run: Mapping[str, Any], run_id: str, settings: PipelineSettings | None 
 
 
 def walk(unit: Mapping[str, Any], settings: PipelineSettings | None = None) -> dict[str, Any]:
-    """One mapped walk task: its chunks, each from its cursor; returns the counts and (some of) its batches."""
+    """One mapped walk task: its chunks, each from its cursor, loading what it lands as it goes; returns the
+    counts and (some of) its batches."""
     from cognito_streams.snapshot.walker import SnapshotContext, walk_chunks
 
     settings = settings or load_settings()
@@ -127,8 +128,8 @@ def walk(unit: Mapping[str, Any], settings: PipelineSettings | None = None) -> d
 
 
 def load(run: Mapping[str, Any], settings: PipelineSettings | None = None) -> dict[str, Any]:
-    """Load every batch of the snapshot the loader has not loaded yet (the loader DAG, triggered by the walk
-    tasks, may have loaded some already), check the data quality, and give the export its watermark."""
+    """Load every batch of the snapshot not loaded yet (the walk tasks load theirs as they go; a batch a
+    killed try landed is loaded here), check the data quality, and give the export its watermark."""
     from cognito_streams.loading.run import check_quality, load_descriptors
     from cognito_streams.snapshot.export import loaded_through
     from cognito_streams.snapshot.store import snapshot_status

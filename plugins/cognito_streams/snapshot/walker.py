@@ -77,6 +77,10 @@ BACKOFF_CAP_SECONDS = 60.0
 WAREHOUSE_CHUNK = 200
 #: How often a walk task logs the whole snapshot's progress (read from every chunk's cursor).
 SNAPSHOT_LOG_SECONDS = 60.0
+#: How often a walk task loads the batches it landed (and once more at its end): the warehouse fills as
+#: the walk goes, and no landed batch waits long enough to look like a stalled loader (the health page's
+#: ``stall_alert_seconds``, 600 by default).
+LOAD_EVERY_SECONDS = 120.0
 
 
 @dataclass
@@ -113,6 +117,8 @@ class SnapshotContext:
     counters: Counters
     sleep: Callable[[float], None] = time.sleep
     open_warehouse: Callable[[], Any] | None = None
+    #: Loads landed batches by descriptor URI (the loader's ``load_descriptors``); None: the walk does not load.
+    load: Callable[[list[str]], Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> SnapshotContext:
@@ -120,6 +126,7 @@ class SnapshotContext:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.loading.run import load_descriptors
 
         s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
         layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)
@@ -143,6 +150,7 @@ class SnapshotContext:
             ),
             counters=counters,
             open_warehouse=lambda: open_warehouse(settings),
+            load=lambda urls: load_descriptors(settings, urls),
         )
 
     @contextmanager
@@ -443,6 +451,31 @@ def _exists(ctx: SnapshotContext, key: str) -> bool:
     return True
 
 
+class BatchLoader:
+    """Loads the batches a walk task lands, at most every ``every`` seconds and when flushed."""
+
+    def __init__(self, load: Callable[[list[str]], Any] | None, every: float = LOAD_EVERY_SECONDS) -> None:
+        self._load = load
+        self._every = every
+        self._pending: list[str] = []
+        self._last = time.monotonic()
+        self.loaded = 0
+
+    def landed(self, url: str) -> None:
+        """A batch was landed; load what is pending when the last load is ``every`` seconds old."""
+        self._pending.append(url)
+        if time.monotonic() - self._last >= self._every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Load every pending batch now."""
+        if self._pending and self._load is not None:
+            report = self._load(list(self._pending))
+            self.loaded += int(getattr(report, "batches", 0))
+        self._pending = []
+        self._last = time.monotonic()
+
+
 @dataclass
 class WalkOutcome:
     """What one walk task did (its return value)."""
@@ -455,6 +488,7 @@ class WalkOutcome:
     dataset_deletes: int = 0
     unknown_identities: int = 0
     batches: int = 0
+    batches_loaded: int = 0
     calls: int = 0
     throttled: int = 0
     backoffs: int = 0
@@ -483,9 +517,10 @@ def walk_chunks(ctx: SnapshotContext, snapshot_id: str, chunk_names: Sequence[st
     calls0, throttled0, backoffs0 = ctx.counters.calls, ctx.counters.throttled, ctx.counters.backoffs
     done = 0
     last_snapshot_log = time.monotonic()
+    loader = BatchLoader(ctx.load)
     with ctx.warehouse() as wh, ThreadPoolExecutor(ctx.settings.snapshot_concurrency, "snapshot-walk") as pool:
         for chunk in chunks:
-            done += walk_chunk(ctx, wh, pool, chunk, outcome).done
+            done += walk_chunk(ctx, wh, pool, chunk, outcome, loader).done
             if time.monotonic() - last_snapshot_log > SNAPSHOT_LOG_SECONDS or chunk is chunks[-1]:
                 # The whole snapshot, from every chunk's cursor (what the health page shows).
                 status = snapshot_status(ctx.store, snapshot_id)
@@ -498,6 +533,8 @@ def walk_chunks(ctx: SnapshotContext, snapshot_id: str, chunk_names: Sequence[st
                     progress_line("its chunks", done, total, time.monotonic() - started),
                 )
                 last_snapshot_log = time.monotonic()
+    loader.flush()
+    outcome.batches_loaded = loader.loaded
     outcome.seconds = time.monotonic() - started
     outcome.calls = ctx.counters.calls - calls0
     outcome.throttled = ctx.counters.throttled - throttled0
@@ -506,7 +543,12 @@ def walk_chunks(ctx: SnapshotContext, snapshot_id: str, chunk_names: Sequence[st
 
 
 def walk_chunk(
-    ctx: SnapshotContext, wh: Warehouse, pool: ThreadPoolExecutor, chunk: Chunk, outcome: WalkOutcome
+    ctx: SnapshotContext,
+    wh: Warehouse,
+    pool: ThreadPoolExecutor,
+    chunk: Chunk,
+    outcome: WalkOutcome,
+    loader: BatchLoader | None = None,
 ) -> ChunkProgress:
     """Walk one chunk from its cursor to its end, a batch of identities at a time."""
     if len(chunk.identities) > MAX_CHUNK_IDENTITIES:
@@ -554,6 +596,8 @@ def walk_chunk(
             }
         )
         etag = ctx.store.write_progress(progress, etag)
+        if loader is not None and landed.descriptor_url is not None:
+            loader.landed(landed.descriptor_url)
         outcome.walked_now += len(ids)
         outcome.datasets_read += rows.datasets_read
         outcome.records_read += rows.records_read
