@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: help venv test test-slow lint stack-up stack-down stack-status up down demo bench bench-full clean
+.PHONY: help venv test test-browser test-slow lint stack-up stack-down stack-status up down demo bench bench-full clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,14 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP) ## create .venv with the pinned packages
 
 test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+CHROMIUM ?= /usr/bin/chromium
+
+test-browser: $(STAMP) ## headless Chromium logs into `make up`'s Airflow UI (screenshots: test-output/browser/)
+	@test -x "$(CHROMIUM)" || { echo "make test-browser needs Chromium at $(CHROMIUM): apt-get install -y chromium (Debian/Ubuntu, as root), or set CHROMIUM=/path/to/chromium" >&2; exit 2; }
+	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements-browser.txt -c constraints.txt
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the long opt-in tests (fault soak)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -104,7 +104,7 @@ class BenchContext:
             )
             self._stack = Stack(cfg)
             _start_fast_moto(self._stack)
-            env = self._stack.up(migrate=False, emulator=emulator)
+            env = self._stack.up(migrate=False, emulator=emulator, redshift=False)
             os.environ.update(env)
         elif emulator:
             self._stack.emulator.ensure_running()

@@ -31,6 +31,9 @@ Tasks:
 **Params**: `identity_pool_ids` (a subset of the configured pools; empty = all), `identities` (`"all"`, a
 sample size such as `100`, or a list of identity ids of one pool), `export` (true/false).
 
+**Backfill** is refused (Airflow says so in one line): a snapshot reads Cognito Sync as it is now, not a
+date interval; trigger a run instead.
+
 **Resuming**: a killed or failed task is retried (network errors) or cleared by you: it goes on from the
 cursor in S3; identities read twice only land versions the loader absorbs. A new run is a new snapshot.
 Progress of the latest snapshot: `snapshots/_latest.json` and the chunks' progress objects
@@ -57,7 +60,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from cognito_streams.assets import WAREHOUSE_LOADED
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
 
 IDENTITY_ID = r"^[\w-]+:[0-9a-f-]+$"
 
@@ -68,6 +71,7 @@ IDENTITY_ID = r"^[\w-]+:[0-9a-f-]+$"
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
     tags=["cognito-streams", "snapshot", "migration"],
     # Retries are for the network: every task turns any other error into a failure without retries.
@@ -100,11 +104,12 @@ IDENTITY_ID = r"^[\w-]+:[0-9a-f-]+$"
 def cognito_snapshot() -> None:
     """Cognito Sync -> snapshot batches -> warehouse, and the export (see doc_md)."""
 
-    @task
+    # The Params' checks first: a user's mistake fails at once and is never retried.
+    @task(retries=0)
     def check_params(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from cognito_streams.snapshot import tasks
 
-        with tasks.network_retries_only():
+        with user_errors():
             return tasks.parse_params(params, dag_run.run_id)
 
     @task

@@ -21,11 +21,20 @@ Tasks:
 Bad records never stop a run: each is quarantined under `rejects/` with its raw bytes, Kinesis
 coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airflow's database.
 
-**Params** (manual runs): `replay_from` — an ISO timestamp within the stream's retention: the shards
-are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked `replay`; the loader absorbs
-the duplicates. `shards` — limit the run to these shard ids (lineage still applies: a named child
-whose parent is not drained and not named, or a named shard already read to its end without `replay_from`,
-is refused with the reason, rather than the run ending green having read nothing of it).
+**Params** (manual runs): `replay_from` — a time within the stream's retention, as RFC 3339 with a UTC
+offset (`2026-11-25T08:00:00Z`, `2026-11-25T10:00:00+02:00`; anything else is refused by the trigger form
+and the REST API): the shards are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked
+`replay`; the loader absorbs the duplicates. `shards` — limit the run to these shard ids
+(`shardId-` and 12 digits; lineage still applies: a named child whose parent is not drained and not named,
+or a named shard already read to its end without `replay_from`, is refused with the reason, rather than the
+run ending green having read nothing of it). A run whose Params cannot be used (a `replay_from` outside the
+retention or in the future, an unknown shard, a bad `cognito_pipeline` Variable) fails `plan_shards` at once,
+without retries, so it never holds the DAG's one run slot while scheduled landings wait.
+
+**Re-reading, not backfilling**: Airflow's Backfill is refused (`allowed_run_types`): a landing run reads
+from the checkpoints, not a date interval, so a backfill would only land "whatever is new now" once per
+interval. To read a past window again, trigger a run with `replay_from` (and `shards`); to have Cognito
+send everything again, run `cognito_bulk_publish`.
 
 **Schedule**: `[cognito_streams] landing_schedule` in airflow.cfg (env
 `AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE`), default every 5 minutes.
@@ -51,10 +60,15 @@ from airflow.sdk import Param, TriggerRule, dag, task
 from airflow.sdk.configuration import conf
 
 from cognito_streams.assets import LANDED_BATCHES
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
 
 # Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
 LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5 * * * *")
+#: RFC 3339 date-time with a mandatory offset (what JSON Schema's date-time format means).
+REPLAY_FROM_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+SHARD_ID_PATTERN = r"^shardId-[0-9]{12}$"
 
 
 @dag(
@@ -63,21 +77,30 @@ LANDING_SCHEDULE = conf.get("cognito_streams", "landing_schedule", fallback="*/5
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
-    tags=["cognito-streams", "ingestion"],
+    tags=["cognito-streams", "ingestion", "replay"],
     default_args=default_args(retries=2, retry_delay=timedelta(minutes=1), exponential_backoff=True),
     params={
         "replay_from": Param(
             None,
             type=["null", "string"],
-            description="Manual replay: re-read the shards from this ISO 8601 time (UTC), within the retention.",
+            # Checked when the run is triggered (form and REST API). date-time is RFC 3339: the UTC offset is
+            # required; the pattern says the same for checkers without RFC 3339 support.
+            format="date-time",
+            pattern=REPLAY_FROM_PATTERN,
+            description=(
+                "Manual replay: re-read the shards from this time, within the stream's retention. RFC 3339 with "
+                "a UTC offset: 2026-11-25T08:00:00Z or 2026-11-25T10:00:00+02:00 (a time without Z or offset "
+                "is refused)."
+            ),
         ),
         "shards": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "pattern": SHARD_ID_PATTERN},
             uniqueItems=True,
-            description="Only these shard ids (e.g. shardId-000000000001); empty means all.",
+            description="Only these shard ids (shardId- and 12 digits, e.g. shardId-000000000001); empty means all.",
         ),
     },
 )
@@ -88,17 +111,21 @@ def cognito_stream_to_s3() -> None:
     def plan_shards(params: dict[str, Any] | None = None, dag_run: Any = None) -> list[dict[str, Any]]:
         from cognito_streams.landing import tasks
 
-        return tasks.plan(params or {}, dag_run.dag_id, dag_run.run_id)
+        with user_errors():
+            return tasks.plan(params or {}, dag_run.dag_id, dag_run.run_id)
 
     @task(map_index_template="{{ shard_id }}")
     def land_shard(shard: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
         from airflow.sdk import get_current_context
 
+        from cognito_streams.health import metrics
         from cognito_streams.landing import tasks
 
         get_current_context()["shard_id"] = shard["shard_id"]  # type: ignore[typeddict-unknown-key]
 
-        return tasks.land(shard, dag_run.dag_id, dag_run.run_id)
+        outcome = tasks.land(shard, dag_run.dag_id, dag_run.run_id)
+        metrics.landed(outcome)
+        return outcome
 
     @task(outlets=[LANDED_BATCHES], trigger_rule=TriggerRule.ALL_DONE)
     def publish_landed(outcomes: Any, outlet_events: Any = None) -> dict[str, Any]:
@@ -112,7 +139,8 @@ def cognito_stream_to_s3() -> None:
         outlet_events[LANDED_BATCHES].extra = extra
         return extra
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    # A verdict on this run's tasks, not a network call: retrying it cannot change it.
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def check_shards(planned: Any, outcomes: Any, ti: Any = None, dag_run: Any = None) -> None:
         from cognito_streams.landing import tasks
 

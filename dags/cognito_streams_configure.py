@@ -8,8 +8,10 @@ Keeps Amazon Cognito Streams configured and healthy for every identity pool in t
    missing; a different shard count is reported, and changed only with the `reshard` param, in steps
    of at most double or half as Kinesis requires; an on-demand stream is left to Kinesis).
 2. **ensure_publish_role** — with `manage_publish_role: true`, the role that lets Cognito Sync put
-   records is created/corrected (trust: `cognito-sync.amazonaws.com` only; PutRecord/PutRecords on
-   this one stream). Otherwise it is validated.
+   records is created with its permissions boundary (trust: `cognito-sync.amazonaws.com` only, plus
+   the opt-in `publish_role_trust_condition`; PutRecord/PutRecords on this one stream) and its inline
+   policy rewritten if it drifted; a changed trust policy is reported (`drifted`), never rewritten.
+   Otherwise it is validated.
 3. **configure_pools** — each pool's CognitoStreams (stream, role, ENABLED) by read-modify-write that
    keeps its PushSync; pools already right are not written (logged `unchanged`). Drift (another
    stream/role, `StreamingStatus=DISABLED` with its `DisabledReason`) is repaired when the cause is
@@ -18,9 +20,13 @@ Keeps Amazon Cognito Streams configured and healthy for every identity pool in t
    `cognito_bulk_publish` run is triggered for them.
 5. **check_pools** — red when any pool could not be made right, with the reason per pool.
 
+Backfills are refused (`allowed_run_types`): it configures the present.
+
 **When it is red**: read `check_pools`' log. Typical causes: the role does not trust
 `cognito-sync.amazonaws.com` or lacks `kinesis:PutRecord` on the stream (fix the role, or set
-`manage_publish_role`); an identity pool id that does not exist; a stream stuck in a non-ACTIVE state.
+`manage_publish_role`); the role's trust changed (other principals, a missing opt-in condition) or it
+lacks its permissions boundary, which an administrator fixes; the boundary policy does not exist yet;
+an identity pool id that does not exist; a stream stuck in a non-ACTIVE state.
 Rerun the DAG after fixing; it is idempotent.
 """
 
@@ -33,7 +39,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
 
 BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
 
@@ -44,6 +50,7 @@ BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
     tags=["cognito-streams", "configuration"],
     default_args=default_args(retries=2, retry_delay=timedelta(minutes=1)),
@@ -66,7 +73,9 @@ def cognito_streams_configure() -> None:
         from cognito_streams.configure import StreamsConfigurator
         from cognito_streams.settings import load_settings
 
-        report = StreamsConfigurator(load_settings()).ensure_stream(reshard=bool((params or {}).get("reshard")))
+        with user_errors():
+            settings = load_settings()
+        report = StreamsConfigurator(settings).ensure_stream(reshard=bool((params or {}).get("reshard")))
         return asdict(report)
 
     @task
@@ -77,7 +86,7 @@ def cognito_streams_configure() -> None:
         from cognito_streams.settings import load_settings
 
         report = StreamsConfigurator(load_settings()).ensure_publish_role()
-        if report.action == "invalid":
+        if report.action in ("invalid", "drifted"):
             # Not raised here: pools may still be fine to inspect; check_pools turns this red.
             import logging
 
@@ -113,10 +122,11 @@ def cognito_streams_configure() -> None:
                 "failed (open the log of the first failed task: ensure_stream, ensure_publish_role or configure_pools)"
             )
         failed = [p for p in summary["pools"] if p["action"] == "fail"]
-        if failed or role["action"] == "invalid":
+        if failed or role["action"] in ("invalid", "drifted"):
             lines = [f"- pool {p['identity_pool_id']}: {'; '.join(p['reasons'])}" for p in failed]
-            if role["action"] == "invalid":
-                lines.insert(0, f"- publish role {role['role_arn']}: {'; '.join(role['problems'])}")
+            if role["action"] in ("invalid", "drifted"):
+                what = "" if role["action"] == "invalid" else " has drifted (the pipeline does not repair this)"
+                lines.insert(0, f"- publish role {role['role_arn']}{what}: {'; '.join(role['problems'])}")
             raise ConfigurationError("Cognito Streams is not healthy:\n" + "\n".join(lines))
         return summary["counts"]
 

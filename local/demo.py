@@ -304,7 +304,9 @@ def run_demo(stack: Stack, config: DemoConfig, *, env: dict[str, str]) -> DemoRe
     progress.done()
 
     progress.step("Summary")
-    result.tables, result.landing, result.loading = _warehouse_counts(env["CS_WAREHOUSE_DSN"], schema, started)
+    # The warehouse redshift_default points at: the stand-in, or the Redshift emulator (CS_WAREHOUSE=redshift).
+    dsn = env["CS_REDSHIFT_DSN"] if env.get("CS_WAREHOUSE") == "redshift" else env["CS_WAREHOUSE_DSN"]
+    result.tables, result.landing, result.loading = _warehouse_counts(dsn, schema, started)
     result.seconds = time.monotonic() - progress.t0
     return result
 
@@ -312,7 +314,8 @@ def run_demo(stack: Stack, config: DemoConfig, *, env: dict[str, str]) -> DemoRe
 def warehouse_shell(cfg: StackConfig) -> str:
     """The shell command that opens the warehouse in ``psql``: the one from the pgserver wheel
     (``PSQL`` in stack.env), since a fresh machine may have no PostgreSQL client."""
-    return f'source {shlex.quote(str(cfg.env_file))} && "$PSQL" "$CS_WAREHOUSE_DSN"'
+    dsn = "$CS_REDSHIFT_DSN" if cfg.warehouse == "redshift" else "$CS_WAREHOUSE_DSN"
+    return f'source {shlex.quote(str(cfg.env_file))} && "$PSQL" "{dsn}"'
 
 
 def print_summary(result: DemoResult, cfg: StackConfig) -> None:

@@ -12,7 +12,9 @@ Usage (the Makefile wraps these)::
 
 Ports and the state folder are settings (environment variables), so a second stack or a busy
 port never needs a code change: ``CS_MOTO_PORT``, ``CS_EMULATOR_PORT``, ``CS_PG_PORT``,
-``CS_AIRFLOW_PORT``, ``CS_STATE_DIR``.
+``CS_AIRFLOW_PORT``, ``CS_REDSHIFT_PORT``, ``CS_STATE_DIR``. ``CS_WAREHOUSE`` (``postgres``, the default, or
+``redshift``) decides which warehouse the ``redshift_default`` connection in ``stack.env`` points at: the plain
+PostgreSQL stand-in, or the Redshift emulator (``local/redshift``, docs/redshift-emulator.md) in front of it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import json
 import os
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from local.procs import (
     StackError,
@@ -44,9 +48,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: moto's fixed account id; ARNs in the local settings use it.
 LOCAL_ACCOUNT_ID = "123456789012"
+#: ``cognito_streams.core.iam.DEFAULT_BOUNDARY_NAME`` (the stack runs without ``plugins/`` on its path).
+PUBLISH_BOUNDARY_NAME = "cognito-streams-publish-boundary"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 WAREHOUSE_DB = "warehouse"
+#: The Redshift emulator's database, user and password (its own database on the stack's PostgreSQL).
+REDSHIFT_DB = "dev"
+REDSHIFT_USER = "awsuser"
+REDSHIFT_PASSWORD = "Emulator-Passw0rd"  # noqa: S105 - the local emulator's documented password
+WAREHOUSES = ("postgres", "redshift")
+COPY_ROLE_NAME = "cognito-streams-redshift-copy"
 PG_SYSTEM_USER = "pgserver"  # pgserver's convention: PostgreSQL refuses to run as root
 
 
@@ -59,7 +71,10 @@ class StackConfig:
     moto_port: int = 45660
     emulator_port: int = 45661
     pg_port: int = 45662
+    redshift_port: int = 45663
     airflow_port: int = 45680
+    #: which warehouse ``redshift_default`` points at: the PostgreSQL stand-in or the Redshift emulator
+    warehouse: str = "postgres"
     region: str = "us-east-1"
     landing_bucket: str = "cognito-streams-landing"
     stream_name: str = "cognito-sync-stream"
@@ -77,6 +92,7 @@ class StackConfig:
             "CS_MOTO_PORT": "moto_port",
             "CS_EMULATOR_PORT": "emulator_port",
             "CS_PG_PORT": "pg_port",
+            "CS_REDSHIFT_PORT": "redshift_port",
             "CS_AIRFLOW_PORT": "airflow_port",
             "CS_STREAM_SHARDS": "stream_shards",
         }
@@ -89,7 +105,16 @@ class StackConfig:
                     raise StackError(f"{var}={env[var]!r} is not a number; give a TCP port such as 45670") from None
         if env.get("CS_STATE_DIR"):
             changes["state_dir"] = Path(env["CS_STATE_DIR"]).resolve()
+        if env.get("CS_WAREHOUSE"):
+            changes["warehouse"] = env["CS_WAREHOUSE"]
         return replace(cfg, **changes)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.warehouse not in WAREHOUSES:
+            raise StackError(
+                f"CS_WAREHOUSE={self.warehouse!r} is not a warehouse of the local stack; use one of "
+                f"{', '.join(WAREHOUSES)} (postgres: the plain PostgreSQL stand-in, redshift: the Redshift emulator)"
+            )
 
     # Derived locations -------------------------------------------------------------
     @property
@@ -123,6 +148,13 @@ class StackConfig:
     def warehouse_dsn(self) -> str:
         """libpq DSN of the warehouse database."""
         return f"host={self.host} port={self.pg_port} user=postgres dbname={WAREHOUSE_DB}"
+
+    def redshift_dsn(self) -> str:
+        """libpq DSN of the Redshift emulator (psycopg and other PostgreSQL clients)."""
+        return (
+            f"host={self.host} port={self.redshift_port} user={REDSHIFT_USER} password={REDSHIFT_PASSWORD} "
+            f"dbname={REDSHIFT_DB} sslmode=disable"
+        )
 
 
 def _python() -> str:
@@ -388,6 +420,55 @@ class PostgresService(Service):
             stop_process_group(pid)
 
 
+class RedshiftEmulatorService(Service):
+    """The Redshift emulator (``local/redshift``): the PostgreSQL wire protocol in front of the stack's
+    PostgreSQL, in a database of its own, refusing what Redshift refuses; COPY reads the stack's S3 (moto)."""
+
+    name = "redshift"
+    port_setting = "CS_REDSHIFT_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.redshift_port
+
+    def healthy(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.cfg.redshift_dsn(), connect_timeout=2, autocommit=True) as conn:
+                conn.execute("select 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def start(self) -> None:
+        argv = [
+            _python(),
+            "-m",
+            "local.redshift",
+            "--host",
+            self.cfg.host,
+            "--port",
+            str(self.port),
+            "--pg-host",
+            self.cfg.host,
+            "--pg-port",
+            str(self.cfg.pg_port),
+            "--database",
+            REDSHIFT_DB,
+            "--user",
+            REDSHIFT_USER,
+            "--password",
+            REDSHIFT_PASSWORD,
+            "--aws-endpoint",
+            self.cfg.aws_endpoint,
+            "--region",
+            self.cfg.region,
+        ]
+        pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=_child_env(self.cfg), cwd=REPO)
+        wait_until(self.healthy, timeout=60, what=f"Redshift emulator on port {self.port}", log=self.log_file, pid=pid)
+
+
 class AirflowService(Service):
     """``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) on SQLite."""
 
@@ -418,6 +499,8 @@ class AirflowService(Service):
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
         # Lively for the UI: land every minute (the production default is every 5 minutes).
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        # The stall check every minute too (production default: every 2 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
@@ -434,7 +517,7 @@ class AirflowService(Service):
             method=method,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
             return dict(json.loads(resp.read() or b"{}"))
 
     def _token(self) -> str:
@@ -448,7 +531,11 @@ class AirflowService(Service):
         token = self._token()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            try:
+                runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            except TimeoutError:  # a busy machine: the api-server answers late; ask again
+                time.sleep(2)
+                continue
             latest = (runs.get("dag_runs") or [None])[0]  # type: ignore[index]
             if isinstance(latest, dict) and latest.get("state") in ("success", "failed"):
                 return str(latest["state"])
@@ -516,6 +603,7 @@ OUR_DAGS = (
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
     "cognito_reconcile",
+    "cognito_pipeline_health",
 )
 
 
@@ -564,13 +652,7 @@ def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> di
     if pool_ids is None:
         pool_ids = _read_pool_ids(cfg)
     conn_aws = {"conn_type": "aws", "extra": {"region_name": cfg.region}}
-    conn_wh = {
-        "conn_type": "postgres",
-        "host": cfg.host,
-        "port": cfg.pg_port,
-        "login": "postgres",
-        "schema": WAREHOUSE_DB,
-    }
+    conn_wh = warehouse_connection(cfg)
     env = {
         "AWS_ENDPOINT_URL": cfg.aws_endpoint,
         "AWS_ENDPOINT_URL_COGNITO_SYNC": cfg.emulator_endpoint,
@@ -587,12 +669,30 @@ def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> di
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
         "CS_STATE_DIR": str(cfg.state_dir),
         "CS_WAREHOUSE_DSN": cfg.warehouse_dsn(),
+        "CS_WAREHOUSE": cfg.warehouse,
+        "CS_REDSHIFT_DSN": cfg.redshift_dsn(),
         # A psql that matches the server, present even where no PostgreSQL client is installed.
         "PSQL": str(_pg_bin_path() / "psql"),
         # The health report task also writes the page here (besides S3).
         "COGNITO_STREAMS_REPORT_DIR": str(cfg.state_dir),
     }
     return env
+
+
+def warehouse_connection(cfg: StackConfig) -> dict[str, object]:
+    """The ``redshift_default`` connection: the PostgreSQL stand-in, or (``CS_WAREHOUSE=redshift``) the Redshift
+    emulator through redshift-connector (``ssl`` off: the emulator speaks plain TCP on loopback)."""
+    if cfg.warehouse == "redshift":
+        return {
+            "conn_type": "redshift",
+            "host": cfg.host,
+            "port": cfg.redshift_port,
+            "login": REDSHIFT_USER,
+            "password": REDSHIFT_PASSWORD,
+            "schema": REDSHIFT_DB,
+            "extra": {"ssl": False},
+        }
+    return {"conn_type": "postgres", "host": cfg.host, "port": cfg.pg_port, "login": "postgres", "schema": WAREHOUSE_DB}
 
 
 def _pool_file(cfg: StackConfig) -> Path:
@@ -607,7 +707,8 @@ def _read_pool_ids(cfg: StackConfig) -> list[str]:
 
 
 def bootstrap_aws(cfg: StackConfig, endpoint: str | None = None) -> list[str]:
-    """Create what the local AWS side needs: the landing bucket and the identity pools.
+    """Create what the local AWS side needs: the landing bucket, the identity pools and the publish
+    role's permissions boundary (what an administrator creates before ``manage_publish_role``).
 
     Idempotent: existing resources (found by name) are kept. Returns the pool ids.
     """
@@ -630,9 +731,56 @@ def bootstrap_aws(cfg: StackConfig, endpoint: str | None = None) -> list[str]:
                 "IdentityPoolId"
             ]
         ids.append(pools[name])
+    iam = boto3.client("iam", **kwargs, **creds)
+    ensure_copy_role(iam, cfg)
+    _ensure_publish_boundary(iam, cfg.region)
     _pool_file(cfg).parent.mkdir(parents=True, exist_ok=True)
     _pool_file(cfg).write_text(json.dumps(ids))
     return ids
+
+
+def ensure_copy_role(iam: object, cfg: StackConfig) -> str:
+    """The role Redshift's COPY assumes (``cognito-streams-redshift-copy``), trusting ``redshift.amazonaws.com``,
+    with the repository's policy documents (for the stack's landing bucket); created when missing. Returns its
+    ARN."""
+    iam_dir = REPO / "plugins" / "cognito_streams" / "iam"
+    client: Any = iam
+    try:
+        return str(client.get_role(RoleName=COPY_ROLE_NAME)["Role"]["Arn"])
+    except client.exceptions.NoSuchEntityException:
+        pass
+    trust = (iam_dir / "redshift-copy-role.trust.json").read_text()
+    policy = string.Template((iam_dir / "redshift-copy-role.policy.json").read_text()).substitute(
+        Partition="aws", Bucket=cfg.landing_bucket, Prefix=str(pipeline_variable(cfg, [])["landing_prefix"])
+    )
+    arn = str(client.create_role(RoleName=COPY_ROLE_NAME, AssumeRolePolicyDocument=trust)["Role"]["Arn"])
+    client.put_role_policy(RoleName=COPY_ROLE_NAME, PolicyName="landing-read", PolicyDocument=policy)
+    return arn
+
+
+def _ensure_publish_boundary(iam: Any, region: str) -> None:
+    """The default permissions boundary of the publish role (``PUBLISH_BOUNDARY_NAME``).
+
+    In AWS it allows PutRecord(s) on the one stream (``iam_cli``); locally every test makes its own
+    stream under the same default name, so it allows them on every stream of the local account."""
+    arn = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:policy/{PUBLISH_BOUNDARY_NAME}"
+    try:
+        iam.get_policy(PolicyArn=arn)
+        return
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AtMostPutSyncRecordsOnTheLocalStreams",
+                "Effect": "Allow",
+                "Action": ["kinesis:PutRecord", "kinesis:PutRecords"],
+                "Resource": f"arn:aws:kinesis:{region}:{LOCAL_ACCOUNT_ID}:stream/*",
+            }
+        ],
+    }
+    iam.create_policy(PolicyName=PUBLISH_BOUNDARY_NAME, PolicyDocument=json.dumps(document))
 
 
 def write_env_file(cfg: StackConfig, env: dict[str, str]) -> Path:
@@ -666,6 +814,7 @@ class Stack:
         self.moto = MotoService(self.cfg)
         self.postgres = PostgresService(self.cfg)
         self.emulator = EmulatorService(self.cfg)
+        self.redshift = RedshiftEmulatorService(self.cfg)
         self.airflow = AirflowService(self.cfg)
         self.trickle = TrickleService(self.cfg)
 
@@ -673,16 +822,26 @@ class Stack:
         services: list[Service] = [self.moto, self.postgres]
         if EmulatorService.available():
             services.append(self.emulator)
+        services.append(self.redshift)
         return services
 
-    def up(self, *, migrate: bool = True, echo: bool = False, emulator: bool = True) -> dict[str, str]:
+    def up(
+        self, *, migrate: bool = True, echo: bool = False, emulator: bool = True, redshift: bool | None = None
+    ) -> dict[str, str]:
         """Start every service, create the AWS resources, write stack.env; return its variables.
 
-        ``emulator=False`` leaves the Cognito Sync emulator out (tests start it on demand).
+        ``emulator=False`` leaves the Cognito Sync emulator out (tests start it on demand). ``redshift``: start the
+        Redshift emulator (default: always from the command line; ``False`` leaves it to be started on demand,
+        which ``warehouse == "redshift"`` never does).
         """
         for directory in (self.cfg.state_dir, self.cfg.log_dir, self.cfg.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        wanted = [s for s in self.services() if emulator or s is not self.emulator]
+        want_redshift = True if redshift is None or self.cfg.warehouse == "redshift" else redshift
+        wanted = [
+            s
+            for s in self.services()
+            if (emulator or s is not self.emulator) and (want_redshift or s is not self.redshift)
+        ]
         for service in wanted:
             t0 = time.monotonic()
             state = service.ensure_running()
@@ -700,13 +859,15 @@ class Stack:
 
     def down(self, *, echo: bool = False) -> None:
         """Stop Airflow (if running) and every service; verify the ports are closed."""
-        for service in [self.trickle, self.airflow, self.emulator, self.postgres, self.moto]:
+        for service in [self.trickle, self.airflow, self.emulator, self.redshift, self.postgres, self.moto]:
             was = service.pid()
             service.stop()
             if echo and was is not None:
                 print(f"  {service.name:<9} stopped (pid {was})")
         still = [
-            s for s in [self.trickle, self.airflow, self.emulator, self.postgres, self.moto] if s.pid() is not None
+            s
+            for s in [self.trickle, self.airflow, self.emulator, self.redshift, self.postgres, self.moto]
+            if s.pid() is not None
         ]
         if still:
             raise StackError("could not stop: " + ", ".join(f"{s.name} (pid {s.pid()})" for s in still))
@@ -746,7 +907,9 @@ class Stack:
 
     def listening_ports(self) -> list[int]:
         """Ports of ours that still accept connections (for tests of ``down``)."""
-        ports = [self.cfg.moto_port, self.cfg.pg_port, self.cfg.emulator_port, self.cfg.airflow_port]
+        ports = [
+            self.cfg.moto_port, self.cfg.pg_port, self.cfg.emulator_port, self.cfg.redshift_port, self.cfg.airflow_port
+        ]  # fmt: skip
         return [p for p in ports if port_is_listening(p, self.cfg.host)]
 
 

@@ -55,5 +55,5 @@ delete from ${schema}.reconciliation_runs where run_id = %s;
 -- name: insert_reconciliation_run
 insert into ${schema}.reconciliation_runs (
     run_id, checked_at, identity_pools, identities, keys_checked, in_flight, mismatches, missing, extra,
-    stale_value, wrong_delete_state, settle_seconds, sample_size, max_mismatches, passed
-) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+    stale_value, wrong_delete_state, unknown_identity, settle_seconds, sample_size, max_mismatches, passed
+) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +47,7 @@ def make_stack_config(state_dir: Path, **overrides: object) -> StackConfig:
         "moto_port": free_port(),
         "emulator_port": free_port(),
         "pg_port": free_port(),
+        "redshift_port": free_port(),
         "airflow_port": free_port(),
     }
     values.update(overrides)
@@ -58,7 +61,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     The Cognito Sync emulator is started only by tests that ask for the ``emulator`` fixture."""
     cfg = make_stack_config(tmp_path_factory.mktemp("stack"))
     st = Stack(cfg)
-    env = st.up(migrate=False, emulator=False)
+    try:
+        env = st.up(migrate=False, emulator=False, redshift=False)
+    except BaseException:
+        st.down()  # what started before the failure must not outlive the session
+        raise
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update({k: v for k, v in env.items() if not k.startswith("AIRFLOW__CORE__") and k != "AIRFLOW_HOME"})
     try:
@@ -85,6 +92,43 @@ def emulator(stack: Stack) -> str:
     """The Cognito Sync emulator on the session stack; returns its endpoint URL."""
     stack.emulator.ensure_running()
     return stack.cfg.emulator_endpoint
+
+
+@dataclass(frozen=True)
+class RedshiftEndpoint:
+    """Where the session's Redshift emulator listens and how to log in (database ``dev``)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def connect(self, **kwargs: Any) -> Any:
+        """A redshift-connector connection (plain TCP: the emulator has no TLS)."""
+        import redshift_connector
+
+        return redshift_connector.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password, database=self.database,
+            ssl=False, **kwargs,
+        )  # fmt: skip
+
+    @property
+    def dsn(self) -> str:
+        """libpq DSN (psycopg and other PostgreSQL clients)."""
+        return (
+            f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={self.database} "
+            "sslmode=disable"
+        )
+
+
+@pytest.fixture(scope="session")
+def redshift_emulator(stack: Stack) -> RedshiftEndpoint:
+    """The Redshift emulator on the session stack (started on first use, stopped with the stack)."""
+    from local.stack import REDSHIFT_DB, REDSHIFT_PASSWORD, REDSHIFT_USER
+
+    stack.redshift.ensure_running()
+    return RedshiftEndpoint(stack.cfg.host, stack.cfg.redshift_port, REDSHIFT_USER, REDSHIFT_PASSWORD, REDSHIFT_DB)
 
 
 @pytest.fixture(scope="session")

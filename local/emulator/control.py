@@ -6,6 +6,7 @@
     ctl.advance_clock(hours=25)                  # past the 24-hour bulk publish rule
     ctl.update_settings(s3url_threshold_bytes=50 * 1024)
     ctl.fail_next_bulk_publish("Kinesis throttled us")
+    ctl.stale_bulk_publish_details(3)            # the next request stays unseen by 3 status reads
     ctl.flush()                                  # every committed change is on the stream
     ctl.pool("us-east-1:...")["configuration"]["CognitoStreams"]["DisabledReason"]
 
@@ -115,9 +116,20 @@ class EmulatorControl:
         """The next ``count`` API requests answer TooManyRequestsException (429)."""
         return dict(self._call("POST", "faults", {"throttle_next_requests": count}))
 
+    def stale_bulk_publish_details(self, count: int) -> dict[str, Any]:
+        """The next bulk publish request stays unseen by the next ``count`` GetBulkPublishDetails of its
+        pool: they show the pool's previous publish (a stale read; 0 clears it)."""
+        return dict(self._call("POST", "faults", {"stale_bulk_publish_details": count}))
+
     def clear_faults(self) -> dict[str, Any]:
         """No injected failure pending."""
-        return dict(self._call("POST", "faults", {"fail_next_bulk_publish": None, "throttle_next_requests": 0}))
+        return dict(
+            self._call(
+                "POST",
+                "faults",
+                {"fail_next_bulk_publish": None, "throttle_next_requests": 0, "stale_bulk_publish_details": 0},
+            )
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def reset(self) -> None:

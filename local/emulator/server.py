@@ -260,6 +260,7 @@ class Emulator:
                 {
                     "fail_next_bulk_publish": {"message": fail[0], "after_datasets": fail[1]} if fail else None,
                     "throttle_next_requests": self.throttle_remaining,
+                    "stale_bulk_publish_details": svc.stale_details_next,
                 },
             )
         if route == "reset" and method == "POST":
@@ -313,11 +314,10 @@ class Emulator:
         log.info("clock moved: offset now %d ms", self.service.clock.offset_ms)
 
     def _set_faults(self, data: dict[str, Any]) -> None:
-        unknown = set(data) - {"fail_next_bulk_publish", "throttle_next_requests"}
+        known = ("fail_next_bulk_publish", "throttle_next_requests", "stale_bulk_publish_details")
+        unknown = set(data) - set(known)
         if unknown:
-            raise ControlError(
-                f"unknown faults {sorted(unknown)}; known: fail_next_bulk_publish, throttle_next_requests"
-            )
+            raise ControlError(f"unknown faults {sorted(unknown)}; known: {', '.join(known)}")
         if "fail_next_bulk_publish" in data:
             fail = data["fail_next_bulk_publish"]
             if fail is None:
@@ -339,6 +339,13 @@ class Emulator:
                 raise ControlError(f"throttle_next_requests must be a whole number >= 0, got {count!r}")
             with self._throttle_lock:
                 self.throttle_remaining = count
+        if "stale_bulk_publish_details" in data:
+            count = data["stale_bulk_publish_details"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ControlError(f"stale_bulk_publish_details must be a whole number >= 0, got {count!r}")
+            self.service.clear_stale_details()
+            with self.service.lock:
+                self.service.stale_details_next = count
 
 
 class RateLimiter:

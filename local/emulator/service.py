@@ -198,6 +198,10 @@ class CognitoSync:
         self.deletions: dict[tuple[str, str, str], tuple[int, int]] = {}
         self.configs: dict[str, dict[str, Any]] = {}
         self.bulk: dict[str, BulkState] = {}
+        #: ``POST /_emulator/faults`` ``stale_bulk_publish_details``: the next BulkPublish stays unseen by
+        #: this many GetBulkPublishDetails of its pool, which show the pool's previous publish instead.
+        self.stale_details_next = 0
+        self._stale_details: dict[str, tuple[int, BulkState]] = {}
         self.usage: dict[str, PoolUsage] = {}
         self.pool_storage: dict[str, int] = {}
         self._secret = b""
@@ -744,6 +748,9 @@ class CognitoSync:
             with self.store.transaction() as db:
                 Store.put_bulk(db, pool_id, new.row())
             self.bulk[pool_id] = new
+            if self.stale_details_next:
+                self._stale_details[pool_id] = (self.stale_details_next, state)
+                self.stale_details_next = 0
         log.info("pool %s: bulk publish requested", pool_id)
         self.on_bulk_start(pool_id)
         return {"IdentityPoolId": pool_id}
@@ -753,6 +760,11 @@ class CognitoSync:
         self.check_pool(pool_id)
         with self.lock:
             state = self.bulk.get(pool_id, BulkState())
+            stale = self._stale_details.pop(pool_id, None)
+            if stale is not None:  # injected: the last request not visible yet
+                remaining, state = stale
+                if remaining > 1:
+                    self._stale_details[pool_id] = (remaining - 1, state)
             out: dict[str, Any] = {"IdentityPoolId": pool_id, "BulkPublishStatus": state.status}
             if state.start_ms is not None:
                 out["BulkPublishStartTime"] = _seconds(state.start_ms)
@@ -761,6 +773,12 @@ class CognitoSync:
             if state.failure_message:
                 out["FailureMessage"] = state.failure_message
             return out
+
+    def clear_stale_details(self) -> None:
+        """No injected stale GetBulkPublishDetails, pending or under way."""
+        with self.lock:
+            self.stale_details_next = 0
+            self._stale_details.clear()
 
     def finish_bulk_publish(self, pool_id: str, failure: str | None) -> None:
         """Record the outcome of the running bulk publish."""
@@ -829,6 +847,7 @@ class CognitoSync:
             self.deletions.clear()
             self.configs.clear()
             self.bulk.clear()
+            self.clear_stale_details()
             self.usage.clear()
             self.pool_storage.clear()
             self.settings = EmulatorSettings()

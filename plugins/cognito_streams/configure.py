@@ -17,11 +17,17 @@ from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
 from botocore.exceptions import ClientError
 
 from cognito_streams.core.iam import (
+    PUBLISH_ACTIONS,
     RoleArn,
+    RoleDocuments,
+    boundary_breadth,
+    boundary_problems,
     publish_role_policy,
     publish_role_problems,
     publish_role_trust_policy,
     stream_arn,
+    trust_conditions,
+    trust_drift,
 )
 from cognito_streams.core.streams_config import PoolAction, PoolPlan, plan_pool, reshard_steps
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
@@ -56,8 +62,11 @@ class RoleReport:
     """What ``ensure_publish_role`` found and did."""
 
     role_arn: str
-    action: str  # created | updated | unchanged | validated | invalid
+    action: str  # created | updated | unchanged | drifted | validated | invalid
+    #: invalid: why it cannot serve; drifted: what differs and is not repaired; updated: what was rewritten.
     problems: list[str] = field(default_factory=list)
+    #: What does not stop publishing but an operator should know (a role without its boundary, ...).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -194,24 +203,62 @@ class StreamsConfigurator:
         return []
 
     # -- the publish role -------------------------------------------------------------------
-    def _role_documents(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    def _read_policy(self, arn: str) -> tuple[dict[str, Any] | None, str]:
+        """A managed policy's default version, or None and why not (missing, or not readable by the
+        worker: its policy reads only AWS managed policies and the publish role's boundary)."""
+        try:
+            meta = self.iam.get_policy(PolicyArn=arn)["Policy"]
+            version = self.iam.get_policy_version(PolicyArn=arn, VersionId=meta["DefaultVersionId"])
+        except ClientError as err:
+            code = _code(err)
+            if code in ("NoSuchEntity", "NoSuchEntityException"):
+                return None, "does not exist"
+            if code in ("AccessDenied", "AccessDeniedException"):
+                return None, "the worker may not read it (AccessDenied)"
+            raise
+        return _document(version["PolicyVersion"]["Document"]), ""
+
+    def _role_documents(self) -> RoleDocuments | None:
         try:
             role = self.iam.get_role(RoleName=self.role.name)["Role"]
         except ClientError as err:
             if _code(err) in ("NoSuchEntity", "NoSuchEntityException"):
                 return None
             raise
-        trust = _document(role["AssumeRolePolicyDocument"])
-        policies = []
+        docs = RoleDocuments(_document(role["AssumeRolePolicyDocument"]))
         for name in self.iam.list_role_policies(RoleName=self.role.name)["PolicyNames"]:
-            policies.append(
+            docs.policies.append(
                 _document(self.iam.get_role_policy(RoleName=self.role.name, PolicyName=name)["PolicyDocument"])
             )
         for attached in self.iam.list_attached_role_policies(RoleName=self.role.name)["AttachedPolicies"]:
-            meta = self.iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-            version = self.iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=meta["DefaultVersionId"])
-            policies.append(_document(version["PolicyVersion"]["Document"]))
-        return trust, policies
+            document, why = self._read_policy(attached["PolicyArn"])
+            if document is None:
+                docs.unreadable[attached["PolicyArn"]] = why
+            else:
+                docs.policies.append(document)
+        boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+        if boundary:
+            docs.boundary_arn = str(boundary)
+            docs.boundary, _ = self._read_policy(docs.boundary_arn)
+        return docs
+
+    def _problems(self, docs: RoleDocuments) -> list[str]:
+        return publish_role_problems(
+            docs.trust,
+            docs.policies,
+            self.target_stream_arn(),
+            unreadable=docs.unreadable,
+            boundary_arn=docs.boundary_arn,
+            boundary=docs.boundary,
+        )
+
+    def _trust_conditions(self) -> dict[str, dict[str, Any]]:
+        return trust_conditions(
+            self.settings.publish_role_trust_condition,
+            partition=self.role.partition,
+            account_id=self.role.account_id,
+            identity_pool_ids=self.settings.identity_pool_ids,
+        )
 
     def role_problems(self) -> list[str]:
         """Why the publish role cannot serve (empty: it can)."""
@@ -225,35 +272,45 @@ class StreamsConfigurator:
                 "(trusted by cognito-sync.amazonaws.com, kinesis:PutRecord/PutRecords on the stream; README, "
                 "'IAM'), fix publish_role_arn, or set manage_publish_role to true in the cognito_pipeline Variable"
             ]
-        trust, policies = docs
-        return publish_role_problems(trust, policies, self.target_stream_arn())
+        return self._problems(docs)
 
     def ensure_publish_role(self) -> RoleReport:
-        """Create or correct the role when the settings say we manage it; otherwise validate it."""
+        """Create the role when the settings say we manage it, or validate it; never rewrite its trust.
+
+        The pipeline creates the role with its permissions boundary and trust (the worker may not change
+        a trust policy afterwards: a changed trust is reported, not repaired) and rewrites only the
+        role's own inline permissions policy, only on a role that has the boundary (the worker's IAM
+        policy allows nothing else; README, "IAM")."""
         arn = self.settings.publish_role_arn
-        if not self.settings.manage_publish_role:
-            problems = self.role_problems()
-            return RoleReport(arn, "invalid" if problems else "validated", problems)
-        trust = publish_role_trust_policy()
-        policy = publish_role_policy(self.role.partition, self.region, self.role.account_id, self.settings.stream_name)
         docs = self._role_documents()
+        conditions = self._trust_conditions()
+        if not self.settings.manage_publish_role:
+            if docs is None:
+                return RoleReport(arn, "invalid", self.role_problems())
+            problems = self._problems(docs)
+            notes = trust_drift(docs.trust, conditions)
+            for note in notes:
+                log.warning("publish role %s (not managed by the pipeline): %s", arn, note)
+            return RoleReport(arn, "invalid" if problems else "validated", problems, notes)
+        boundary_arn = self.settings.boundary_arn
+        policy = publish_role_policy(self.role.partition, self.region, self.role.account_id, self.settings.stream_name)
         if docs is None:
-            log.info("creating publish role %s (trust: cognito-sync.amazonaws.com only)", arn)
-            self.iam.create_role(
-                RoleName=self.role.name,
-                Path=self.role.path,
-                AssumeRolePolicyDocument=orjson.dumps(trust).decode(),
-                Description="Lets Amazon Cognito Sync put records on the Cognito Streams Kinesis stream",
+            return self._create_role(boundary_arn, conditions, policy)
+        warnings: list[str] = []
+        drift = trust_drift(docs.trust, conditions)
+        bounded = docs.boundary_arn == boundary_arn
+        not_bounded = (
+            f"it has {'no permissions boundary' if docs.boundary_arn is None else 'the boundary ' + docs.boundary_arn}"
+            f", not {boundary_arn}, and the pipeline may change only a role bounded by it: an administrator attaches "
+            f"it (aws iam put-role-permissions-boundary --role-name {self.role.name} --permissions-boundary "
+            f"{boundary_arn})"
+        )
+        if docs.boundary is not None and boundary_breadth(docs.boundary):
+            warnings.append(
+                f"its permissions boundary {docs.boundary_arn} allows more than {'/'.join(PUBLISH_ACTIONS)} "
+                f"({', '.join(boundary_breadth(docs.boundary))}): it no longer bounds what the pipeline can give the "
+                "role; create it from iam_cli's cognito-publish-role.boundary"
             )
-            self.iam.put_role_policy(
-                RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME, PolicyDocument=orjson.dumps(policy).decode()
-            )
-            return RoleReport(arn, "created")
-        current_trust, _ = docs
-        changed = []
-        if current_trust != trust:
-            self.iam.update_assume_role_policy(RoleName=self.role.name, PolicyDocument=orjson.dumps(trust).decode())
-            changed.append("trust policy")
         try:
             current_policy = _document(
                 self.iam.get_role_policy(RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME)["PolicyDocument"]
@@ -262,15 +319,68 @@ class StreamsConfigurator:
             if _code(err) not in ("NoSuchEntity", "NoSuchEntityException"):
                 raise
             current_policy = None
-        if current_policy != policy:
+        changed = False
+        if current_policy != policy and bounded:
             self.iam.put_role_policy(
                 RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME, PolicyDocument=orjson.dumps(policy).decode()
             )
-            changed.append("permissions policy")
+            changed = True
+            docs = self._role_documents() or docs
+        elif current_policy != policy:
+            drift.append(f"its inline policy {PUBLISH_POLICY_NAME} differs from the shipped one, and {not_bounded}")
+        elif not bounded:
+            warnings.append(f"{not_bounded}; until then a drift of its permissions cannot be repaired")
+        for warning in warnings:
+            log.warning("publish role %s: %s", arn, warning)
+        problems = self._problems(docs)
+        if problems:
+            return RoleReport(arn, "invalid", problems + drift, warnings)
+        if drift:
+            log.error("publish role %s has drifted and the pipeline does not repair it: %s", arn, "; ".join(drift))
+            return RoleReport(arn, "drifted", drift, warnings)
         if changed:
-            log.warning("publish role %s had drifted; rewrote its %s", arn, " and ".join(changed))
-            return RoleReport(arn, "updated", [f"rewrote {c}" for c in changed])
-        return RoleReport(arn, "unchanged")
+            log.warning("publish role %s had drifted; rewrote its permissions policy", arn)
+            return RoleReport(arn, "updated", ["rewrote permissions policy"], warnings)
+        return RoleReport(arn, "unchanged", [], warnings)
+
+    def _create_role(
+        self, boundary_arn: str, conditions: dict[str, dict[str, Any]], policy: dict[str, Any]
+    ) -> RoleReport:
+        arn = self.settings.publish_role_arn
+        boundary, why = self._read_policy(boundary_arn)
+        if boundary is None:
+            return RoleReport(
+                arn,
+                "invalid",
+                [
+                    f"role {self.role.name} does not exist and cannot be created yet: its permissions boundary "
+                    f"{boundary_arn} {why}. An administrator creates that managed policy from the "
+                    "cognito-publish-role.boundary document of python -m cognito_streams.iam_cli (the worker may not "
+                    "create policies), or sets publish_role_boundary_arn to an existing one"
+                ],
+            )
+        problems = boundary_problems(boundary_arn, boundary, self.target_stream_arn())
+        if problems:
+            # Created with this boundary, the role could never publish: say so before creating anything.
+            return RoleReport(arn, "invalid", [f"role {self.role.name} not created: {p}" for p in problems])
+        trust = publish_role_trust_policy(conditions)
+        log.info(
+            "creating publish role %s (trust: cognito-sync.amazonaws.com only%s; permissions boundary %s)",
+            arn,
+            f", with {', '.join(k for block in conditions.values() for k in block)}" if conditions else "",
+            boundary_arn,
+        )
+        self.iam.create_role(
+            RoleName=self.role.name,
+            Path=self.role.path,
+            AssumeRolePolicyDocument=orjson.dumps(trust).decode(),
+            PermissionsBoundary=boundary_arn,
+            Description="Lets Amazon Cognito Sync put records on the Cognito Streams Kinesis stream",
+        )
+        self.iam.put_role_policy(
+            RoleName=self.role.name, PolicyName=PUBLISH_POLICY_NAME, PolicyDocument=orjson.dumps(policy).decode()
+        )
+        return RoleReport(arn, "created")
 
     # -- the pools --------------------------------------------------------------------------
     def plan(self, identity_pool_id: str, stream_problems: list[str], role_problems: list[str]) -> PoolPlan:

@@ -3,9 +3,12 @@
     PYTHONPATH=plugins python -m cognito_streams.iam_cli --settings pipeline.json --region eu-west-1
 
 ``--settings`` is the Variable's JSON (a file, or ``-`` for stdin; default: the environment variable
-``AIRFLOW_VAR_COGNITO_PIPELINE``). The account and partition come from ``publish_role_arn``.
+``AIRFLOW_VAR_COGNITO_PIPELINE``). The account and partition come from ``publish_role_arn``; the
+worker's Cognito permissions are scoped to ``identity_pool_ids`` (render again after adding a pool).
 Output: one JSON object, document name -> policy document, ready for ``aws iam create-role`` /
-``put-role-policy`` or your infrastructure code.
+``put-role-policy`` / ``create-policy`` or your infrastructure code. ``cognito-publish-role.boundary``
+is the managed policy to create as ``publish_role_boundary_arn`` (default name
+``cognito-streams-publish-boundary``) before ``manage_publish_role`` can create the publish role.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         bucket=settings.landing_bucket,
         prefix=settings.landing_prefix,
         publish_role_arn=settings.publish_role_arn,
+        identity_pool_ids=settings.identity_pool_ids,
+        boundary_arn=settings.boundary_arn,
+        trust_condition=settings.publish_role_trust_condition,
     )
     sys.stdout.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

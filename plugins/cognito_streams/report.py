@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from cognito_streams.core.landing_format import LandingLayout
+from cognito_streams.core.reconcile import KINDS
 from cognito_streams.core.report_html import BULK_PUBLISH_COLUMNS, ReportData, render
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.settings import PipelineSettings
@@ -78,9 +79,7 @@ def gather(settings: PipelineSettings, warehouse: Warehouse, s3: Any, now: datet
                 "in_flight": int(in_flight),
                 "mismatches": int(total),
                 "passed": bool(passed),
-                "by_kind": dict(
-                    zip(("missing", "extra", "stale_value", "wrong_delete_state"), map(int, kinds), strict=True)
-                ),
+                "by_kind": dict(zip(KINDS, (int(k or 0) for k in kinds), strict=True)),
             }
             cur.execute(sql.report("reconciliation_samples"), (run_id,))
             cols = ["kind", "identity_pool_id", "identity_id", "dataset_name", "record_key", "detail"]

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cognito_streams.core.iam import default_boundary_arn
 from cognito_streams.core.sql_text import RESERVED
 
 VARIABLE_NAME = "cognito_pipeline"
@@ -22,6 +23,7 @@ VARIABLE_NAME = "cognito_pipeline"
 POOL_ID_RE = re.compile(r"^[\w-]+:[0-9a-f-]+$")
 STREAM_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Characters of a landing prefix: those of an S3 key that may stand between quotes in a COPY statement
@@ -48,6 +50,13 @@ class PipelineSettings(BaseModel):
     stream_shards: Annotated[int, Field(ge=1, le=500)] = 1
     publish_role_arn: str
     manage_publish_role: bool = False
+    # The managed policy the publish role gets as its permissions boundary when the pipeline creates it
+    # (manage_publish_role); default policy/cognito-streams-publish-boundary in the role's account.
+    publish_role_boundary_arn: str | None = None
+    # Opt-in confused-deputy conditions written into the publish role's trust policy when the pipeline
+    # creates it, and checked (never rewritten) afterwards: core.iam.TrustCondition. Verify on your
+    # account first: a condition Cognito Sync does not satisfy turns streaming DISABLED.
+    publish_role_trust_condition: Literal["none", "source_account", "source_arn"] = "none"
     aws_conn_id: str = "aws_default"
     warehouse_conn_id: str = "redshift_default"
 
@@ -82,6 +91,9 @@ class PipelineSettings(BaseModel):
     # Bulk publish ------------------------------------------------------------------------
     bulk_publish_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] = 6 * 3600.0
     bulk_publish_poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # How far this worker's clock may be off Cognito's when telling this attempt's bulk publish from an
+    # earlier one by its BulkPublishStartTime; AWS refuses requests signed ~15 minutes off (core.bulk_publish).
+    bulk_publish_clock_skew_seconds: Annotated[float, Field(ge=0, le=3600)] = 900.0
 
     # Reconciliation ----------------------------------------------------------------------
     reconcile_sample_size: Annotated[int | None, Field(ge=1)] = None
@@ -91,6 +103,11 @@ class PipelineSettings(BaseModel):
     #: ``records``: list every dataset's records (finds every difference); ``datasets``: list only the
     #: datasets whose DescribeDataset summary differs from the warehouse (cheaper, sees less; core.reconcile).
     reconcile_depth: Literal["records", "datasets"] = "records"
+
+    # Health --------------------------------------------------------------------------------
+    #: A stall: records waiting in Kinesis, or landed and not loaded, for longer than this with no
+    #: successful landing or load meanwhile (cognito_pipeline_health alerts; the UI shows it red).
+    stall_alert_seconds: Annotated[float, Field(ge=1, le=7 * 86_400)] = 600.0
 
     # Snapshot (cognito_snapshot) ------------------------------------------------------------
     #: Identities per chunk: one durable cursor object each; the walk is mapped over the chunks (grouped into
@@ -106,8 +123,9 @@ class PipelineSettings(BaseModel):
         "stream_shards", "batch_max_records", "batch_max_bytes", "run_max_records", "run_max_seconds",
         "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
         "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
-        "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "reconcile_sample_size",
-        "reconcile_max_mismatches", "reconcile_settle_seconds", "snapshot_chunk_identities",
+        "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "bulk_publish_clock_skew_seconds",
+        "reconcile_sample_size",
+        "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds", "snapshot_chunk_identities",
         "snapshot_batch_identities", "snapshot_concurrency",
         mode="before",
     )  # fmt: skip
@@ -142,6 +160,15 @@ class PipelineSettings(BaseModel):
     def _role_arn(cls, value: str | None) -> str | None:
         if value is not None and not ROLE_ARN_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not an IAM role ARN (expected arn:aws:iam::<12-digit account>:role/<name>)")
+        return value
+
+    @field_validator("publish_role_boundary_arn")
+    @classmethod
+    def _policy_arn(cls, value: str | None) -> str | None:
+        if value is not None and not POLICY_ARN_RE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an IAM managed policy ARN (expected arn:aws:iam::<12-digit account>:policy/<name>)"
+            )
         return value
 
     @field_validator("landing_bucket")
@@ -200,6 +227,11 @@ class PipelineSettings(BaseModel):
         if bad:
             raise ValueError(f"{bad!r} are not host or host:port values (e.g. s3.example.internal:9000)")
         return [v.lower() for v in value]
+
+    @property
+    def boundary_arn(self) -> str:
+        """The publish role's permissions boundary: ``publish_role_boundary_arn`` or the default name."""
+        return self.publish_role_boundary_arn or default_boundary_arn(self.publish_role_arn)
 
     @model_validator(mode="after")
     def _lease_outlives_task(self) -> PipelineSettings:

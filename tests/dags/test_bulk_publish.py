@@ -364,3 +364,66 @@ def test_wait_until_eligible_defers_until_the_24_hours_are_over_then_publishes(
     (row,) = runs_table(pool)
     assert (row["status"], row["decision"]) == ("SUCCEEDED", "wait")
     assert abs(row["next_eligible_at"] - eligible) < timedelta(seconds=1)
+
+
+# -- a stale status is not this attempt's outcome (issue 18, item 12) --------------------------------
+
+
+def failed_publish_outside_airflow(aws: Any, ctl: Any, pool: str) -> dict[str, Any]:
+    """Someone else's bulk publish of the pool, FAILED (so that the next one may start at once)."""
+    ctl.fail_next_bulk_publish("an earlier failure")
+    aws("cognito-sync").bulk_publish(IdentityPoolId=pool)
+    import time
+
+    deadline = time.monotonic() + 30
+    while ctl.pool(pool)["bulk_publish"]["status"] == "IN_PROGRESS" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = ctl.pool(pool)["bulk_publish"]
+    assert state["status"] == "FAILED", state
+    return dict(state)
+
+
+def test_a_stale_failed_status_is_not_taken_for_this_attempts_outcome(dag: Any, pool: str, ctl: Any, aws: Any) -> None:
+    """GetBulkPublishDetails shows the pool's earlier FAILED publish for a while after the task's own
+    request (the emulator's stale_bulk_publish_details fault): the task used to report that failure
+    as its own and fail. It must wait for its own publish, whose start time is after its request."""
+    from airflow.utils.state import DagRunState
+
+    # GIVEN an earlier publish that FAILED, and the next request unseen by the next 3 status reads
+    earlier = failed_publish_outside_airflow(aws, ctl, pool)
+    ctl.stale_bulk_publish_details(3)
+    reads = emulator_count(ctl, "calls.GetBulkPublishDetails")
+    # WHEN the DAG runs (it reads FAILED, starts a publish, then waits for its outcome)
+    run = dag.test()
+    # THEN it waited past the stale FAILED (the 3 stale reads, then at least one of its own publish)
+    # and reports its own publish's success
+    assert run.state == DagRunState.SUCCESS, task_state(run)
+    (result,) = return_values(run).get("bulk_publish", [])
+    assert result["action"] == "published"
+    assert emulator_count(ctl, "calls.GetBulkPublishDetails") >= reads + 1 + 3 + 1
+    state = ctl.pool(pool)["bulk_publish"]
+    assert state["status"] == "SUCCEEDED" and state["start_ms"] > earlier["start_ms"]
+    (row,) = runs_table(pool)
+    assert row["status"] == "SUCCEEDED" and row["failure_message"] is None
+    assert abs(row["started_at"] - datetime.fromtimestamp(state["start_ms"] / 1000, tz=UTC)) < timedelta(seconds=1)
+
+
+def test_a_status_that_stays_stale_fails_at_the_timeout_saying_so(
+    dag: Any, pool: str, ctl: Any, aws: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN an earlier FAILED publish that every status read keeps showing, and a 2 s timeout
+    failed_publish_outside_airflow(aws, ctl, pool)
+    ctl.stale_bulk_publish_details(1_000_000)
+    set_pipeline(monkeypatch, bulk_publish_timeout_seconds=2)
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN it fails at the timeout naming the stale publish, and does not record the earlier failure as its own
+    assert run.state == DagRunState.FAILED
+    out = capsys.readouterr().out
+    message = next(line for line in out.splitlines() if line.startswith("airflow.sdk.exceptions.AirflowFailException"))
+    assert "GetBulkPublishDetails still shows an earlier bulk publish (FAILED, started at" in message
+    assert "Its earlier outcome is not reported as this attempt's" in message
+    (row,) = runs_table(pool)
+    assert row["status"] == "TIMED_OUT" and row["failure_message"] is None

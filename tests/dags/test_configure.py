@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from cognito_streams.core.iam import DEFAULT_BOUNDARY_NAME, publish_role_trust_policy
 from local.dag_results import return_values
 from tests.conftest import REPO
 from tests.support.dag_params import load_dag, snapshot_params
@@ -106,6 +107,10 @@ def test_configure_from_nothing_then_a_rerun_changes_nothing(
     assert summary["OpenShardCount"] == 2
     role = aws("iam").get_role(RoleName=f"publish-{setup['suffix']}")["Role"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "cognito-sync.amazonaws.com"}
+    # ... with its permissions boundary: what bounds the pipeline's CreateRole/PutRolePolicy (issue 18, item 7)
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == (
+        f"arn:aws:iam::123456789012:policy/{DEFAULT_BOUNDARY_NAME}"
+    )
     config = aws("cognito-sync").get_identity_pool_configuration(IdentityPoolId=setup["pool_id"])
     assert config["CognitoStreams"] == {
         "StreamName": variable["stream_name"],
@@ -427,3 +432,129 @@ def test_a_failed_step_before_the_pools_makes_check_pools_name_it(
     assert "TypeError" not in out
     assert "the pools were not checked: ensure_publish_role and configure_pools did not run or failed" in out
     assert "LimitExceededException" in out
+
+
+# -- the publish role: created bounded, trust never rewritten (issue 18, items 7 and 8) -------------
+
+
+def role_of(aws: Any, setup: dict[str, Any]) -> dict[str, Any]:
+    return dict(aws("iam").get_role(RoleName=f"publish-{setup['suffix']}")["Role"])
+
+
+def configurator(variable: dict[str, Any]) -> Any:
+    from cognito_streams.configure import StreamsConfigurator
+    from cognito_streams.settings import parse_settings
+
+    return StreamsConfigurator(parse_settings(variable))
+
+
+CONFUSED_DEPUTY = {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_a_stricter_trust_added_by_hand_is_kept(setup: dict[str, Any], aws: Any) -> None:
+    # GIVEN the role the pipeline created, whose trust an administrator then narrowed to this account
+    assert configurator(setup["variable"]).ensure_publish_role().action == "created"
+    trust = role_of(aws, setup)["AssumeRolePolicyDocument"]
+    trust["Statement"][0]["Condition"] = CONFUSED_DEPUTY
+    aws("iam").update_assume_role_policy(RoleName=f"publish-{setup['suffix']}", PolicyDocument=json.dumps(trust))
+    # WHEN configure runs again (hourly)
+    report = configurator(setup["variable"]).ensure_publish_role()
+    # THEN the stricter trust is valid: nothing is "repaired" away
+    assert (report.action, report.problems) == ("unchanged", [])
+    assert role_of(aws, setup)["AssumeRolePolicyDocument"]["Statement"][0]["Condition"] == CONFUSED_DEPUTY
+
+
+def test_a_trust_that_lets_in_another_principal_is_reported_not_rewritten(
+    airflow_db: None, dag: Any, setup: dict[str, Any], aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    # GIVEN the configured pipeline, and a trust that now also lets an AWS role assume the publish role
+    assert dag.test().state == DagRunState.SUCCESS
+    trust = role_of(aws, setup)["AssumeRolePolicyDocument"]
+    intruder = "arn:aws:iam::123456789012:role/airflow-worker"
+    trust["Statement"].append({"Effect": "Allow", "Principal": {"AWS": intruder}, "Action": "sts:AssumeRole"})
+    aws("iam").update_assume_role_policy(RoleName=f"publish-{setup['suffix']}", PolicyDocument=json.dumps(trust))
+    # WHEN the DAG runs
+    run = dag.test()
+    # THEN the drift is reported and the run is red; the trust is left as found (the worker may not change it)
+    assert run.state == DagRunState.FAILED
+    assert states(run)["check_pools"] == "failed"
+    role = return_values(run)["ensure_publish_role"]
+    assert role["action"] == "drifted"
+    (drift,) = role["problems"]
+    assert f"also lets AWS:{intruder} assume it" in drift
+    assert role_of(aws, setup)["AssumeRolePolicyDocument"] == trust
+    assert f"has drifted (the pipeline does not repair this): {drift}" in capsys.readouterr().out
+    # The pool itself still streams: the role can serve.
+    assert return_values(run)["configure_pools"]["counts"] == {"unchanged": 1}
+
+
+def test_a_wildcard_principal_makes_an_unmanaged_role_invalid(setup: dict[str, Any], aws: Any) -> None:
+    # GIVEN an unmanaged role (made by hand) that trusts '*' next to Cognito Sync
+    variable = {**setup["variable"], "manage_publish_role": False}
+    name = f"publish-{setup['suffix']}"
+    anyone = publish_role_trust_policy()
+    anyone["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})
+    aws("iam").create_role(RoleName=name, Path="/streams/", AssumeRolePolicyDocument=json.dumps(anyone))
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "kinesis:PutRecord*", "Resource": "*"}],
+    }
+    aws("iam").put_role_policy(RoleName=name, PolicyName="put", PolicyDocument=json.dumps(policy))
+    # WHEN it is validated THEN it is refused, saying why
+    report = configurator(variable).ensure_publish_role()
+    assert report.action == "invalid"
+    (problem,) = report.problems
+    assert "lets any principal ('*') assume it" in problem
+
+
+def test_a_role_without_the_boundary_is_not_rewritten(setup: dict[str, Any], aws: Any) -> None:
+    # GIVEN a publish role made before the boundary existed (by hand here), whose inline policy drifted
+    name = f"publish-{setup['suffix']}"
+    trust = publish_role_trust_policy()
+    aws("iam").create_role(RoleName=name, Path="/streams/", AssumeRolePolicyDocument=json.dumps(trust))
+    wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}]}
+    aws("iam").put_role_policy(RoleName=name, PolicyName="cognito-streams-publish", PolicyDocument=json.dumps(wide))
+    # WHEN configure manages it
+    report = configurator(setup["variable"]).ensure_publish_role()
+    # THEN it reports that an administrator must attach the boundary, and rewrites nothing (IAM would refuse)
+    assert report.action == "drifted"
+    (drift,) = report.problems
+    assert "has no permissions boundary" in drift and "put-role-permissions-boundary" in drift
+    current = aws("iam").get_role_policy(RoleName=name, PolicyName="cognito-streams-publish")["PolicyDocument"]
+    assert current == wide
+    # WHEN the administrator attaches it THEN the next run rewrites the inline policy
+    boundary = f"arn:aws:iam::123456789012:policy/{DEFAULT_BOUNDARY_NAME}"
+    aws("iam").put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
+    assert configurator(setup["variable"]).ensure_publish_role().action == "updated"
+
+
+def test_the_role_is_not_created_without_its_boundary_policy(setup: dict[str, Any], aws: Any) -> None:
+    # GIVEN settings naming a boundary policy nobody created
+    missing = "arn:aws:iam::123456789012:policy/not-created-yet"
+    report = configurator({**setup["variable"], "publish_role_boundary_arn": missing}).ensure_publish_role()
+    # THEN the role is not created, and the report says what to create
+    assert report.action == "invalid"
+    (problem,) = report.problems
+    assert f"its permissions boundary {missing} does not exist" in problem and "iam_cli" in problem
+    with pytest.raises(aws("iam").exceptions.NoSuchEntityException):
+        role_of(aws, setup)
+
+
+def test_the_opt_in_trust_condition_is_written_at_creation_and_checked_after(setup: dict[str, Any], aws: Any) -> None:
+    # GIVEN the opt-in confused-deputy condition
+    variable = {**setup["variable"], "publish_role_trust_condition": "source_account"}
+    # WHEN the pipeline creates the role THEN its trust carries the condition
+    assert configurator(variable).ensure_publish_role().action == "created"
+    trust = role_of(aws, setup)["AssumeRolePolicyDocument"]
+    (stmt,) = trust["Statement"]
+    assert stmt["Condition"] == CONFUSED_DEPUTY
+    # WHEN someone removes it THEN it is reported as drift, not written back
+    del stmt["Condition"]
+    name = f"publish-{setup['suffix']}"
+    aws("iam").update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+    report = configurator(variable).ensure_publish_role()
+    assert report.action == "drifted"
+    assert "lacks the condition publish_role_trust_condition asks for" in report.problems[0]
+    assert "Condition" not in role_of(aws, setup)["AssumeRolePolicyDocument"]["Statement"][0]

@@ -27,7 +27,7 @@ from cognito_streams.landing import runner
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused
 from cognito_streams.landing.runner import LandingContext, ShardOutcome, land_shard, plan_run
 from cognito_streams.settings import PipelineSettings, parse_settings
-from tests.landing_records import SAMPLES, bad_records, put_records, seed_records
+from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
 
 pytestmark = pytest.mark.integration
 
@@ -172,6 +172,7 @@ def make_landing(aws: Any, shards: int = 1, **overrides: Any) -> Landing:
     settings = parse_settings(
         {
             **base,
+            "identity_pool_ids": with_records_pool(base["identity_pool_ids"]),
             "stream_name": stream,
             "landing_prefix": f"tests/{stream}",
             "batch_max_records": 100,

@@ -223,6 +223,16 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
     assert manifest["values_in_s3"] == 1
     assert manifest["dynamodb_import"]["InputFormat"] == "DYNAMODB_JSON"
     assert manifest["loaded_through"] is not None
+    # AND the pipeline-health report shows the snapshot's progress (read from its cursor in S3)
+    from cognito_streams.health.gather import gather
+    from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
+    from cognito_streams.warehouse.postgres import PostgresWarehouse
+
+    with PostgresWarehouse(connect(), schema) as wh:
+        health = gather(pool.settings, wh, s3, KinesisReaderHook(aws_conn_id="aws_default")).as_dict()
+    progress = health["snapshot"]
+    assert (progress["snapshot_id"], progress["identities"], progress["identities_done"]) == (snapshot_id, 9, 9)
+    assert progress["finished"] and progress["chunks_finished"] == 3 and "snapshot" in health["as_of"]
 
 
 def test_the_next_snapshot_deletes_what_cognito_no_longer_has(pool: Pool, dag: Any) -> None:

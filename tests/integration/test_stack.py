@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from local.procs import StackError
-from local.stack import Stack
+from local.stack import Stack, StackConfig, stack_environment
 from tests.conftest import REPO, make_stack_config
 
 pytestmark = pytest.mark.integration
@@ -103,6 +104,7 @@ def test_cli_reports_a_busy_port_without_a_traceback(tmp_path: Path) -> None:
                 "CS_MOTO_PORT": str(cfg.moto_port),
                 "CS_PG_PORT": str(cfg.pg_port),
                 "CS_EMULATOR_PORT": str(cfg.emulator_port),
+                "CS_REDSHIFT_PORT": str(cfg.redshift_port),
             },
             capture_output=True,
             text=True,
@@ -120,3 +122,26 @@ def test_cli_reports_a_busy_port_without_a_traceback(tmp_path: Path) -> None:
     assert f"port {cfg.pg_port}" in proc.stderr
     assert "CS_PG_PORT" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_warehouse_setting_picks_redshift_default_and_a_wrong_value_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match=r"CS_WAREHOUSE='mysql'.*postgres, redshift"):
+        StackConfig.from_env({"CS_WAREHOUSE": "mysql"})
+    assert StackConfig.from_env({"CS_WAREHOUSE": "redshift", "CS_REDSHIFT_PORT": "45999"}).redshift_port == 45999
+    default = json.loads(stack_environment(make_stack_config(tmp_path), ["pool"])["AIRFLOW_CONN_REDSHIFT_DEFAULT"])
+    assert default["conn_type"] == "postgres"
+    cfg = make_stack_config(tmp_path, warehouse="redshift")
+    conn = json.loads(stack_environment(cfg, ["pool"])["AIRFLOW_CONN_REDSHIFT_DEFAULT"])
+    assert conn == {
+        "conn_type": "redshift", "host": cfg.host, "port": cfg.redshift_port, "login": "awsuser",
+        "password": "Emulator-Passw0rd", "schema": "dev", "extra": {"ssl": False},
+    }  # fmt: skip
+
+
+def test_a_busy_redshift_port_names_its_setting(tmp_path: Path) -> None:
+    cfg = make_stack_config(tmp_path / "state")
+    with socket.socket() as squatter:
+        squatter.bind((cfg.host, cfg.redshift_port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"port {cfg.redshift_port} .*CS_REDSHIFT_PORT"):
+            Stack(cfg).redshift.check_port()

@@ -13,7 +13,9 @@ import psycopg
 
 from cognito_streams.core.state import DatasetState, RecordState, WarehouseState
 from cognito_streams.settings import PipelineSettings, parse_settings
+from cognito_streams.warehouse.base import Warehouse
 from cognito_streams.warehouse.postgres import Fetch, PostgresWarehouse
+from cognito_streams.warehouse.redshift import RedshiftWarehouse
 
 
 def unique_schema(prefix: str = "t") -> str:
@@ -45,14 +47,57 @@ def drop_schema(schema: str) -> None:
         conn.execute(f"drop schema if exists {schema} cascade")  # test-only; schema from unique_schema()
 
 
-def query(wh: PostgresWarehouse, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+def redshift_connect() -> Any:
+    """A redshift-connector connection to the session stack's Redshift emulator (CS_REDSHIFT_DSN, exported by
+    the stack fixture; the ``redshift_emulator`` fixture must have started it)."""
+    import redshift_connector
+    from psycopg.conninfo import conninfo_to_dict
+
+    dsn = conninfo_to_dict(os.environ["CS_REDSHIFT_DSN"])
+    return redshift_connector.connect(
+        host=str(dsn["host"]),
+        port=int(str(dsn["port"])),
+        user=str(dsn["user"]),
+        password=str(dsn["password"]),
+        database=str(dsn["dbname"]),
+        ssl=False,
+    )
+
+
+def redshift_admin() -> psycopg.Connection[Any]:
+    """A psycopg connection straight to the emulator's database on PostgreSQL (no gate: test set-up and
+    clean-up only)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    dsn = conninfo_to_dict(os.environ["CS_WAREHOUSE_DSN"])
+    redshift = conninfo_to_dict(os.environ["CS_REDSHIFT_DSN"])
+    return psycopg.connect(make_conninfo(**{**dsn, "dbname": redshift["dbname"]}), autocommit=True)
+
+
+@contextmanager
+def redshift_warehouse(schema: str | None = None) -> Iterator[RedshiftWarehouse]:
+    """A RedshiftWarehouse through the Redshift emulator (redshift-connector, as in production) on a fresh
+    schema (created and migrated), dropped afterwards; mirrors postgres_warehouse()."""
+    schema = schema or unique_schema()
+    settings = pipeline_settings()
+    wh = RedshiftWarehouse(redshift_connect(), schema, copy_iam_role_arn=settings.copy_iam_role_arn)
+    try:
+        wh.ensure_schema()
+        yield wh
+    finally:
+        wh.close()
+        with redshift_admin() as admin:
+            admin.execute(f"drop schema if exists {schema} cascade")  # test-only; schema from unique_schema()
+
+
+def query(wh: Warehouse, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Rows of a query (``{schema}`` in ``sql`` is the warehouse's schema)."""
     with wh.transaction() as cur:
         cur.execute(sql.replace("{schema}", wh.schema), params)
         return list(cur.fetchall()) if cur.description else []
 
 
-def read_state(wh: PostgresWarehouse) -> WarehouseState:
+def read_state(wh: Warehouse) -> WarehouseState:
     """records and datasets as the reference model's WarehouseState."""
     records = {
         (r[0], r[1], r[2], r[3]): RecordState(*r[4:])
@@ -74,7 +119,7 @@ def read_state(wh: PostgresWarehouse) -> WarehouseState:
     return WarehouseState(records=records, datasets=datasets)
 
 
-def table_counts(wh: PostgresWarehouse) -> dict[str, int]:
+def table_counts(wh: Warehouse) -> dict[str, int]:
     """Row counts of every contract table (to show that nothing partial remains)."""
     tables = [
         "records", "record_changes", "dataset_deletes", "datasets", "loaded_batches", "loaded_files",

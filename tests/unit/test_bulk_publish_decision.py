@@ -12,6 +12,7 @@ from cognito_streams.core.bulk_publish import (
     SUCCESS_COOLDOWN,
     Action,
     BulkPublishState,
+    OutcomeFilter,
     decide,
     next_eligible_at,
 )
@@ -117,3 +118,70 @@ def test_decision_invariants(status: str, age: timedelta | None, streaming: str 
         assert (plan.action is Action.WAIT_UNTIL_ELIGIBLE) == wait
     # Streaming disabled always fails; otherwise the decision never fails.
     assert (plan.action is Action.FAIL) == (streaming != "ENABLED")
+
+
+# -- whose outcome is a terminal status (issue 18, item 12) ------------------------------------------
+
+SKEW = timedelta(seconds=900)
+EARLIER = NOW - timedelta(hours=30)  # the start of the publish shown before this task's request
+
+
+def test_a_terminal_status_of_an_earlier_publish_is_stale() -> None:
+    wanted = OutcomeFilter.after_request(NOW, SKEW, EARLIER)
+    # The publish shown before the request, ended: not this attempt's outcome, whatever its status.
+    assert wanted.classify("FAILED", EARLIER) == "stale"
+    assert wanted.classify("SUCCEEDED", EARLIER) == "stale"
+    # Not ended: pending, never an outcome.
+    assert wanted.classify("IN_PROGRESS", NOW) == "pending"
+    assert wanted.classify("NOT_STARTED", None) == "pending"
+    # Started after the request (by Cognito's clock a little behind ours, within the tolerance): ours.
+    assert wanted.classify("SUCCEEDED", NOW - timedelta(seconds=120)) == "outcome"
+    assert wanted.classify("FAILED", NOW + timedelta(seconds=3)) == "outcome"
+    # Another one that started long before the request (beyond any clock difference AWS accepts): stale.
+    assert wanted.classify("SUCCEEDED", NOW - timedelta(hours=2)) == "stale"
+    # A terminal status with no start time cannot be told apart.
+    assert wanted.classify("SUCCEEDED", None) == "stale"
+
+
+def test_within_the_tolerance_only_the_earlier_start_time_tells_and_it_is_exact() -> None:
+    # GIVEN a publish that failed 2 minutes before this task's request (inside the clock tolerance)
+    just_before = NOW - timedelta(minutes=2)
+    wanted = OutcomeFilter.after_request(NOW, SKEW, just_before)
+    # THEN that one is stale (same start time as read before the request), a newer one is the outcome
+    assert wanted.classify("FAILED", just_before) == "stale"
+    assert wanted.classify("FAILED", just_before + timedelta(milliseconds=1)) == "outcome"
+
+
+def test_waiting_for_a_running_publish_takes_its_end_only() -> None:
+    wanted = OutcomeFilter.for_running(EARLIER)
+    assert wanted.classify("SUCCEEDED", EARLIER) == "outcome"
+    assert wanted.classify("SUCCEEDED", EARLIER - timedelta(days=1)) == "stale"
+    assert OutcomeFilter.for_running(None).classify("FAILED", None) == "outcome"  # nothing to tell by
+
+
+def test_the_trigger_polls_past_a_stale_status_to_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trigger with the details stubbed (the DAG test drives the emulator's stale reads)."""
+    import asyncio
+
+    from cognito_streams.triggers.bulk_publish import BulkPublishTrigger
+
+    old = {"BulkPublishStatus": "FAILED", "BulkPublishStartTime": EARLIER.isoformat(), "FailureMessage": "old"}
+    running = {"BulkPublishStatus": "IN_PROGRESS", "BulkPublishStartTime": NOW.isoformat()}
+    done = {**running, "BulkPublishStatus": "SUCCEEDED", "BulkPublishCompleteTime": NOW.isoformat()}
+    answers = iter([old, old, running, done])
+    trigger = BulkPublishTrigger(
+        "us-east-1:x", "aws_default", 0.0, timeout_at=4e9, not_before=(NOW - SKEW).timestamp(),
+        superseded_start=EARLIER.timestamp(),
+    )  # fmt: skip
+    monkeypatch.setattr(trigger, "_details", lambda: next(answers))
+
+    async def first_event() -> dict:  # type: ignore[type-arg]
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    assert (event["status"], event["timed_out"], event["stale"]) == ("SUCCEEDED", False, False)
+    # It survives the triggerer's serialization with the filter.
+    _, kwargs = trigger.serialize()
+    assert kwargs["superseded_start"] == EARLIER.timestamp() and kwargs["not_before"] == (NOW - SKEW).timestamp()

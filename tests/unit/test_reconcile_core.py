@@ -14,8 +14,10 @@ from cognito_streams.core.reconcile import (
     records_summary,
     sample_identities,
     summary_matches,
+    unknown_identity,
     value_matches,
 )
+from cognito_streams.core.values import stored_key, stored_value
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 SETTLED = T0 + timedelta(days=1)
@@ -67,6 +69,55 @@ def test_same_value_different_sync_count_is_stale_and_details_hold_no_values() -
     assert "secret-value" not in m.detail
 
 
+def value_derived_texts(*values: str, width: int = 8) -> list[str]:
+    """What a detail must not contain: the values, and any ``width``-hex-digit piece of a common digest
+    of them (a 48-bit SHA-256 prefix of a short value is found by dictionary)."""
+    import hashlib
+
+    out = list(values)
+    for value in values:
+        for algorithm in ("md5", "sha1", "sha256", "sha512", "blake2b"):
+            digest = hashlib.new(algorithm, value.encode()).hexdigest()
+            out += [digest[i : i + width] for i in range(len(digest) - width + 1)]
+    return out
+
+
+def test_a_differing_value_is_described_by_its_lengths_only() -> None:
+    # GIVEN a short secret value changed in the warehouse (and a cut one)
+    cognito = [c("pin", "4711", 2), c("long", "x" * 100 + "tail", 3)]
+    warehouse = [w("pin", "1234", 2), w("long", "y" * 20, 3, is_value_cut=True, value_bytes=104)]
+    result = compare_identity("pool", "id", cognito, warehouse, settled_before=SETTLED)
+    # THEN each is stale_value, described by sizes, with no value-derived text at all
+    details = {m.record_key: m.detail for m in result.mismatches}
+    assert details == {
+        "pin": "value differs (warehouse 4 bytes, Cognito 4 bytes)",
+        "long": "value differs (warehouse 20 bytes kept of 104 (cut), Cognito 104 bytes)",
+    }
+    for text in value_derived_texts("4711", "1234", "x" * 100 + "tail", "y" * 20):
+        assert not any(text in d for d in details.values()), text
+
+
+def test_an_unknown_identity_reports_its_live_datasets() -> None:
+    # GIVEN the warehouse's rows of an identity Cognito Sync does not know: a live dataset, a deleted
+    # one, and records of a dataset whose datasets row is missing
+    datasets = [
+        WarehouseDataset("prefs", T0, False, 1),
+        WarehouseDataset("old", T0, True, 0),
+    ]
+    records = [w("a", "1"), w("b", None, deleted=True, ds="old"), w("c", "3", ds="orphan")]
+    # WHEN compared
+    result = unknown_identity("pool", "gone", datasets, records, error_code="ResourceNotFoundException")
+    # THEN each dataset with live data is one unknown_identity mismatch; deleted data is none
+    assert {(m.dataset_name, m.record_key, m.kind) for m in result.mismatches} == {
+        ("prefs", None, "unknown_identity"),
+        ("orphan", None, "unknown_identity"),
+    }
+    assert result.datasets_checked == 3
+    detail = next(m.detail for m in result.mismatches if m.dataset_name == "prefs")
+    assert "does not know identity gone (ListDatasets: ResourceNotFoundException)" in detail
+    assert "DeleteIdentities" in detail and "1 live records" in detail
+
+
 def test_recent_changes_are_in_flight_not_mismatches() -> None:
     result = compare_identity(
         "pool", "id", [c("k", "v", at=SETTLED + timedelta(seconds=1))], [], settled_before=SETTLED
@@ -81,6 +132,24 @@ def test_cut_values_match_by_prefix_and_full_length() -> None:
     assert value_matches(full, w("k", cut, is_value_cut=True, value_bytes=80_000))
     assert not value_matches(full, w("k", cut, is_value_cut=True, value_bytes=79_998))
     assert not value_matches(full + "x", w("k", "z" + cut[1:], is_value_cut=True, value_bytes=80_001))
+
+
+def test_values_and_keys_holding_nul_compare_decoded_with_cognitos() -> None:
+    # GIVEN Cognito values and keys holding U+0000, stored as the landing stores them (core/values.py)
+    value, key = "a\x00b\\c", "le\x00vel"
+    stored = stored_value(value, 65_535)
+    row = w(stored_key(key), stored.text, is_value_cut=True, value_bytes=stored.value_bytes)
+    # WHEN compared  THEN they match, and a different value or key does not
+    assert kinds([c(key, value)], [row]) == {}
+    assert kinds([c(key, "a\x00b\\d")], [row]) == {stored_key(key): "stale_value"}
+    assert kinds([c("level", value)], [row]) == {"level": "missing", stored_key(key): "extra"}
+    # AND a value holding U+0000 too long to store escaped is a prefix up to its first U+0000, like a cut one
+    long_value = "é" * 40_000 + "\x00"
+    cut = stored_value(long_value, 65_535)
+    assert cut.flagged and value_matches(long_value, w("k", cut.text, is_value_cut=True, value_bytes=cut.value_bytes))
+    assert not value_matches("é" * 40_001, w("k", cut.text, is_value_cut=True, value_bytes=cut.value_bytes))
+    # AND the dataset's size counts the key and the value as Cognito does, not their stored forms
+    assert records_summary([row]) == (1, len(key.encode()) + len(value.encode()), T0)
 
 
 def test_sampling_is_deterministic_and_bounded() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from cognito_streams.core.iam import (
     RoleArn,
     allows,
+    publish_role_boundary,
     publish_role_policy,
     publish_role_problems,
     publish_role_trust_policy,
@@ -139,6 +140,47 @@ def test_wildcards_and_denies_are_honoured() -> None:
         '"Action": ["sts:AssumeRole"]}}'
     )
     assert trusts_service(as_text)
+
+
+def test_a_wildcard_principal_cannot_serve_even_with_the_service_named() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    policy = publish_role_policy("aws", "us-east-1", "123456789012", STREAM)
+    for principal in ("*", {"AWS": "*", "Service": "cognito-sync.amazonaws.com"}):
+        trust = {"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}
+        # WHEN the role is checked THEN it is refused: anyone could put records on the stream
+        problems = publish_role_problems(trust, [policy], arn)
+        assert any("any principal ('*')" in p for p in problems), (principal, problems)
+
+
+def test_a_stricter_trust_is_valid() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    policy = publish_role_policy("aws", "us-east-1", "123456789012", STREAM)
+    trust = publish_role_trust_policy({"StringEquals": {"aws:SourceAccount": "123456789012"}})
+    assert publish_role_problems(trust, [policy], arn) == []
+
+
+def test_the_boundary_must_allow_publishing_and_be_readable() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    policy = publish_role_policy("aws", "us-east-1", "123456789012", STREAM)
+    trust = publish_role_trust_policy()
+    bound = "arn:aws:iam::123456789012:policy/b"
+    right = publish_role_boundary("aws", "us-east-1", "123456789012", STREAM)
+    other = publish_role_boundary("aws", "us-east-1", "123456789012", "another-stream")
+    assert publish_role_problems(trust, [policy], arn, boundary_arn=bound, boundary=right) == []
+    (problem,) = publish_role_problems(trust, [policy], arn, boundary_arn=bound, boundary=other)
+    assert f"permissions boundary {bound} does not allow kinesis:PutRecord, kinesis:PutRecords" in problem
+    (problem,) = publish_role_problems(trust, [policy], arn, boundary_arn=bound, boundary=None)
+    assert "cannot be read by the worker" in problem and "publish_role_boundary_arn" in problem
+
+
+def test_an_unreadable_attached_policy_is_named_only_when_the_grant_is_not_proven() -> None:
+    arn = stream_arn("aws", "us-east-1", "123456789012", STREAM)
+    policy = publish_role_policy("aws", "us-east-1", "123456789012", STREAM)
+    trust = publish_role_trust_policy()
+    hidden = {"arn:aws:iam::123456789012:policy/team": "the worker may not read it (AccessDenied)"}
+    assert publish_role_problems(trust, [policy], arn, unreadable=hidden) == []
+    (problem,) = publish_role_problems(trust, [], arn, unreadable=hidden)
+    assert "not readable: arn:aws:iam::123456789012:policy/team: the worker may not read it" in problem
 
 
 @given(current=st.integers(1, 10_000), wanted=st.integers(1, 10_000))

@@ -123,3 +123,66 @@ def decide(state: BulkPublishState, now: datetime, *, wait_until_eligible: bool 
     if state.status == "SUCCEEDED":
         return Plan(Action.START, "last success is 24 hours old or more")
     return Plan(Action.START, "no bulk publish has run for this pool")
+
+
+#: Statuses that end a bulk publish.
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+@dataclass(frozen=True)
+class OutcomeFilter:
+    """Which terminal ``GetBulkPublishDetails`` answer is the outcome of the bulk publish a task waits
+    for, and not one of an earlier publish still shown (a stale read, or a request Cognito has not
+    registered yet): its ``BulkPublishStartTime`` must be
+
+    - later than ``superseded_start``, the start time shown before the request (exact: both are
+      Cognito's timestamps), and
+    - not earlier than ``not_before``: the request's time by the worker's clock less the tolerated
+      clock difference (``bulk_publish_clock_skew_seconds``), or, waiting for a publish already in
+      progress, that publish's own start time.
+    """
+
+    not_before: datetime | None = None
+    superseded_start: datetime | None = None
+
+    @classmethod
+    def after_request(
+        cls, requested_at: datetime, clock_skew: timedelta, superseded_start: datetime | None
+    ) -> OutcomeFilter:
+        """For a publish this task requested at ``requested_at`` (its clock)."""
+        return cls(requested_at - clock_skew, superseded_start)
+
+    @classmethod
+    def for_running(cls, started_at: datetime | None) -> OutcomeFilter:
+        """For a publish already IN_PROGRESS, started at ``started_at`` (Cognito's clock)."""
+        return cls(started_at, None)
+
+    def classify(self, status: str | None, started_at: datetime | None) -> str:
+        """``pending`` (not ended), ``outcome`` (this publish's end) or ``stale`` (an earlier publish)."""
+        if status not in TERMINAL:
+            return "pending"
+        if self.not_before is None and self.superseded_start is None:
+            return "outcome"
+        if started_at is None:
+            return "stale"  # a terminal answer without a start time cannot be told apart: wait for more
+        if self.superseded_start is not None and started_at <= self.superseded_start:
+            return "stale"
+        if self.not_before is not None and started_at < self.not_before:
+            return "stale"
+        return "outcome"
+
+    def describe(self) -> str:
+        """For logs and messages."""
+        parts = []
+        if self.not_before is not None:
+            parts.append(f"started at or after {self.not_before:%Y-%m-%d %H:%M:%S} UTC")
+        if self.superseded_start is not None:
+            parts.append(f"after the one started at {self.superseded_start:%Y-%m-%d %H:%M:%S} UTC")
+        return " and ".join(parts) or "any"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A ``GetBulkPublishDetails`` timestamp (datetime, epoch seconds or ISO text) in UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _utc(value)

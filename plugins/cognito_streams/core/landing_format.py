@@ -16,7 +16,7 @@ numbers. Its objects, all under ``<landing_prefix>/``::
     snapshots/<snapshot>/...                                                      a snapshot's durable cursor
     exports/<snapshot>/...                                                        a snapshot's export
 
-A *snapshot batch* (``cognito_snapshot``, contract version 2) is a batch of the same shape whose rows
+A *snapshot batch* (``cognito_snapshot``, contract version 3) is a batch of the same shape whose rows
 were read from Cognito Sync directly instead of Kinesis: its "shard" is ``snapshot=<snapshot id>``, its
 "sequence numbers" are positions in the snapshot (:func:`snapshot_position`), its rows have
 ``payload_type`` ``snapshot`` and its descriptor a :class:`SnapshotLineage`. The loader needs nothing
@@ -28,6 +28,11 @@ shard and sequence range: re-landing the same range overwrites the same objects.
 
 The descriptor is written after every other object of the batch and before the checkpoint moves,
 so a descriptor that exists always describes a complete batch; the loader works from descriptors.
+
+The contract is versioned (``LandedBatch.format_version``; docs/landing.md, "Versions of the landing
+contract"). The writer writes :data:`FORMAT_VERSION`; the loader reads every version of
+:data:`READABLE_FORMAT_VERSIONS` (old batches stay in the landing zone, and reloads and replays read
+them) and refuses any other with a message saying so.
 """
 
 from __future__ import annotations
@@ -38,11 +43,17 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-#: The version the writer writes. 1: Kinesis batches only. 2: adds snapshot batches (payload type
-#: ``snapshot``, ``LandedBatch.snapshot``); the files' columns and types are those of version 1.
-FORMAT_VERSION = 2
+#: The version the writer writes. 1: timestamps INT64 TIMESTAMP(MILLIS, UTC); values and keys holding
+#: U+0000 quarantined their whole Kinesis record; ids and dataset names checked in characters only.
+#: 2: timestamps INT64 TIMESTAMP(MICROS, UTC); values holding U+0000 stored escaped and flagged, keys
+#: holding it escaped (core/values.py); ids and dataset names must have Cognito's documented shape, and
+#: the identity pool must be a configured one (else ``invalid_identifier`` / ``unknown_identity_pool`` /
+#: ``identity_region_mismatch`` rejects). The columns and their order are the same in both.
+#: 3: adds snapshot batches (``cognito_snapshot``): payload type ``snapshot`` and ``LandedBatch.snapshot``;
+#: the files' columns and types are those of version 2.
+FORMAT_VERSION = 3
 #: The versions the loader reads (batches of every version stay in the landing zone and are reloaded).
-READABLE_FORMAT_VERSIONS = (1, 2)
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 
 #: ``op`` values in the changes file. ``dataset_remove`` rows carry a dataset-level delete
 #: (``operation: remove`` with no records): ``record_key`` is null, ``last_modified_at`` is the
@@ -53,13 +64,16 @@ OP_DATASET_REMOVE = "dataset_remove"
 OPS = (OP_REPLACE, OP_REMOVE, OP_DATASET_REMOVE)
 
 #: ``payload_type`` values: how the Kinesis record carried its records, or ``snapshot`` for a row read from
-#: Cognito Sync directly by ``cognito_snapshot`` (contract version 2).
+#: Cognito Sync directly by ``cognito_snapshot`` (contract version 3).
 PAYLOAD_INLINE = "Inline"
 PAYLOAD_S3URL = "S3Url"
 PAYLOAD_SNAPSHOT = "snapshot"
 PAYLOAD_TYPES = (PAYLOAD_INLINE, PAYLOAD_S3URL, PAYLOAD_SNAPSHOT)
 
-_TS = pa.timestamp("ms", tz="UTC")
+#: Every timestamp of the landing files: INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) in Parquet, the most
+#: common encoding and the one Redshift's Parquet reader is known to read right (version 1 wrote MILLIS).
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+_TS = TIMESTAMP_TYPE
 
 #: One row per change. Column ORDER is part of the contract: Redshift COPY maps Parquet columns to
 #: the stage table by position.
@@ -70,10 +84,11 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("dataset_name", pa.string(), nullable=False),
         pa.field("record_key", pa.string()),  # null for dataset_remove
         pa.field("op", pa.string(), nullable=False),
-        pa.field("record_value", pa.string()),  # null for remove; cut to value_max_bytes at a char boundary
-        pa.field("value_bytes", pa.int64()),  # UTF-8 length of the FULL value; null when the value is null
-        pa.field("is_value_cut", pa.bool_(), nullable=False),
-        pa.field("value_ref", pa.string()),  # s3:// URI of the full value when cut, else null
+        # null for remove; cut to value_max_bytes at a char boundary, or escaped (U+0000): core/values.py
+        pa.field("record_value", pa.string()),
+        pa.field("value_bytes", pa.int64()),  # UTF-8 length of the EXACT value; null when the value is null
+        pa.field("is_value_cut", pa.bool_(), nullable=False),  # record_value is not the exact value (cut or escaped)
+        pa.field("value_ref", pa.string()),  # s3:// URI of the exact value when flagged, else null
         pa.field("sync_count", pa.int64(), nullable=False),  # the record's; for dataset_remove the event's
         pa.field("last_modified_at", _TS, nullable=False),  # the record's; for dataset_remove the event's
         pa.field("device_last_modified_at", _TS),
@@ -100,6 +115,9 @@ REJECT_REASONS = (
     "unknown_op",
     "unknown_payload_type",
     "duplicate_keys",
+    "invalid_identifier",
+    "unknown_identity_pool",
+    "identity_region_mismatch",
     "s3url_expired",
     "s3url_forbidden",
     "s3url_not_found",
@@ -139,7 +157,7 @@ class FileRef(BaseModel):
 
 
 class SnapshotLineage(BaseModel):
-    """Where a snapshot batch's rows come from (``LandedBatch.snapshot``; contract version 2)."""
+    """Where a snapshot batch's rows come from (``LandedBatch.snapshot``; contract version 3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -163,7 +181,7 @@ class LandedBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format_version: Literal[1, 2] = 2  # = FORMAT_VERSION; READABLE_FORMAT_VERSIONS (Literals for mypy)
+    format_version: Literal[1, 2, 3] = 3  # = FORMAT_VERSION; READABLE_FORMAT_VERSIONS (Literals for mypy)
     batch_id: str  # "<stream>/<shard>/<first>-<last>"
     stream_name: str
     shard_id: str
@@ -181,7 +199,7 @@ class LandedBatch(BaseModel):
     rejects_raw: FileRef | None
     rejects_manifest: str | None
     replay: bool = False  # landed by a manual replay run (AT_TIMESTAMP)
-    snapshot: SnapshotLineage | None = None  # a snapshot batch (version 2): where its rows were read
+    snapshot: SnapshotLineage | None = None  # a snapshot batch (version 3): where its rows were read
 
     def files(self) -> list[FileRef]:
         """Every data file of the batch (changes, rejects), for ``loaded_files``."""

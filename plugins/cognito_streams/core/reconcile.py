@@ -7,7 +7,13 @@ rows of ``records`` and ``datasets``. Every difference is a :class:`Mismatch` of
 - ``missing``: Cognito has the key (live, or as a removed-key tombstone) and the warehouse has no row;
 - ``extra``: the warehouse has a live row for a key Cognito does not have at all;
 - ``stale_value``: both live, but the value, sync count or modification time differ;
-- ``wrong_delete_state``: one side has the key deleted and the other live.
+- ``wrong_delete_state``: one side has the key deleted and the other live;
+- ``unknown_identity``: the warehouse holds live data of an identity Cognito does not know at all
+  (``ListDatasets`` answers ResourceNotFoundException: deleted with Cognito Identity's
+  ``DeleteIdentities``, or never valid), one mismatch per live dataset (:func:`unknown_identity`).
+
+No mismatch holds a record value or anything computed from one but its length in UTF-8 bytes: an
+unsalted hash of a short value is as good as the value to anyone with a dictionary.
 
 Datasets are compared too (:func:`compare_datasets`; mismatches with ``record_key`` None): a dataset
 Cognito has and ``datasets`` lacks is ``missing``, a live ``datasets`` row for a dataset Cognito does
@@ -35,7 +41,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-KINDS = ("missing", "extra", "stale_value", "wrong_delete_state")
+from cognito_streams.core.values import decoded_value, original_key, stored_key
+
+KINDS = ("missing", "extra", "stale_value", "wrong_delete_state", "unknown_identity")
 #: How deep a run reads Cognito: every dataset's records, or only where the dataset summary differs.
 DEPTHS = ("records", "datasets")
 
@@ -53,7 +61,8 @@ class CognitoRecord:
 
 @dataclass(frozen=True)
 class WarehouseRecord:
-    """One row of ``records`` (the value may be cut to ``value_max_bytes``)."""
+    """One row of ``records``: ``key`` and ``value`` as stored (core/values.py: a value may be cut to
+    ``value_max_bytes`` or escaped, a key escaped)."""
 
     dataset_name: str
     key: str
@@ -110,12 +119,15 @@ class IdentityResult:
 
 
 def value_matches(cognito_value: str, row: WarehouseRecord) -> bool:
-    """Equal values; a cut warehouse value matches when it is a prefix of Cognito's full value and
-    ``value_bytes`` is the full value's UTF-8 length."""
-    if not row.is_value_cut:
-        return row.value == cognito_value
-    full_bytes = len(cognito_value.encode("utf-8"))
-    return row.value is not None and cognito_value.startswith(row.value) and row.value_bytes == full_bytes
+    """The stored value, decoded (core/values.py), is Cognito's: equal when the row holds the exact value
+    (as it is, or escaped); when it holds a cut one, a prefix of Cognito's value, with ``value_bytes`` its
+    UTF-8 length."""
+    if row.value is None:
+        return False
+    text, exact = decoded_value(row.value, row.is_value_cut, row.value_bytes)
+    if exact:
+        return text == cognito_value
+    return cognito_value.startswith(text) and row.value_bytes == len(cognito_value.encode("utf-8"))
 
 
 def compare_identity(
@@ -130,7 +142,9 @@ def compare_identity(
     still be in flight and are not judged."""
     result = IdentityResult()
     ours = {(r.dataset_name, r.key): r for r in warehouse}
-    theirs = {(r.dataset_name, r.key): r for r in cognito}
+    # Keys as the warehouse stores them (a key with U+0000 is escaped): mismatches name the stored key, which
+    # reconciliation_results can hold and which joins with records.
+    theirs = {(r.dataset_name, stored_key(r.key)): r for r in cognito}
 
     def mismatch(dataset: str, key: str | None, kind: str, detail: str, c: int | None, w: int | None) -> None:
         result.mismatches.append(Mismatch(identity_pool_id, identity_id, dataset, key, kind, detail, c, w))
@@ -174,7 +188,7 @@ def compare_identity(
                     f"{c.last_modified_at:%Y-%m-%d %H:%M:%S.%f}"
                 )
             if not value_matches(c.value, w):
-                problems.append(f"value differs (warehouse sha256 {_digest(w.value)}, Cognito {_digest(c.value)})")
+                problems.append(f"value differs ({_sizes(w, c.value)})")
             if problems:
                 mismatch(dataset, key, "stale_value", "; ".join(problems), c.sync_count, w.sync_count)
 
@@ -206,7 +220,7 @@ def records_summary(rows: Iterable[WarehouseRecord]) -> tuple[int, int, datetime
         value_bytes = row.value_bytes
         if value_bytes is None:
             value_bytes = 0 if row.value is None else len(row.value.encode("utf-8", "surrogatepass"))
-        size += len(row.key.encode("utf-8", "surrogatepass")) + value_bytes
+        size += len(original_key(row.key).encode("utf-8", "surrogatepass")) + value_bytes
     return live, size, latest
 
 
@@ -304,10 +318,58 @@ def _when(value: datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S.%f}"[:-3]
 
 
-def _digest(value: str | None) -> str:
-    if value is None:
-        return "null"
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+def _utf8_len(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def _sizes(row: WarehouseRecord, cognito_value: str) -> str:
+    """The two values' UTF-8 lengths: all a mismatch says of them."""
+    if row.value is None:
+        ours = "no value"
+    elif row.is_value_cut:
+        ours = f"{_utf8_len(row.value)} bytes kept of {row.value_bytes} (cut)"
+    else:
+        ours = f"{_utf8_len(row.value)} bytes"
+    return f"warehouse {ours}, Cognito {_utf8_len(cognito_value)} bytes"
+
+
+def unknown_identity(
+    identity_pool_id: str,
+    identity_id: str,
+    datasets: Iterable[WarehouseDataset],
+    records: Iterable[WarehouseRecord],
+    *,
+    error_code: str,
+) -> IdentityResult:
+    """The mismatches of an identity Cognito does not know (``ListDatasets`` answered ``error_code``):
+    one ``unknown_identity`` per dataset the warehouse holds live (a live ``datasets`` row, or live
+    ``records`` rows), ``record_key`` None. Deleted data is no mismatch: Cognito has none either."""
+    result = IdentityResult()
+    live: dict[str, int] = {}
+    for record in records:
+        if not record.is_deleted:
+            live[record.dataset_name] = live.get(record.dataset_name, 0) + 1
+    rows = {d.dataset_name: d for d in datasets}
+    for name in sorted(set(rows) | set(live)):
+        result.datasets_checked += 1
+        row = rows.get(name)
+        if (row is None or row.is_deleted) and not live.get(name):
+            continue
+        state = "no datasets row" if row is None else ("deleted" if row.is_deleted else "live")
+        since = f", last modified {_when(row.last_modified_at)}" if row is not None else ""
+        result.mismatches.append(
+            Mismatch(
+                identity_pool_id,
+                identity_id,
+                name,
+                None,
+                "unknown_identity",
+                f"Cognito Sync does not know identity {identity_id} (ListDatasets: {error_code}): deleted with "
+                "Cognito Identity's DeleteIdentities, or never valid; the warehouse holds this dataset "
+                f"({state}{since}, {live.get(name, 0)} live records)",
+            )
+        )
+    return result
 
 
 def sample_identities(identities: Sequence[tuple[str, str]], size: int | None, seed: str) -> list[tuple[str, str]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 
+from cognito_streams.core.reconcile import KINDS
+
 CHART_IDS = (
     "changes-per-hour",
     "kinesis-lag",
@@ -109,9 +111,7 @@ def render(data: ReportData) -> str:
     lag_color = PALETTE["warn"] if any(v > 60 for _, v in lag) else PALETTE["ok"]
     rejects = [(reason, float(n)) for reason, n in data.rejects_by_reason]
     by_kind = dict(data.reconciliation.get("by_kind") or {})  # type: ignore[call-overload]
-    recon_bars = [
-        (kind, float(by_kind.get(kind, 0))) for kind in ("missing", "extra", "stale_value", "wrong_delete_state")
-    ]
+    recon_bars = [(kind, float(by_kind.get(kind, 0))) for kind in KINDS]
     recon_total = sum(v for _, v in recon_bars)
 
     bulk_rows = "".join(

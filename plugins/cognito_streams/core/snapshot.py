@@ -39,7 +39,7 @@ from cognito_streams.core.landing_format import (
     OP_REPLACE,
     PAYLOAD_SNAPSHOT,
 )
-from cognito_streams.core.values import cut_utf8
+from cognito_streams.core.values import stored_key, stored_value
 from cognito_streams.core.walk import DatasetRead, IdentityRead
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -366,27 +366,8 @@ def identity_rows(
 
 
 @dataclass(frozen=True)
-class StoredValue:
-    """How a whole value is stored in the changes file: its text (cut when too long), whether it was cut,
-    and the whole value's UTF-8 length."""
-
-    text: str
-    cut: bool
-    value_bytes: int
-
-
-def stored(value: str, max_bytes: int) -> StoredValue:
-    """``value`` as the changes file holds it: whole when it fits ``max_bytes`` UTF-8 bytes, else cut at a
-    character boundary and flagged (the whole text goes to ``value_ref``), as the decoder does."""
-    data = value.encode("utf-8", "surrogatepass")
-    if len(data) <= max_bytes:
-        return StoredValue(value, False, len(data))
-    return StoredValue(cut_utf8(data, max_bytes).decode("utf-8", "surrogatepass"), True, len(data))
-
-
-@dataclass(frozen=True)
 class FullValue:
-    """The whole text of a value the changes file holds cut, and the s3 URI it must be kept at."""
+    """The exact text of a value the changes file holds cut or escaped, and the s3 URI it must be kept at."""
 
     ref: str
     text: bytes
@@ -401,9 +382,10 @@ def changes_table(
     value_max_bytes: int,
     value_ref: Callable[[str, int, int], str],
 ) -> tuple[pa.Table, list[FullValue]]:
-    """The changes file's table (``CHANGES_SCHEMA``) of a snapshot batch, and the whole texts of the values
-    it cuts. ``value_ref(sequence_number, sub_sequence_number, record_index)``: where a cut value's whole
-    text is kept (the landing zone's ``values/`` folder, as for the stream's)."""
+    """The changes file's table (``CHANGES_SCHEMA``) of a snapshot batch, and the exact texts of the values
+    it holds cut or escaped (keys holding U+0000 are stored escaped too).
+    ``value_ref(sequence_number, sub_sequence_number, record_index)``: where a flagged value's exact text
+    is kept (the landing zone's ``values/`` folder, as for the stream's)."""
     values: list[str | None] = []
     sizes: list[int | None] = []
     cut: list[bool] = []
@@ -416,14 +398,16 @@ def changes_table(
             cut.append(False)
             refs.append(None)
             continue
-        kept = stored(c.value, value_max_bytes)
+        # As the stream's values are stored: cut when too long, escaped when holding U+0000; either way
+        # flagged, with the exact bytes kept at value_ref (core/values.py, docs/semantics.md).
+        kept = stored_value(c.value, value_max_bytes)
         values.append(kept.text)
         sizes.append(kept.value_bytes)
-        cut.append(kept.cut)
-        if kept.cut:
+        cut.append(kept.flagged)
+        if kept.flagged:
             ref = value_ref(c.sequence_number, c.sub_sequence_number, c.record_index)
             refs.append(ref)
-            full.append(FullValue(ref, c.value.encode("utf-8", "surrogatepass")))
+            full.append(FullValue(ref, c.value.encode("utf-8")))
         else:
             refs.append(None)
     n = len(changes)
@@ -436,7 +420,7 @@ def changes_table(
             "identity_pool_id": [c.identity_pool_id for c in changes],
             "identity_id": [c.identity_id for c in changes],
             "dataset_name": [c.dataset_name for c in changes],
-            "record_key": [c.record_key for c in changes],
+            "record_key": [None if c.record_key is None else stored_key(c.record_key) for c in changes],
             "op": [c.op for c in changes],
             "record_value": values,
             "value_bytes": sizes,

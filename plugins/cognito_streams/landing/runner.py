@@ -497,6 +497,7 @@ def _land_batch(
         landed_file=ctx.writer.changes_url(span),
         value_ref=ctx.writer.value_url(folder),
         value_max_bytes=ctx.settings.value_max_bytes,
+        identity_pool_ids=tuple(ctx.settings.identity_pool_ids),
     )
     # The changes file is encoded while the records are decoded (row groups in stream order; the
     # fetched S3Url payloads' rows come last, as in decoded.changes).

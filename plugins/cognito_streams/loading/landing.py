@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
-from cognito_streams.core.landing_format import LandedBatch, LandingLayout
+from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
 from cognito_streams.core.load_plan import landing_day
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
@@ -36,6 +37,21 @@ def split_s3_url(url: str) -> tuple[str, str]:
         raise ValueError(f"{url!r} is not an s3://bucket/key URL")
     bucket, key = url[5:].split("/", 1)
     return bucket, key
+
+
+def check_format_version(url: str, body: bytes) -> None:
+    """Refuse a descriptor of a landing-contract version this loader does not know (a newer landing DAG
+    than this loader, or not a descriptor), naming both; an older version it knows passes."""
+    try:
+        version = orjson.loads(body).get("format_version")
+    except (orjson.JSONDecodeError, AttributeError):
+        return  # not a JSON object: the contract's validation says what is wrong with it
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise LoadCheckError(
+            f"batch descriptor {url} has landing format_version {version!r}, which this loader cannot read (it reads "
+            f"versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}; the landing writes {FORMAT_VERSION}): deploy "
+            "the same release of the plugins to the landing and the loading DAGs' workers, then rerun the load"
+        )
 
 
 class LandingReader:
@@ -93,8 +109,10 @@ class LandingReader:
 
     def read_batch(self, ref: DescriptorRef) -> BatchToLoad:
         """A descriptor and its manifests, checked against each other."""
+        body = self.fetch(ref.url)
+        check_format_version(ref.url, body)
         try:
-            batch = LandedBatch.model_validate_json(self.fetch(ref.url))
+            batch = LandedBatch.model_validate_json(body)
         except ValidationError as err:
             raise LoadCheckError(
                 f"batch descriptor {ref.url} does not follow the landing contract (core/landing_format.py): "

@@ -3,7 +3,9 @@
 Flow: read ``GetBulkPublishDetails`` and the pool's streaming status -> decide (pure,
 ``core.bulk_publish.decide``) -> start / wait / skip / fail. Waits are deferred to the triggerer
 (``BulkPublishTrigger`` for an outcome, ``DateTimeTrigger`` for eligibility), so no worker slot is
-held. Every attempt and outcome is written to the warehouse table ``bulk_publish_runs``.
+held. The outcome taken is the awaited publish's own: a SUCCEEDED/FAILED that started before the
+request (``core.bulk_publish.OutcomeFilter``) is an earlier publish, and the wait goes on. Every
+attempt and outcome is written to the warehouse table ``bulk_publish_runs``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from cognito_streams.bulk_publish import BulkPublishRecorder
-from cognito_streams.core.bulk_publish import Action, BulkPublishState, Plan, decide, next_eligible_at
+from cognito_streams.core.bulk_publish import (
+    Action,
+    BulkPublishState,
+    OutcomeFilter,
+    Plan,
+    decide,
+    next_eligible_at,
+    parse_time,
+)
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings, load_settings
 from cognito_streams.triggers.bulk_publish import BulkPublishTrigger
@@ -69,14 +79,22 @@ class BulkPublishOperator(BaseOperator):
         settings = self._settings()
         hook = CognitoSyncHook(aws_conn_id=settings.aws_conn_id)
         recorder = self._recorder(settings, context)
-        now = datetime.now(UTC)
-        plan = decide(self._state(hook), now, wait_until_eligible=self._wants_wait())
+        read_at = datetime.now(UTC)
+        state = self._state(hook)
+        plan = decide(state, datetime.now(UTC), wait_until_eligible=self._wants_wait())
         log.info("pool %s: %s — %s", self.identity_pool_id, plan.action.value, plan.reason)
-        return self._act(plan, settings, hook, recorder)
+        return self._act(plan, settings, hook, recorder, state, read_at)
 
     def _act(
-        self, plan: Plan, settings: PipelineSettings, hook: CognitoSyncHook, recorder: BulkPublishRecorder
+        self,
+        plan: Plan,
+        settings: PipelineSettings,
+        hook: CognitoSyncHook,
+        recorder: BulkPublishRecorder,
+        state: BulkPublishState,
+        read_at: datetime,
     ) -> dict[str, Any]:
+        """Carry out ``plan``, decided on ``state`` as read at ``read_at`` (this worker's clock)."""
         if plan.action is Action.FAIL:
             recorder.record(decision=plan.action.value, status="REFUSED", reason=plan.reason)
             raise AirflowFailException(f"bulk publish of {self.identity_pool_id} cannot run: {plan.reason}")
@@ -101,8 +119,8 @@ class BulkPublishOperator(BaseOperator):
             )
         if plan.action is Action.WAIT:
             recorder.record(decision=plan.action.value, status="IN_PROGRESS", reason=plan.reason)
-            return self._defer_for_outcome(settings)
-        return self._start(settings, hook, recorder, plan)
+            return self._defer_for_outcome(settings, OutcomeFilter.for_running(state.started_at))
+        return self._start(settings, hook, recorder, plan, state, read_at)
 
     def _skip(self, plan: Plan, recorder: BulkPublishRecorder) -> dict[str, Any]:
         eligible = plan.next_eligible_at.isoformat() if plan.next_eligible_at else None
@@ -118,8 +136,15 @@ class BulkPublishOperator(BaseOperator):
         }
 
     def _start(
-        self, settings: PipelineSettings, hook: CognitoSyncHook, recorder: BulkPublishRecorder, plan: Plan
+        self,
+        settings: PipelineSettings,
+        hook: CognitoSyncHook,
+        recorder: BulkPublishRecorder,
+        plan: Plan,
+        state: BulkPublishState,
+        read_at: datetime,
     ) -> dict[str, Any]:
+        skew = timedelta(seconds=settings.bulk_publish_clock_skew_seconds)
         requested_at = datetime.now(UTC)
         try:
             hook.bulk_publish(self.identity_pool_id)
@@ -133,13 +158,15 @@ class BulkPublishOperator(BaseOperator):
                     requested_at=requested_at,
                     reason="DuplicateRequestException: one is already in progress",
                 )
-                return self._defer_for_outcome(settings)
+                # Started by someone else after our read: not before it, and not the one we read.
+                return self._defer_for_outcome(settings, OutcomeFilter.after_request(read_at, skew, state.started_at))
             if code == "AlreadyStreamedException":
                 # Our view was stale (a success completed meanwhile): decide again from fresh details.
+                fresh_at = datetime.now(UTC)
                 state = self._state(hook)
                 fresh = decide(state, datetime.now(UTC), wait_until_eligible=self._wants_wait())
                 if fresh.action in (Action.SKIP, Action.WAIT_UNTIL_ELIGIBLE):
-                    return self._act(fresh, settings, hook, recorder)
+                    return self._act(fresh, settings, hook, recorder, state, fresh_at)
                 return self._skip(self._refused_as_already_streamed(state, err), recorder)
             recorder.record(
                 decision=Action.START.value,
@@ -150,7 +177,7 @@ class BulkPublishOperator(BaseOperator):
             raise
         log.info("pool %s: bulk publish requested (%s)", self.identity_pool_id, plan.reason)
         recorder.record(decision=Action.START.value, status="REQUESTED", requested_at=requested_at, reason=plan.reason)
-        return self._defer_for_outcome(settings)
+        return self._defer_for_outcome(settings, OutcomeFilter.after_request(requested_at, skew, state.started_at))
 
     def _refused_as_already_streamed(self, state: BulkPublishState, err: ClientError) -> Plan:
         """Cognito says not yet eligible while the fresh details, by this worker's clock, say it is.
@@ -171,14 +198,17 @@ class BulkPublishOperator(BaseOperator):
             )
         return Plan(Action.SKIP, reason, eligible)
 
-    def _defer_for_outcome(self, settings: PipelineSettings) -> dict[str, Any]:
+    def _defer_for_outcome(self, settings: PipelineSettings, wanted: OutcomeFilter) -> dict[str, Any]:
         timeout_at = datetime.now(UTC).timestamp() + settings.bulk_publish_timeout_seconds
+        log.info("pool %s: waiting (deferred) for the bulk publish %s", self.identity_pool_id, wanted.describe())
         self.defer(
             trigger=BulkPublishTrigger(
                 identity_pool_id=self.identity_pool_id,
                 aws_conn_id=settings.aws_conn_id,
                 poll_seconds=settings.bulk_publish_poll_seconds,
                 timeout_at=timeout_at,
+                not_before=wanted.not_before.timestamp() if wanted.not_before else None,
+                superseded_start=wanted.superseded_start.timestamp() if wanted.superseded_start else None,
             ),
             method_name="execute_complete",
         )
@@ -195,6 +225,20 @@ class BulkPublishOperator(BaseOperator):
         details = event.get("details") or {}
         status = event.get("status")
         started, completed = details.get("BulkPublishStartTime"), details.get("BulkPublishCompleteTime")
+        if event.get("timed_out") and event.get("stale"):
+            shown = parse_time(started)
+            when = f"{shown:%Y-%m-%d %H:%M:%S} UTC" if shown else "an unknown time"
+            why = (
+                f"GetBulkPublishDetails still shows an earlier bulk publish ({status}, started at {when}) after "
+                f"bulk_publish_timeout_seconds={settings.bulk_publish_timeout_seconds:g}, not the one this task waited "
+                "for: Cognito never showed it as started"
+            )
+            recorder.record(decision="wait", status="TIMED_OUT", reason=why)
+            raise AirflowFailException(
+                f"bulk publish of {self.identity_pool_id}: {why}. Its earlier outcome is not reported as this "
+                "attempt's. Run cognito_bulk_publish again: it reads the status afresh and waits for a publish in "
+                "progress, or starts one; if this persists, look at the pool's bulk publish in the Cognito console"
+            )
         if event.get("timed_out"):
             recorder.record(
                 decision="wait",

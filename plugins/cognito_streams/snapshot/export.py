@@ -9,7 +9,8 @@ part per chunk of identities (the walk's chunks, so the export is mapped like th
     values/<sha256>.txt                values too large for a 400 KB item (the item points at them)
     export.json                        written last: counts, files, the watermark, the import request
 
-A cut value (longer than the warehouse's VARCHAR) is read back whole from its ``value_ref``. The
+A value the warehouse holds flagged (cut to its VARCHAR, or escaped because it holds U+0000) is read back
+exact from its ``value_ref``; a key stored escaped is written as Cognito has it. The
 watermark ``loaded_through`` is the latest load the export could see: changes loaded after it are
 newer than the export and are applied with PutItem until the cut-over (docs/migration.md).
 """
@@ -40,6 +41,7 @@ from cognito_streams.core.snapshot import (
     sort_key,
 )
 from cognito_streams.core.sql_text import ReportingSql
+from cognito_streams.core.values import original_key
 from cognito_streams.snapshot.store import SnapshotStateError
 from cognito_streams.snapshot.walker import WAREHOUSE_CHUNK, SnapshotContext
 from cognito_streams.warehouse.base import Warehouse
@@ -102,7 +104,7 @@ def export_rows(ctx: SnapshotContext, wh: Warehouse, pool_id: str, identity_ids:
                 pool_id,
                 str(identity),
                 str(dataset),
-                str(key),
+                original_key(str(key)),
                 whole.get(i, "" if value is None else str(value)),
                 int(sync),
                 _utc(modified),
