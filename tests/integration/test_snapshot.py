@@ -165,6 +165,7 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
     pool.write(pool.identities[1], "phoenix", {"old": "1", "kept": "1"})
     pool.delete(pool.identities[1], "phoenix")
     pool.write(pool.identities[1], "phoenix", {"kept": "2"})
+    pool.write(pool.identities[2], "nul", {"k\x00ey": "a\x00b\\0"})  # no warehouse text holds U+0000
     # WHEN cognito_snapshot runs with the export
     out = run_snapshot(dag, {"export": True})
     # THEN every identity was walked, in chunks, and its batches loaded
@@ -220,6 +221,7 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
                 items[(identity, dataset, item["sk"]["S"])] = text
                 assert int(item["value_bytes"]["N"]) == len(text.encode())
     assert items == truth
+    assert parquet[(pool.identities[2], "nul", "k\x00ey")] == "a\x00b\\0"  # exact, from value_ref
     assert manifest["values_in_s3"] == 1
     assert manifest["dynamodb_import"]["InputFormat"] == "DYNAMODB_JSON"
     assert manifest["loaded_through"] is not None
