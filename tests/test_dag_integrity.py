@@ -18,6 +18,7 @@ EXPECTED_DAG_IDS = {
     "cognito_s3_to_redshift",
     "cognito_reconcile",
     "cognito_pipeline_health",
+    "cognito_snapshot",
 }
 #: Tasks that never retry, on purpose: each judges a user's input or this run's outcome (a retry cannot
 #: change the answer, and would hold the DAG's one run slot while scheduled runs wait), or is a check
@@ -28,6 +29,7 @@ NO_RETRIES = {
     ("cognito_bulk_publish", "pools_to_publish"),
     ("cognito_reconcile", "check_mismatches"),
     ("cognito_pipeline_health", "check"),
+    ("cognito_snapshot", "check_params"),
 }
 
 
@@ -77,6 +79,7 @@ def test_the_first_task_of_each_manual_run_checks_the_params_and_never_retries(d
     firsts = {
         "cognito_s3_to_redshift": "check_params",
         "cognito_bulk_publish": "pools_to_publish",
+        "cognito_snapshot": "check_params",
     }
     for dag_id, task_id in firsts.items():
         dag = dagbag.dags[dag_id]

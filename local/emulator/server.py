@@ -65,6 +65,7 @@ class Emulator:
         wire(self.service, self.publisher, self.bulk)
         self.throttle_remaining = 0
         self._throttle_lock = threading.Lock()
+        self._bucket = RateLimiter()
         self.started_at = time.time()
         self._stop_report = threading.Event()
         self._reporter = threading.Thread(target=self._report, name="reporter", daemon=True)
@@ -128,6 +129,11 @@ class Emulator:
         return _json(200, result, {"x-amzn-RequestId": request_id})
 
     def _maybe_throttle(self) -> None:
+        rate, burst = self.service.settings.rate_limit_calls_per_second, self.service.settings.rate_limit_burst
+        if not self._bucket.take(rate, burst):
+            raise ApiError(
+                "TooManyRequestsException", f"Rate exceeded (the emulator's rate_limit_calls_per_second is {rate:g})"
+            )
         with self._throttle_lock:
             if self.throttle_remaining <= 0:
                 return
@@ -342,6 +348,34 @@ class Emulator:
                 self.service.stale_details_next = count
 
 
+class RateLimiter:
+    """A token bucket: ``rate`` calls per second, at most ``burst`` at once; a rate of 0 lets every call
+    through."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._at = time.monotonic()
+        self._shape: tuple[float, int] = (0.0, 0)
+
+    def take(self, rate: float, burst: int) -> bool:
+        """Whether one call may go now (and count it)."""
+        if rate <= 0:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if self._shape != (rate, burst):
+                # A new limit starts with a full bucket.
+                self._shape, self._tokens = (rate, burst), float(burst)
+            else:
+                self._tokens = min(float(burst), self._tokens + (now - self._at) * rate)
+            self._at = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+
 def _unsupported(operation: str, why: str) -> Callable[[], dict[str, Any]]:
     def answer() -> dict[str, Any]:
         raise ApiError("NotImplementedException", f"{operation}: {why} by the local emulator (see docs/emulator.md)")
@@ -382,10 +416,12 @@ class _Handler(BaseHTTPRequestHandler):
     _date: tuple[int, str] = (0, "")
 
     def date_time_string(self, timestamp: float | None = None) -> str:
-        """The ``Date`` header, formatted once per second (email.utils is slow per request)."""
+        """The ``Date`` header on the emulator's clock (moved by ``POST /_emulator/clock``, like the dates
+        in its answers: a client may compare the two), formatted once per second (email.utils is slow
+        per request)."""
         if timestamp is not None:
             return super().date_time_string(timestamp)
-        now = int(time.time())
+        now = self.emulator.service.clock.now_ms() // 1000
         if _Handler._date[0] != now:
             _Handler._date = (now, super().date_time_string(now))
         return _Handler._date[1]

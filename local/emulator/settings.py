@@ -38,6 +38,11 @@ class EmulatorSettings(BaseModel):
     max_datasets_per_identity: Annotated[int, Field(ge=1, le=10_000)] = 20
     max_records_per_dataset: Annotated[int, Field(ge=1, le=100_000)] = 1024
     max_dataset_bytes: Annotated[int, Field(ge=1024, le=64 * 1024**2)] = 1_048_576
+    #: Cognito Sync API calls per second above which the answer is TooManyRequestsException (HTTP 429), as
+    #: a token bucket holding ``rate_limit_burst`` calls. AWS documents the exception, not the rate: 0 (the
+    #: default) never throttles; tests and the snapshot benchmark turn it on to exercise the back-off.
+    rate_limit_calls_per_second: Annotated[float, Field(ge=0, le=1_000_000)] = 0.0
+    rate_limit_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 10
     #: Bucket (in moto) holding the S3Url payloads; created when first needed.
     payload_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] = (
         "cognito-sync-emulator-payloads"

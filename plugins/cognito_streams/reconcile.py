@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from cognito_streams.core.reconcile import (
     DEPTHS,
@@ -41,6 +39,8 @@ from cognito_streams.core.reconcile import (
 )
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.core.values import clip_text
+from cognito_streams.core.walk import walk_identity
+from cognito_streams.hooks.cognito_identity import CognitoIdentityHook
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse, insert_rows
@@ -163,7 +163,7 @@ class CognitoSide:
     unknown: str | None = None
 
 
-def _dataset(described: dict[str, Any]) -> CognitoDataset:
+def _dataset(described: Mapping[str, Any]) -> CognitoDataset:
     return CognitoDataset(
         str(described["DatasetName"]),
         _ms(_utc(described["LastModifiedDate"])),
@@ -176,13 +176,11 @@ class Reconciler:
     """Compares a sample (or all) of the configured pools' identities with Cognito Sync."""
 
     def __init__(self, settings: PipelineSettings, warehouse: Warehouse) -> None:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
         self.settings = settings
         self.warehouse = warehouse
         self.sql = ReportingSql(warehouse.schema, warehouse.engine)
         self.sync = CognitoSyncHook(aws_conn_id=settings.aws_conn_id)
-        self.identity = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="cognito-identity").conn
+        self.identity = CognitoIdentityHook(aws_conn_id=settings.aws_conn_id)
 
     # -- identities ---------------------------------------------------------------------------
     def _warehouse_identities(self, pool_id: str) -> list[str]:
@@ -191,17 +189,7 @@ class Reconciler:
             return [str(row[0]) for row in cur.fetchall()]
 
     def _cognito_identities(self, pool_id: str) -> list[str]:
-        found: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"IdentityPoolId": pool_id, "MaxResults": 60}
-            if token:
-                kwargs["NextToken"] = token
-            page = self.identity.list_identities(**kwargs)
-            found += [i["IdentityId"] for i in page.get("Identities", [])]
-            token = page.get("NextToken")
-            if not token:
-                return found
+        return list(self.identity.list_identities(pool_id))
 
     def identities(self, pool_ids: Iterable[str], sample_size: int | None, seed: str) -> list[tuple[str, str]]:
         """Warehouse identities plus Cognito Identity's, sampled deterministically by ``seed``."""
@@ -221,47 +209,41 @@ class Reconciler:
         depth: str,
         settled_before: datetime,
     ) -> CognitoSide:
-        """Cognito's datasets of one identity and, for each one that needs it, its records."""
-        side = CognitoSide()
-        try:
-            for described in self.sync.list_datasets(pool_id, identity_id):
-                side.datasets.append(_dataset(described))
-        except ClientError as err:
+        """Cognito's datasets of one identity and, for each one that needs it, its records (the walk
+        ``core.walk.walk_identity`` shares with the snapshot)."""
+
+        def screened(described: Any) -> bool:
+            name = str(described["DatasetName"])
+            return depth == "datasets" and summary_matches(
+                _dataset(described), ours.datasets.get(name), ours.records_of(name), settled_before=settled_before
+            )
+
+        read = walk_identity(
+            self.sync,
+            pool_id,
+            identity_id,
+            # Live in the warehouse, not in the listing: gone, or created between two pages.
+            expected=[name for name, row in ours.datasets.items() if not row.is_deleted],
+            want_records=lambda described: not screened(described),
+        )
+        side = CognitoSide(described=read.described)
+        if read.unknown:
             # The pool exists (ListIdentities answered for it): not found is this identity. One such
             # identity must not stop the reconciliation of all the others.
-            if self.sync.error_code(err) != "ResourceNotFoundException":
-                raise
             side.unknown = "ResourceNotFoundException"
             return side
-        listed = {d.dataset_name for d in side.datasets}
-        for name, row in ours.datasets.items():
-            if name in listed or row.is_deleted:
+        for dataset in read.datasets:
+            side.datasets.append(_dataset(dataset.description))
+            if dataset.records is None:
+                side.screened.add(dataset.name)
                 continue
-            # Live in the warehouse, not in the listing: gone, or created between two pages.
-            side.described += 1
-            try:
-                side.datasets.append(_dataset(self.sync.describe_dataset(pool_id, identity_id, name)))
-            except ClientError as err:
-                if self.sync.error_code(err) != "ResourceNotFoundException":
-                    raise
-        for dataset in side.datasets:
-            name = dataset.dataset_name
-            if depth == "datasets" and summary_matches(
-                dataset, ours.datasets.get(name), ours.records_of(name), settled_before=settled_before
-            ):
-                side.screened.add(name)
-                continue
-            # A dataset deleted after it was listed answers with no records (or not found): every
-            # warehouse row of it is then judged against nothing, as it should be.
-            try:
-                records = list(self.sync.list_records(pool_id, identity_id, name))
-            except ClientError as err:
-                if self.sync.error_code(err) != "ResourceNotFoundException":
-                    raise
-                records = []
-            side.records[name] = [
-                CognitoRecord(name, r["Key"], r.get("Value"), int(r["SyncCount"]), _ms(_utc(r["LastModifiedDate"])))
-                for r in records
+            # A dataset deleted after it was listed answers with no records: every warehouse row of it is
+            # then judged against nothing, as it should be.
+            side.records[dataset.name] = [
+                CognitoRecord(
+                    dataset.name, r["Key"], r.get("Value"), int(r["SyncCount"]), _ms(_utc(r["LastModifiedDate"]))
+                )
+                for r in dataset.records
             ]
         return side
 

@@ -115,13 +115,23 @@ class PipelineSettings(BaseModel):
     #: successful landing or load meanwhile (cognito_pipeline_health alerts; the UI shows it red).
     stall_alert_seconds: Annotated[float, Field(ge=1, le=7 * 86_400)] = 600.0
 
+    # Snapshot (cognito_snapshot) ------------------------------------------------------------
+    #: Identities per chunk: one durable cursor object each; the walk is mapped over the chunks (grouped into
+    #: at most ``[core] max_map_length`` tasks).
+    snapshot_chunk_identities: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    #: Identities per landed snapshot batch: the cursor moves after each, and a killed walk reads at most this
+    #: many identities again.
+    snapshot_batch_identities: Annotated[int, Field(ge=1, le=10_000)] = 200
+    #: Identities a walk task reads from Cognito Sync at once (each read is a few sequential calls).
+    snapshot_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+
     @field_validator(
         "stream_shards", "batch_max_records", "batch_max_bytes", "run_max_records", "run_max_seconds",
         "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
         "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
         "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "bulk_publish_clock_skew_seconds",
         "reconcile_sample_size", "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds",
-        "min_load_interval_seconds",
+        "min_load_interval_seconds", "snapshot_chunk_identities", "snapshot_batch_identities", "snapshot_concurrency",
         mode="before",
     )  # fmt: skip
     @classmethod

@@ -21,6 +21,7 @@ DAG_IDS = [
     "cognito_s3_to_redshift",
     "cognito_streams_configure",
     "cognito_pipeline_health",
+    "cognito_snapshot",
 ]
 
 
@@ -70,6 +71,11 @@ def test_a_settle_time_beyond_the_settings_bound_is_refused_naming_the_param(dag
         ("cognito_s3_to_redshift", {"to_day": "yesterday"}, "to_day"),
         ("cognito_bulk_publish", {"wait_until_eligible": "true"}, "wait_until_eligible"),
         ("cognito_streams_configure", {"reshard": 1}, "reshard"),
+        ("cognito_snapshot", {"identities": "some"}, "identities"),
+        ("cognito_snapshot", {"identities": 0}, "identities"),
+        ("cognito_snapshot", {"identities": []}, "identities"),
+        ("cognito_snapshot", {"identities": ["not-an-identity"]}, "identities"),
+        ("cognito_snapshot", {"export": "yes"}, "export"),
     ],
 )
 def test_bad_values_are_refused_naming_the_param(
@@ -87,6 +93,7 @@ def test_bad_values_are_refused_naming_the_param(
         ("cognito_reconcile", "identity_pool_ids", "us-east-1:11111111-1111-1111-1111-111111111111"),
         ("cognito_bulk_publish", "identity_pool_ids", "us-east-1:11111111-1111-1111-1111-111111111111"),
         ("cognito_stream_to_s3", "shards", "shardId-000000000000"),
+        ("cognito_snapshot", "identity_pool_ids", "us-east-1:11111111-1111-1111-1111-111111111111"),
     ],
 )
 def test_a_list_naming_the_same_item_twice_is_refused(dags: dict[str, Any], dag_id: str, name: str, value: str) -> None:
@@ -99,9 +106,22 @@ def test_a_list_naming_the_same_item_twice_is_refused(dags: dict[str, Any], dag_
     assert validated(dags[dag_id], {name: [value]})[name] == [value]
 
 
+def test_the_snapshot_takes_all_a_sample_size_or_a_list_of_identities(dags: dict[str, Any]) -> None:
+    dag = dags["cognito_snapshot"]
+    assert validated(dag, {})["identities"] == "all"
+    assert validated(dag, {"identities": 250})["identities"] == 250
+    ids = ["us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"]
+    assert validated(dag, {"identities": ids, "export": True})["identities"] == ids
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("dag_id", "task_id"), [("cognito_bulk_publish", "pools_to_publish"), ("cognito_reconcile", "reconcile")]
+    ("dag_id", "task_id"),
+    [
+        ("cognito_bulk_publish", "pools_to_publish"),
+        ("cognito_reconcile", "reconcile"),
+        ("cognito_snapshot", "check_params"),
+    ],
 )
 def test_a_pool_not_in_the_settings_fails_the_run_naming_it(
     dags: dict[str, Any], stack: Any, dag_id: str, task_id: str, capsys: pytest.CaptureFixture[str]

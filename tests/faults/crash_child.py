@@ -4,9 +4,10 @@ given back, nothing flushed.
 
     python -m tests.faults.crash_child spec.json
 
-The spec: ``{"task": "land" | "load", "kill_at": <point>, "nth": n, "variable": {...}, "dag_id",
+The spec: ``{"task": "land" | "load" | "snapshot", "kill_at": <point>, "nth": n, "variable": {...}, "dag_id",
 "run_id"}``. The task runs the same function bodies the DAG's tasks run (``landing.tasks.plan`` then
-``landing.tasks.land`` per shard; ``loading.run.ensure_schema`` then ``loading.run.load_landing_zone``);
+``landing.tasks.land`` per shard; ``loading.run.ensure_schema`` then ``loading.run.load_landing_zone``;
+``snapshot.tasks.parse_params``, ``page`` then ``walk`` per unit);
 the kill point wraps one pipeline function so that its ``nth`` call ends the process:
 
 landing
@@ -14,6 +15,10 @@ landing
     ``before_descriptor``    the batch's data files are written, its descriptor not yet
     ``s3url_fetch``          an S3Url payload was fetched (others of the batch maybe not)
     ``after_checkpoint``     the checkpoint moved, the lease not given back
+snapshot
+    ``snapshot_batch_written``  a snapshot batch's objects and descriptor are in S3, its chunk's cursor
+                                not moved yet
+    ``snapshot_read``           ListRecords answered for a dataset (others of the batch maybe not)
 loading
     ``copy``                 rows were sent into the stage, the COPY still open
     ``sql:<statement>``      the transaction reached that statement of sql/load.sql (not run), e.g.
@@ -87,6 +92,14 @@ def arm_point(kill_at: str, nth: int) -> None:
         from cognito_streams.landing.checkpoints import CheckpointStore
 
         arm(CheckpointStore, "update", nth, after=True)
+    elif kill_at == "snapshot_batch_written":
+        from cognito_streams.landing.writer import BatchWriter
+
+        arm(BatchWriter, "write", nth, after=True)
+    elif kill_at == "snapshot_read":
+        from cognito_streams.hooks.cognito_sync import CognitoSyncHook
+
+        arm(CognitoSyncHook, "fetch_records", nth, after=True)
     elif kill_at == "copy":
         import psycopg
 
@@ -116,6 +129,12 @@ def main(argv: list[str]) -> int:
 
         for shard in tasks.plan({}, spec["dag_id"], spec["run_id"], settings):
             tasks.land(shard, spec["dag_id"], spec["run_id"], settings)
+    elif spec["task"] == "snapshot":
+        from cognito_streams.snapshot import tasks as snapshot
+
+        run = snapshot.parse_params(spec.get("params") or {}, spec["run_id"], settings)
+        for unit in snapshot.page(run, spec["run_id"], settings):
+            snapshot.walk(unit, settings)
     elif spec["task"] == "load":
         from cognito_streams.loading import run
 

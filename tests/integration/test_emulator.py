@@ -513,3 +513,38 @@ def test_control_endpoints_refuse_bad_input_with_a_reason(ctl: EmulatorControl) 
     moved = ctl.advance_clock(hours=1)
     assert 3_599_000 <= moved["offset_ms"] <= 3_601_000
     assert abs(ctl.set_clock(1_000_000_000_000)["now_ms"] - 1_000_000_000_000) < 5_000
+
+
+def test_above_the_configured_call_rate_the_answer_is_too_many_requests(
+    cs: Any, ctl: EmulatorControl, pool: str
+) -> None:
+    once = boto3.client("cognito-sync", endpoint_url=ctl.endpoint, config=Config(retries={"total_max_attempts": 1}))
+    # GIVEN no rate limit (the default): a burst of calls all answer
+    assert ctl.settings()["rate_limit_calls_per_second"] == 0
+    for _ in range(20):
+        once.describe_identity_pool_usage(IdentityPoolId=pool)
+    # GIVEN a limit of one call per 10 s with a burst of 2 (slow enough that no token comes back meanwhile)
+    ctl.update_settings(rate_limit_calls_per_second=0.1, rate_limit_burst=2)
+    outcomes = []
+    for _ in range(5):
+        try:
+            once.describe_identity_pool_usage(IdentityPoolId=pool)
+            outcomes.append("ok")
+        except ClientError as err:
+            outcomes.append(f"{err.response['Error']['Code']} {err.response['ResponseMetadata']['HTTPStatusCode']}")
+    # THEN two answer and the rest are throttled as AWS throttles: TooManyRequestsException, HTTP 429
+    assert outcomes == ["ok", "ok", *["TooManyRequestsException 429"] * 3]
+    assert ctl.stats()["counters"]["errors.DescribeIdentityPoolUsage.TooManyRequestsException"] >= 3
+    # AND the control routes are never limited
+    assert ctl.health()["status"] == "ok"
+
+
+def test_the_date_header_follows_the_emulators_clock(cs: Any, ctl: EmulatorControl, pool: str) -> None:
+    from email.utils import parsedate_to_datetime
+
+    # GIVEN the emulator's clock moved a day ahead
+    ctl.advance_clock(hours=24)
+    # WHEN it answers THEN its Date says its time (as its dates in answers do), not the host's
+    answer = cs.describe_identity_pool_usage(IdentityPoolId=pool)
+    date = parsedate_to_datetime(answer["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp() * 1000
+    assert abs(date - ctl.clock()["now_ms"]) < 60_000

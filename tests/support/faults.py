@@ -38,6 +38,7 @@ from cognito_streams.settings import PipelineSettings, parse_settings
 from local.stack import LOCAL_ACCOUNT_ID, REPO, Stack
 
 LAND_DAG = "cognito_stream_to_s3"
+SNAPSHOT_DAG = "cognito_snapshot"
 #: crash_child's exit status when the task ended without reaching its kill point.
 NOT_REACHED = 3
 DATASETS = ("prefs", "game_state", "profile")
@@ -293,6 +294,18 @@ class Scenario:
         run.raise_for_failed(report, self.settings.warehouse_schema)
         return report.as_dict()
 
+    def snapshot(self, run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One ``cognito_snapshot`` run's task bodies (no export): check the Params, page, walk every unit,
+        load. ``run_id``: the run to resume (its cursor), else a new one."""
+        from cognito_streams.snapshot import tasks
+
+        run_id = run_id or self.run_id()
+        run = tasks.parse_params(params or {}, run_id, self.settings)
+        units = tasks.page(run, run_id, self.settings)
+        walked = [tasks.walk(unit, self.settings) for unit in units]
+        loaded = tasks.load(run, self.settings)
+        return {"run": run, "units": units, "walked": walked, "loaded": loaded}
+
     def land_run(self, retries: int = 2) -> list[dict[str, Any]] | None:
         """One landing DAG run as Airflow makes it under a fault: a failed task is retried in the same
         run (same lease owner) up to ``retries`` times; a run whose tries all fail is remembered for
@@ -341,7 +354,7 @@ class Scenario:
     def kill_in_child(
         self, task: str, kill_at: str, *, nth: int = 1, run_id: str | None = None, must_die: bool = True
     ) -> bool:
-        """Run ``task`` (``land`` | ``load``) in a child process that SIGKILLs itself at ``kill_at``
+        """Run ``task`` (``land`` | ``load`` | ``snapshot``) in a child process that SIGKILLs itself at ``kill_at``
         (see tests/faults/crash_child.py); asserts that it really died there (``must_die``), or else
         that it ended normally because the point was not reached. Returns whether it was killed."""
         spec = {
@@ -349,7 +362,7 @@ class Scenario:
             "kill_at": kill_at,
             "nth": nth,
             "variable": self.variable,
-            "dag_id": LAND_DAG,
+            "dag_id": SNAPSHOT_DAG if task == "snapshot" else LAND_DAG,
             "run_id": run_id or self.run_id(),
         }
         spec_file = self.tmp_dir / f"{self.name}-{uuid.uuid4().hex[:6]}.json"

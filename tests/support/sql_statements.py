@@ -37,6 +37,8 @@ BUILT = {
     "bulk_publish.sql:bulk_publish_attempts": lambda sql: sql.bulk_publish_attempts(20),
     "reconcile.sql:records_of_identities": lambda sql: sql.records_of_identities(3),
     "reconcile.sql:datasets_of_identities": lambda sql: sql.datasets_of_identities(3),
+    "snapshot.sql:held_datasets_of_identities": lambda sql: sql.held_datasets_of_identities(3),
+    "snapshot.sql:export_rows_of_identities": lambda sql: sql.export_rows_of_identities(3),
     "redshift.sql:copy_from_manifest": lambda sql: sql.copy_from_manifest("stg_changes", MANIFEST, ROLE),
     **{f"{file}:{name}": functools.partial(_at_time, file, name) for file, name in AT_TIME},
 }

@@ -265,3 +265,24 @@ def test_put_records_chunks_respect_kinesis_limits_and_keep_order(sizes: list[in
         assert 1 <= len(chunk) <= PUT_RECORDS_MAX_RECORDS
         if len(chunk) > 1:
             assert sum(len(d) + len(k) for k, d in chunk) <= PUT_RECORDS_MAX_BYTES
+
+
+def test_the_rate_limit_lets_a_burst_through_then_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.emulator import server
+    from local.emulator.server import RateLimiter
+
+    now = [100.0]
+    monkeypatch.setattr(server.time, "monotonic", lambda: now[0])
+    bucket = RateLimiter()
+    # GIVEN no limit: every call goes through
+    assert all(bucket.take(0, 10) for _ in range(1000))
+    # GIVEN 2 calls/s with a burst of 3: three at once go, the fourth is throttled ...
+    assert [bucket.take(2, 3) for _ in range(4)] == [True, True, True, False]
+    # ... half a second later one more goes, and then none
+    now[0] += 0.5
+    assert [bucket.take(2, 3) for _ in range(2)] == [True, False]
+    # ... and after a long pause the bucket holds a burst again, no more
+    now[0] += 60
+    assert [bucket.take(2, 3) for _ in range(4)] == [True, True, True, False]
+    # WHEN the limit changes THEN it starts with a full bucket of the new burst
+    assert [bucket.take(5, 1) for _ in range(2)] == [True, False]

@@ -132,3 +132,20 @@ def test_iso_is_utc_with_z() -> None:
     assert iso(None) is None
     assert iso(datetime(2026, 1, 1, 12)) == "2026-01-01T12:00:00.000Z"
     assert iso(datetime(2026, 1, 1, 13, tzinfo=UTC) + timedelta(microseconds=1500)) == "2026-01-01T13:00:00.001Z"
+
+
+def test_the_json_holds_the_latest_snapshots_progress() -> None:
+    report = HealthReport(
+        generated_at=NOW,
+        stall_alert_seconds=LIMIT,
+        assessment=assess(NOW, [], Backlog(), None, LIMIT),
+        snapshot={"snapshot_id": "manual-1a2b", "identities": 10, "identities_done": 4, "created_at": ago(60)},
+    )
+    doc = report.as_dict()
+    assert doc["snapshot"] == {
+        "snapshot_id": "manual-1a2b",
+        "identities": 10,
+        "identities_done": 4,
+        "created_at": "2026-11-25T20:39:00.000Z",
+    }
+    assert HealthReport(NOW, LIMIT, assess(NOW, [], Backlog(), None, LIMIT)).as_dict()["snapshot"] == {}

@@ -21,13 +21,14 @@ from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_re
 from cognito_streams.core.landing_format import (
     CHANGES_SCHEMA,
     FORMAT_VERSION,
+    PAYLOAD_TYPES,
     READABLE_FORMAT_VERSIONS,
     REJECTS_SCHEMA,
     LandedBatch,
     LandingLayout,
 )
 from cognito_streams.landing.writer import BatchRange, BatchWriter
-from tests.landing_records import POOL, SAMPLES, change, dumps, record
+from tests.landing_records import IDENTITY, POOL, SAMPLES, change, dumps, record
 
 # (column, physical type, logical type, repetition, pages) in file order. TIMESTAMP(MICROS, UTC) is INT64
 # TIMESTAMP_MICROS with isAdjustedToUTC=true; "dictionary": dictionary-encoded (RLE_DICTIONARY) in the file.
@@ -189,14 +190,71 @@ def test_the_arrow_schemas_hold_only_types_redshifts_copy_documents() -> None:
 
 def test_the_contract_version_is_pinned_and_the_descriptor_carries_it() -> None:
     # The version the writer writes, and the ones the loader reads: version 2 changed the timestamps'
-    # unit and how values and keys holding U+0000 are stored (docs/landing.md, "Versions").
-    assert FORMAT_VERSION == 2 and READABLE_FORMAT_VERSIONS == (1, 2)
+    # unit and how values and keys holding U+0000 are stored; version 3 added snapshot batches (payload type
+    # snapshot, the descriptor's snapshot lineage) with the files of version 2 (docs/landing.md, "Versions").
+    assert FORMAT_VERSION == 3 and READABLE_FORMAT_VERSIONS == (1, 2, 3)
+    assert PAYLOAD_TYPES == ("Inline", "S3Url", "snapshot")
     descriptor, s3 = land("snappy")
     (key,) = [k for k in s3.objects if k.startswith("p/batches/")]
     assert orjson.loads(s3.objects[key])["format_version"] == FORMAT_VERSION == descriptor.format_version
-    # AND a version-1 descriptor still validates (old batches stay in the landing zone and are reloaded)
-    old = {**orjson.loads(s3.objects[key]), "format_version": 1}
-    assert LandedBatch.model_validate(old).format_version == 1
+    assert orjson.loads(s3.objects[key])["snapshot"] is None  # a Kinesis batch
+    # AND descriptors of versions 1 and 2 still validate (old batches stay in the landing zone and are reloaded)
+    for version in (1, 2):
+        old = {**orjson.loads(s3.objects[key]), "format_version": version}
+        old.pop("snapshot")
+        assert LandedBatch.model_validate(old).format_version == version
+
+
+def test_a_snapshot_batch_has_the_files_of_a_kinesis_batch_and_its_lineage_in_the_descriptor() -> None:
+    from datetime import UTC, datetime
+
+    from cognito_streams.core.decode import Decoded
+    from cognito_streams.core.landing_format import SnapshotLineage, snapshot_position, snapshot_shard
+    from cognito_streams.core.snapshot import SnapshotChange, changes_table
+
+    # GIVEN a snapshot's rows: a value, a remove, a value holding U+0000 and a dataset delete it inferred
+    shard = snapshot_shard("run-1a2b3c4d")
+    seq = snapshot_position(0, 1, 2)
+    at = 1_424_801_900_000
+    rows = [
+        SnapshotChange(POOL, IDENTITY, "prefs", "k", "replace", "v", 3, at, at, 5, at, seq, 0, 0, at),
+        SnapshotChange(POOL, IDENTITY, "prefs", "gone", "remove", None, 4, at, None, 5, at, seq, 0, 1, at),
+        SnapshotChange(POOL, IDENTITY, "prefs", "n\x00l", "replace", "a\x00b", 5, at, at, 5, at, seq, 0, 2, at),
+        SnapshotChange(POOL, IDENTITY, "old", None, "dataset_remove", None, 9, at, None, None, None, seq, 1, 0, at),
+    ]
+    s3 = FakeS3()
+    writer = BatchWriter(s3, LandingLayout(bucket="landing", prefix="p", stream_name="s"), "snappy")
+    moment = datetime.fromtimestamp(at / 1000, UTC)
+    span = BatchRange(shard, seq, seq, moment, moment)
+    table, full = changes_table(
+        rows, stream_name="s", shard_id=shard, landed_file=writer.changes_url(span), value_max_bytes=100,
+        value_ref=writer.value_url(shard),
+    )  # fmt: skip
+    lineage = SnapshotLineage(
+        snapshot_id="run-1a2b3c4d", identity_pool_id=POOL, chunk="000-000001", first_identity=2, last_identity=2,
+        identities=1, datasets_read=1, dataset_deletes=1,
+    )  # fmt: skip
+    decoded = Decoded(changes=table, cut_values=[], records_read=2, records_landed=2)
+    descriptor, _ = writer.write(span, decoded, 2, 2, snapshot=lineage)
+    # THEN its changes file has exactly the pinned layout of every changes file ...
+    (changes_key,) = [k for k in s3.objects if k.startswith("p/data/")]
+    body = s3.objects[changes_key]
+    assert pinned(body) == CHANGES_FILE
+    assert pq.read_table(pa.BufferReader(body)).schema.equals(CHANGES_SCHEMA)
+    # ... its rows say snapshot, and the U+0000 value and key are stored as the stream's are
+    read = pq.read_table(pa.BufferReader(body)).to_pylist()
+    assert {r["payload_type"] for r in read} == {"snapshot"} and {r["shard_id"] for r in read} == {shard}
+    nul = read[2]
+    assert (nul["record_key"], nul["record_value"], nul["is_value_cut"], nul["value_bytes"]) == (
+        "n\\0l",
+        "a\\0b",
+        True,
+        3,
+    )
+    assert [f.text for f in full] == [b"a\x00b"] and nul["value_ref"] == full[0].ref
+    # ... and the descriptor names the snapshot
+    assert descriptor.format_version == 3 and descriptor.snapshot == lineage
+    assert descriptor.shard_id == shard and descriptor.kinesis_records_read == 2
 
 
 class ReadableS3(FakeS3):
@@ -206,7 +264,7 @@ class ReadableS3(FakeS3):
         return {"Body": io.BytesIO(self.objects[Key])}
 
 
-@pytest.mark.parametrize("version", [0, 3, "2", None])
+@pytest.mark.parametrize("version", [0, 4, "2", None])
 def test_the_loader_refuses_a_descriptor_of_a_version_it_does_not_know_and_says_what_to_do(version: object) -> None:
     from datetime import date
 
@@ -225,11 +283,11 @@ def test_the_loader_refuses_a_descriptor_of_a_version_it_does_not_know_and_says_
     with pytest.raises(LoadCheckError) as refused:
         reader.read_batch(ref)
     message = str(refused.value)
-    assert f"format_version {version!r}" in message and "reads versions 1, 2" in message
+    assert f"format_version {version!r}" in message and "reads versions 1, 2, 3" in message
     assert ref.url in message and "deploy the same release" in message
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_the_loader_reads_descriptors_of_every_version_it_knows(version: int) -> None:
     from datetime import date
 

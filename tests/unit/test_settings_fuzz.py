@@ -78,6 +78,9 @@ BAD: dict[str, list[Any]] = {
     "reconcile_settle_seconds": [-1, 7 * 86_400 + 1, "x"],
     "reconcile_depth": ["keys", "", 1, None, True],
     "stall_alert_seconds": [0, 0.5, 7 * 86_400 + 1, "x", True],
+    "snapshot_chunk_identities": [0, 100_001, "x", True, 2.5],
+    "snapshot_batch_identities": [0, 10_001, "x", True],
+    "snapshot_concurrency": [0, 65, "x", True, None],
 }  # fmt: skip
 
 

@@ -255,6 +255,9 @@ class HealthReport:
     bulk_publish: list[dict[str, Any]] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     charts: dict[str, list[Series]] = field(default_factory=dict)
+    #: The latest ``cognito_snapshot``'s progress from its cursor in S3 (``snapshot.store.snapshot_status``):
+    #: identities done and total, rate, ETA, batches; ``{"snapshot_id": None}`` when none ever ran.
+    snapshot: dict[str, Any] = field(default_factory=dict)
     #: What each source said when it could not be read (a partial page says why).
     errors: dict[str, str] = field(default_factory=dict)
     #: How old each group of numbers is: the time its source was read.
@@ -303,6 +306,7 @@ class HealthReport:
                 {k: (iso(v) if isinstance(v, datetime) else v) for k, v in run.items()} for run in self.bulk_publish
             ],
             "rejects_by_reason": dict(self.rejects_by_reason),
+            "snapshot": {k: (iso(v) if isinstance(v, datetime) else v) for k, v in self.snapshot.items()},
             "window_hours": self.window_hours,
             "charts": {name: [s.as_dict() for s in series] for name, series in self.charts.items()},
             "as_of": {k: iso(v) for k, v in self.as_of.items()},

@@ -13,6 +13,14 @@ numbers. Its objects, all under ``<landing_prefix>/``::
     values/stream=<s>/<shard>/<sequence>/<sub>-<index>.txt                        full text of values cut to fit
     payloads/stream=<s>/<shard>/<sequence>-<sub>.json                             fetched S3Url bodies, kept
     _checkpoints/stream=<s>/<shard>.json                                          per-shard checkpoint + lease
+    snapshots/<snapshot>/...                                                      a snapshot's durable cursor
+    exports/<snapshot>/...                                                        a snapshot's export
+
+A *snapshot batch* (``cognito_snapshot``, contract version 3) is a batch of the same shape whose rows
+were read from Cognito Sync directly instead of Kinesis: its "shard" is ``snapshot=<snapshot id>``, its
+"sequence numbers" are positions in the snapshot (:func:`snapshot_position`), its rows have
+``payload_type`` ``snapshot`` and its descriptor a :class:`SnapshotLineage`. The loader needs nothing
+else: it lists, stages and merges them like any batch (docs/semantics.md, "Snapshots").
 
 ``dt``/``hour`` are the UTC arrival time (ApproximateArrivalTimestamp) of the batch's first record,
 so the layout is Hive-partitioned for Athena/Redshift Spectrum too. Names are deterministic from
@@ -41,9 +49,11 @@ from pydantic import BaseModel, ConfigDict, Field
 #: holding it escaped (core/values.py); ids and dataset names must have Cognito's documented shape, and
 #: the identity pool must be a configured one (else ``invalid_identifier`` / ``unknown_identity_pool`` /
 #: ``identity_region_mismatch`` rejects). The columns and their order are the same in both.
-FORMAT_VERSION = 2
-#: The versions the loader reads.
-READABLE_FORMAT_VERSIONS = (1, 2)
+#: 3: adds snapshot batches (``cognito_snapshot``): payload type ``snapshot`` and ``LandedBatch.snapshot``;
+#: the files' columns and types are those of version 2.
+FORMAT_VERSION = 3
+#: The versions the loader reads (batches of every version stay in the landing zone and are reloaded).
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 
 #: ``op`` values in the changes file. ``dataset_remove`` rows carry a dataset-level delete
 #: (``operation: remove`` with no records): ``record_key`` is null, ``last_modified_at`` is the
@@ -52,6 +62,13 @@ OP_REPLACE = "replace"
 OP_REMOVE = "remove"
 OP_DATASET_REMOVE = "dataset_remove"
 OPS = (OP_REPLACE, OP_REMOVE, OP_DATASET_REMOVE)
+
+#: ``payload_type`` values: how the Kinesis record carried its records, or ``snapshot`` for a row read from
+#: Cognito Sync directly by ``cognito_snapshot`` (contract version 3).
+PAYLOAD_INLINE = "Inline"
+PAYLOAD_S3URL = "S3Url"
+PAYLOAD_SNAPSHOT = "snapshot"
+PAYLOAD_TYPES = (PAYLOAD_INLINE, PAYLOAD_S3URL, PAYLOAD_SNAPSHOT)
 
 #: Every timestamp of the landing files: INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) in Parquet, the most
 #: common encoding and the one Redshift's Parquet reader is known to read right (version 1 wrote MILLIS).
@@ -77,7 +94,7 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("device_last_modified_at", _TS),
         pa.field("event_sync_count", pa.int64()),  # dataset-level syncCount of the Kinesis record
         pa.field("event_last_modified_at", _TS),  # dataset-level lastModifiedDate of the Kinesis record
-        pa.field("payload_type", pa.string(), nullable=False),  # Inline | S3Url
+        pa.field("payload_type", pa.string(), nullable=False),  # Inline | S3Url | snapshot (PAYLOAD_TYPES)
         pa.field("stream_name", pa.string(), nullable=False),
         pa.field("shard_id", pa.string(), nullable=False),
         pa.field("sequence_number", pa.string(), nullable=False),
@@ -139,12 +156,32 @@ class FileRef(BaseModel):
     bytes: int = Field(ge=0)
 
 
-class LandedBatch(BaseModel):
-    """The batch descriptor (``batches/...json``): what the loader needs to load one batch."""
+class SnapshotLineage(BaseModel):
+    """Where a snapshot batch's rows come from (``LandedBatch.snapshot``; contract version 3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format_version: Literal[1, 2] = 2  # = FORMAT_VERSION; READABLE_FORMAT_VERSIONS (Literals for mypy)
+    snapshot_id: str  # the cognito_snapshot run's id (``snapshots/<snapshot_id>/`` holds its cursor)
+    identity_pool_id: str
+    chunk: str  # the chunk of identities (``snapshots/<snapshot_id>/chunks/<chunk>.json``)
+    first_identity: int = Field(ge=0)  # positions in the chunk, first and last included
+    last_identity: int = Field(ge=0)
+    identities: int = Field(ge=0)
+    datasets_read: int = Field(ge=0)  # datasets whose records were listed
+    dataset_deletes: int = Field(ge=0)  # dataset_remove rows the walk inferred (docs/semantics.md)
+
+
+class LandedBatch(BaseModel):
+    """The batch descriptor (``batches/...json``): what the loader needs to load one batch.
+
+    A snapshot batch (``snapshot`` set) fills the Kinesis fields with its own lineage: ``shard_id`` is
+    ``snapshot=<snapshot id>``, the sequence numbers are snapshot positions, the arrival times are when
+    the walk read the first and the last identity, and ``kinesis_records_*`` count dataset reads and
+    inferred dataset deletes (one per "sync record"; a snapshot rejects nothing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: Literal[1, 2, 3] = 3  # = FORMAT_VERSION; READABLE_FORMAT_VERSIONS (Literals for mypy)
     batch_id: str  # "<stream>/<shard>/<first>-<last>"
     stream_name: str
     shard_id: str
@@ -162,6 +199,7 @@ class LandedBatch(BaseModel):
     rejects_raw: FileRef | None
     rejects_manifest: str | None
     replay: bool = False  # landed by a manual replay run (AT_TIMESTAMP)
+    snapshot: SnapshotLineage | None = None  # a snapshot batch (version 3): where its rows were read
 
     def files(self) -> list[FileRef]:
         """Every data file of the batch (changes, rejects), for ``loaded_files``."""
@@ -238,6 +276,31 @@ class LandingLayout:
 
     def checkpoint_key(self, shard_id: str) -> str:
         return self._key("_checkpoints", f"stream={self.stream_name}", f"{shard_id}.json")
+
+    def snapshot_key(self, snapshot_id: str, *parts: str) -> str:
+        """A key of a snapshot's cursor: ``snapshots/<snapshot_id>/<parts...>``."""
+        return self._key("snapshots", snapshot_id, *parts)
+
+    def export_key(self, snapshot_id: str, *parts: str) -> str:
+        """A key of a snapshot's export: ``exports/<snapshot_id>/<parts...>``."""
+        return self._key("exports", snapshot_id, *parts)
+
+
+#: The "shard" of a snapshot batch: its folder under ``batches/``/``data/``, and ``shard_id`` in its rows.
+SNAPSHOT_SHARD_PREFIX = "snapshot="
+
+
+def snapshot_shard(snapshot_id: str) -> str:
+    """``snapshot=<snapshot_id>``: the shard id of a snapshot's batches and rows."""
+    return f"{SNAPSHOT_SHARD_PREFIX}{snapshot_id}"
+
+
+def snapshot_position(pool_index: int, chunk_index: int, identity_index: int) -> str:
+    """The "sequence number" of an identity's rows in a snapshot: 18 digits, ordered like the walk
+    (pool, chunk, position in the chunk), so that ``lpad(sequence_number, 64, '0')`` orders them too."""
+    if not (0 <= pool_index < 1000 and 0 <= chunk_index < 10**9 and 0 <= identity_index < 10**6):
+        raise ValueError(f"snapshot position out of range: pool {pool_index}, chunk {chunk_index}, {identity_index}")
+    return f"{pool_index:03d}{chunk_index:09d}{identity_index:06d}"
 
 
 def copy_manifest(files: list[FileRef]) -> dict[str, object]:

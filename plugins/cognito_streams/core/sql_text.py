@@ -608,7 +608,8 @@ class WarehouseSql:
 
 
 class ReportingSql(WarehouseSql):
-    """The statements of reconciliation (``sql/reconcile.sql``) and of the health report (``sql/report.sql``)."""
+    """The statements of reconciliation (``sql/reconcile.sql``), the snapshot (``sql/snapshot.sql``) and the
+    health report (``sql/report.sql``)."""
 
     def identities_in_warehouse(self) -> str:
         return self.statement("reconcile.sql", "identities_in_warehouse")
@@ -621,12 +622,23 @@ class ReportingSql(WarehouseSql):
         """``datasets`` rows of ``count`` identities, bound like :meth:`records_of_identities`."""
         return self._of_identities("datasets_of_identities", count)
 
-    def _of_identities(self, name: str, count: int) -> str:
+    def _of_identities(self, name: str, count: int, file: str = "reconcile.sql") -> str:
         if not 1 <= count <= 1000:
             raise SqlTextError(f"{name} takes 1 to 1000 identities per query, got {count}")
-        template = self.library.named("reconcile.sql")[name]
+        template = self.library.named(file)[name]
         template = template.replace("${identity_list}", ", ".join(["%s"] * count))
-        return self.render(template, f"reconcile.sql:{name}")
+        return self.render(template, f"{file}:{name}")
+
+    def held_datasets_of_identities(self, count: int) -> str:
+        """The snapshot's view of ``count`` identities' datasets; bound as (pool, *ids, pool, *ids)."""
+        return self._of_identities("held_datasets_of_identities", count, "snapshot.sql")
+
+    def export_rows_of_identities(self, count: int) -> str:
+        """The live keys of ``count`` identities for the export, bound like :meth:`records_of_identities`."""
+        return self._of_identities("export_rows_of_identities", count, "snapshot.sql")
+
+    def loaded_through(self) -> str:
+        return self.statement("snapshot.sql", "loaded_through")
 
     def lock_reconciliation(self) -> str:
         return self.statement("reconcile.sql", "lock_reconciliation")

@@ -353,6 +353,15 @@ def gather(
             }  # fmt: skip
 
     _guard(errors, "warehouse", warehouse_numbers, None)
+
+    def snapshot() -> dict[str, Any]:
+        from cognito_streams.snapshot.store import SnapshotStore, snapshot_status
+
+        layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)
+        return snapshot_status(SnapshotStore(s3, layout), now=now)
+
+    report.snapshot = _guard(errors, "snapshot", snapshot, {})
+    report.as_of["snapshot"] = now if "snapshot" not in errors else None
     report.errors = errors
     return report
 

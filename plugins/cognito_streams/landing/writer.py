@@ -28,6 +28,7 @@ from cognito_streams.core.landing_format import (
     FileRef,
     LandedBatch,
     LandingLayout,
+    SnapshotLineage,
     copy_manifest,
 )
 
@@ -180,11 +181,13 @@ class BatchWriter:
         records_landed: int,
         replay: bool = False,
         changes_file: ChangesParquet | None = None,
+        snapshot: SnapshotLineage | None = None,
     ) -> tuple[LandedBatch, str]:
         """Write every object of the batch, the descriptor last; returns it and its s3 URI.
 
         ``changes_file`` is the batch's changes already encoded while decoding (every row of
-        ``decoded.changes``, in order); without it the changes are encoded here.
+        ``decoded.changes``, in order); without it the changes are encoded here. ``snapshot``: the batch
+        holds rows ``cognito_snapshot`` read from Cognito Sync (its descriptor says where from).
         """
         layout = self.layout
         shard, first, last, at = (
@@ -254,6 +257,7 @@ class BatchWriter:
             rejects_raw=rejects_raw,
             rejects_manifest=rejects_manifest,
             replay=replay,
+            snapshot=snapshot,
         )
         descriptor_key = layout.batch_key(shard, first, last, at)
         self._put(descriptor_key, descriptor.model_dump_json(indent=1).encode(), "application/json")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from cognito_streams.core.load_plan import plan_groups
+from cognito_streams.core.load_plan import landing_day, plan_groups
 from cognito_streams.loading.connect import landing_reader, open_warehouse
+from cognito_streams.loading.landing import DescriptorRef, LandingReader, split_s3_url
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
 from cognito_streams.warehouse.models import (
@@ -86,28 +87,45 @@ def load_landing_zone(
             if not refs:
                 break
             seen.update(r.url for r in refs)
-            batches, unreadable = reader.read_batches(refs)
-            failed = [FailedBatch.of(ref.url, ref.landing_day, None, err) for ref, err in unreadable]
-            fresh = [b for b in batches if b.descriptor_url not in set_aside]
-            retried = [b for b in batches if b.descriptor_url in set_aside]
-            groups = plan_groups(fresh, settings.load_max_files_per_batch, _file_count)
-            groups += plan_groups(retried, settings.load_max_files_per_batch, _file_count)
-            for i, group in enumerate(groups, start=1):
-                report, group_failed = load_isolating(wh, group, force=force)
-                total.add(report)
-                failed += group_failed
-                _log_transaction(i, len(groups), report)
-            if failed:
-                # Durable before anything else can fail: the next run and the operators see them.
-                wh.record_failed_batches(failed)
-                total.failed.extend(failed)
-                for f in failed:
-                    log.error("Set aside batch %s (%s): %s", f.descriptor_url, f.error_kind, f.error_message)
+            total.add(_load_refs(wh, reader, refs, settings, force=force, set_aside=set_aside))
         else:
             log.warning(
                 "Still finding new batches after %d listing passes; stopping here, the next run continues", max_passes
             )
     log.info("Loaded: %s", ", ".join(f"{k}={v}" for k, v in total.as_dict().items()))
+    return total
+
+
+def _load_refs(
+    wh: Warehouse,
+    reader: LandingReader,
+    refs: list[DescriptorRef],
+    settings: PipelineSettings,
+    *,
+    force: bool,
+    set_aside: set[str],
+) -> LoadReport:
+    """Read and load these batches in groups of at most settings.load_max_files_per_batch files, the ones set
+    aside by earlier runs last; a batch whose descriptor, COPY or checks fail is set aside (recorded in
+    ``failed_batches`` and returned in ``LoadReport.failed``) and the others are loaded."""
+    total = LoadReport()
+    batches, unreadable = reader.read_batches(refs)
+    failed = [FailedBatch.of(ref.url, ref.landing_day, None, err) for ref, err in unreadable]
+    fresh = [b for b in batches if b.descriptor_url not in set_aside]
+    retried = [b for b in batches if b.descriptor_url in set_aside]
+    groups = plan_groups(fresh, settings.load_max_files_per_batch, _file_count)
+    groups += plan_groups(retried, settings.load_max_files_per_batch, _file_count)
+    for i, group in enumerate(groups, start=1):
+        report, group_failed = load_isolating(wh, group, force=force)
+        total.add(report)
+        failed += group_failed
+        _log_transaction(i, len(groups), report)
+    if failed:
+        # Durable before anything else can fail: the next run and the operators see them.
+        wh.record_failed_batches(failed)
+        total.failed.extend(failed)
+        for f in failed:
+            log.error("Set aside batch %s (%s): %s", f.descriptor_url, f.error_kind, f.error_message)
     return total
 
 
@@ -197,3 +215,28 @@ def check_quality(settings: PipelineSettings, since: datetime) -> list[CheckResu
     """The data-quality checks; raises DataQualityError with the numbers when one fails."""
     with open_warehouse(settings) as wh:
         return wh.check_quality(since)
+
+
+def load_descriptors(settings: PipelineSettings, descriptor_urls: list[str]) -> LoadReport:
+    """Load these landed batches (those not loaded yet), as :func:`load_landing_zone` loads what it finds: for
+    a producer that knows its own batches (``cognito_snapshot``) and must see them merged before it goes on."""
+    reader = landing_reader(settings)
+    refs = []
+    for url in dict.fromkeys(descriptor_urls):
+        key = split_s3_url(url)[1]
+        day = landing_day(key)
+        if day is None:
+            raise ValueError(f"{url} is not a batch descriptor of the landing zone (no dt= partition)")
+        refs.append(DescriptorRef(url=url, key=key, landing_day=day))
+    total = LoadReport()
+    if not refs:
+        return total
+    with open_warehouse(settings, fetch=reader.fetch, write_manifest=reader.put_load_manifest) as wh:
+        done = wh.loaded_descriptors(min(r.landing_day for r in refs), max(r.landing_day for r in refs))
+        todo = [r for r in refs if r.url not in done]
+        log.info(
+            "%d batch descriptor(s) given, %d already loaded, %d to load", len(refs), len(refs) - len(todo), len(todo)
+        )
+        total.add(_load_refs(wh, reader, todo, settings, force=False, set_aside=set()))
+    log.info("Loaded: %s", ", ".join(f"{k}={v}" for k, v in total.as_dict().items()))
+    return total

@@ -220,6 +220,19 @@
       ["in flight (not judged)", rc.in_flight], ["mismatches", rc.mismatches],
       ...Object.entries(rc.by_kind || {}).map(([k, v]) => ["  " + k, v]), ["passed", rc.passed ? "yes" : "no"],
     ] : [["no reconciliation yet", ""]]);
+    const sn = doc.snapshot || {};
+    rows($("#snapshot"), !sn.snapshot_id ? [["no snapshot yet", ""]] : sn.run_id === undefined ? [
+      ["snapshot", sn.snapshot_id], ["state", "paging identities"],
+    ] : [
+      ["snapshot", sn.snapshot_id], ["run", sn.run_id], ["started (UTC)", utc(sn.created_at)],
+      ["identities", num(sn.identities_done) + " of " + num(sn.identities) + (sn.finished ? " (finished)" : "")],
+      ["rate", sn.identities_per_second + " identities/s"],
+      ["time left", sn.finished ? "–" : duration(sn.eta_seconds)],
+      ["chunks finished", num(sn.chunks_finished) + " of " + num(sn.chunks)],
+      ["datasets / records read", num(sn.datasets_read) + " / " + num(sn.records_read)],
+      ["dataset deletes inferred", sn.dataset_deletes], ["batches landed", sn.batches],
+      ["throttled answers", sn.throttled],
+    ]);
     rows($("#bulk-publish"), doc.bulk_publish.map((r) => [r.identity_pool_id, utc(r.requested_at), r.decision, r.status,
       utc(r.started_at), utc(r.completed_at), r.failure_message]));
     rows($("#rejects"), Object.entries(doc.rejects_by_reason).map(([k, v]) => [k, v]));
