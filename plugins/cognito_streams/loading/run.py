@@ -46,7 +46,8 @@ def load_landing_zone(
     aside (the transaction it was in is rolled back and the others are loaded again without it), recorded in
     ``failed_batches`` and returned in ``LoadReport.failed``; the caller fails the run naming it
     (:func:`raise_for_failed`). Batches set aside by earlier runs are tried again after the others, in
-    transactions of their own. Any other error (the warehouse or S3 unreachable) stops the run as before."""
+    transactions of their own; one a replay superseded since (or whose descriptor is gone) is resolved as such,
+    since it is not listed any more. Any other error (the warehouse or S3 unreachable) stops the run as before."""
     reader = landing_reader(settings)
     total = LoadReport()
     seen: set[str] = set()
@@ -60,8 +61,15 @@ def load_landing_zone(
                 ", ".join(sorted(set_aside)[:10]) + (" ..." if len(set_aside) > 10 else ""),
             )
         for pass_no in range(1, max_passes + 1):
-            refs = reader.list_descriptors(day_from, day_to)
+            listing = reader.find_descriptors(day_from, day_to)
+            refs = listing.refs
             found = len(refs)
+            settled = listing.settle(set_aside)
+            if settled:
+                # Not listed any more, so never tried again: resolved, or they would stay unresolved forever.
+                wh.settle_failed_batches(settled)
+                set_aside -= set(settled)
+                _log_settled(settled)
             # A batch is tried once per run: one that failed in this run is not tried again by the next pass.
             refs = [r for r in refs if r.url not in seen]
             if not force and refs:
@@ -109,6 +117,21 @@ def load_landing_zone(
             )
     log.info("Loaded: %s", ", ".join(f"{k}={v}" for k, v in total.as_dict().items()))
     return total
+
+
+def _log_settled(settled: dict[str, str]) -> None:
+    superseded = sorted(u for u, how in settled.items() if how == "superseded")
+    removed = sorted(u for u, how in settled.items() if how == "removed")
+    log.info(
+        "Resolved %d batch(es) set aside by earlier runs: %d superseded by a replay (its batches hold their records), "
+        "%d no longer in the landing zone%s",
+        len(settled),
+        len(superseded),
+        len(removed),
+        "".join(
+            f"\n  {how}: {u}" for how, urls in (("superseded", superseded), ("removed", removed)) for u in urls[:20]
+        ),
+    )
 
 
 def load_isolating(wh: Warehouse, group: list[BatchToLoad], *, force: bool) -> tuple[LoadReport, list[FailedBatch]]:
