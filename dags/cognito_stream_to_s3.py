@@ -27,13 +27,14 @@ coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airfl
 **Params** (manual runs): `replay_from` — a time within the stream's retention, as RFC 3339 with a UTC
 offset (`2026-11-25T08:00:00Z`, `2026-11-25T10:00:00+02:00`; anything else is refused by the trigger form
 and the REST API): the shards are re-read from then (Kinesis `AT_TIMESTAMP`) and the batches are marked
-`replay` and named apart (the loader loads them; the older batches they land again are moved to
-`_superseded/`); the loader absorbs the duplicates. `shards` — limit the run to these shard ids
-(`shardId-` and 12 digits; lineage still applies: a named child whose parent is not drained and not named,
-or a named shard already read to its end without `replay_from`, is refused with the reason, rather than the
-run ending green having read nothing of it). A run whose Params cannot be used (a `replay_from` outside the
-retention or in the future, an unknown shard, a bad `cognito_pipeline` Variable) fails `plan_shards` at once,
-without retries, so it never holds the DAG's one run slot while scheduled landings wait.
+`replay` and named apart (the loader loads them; the older batches they land again are superseded by a
+marker under `_superseded/`, nothing deleted); the loader absorbs the duplicates. `shards` — limit the run
+to these shard ids (`shardId-` and 12 digits; lineage still applies: a named child whose parent is not
+drained and not named, or a named shard already read to its end without `replay_from`, is refused with the
+reason, rather than the run ending green having read nothing of it). A run whose Params cannot be used (a
+`replay_from` outside the retention or in the future, an unknown shard, a bad `cognito_pipeline` Variable)
+fails `plan_shards` at once, without retries, so it never holds the DAG's one run slot while scheduled
+landings wait.
 
 **Re-reading, not backfilling**: Airflow's Backfill is refused (`allowed_run_types`): a landing run reads
 from the checkpoints, not a date interval, so a backfill would only land "whatever is new now" once per

@@ -711,7 +711,7 @@ when not matched then insert (
 -- name: resolve_failed_batches
 -- Step 7c. A batch set aside earlier that loads now is resolved (its row stays, for the record).
 update ${schema}.failed_batches
-set resolved_at = cast(%s as timestamp)
+set resolved_at = cast(%s as timestamp), resolution = 'loaded'
 from stg_batches as b
 where failed_batches.descriptor_url = b.descriptor_url and failed_batches.resolved_at is null;
 
@@ -742,17 +742,39 @@ when matched then update set
     error_message = f.error_message,
     last_failed_at = cast(${at} as timestamp),
     failures = failed_batches.failures + 1,
-    resolved_at = cast(null as timestamp)
+    resolved_at = cast(null as timestamp),
+    resolution = cast(null as varchar(16))
 when not matched then insert (
     descriptor_url, landing_day, batch_id, error_kind, error_message, first_failed_at, last_failed_at, failures,
-    resolved_at
+    resolved_at, resolution
 ) values (
     f.descriptor_url, f.landing_day, f.batch_id, f.error_kind, f.error_message, cast(${at} as timestamp),
-    cast(${at} as timestamp), 1, cast(null as timestamp)
+    cast(${at} as timestamp), 1, cast(null as timestamp), cast(null as varchar(16))
 );
 
 -- name: drop_stage_failed
 drop table if exists stg_failed;
+
+-- name: create_stage_settled
+-- Batches set aside earlier that the landing zone no longer lists (loading.run: superseded by a replay, or
+-- their descriptor removed): they would never be tried again, so they are resolved with how.
+create temp table stg_settled (
+    descriptor_url varchar(2048) not null,
+    resolution varchar(16) not null
+) ${attributes_stg_rejects};
+
+-- name: insert_stage_settled
+insert into stg_settled (descriptor_url, resolution) values (%s, %s);
+
+-- name: settle_failed_batches
+-- After the lock of lock_loader, like every write of failed_batches.
+update ${schema}.failed_batches
+set resolved_at = cast(%s as timestamp), resolution = s.resolution
+from stg_settled as s
+where failed_batches.descriptor_url = s.descriptor_url and failed_batches.resolved_at is null;
+
+-- name: drop_stage_settled
+drop table if exists stg_settled;
 
 -- name: unresolved_failed_batches
 -- The batches set aside and not loaded since: the loader tries them after the others, in their own

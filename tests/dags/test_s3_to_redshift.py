@@ -17,9 +17,11 @@ import pytest
 
 from cognito_streams.assets import WAREHOUSE_LOADED
 from cognito_streams.core.state import expected_state
+from cognito_streams.landing.descriptors import mark_superseded
 from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.loading.landing import split_s3_url
 from cognito_streams.warehouse.postgres import PostgresWarehouse
-from tests.support.changes import change, dataset_remove, resent
+from tests.support.changes import SHARD, change, dataset_remove, resent, sequence_number
 from tests.support.dag_params import load_dag
 from tests.support.landing import LandingWriter, reject_row
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
@@ -169,6 +171,46 @@ def test_a_bad_batch_is_set_aside_and_the_run_is_red_naming_it(
     assert again.state == DagRunState.SUCCESS, states(again)
     with warehouse(variable) as wh:
         assert {k for (*_, k) in read_state(wh).records} == {"a", "b", "c"}
+        assert query(wh, "select count(*) from {schema}.failed_batches where resolved_at is null") == [(0,)]
+        assert query(wh, "select resolution from {schema}.failed_batches") == [("loaded",)]
+
+
+def test_a_batch_set_aside_that_a_replay_supersedes_is_resolved_and_the_next_run_is_green(
+    airflow_db: None, dag: Any, variable: dict[str, Any], aws: Any
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    s3 = aws("s3")
+    # GIVEN two broken batches (their keys do not fit the column) set aside by a run, beside a good one
+    writer = LandingWriter(s3, variable["landing_bucket"], variable["landing_prefix"])
+    writer.land([change("a", "1", 1, 0, seq=100)])
+    bad = writer.land([change("k" * 5000, "1", 1, 0, seq=200)])
+    removed = writer.land([change("m" * 5000, "1", 1, 0, seq=300)])
+    started = datetime.now(UTC)
+    first = dag.test(logical_date=started)
+    assert first.state == DagRunState.FAILED and states(first)["check_failed_batches"] == "failed", states(first)
+    with warehouse(variable) as wh:
+        assert query(wh, "select count(*) from {schema}.failed_batches where resolved_at is null") == [(2,)]
+    # WHEN a replay re-lands the first one's records fixed, with other cuts (a batch of its own, in the replay's
+    # folder), and supersedes it as the landing does (a marker; nothing deleted) ...
+    replay_folder = f"{SHARD}~replay-20261206T000000Z"
+    writer.land(
+        [change("b", "2", 1, 0, seq=200)],
+        folder=replay_folder,
+        first=int(sequence_number(150)),
+        last=int(sequence_number(250)),
+    )
+    mark_superseded(s3, writer.layout, split_s3_url(bad)[1])
+    # ... and the other's descriptor was removed from the landing zone (by hand: the pipeline deletes nothing)
+    s3.delete_object(Bucket=variable["landing_bucket"], Key=split_s3_url(removed)[1])
+    again = dag.test(logical_date=started + timedelta(minutes=1))
+    # THEN the next run loads the replay's batch and is green: the superseded batch is not tried again
+    assert again.state == DagRunState.SUCCESS, states(again)
+    with warehouse(variable) as wh:
+        assert {k for (*_, k) in read_state(wh).records} == {"a", "b"}
+        # AND failed_batches keeps both rows, resolved, saying how
+        rows = query(wh, "select descriptor_url, resolution from {schema}.failed_batches where resolved_at is not null")
+        assert sorted(rows) == sorted([(bad, "superseded"), (removed, "removed")])
         assert query(wh, "select count(*) from {schema}.failed_batches where resolved_at is null") == [(0,)]
 
 

@@ -25,9 +25,11 @@ from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECTS_SCHEMA, 
 from cognito_streams.core.shards import ShardInfo
 from cognito_streams.landing import runner
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused
+from cognito_streams.landing.descriptors import list_batches
 from cognito_streams.landing.runner import LandingContext, ShardOutcome, land_shard, plan_run
 from cognito_streams.settings import PipelineSettings, parse_settings
 from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
+from tests.support.no_deletes import refusing_s3_deletes
 
 pytestmark = pytest.mark.integration
 
@@ -66,15 +68,13 @@ class Landing:
         return [s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]]
 
     def descriptors(self) -> list[LandedBatch]:
-        prefix = self.ctx.layout.batches_prefix()
-        keys = [
-            o["Key"]
-            for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.settings.landing_bucket, Prefix=prefix
-            )
-            for o in page.get("Contents") or []
-        ]
-        return [LandedBatch.model_validate_json(self.get(k)) for k in keys]
+        """The descriptors the loader lists (those a replay superseded left out)."""
+        listing = list_batches(self.s3, self.ctx.layout, [self.ctx.layout.batches_prefix()])
+        return [LandedBatch.model_validate_json(self.get(o.key)) for o in listing.live]
+
+    def keys(self, prefix: str) -> set[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.landing_bucket, Prefix=prefix)
+        return {o["Key"] for page in pages for o in page.get("Contents") or []}
 
     def get(self, key_or_url: str) -> bytes:
         key = key_or_url.split(f"s3://{self.settings.landing_bucket}/", 1)[-1]
@@ -419,23 +419,41 @@ def test_a_replay_relands_from_a_timestamp_and_marks_its_batches(stack: Any, aws
     landing.run_until_idle()
     first = {d.batch_id for d in landing.descriptors()}
     assert not any(d.replay for d in landing.descriptors())
-    # WHEN a manual run replays from an hour ago
-    outcomes = landing.run(
-        owner="manual__replay", replay_from=datetime.now(UTC) - timedelta(hours=1), run_id="manual__replay"
-    )
+    layout = landing.ctx.layout
+    first_keys = landing.keys(layout.batches_prefix())
+    # WHEN a manual run replays from an hour ago, with S3 as the worker's IAM policy makes it (no deletes)
+    with refusing_s3_deletes() as refused:
+        outcomes = landing.run(
+            owner="manual__replay", replay_from=datetime.now(UTC) - timedelta(hours=1), run_id="manual__replay"
+        )
+    assert refused == []
     # THEN everything is read again (duplicates for the loader to absorb), in batches marked replay, named
     # apart from the first landing's (the loader must load them: it skips descriptors it loaded)
     assert sum(o.records_read for o in outcomes) == 120
     replayed = landing.descriptors()
     assert all(d.replay and "~replay-" in d.batch_id for d in replayed)
     assert {d.batch_id.replace(d.batch_id.split("/")[1], d.shard_id) for d in replayed} == first  # same cuts
-    # AND the first landing's descriptors, whose records the replay landed again, were moved aside
-    assert sum(o.batches_superseded for o in outcomes) == len(first)
-    aside = landing.s3.list_objects_v2(
-        Bucket=landing.settings.landing_bucket, Prefix=f"{landing.settings.landing_prefix}/_superseded/batches/"
-    )
-    assert len(aside.get("Contents") or []) == len(first)
+    # AND the first landing's descriptors, whose records the replay landed again, are superseded by one
+    # marker each under _superseded/, and still there: nothing was deleted
+    assert sum(o.batches_superseded for o in outcomes) == len(first) == len(first_keys)
+    markers = landing.keys(f"{landing.settings.landing_prefix}/_superseded/batches/")
+    assert markers == {layout.superseded_key(k) for k in first_keys}
+    assert first_keys <= landing.keys(layout.batches_prefix())
     assert landing.landed_positions() == {(p["ShardId"], p["SequenceNumber"]) for p in put}
+    # AND superseding again (a retry of the replay's last batch) writes no second marker and counts nothing
+    (checkpoint_shard,) = {o.shard_id for o in outcomes}
+    replayed_batches = sorted(landing.descriptors(), key=lambda d: int(d.first_sequence_number))
+    token = replayed_batches[0].batch_id.split("/")[1].split("~", 1)[1]
+    again = runner.supersede_replayed(
+        landing.ctx,
+        checkpoint_shard,
+        token,
+        replayed_batches[0].first_sequence_number,
+        replayed_batches[-1].last_sequence_number,
+        replayed_batches[0].first_arrived_at,
+        replayed_batches[-1].last_arrived_at,
+    )
+    assert again == 0 and landing.keys(f"{landing.settings.landing_prefix}/_superseded/batches/") == markers
     # and the next scheduled run continues normally (nothing left to read, no rewind again)
     assert all(o.records_read == 0 for o in landing.run())
 

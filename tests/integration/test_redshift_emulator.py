@@ -582,6 +582,32 @@ def test_redshift_warehouse_merges_and_checks_through_the_emulator(redshift_emul
         assert all(result.ok for result in wh.check_quality(datetime.now(UTC) - timedelta(minutes=5)))
 
 
+def test_batches_set_aside_are_recorded_and_settled_through_the_emulator(redshift_emulator: RedshiftEndpoint) -> None:
+    from datetime import date
+
+    from cognito_streams.warehouse.models import FailedBatch
+
+    with redshift_warehouse() as wh:
+        # GIVEN three batches the loader set aside (failed_batches, through its MERGE)
+        urls = [f"s3://b/p/batches/stream=s/dt=2026-03-01/shardId-000000000000/{n}-{n}.json" for n in (1, 2, 3)]
+        wh.record_failed_batches([FailedBatch(u, date(2026, 3, 1), None, "LoadError", "COPY failed") for u in urls])
+        # WHEN two are settled: one superseded by a replay, one whose descriptor is gone (V007's column, the
+        # settle statements: a temp table, a multi-row INSERT, UPDATE ... FROM, as Redshift runs them)
+        wh.settle_failed_batches({urls[0]: "superseded", urls[1]: "removed"})
+        # THEN they are resolved saying how, the third is still set aside
+        rows = query(wh, "select descriptor_url, resolution, resolved_at is not null from {schema}.failed_batches")
+        assert sorted(tuple(r) for r in rows) == [
+            (urls[0], "superseded", True),
+            (urls[1], "removed", True),
+            (urls[2], None, False),
+        ]
+        assert wh.unresolved_failed_batches() == {urls[2]}
+        # AND settling a resolved one again changes nothing (a row already resolved stays as it is)
+        wh.settle_failed_batches({urls[0]: "removed"})
+        again = query(wh, "select resolution from {schema}.failed_batches where descriptor_url = %s", (urls[0],))
+        assert [tuple(r) for r in again] == [("superseded",)]
+
+
 def test_a_cancel_request_reaches_the_backend(redshift_emulator: RedshiftEndpoint, schema: str) -> None:
     import threading
 

@@ -79,10 +79,13 @@ class LandingWriter:
         arrived_at: datetime | None = None,
         tamper_manifest_count: int | None = None,
         format_version: int = FORMAT_VERSION,
+        folder: str | None = None,
     ) -> str:
         """Land one batch; returns the descriptor's s3:// URL. ``first``/``last`` default to the changes'
         sequence range; ``arrived_at`` (UTC) picks the dt=/hour= partition. ``format_version`` 1 writes the
-        files as version 1 of the contract did (millisecond timestamps), for the loader's compatibility."""
+        files as version 1 of the contract did (millisecond timestamps), for the loader's compatibility.
+        ``folder`` names the batch's objects instead of ``shard`` (a replay's ``<shard>~<token>``)."""
+        shard_id, shard = shard, folder or shard
         rejects = rejects or []
         seqs = [int(c.sequence_number) for c in changes] + [int(r["sequence_number"]) for r in rejects]
         seqs += [int(r["sequence_number"]) for r in raw_rows or []]
@@ -138,7 +141,7 @@ class LandingWriter:
             format_version=format_version,  # type: ignore[arg-type]
             batch_id=f"{self.stream_name}/{shard}/{first_s}-{last_s}",
             stream_name=self.stream_name,
-            shard_id=shard,
+            shard_id=shard_id,
             first_sequence_number=first_s,
             last_sequence_number=last_s,
             first_arrived_at=arrived,

@@ -10,6 +10,7 @@ numbers. Its objects, all under ``<landing_prefix>/``::
     manifests/stream=<s>/dt=<YYYY-MM-DD>/<shard>/<first>-<last>.changes.manifest  Redshift COPY manifest
     manifests/stream=<s>/dt=<YYYY-MM-DD>/<shard>/<first>-<last>.rejects.manifest  (only when there are rejects)
     batches/stream=<s>/dt=<YYYY-MM-DD>/<shard>/<first>-<last>.json                the batch descriptor, written last
+    _superseded/batches/stream=<s>/dt=<YYYY-MM-DD>/<shard>/<first>-<last>.json    its marker: a replay landed it again
     values/stream=<s>/<shard>/<sequence>/<sub>-<index>.txt                        full text of values cut to fit
     payloads/stream=<s>/<shard>/<sequence>-<sub>.json                             fetched S3Url bodies, kept
     _checkpoints/stream=<s>/<shard>.json                                          per-shard checkpoint + lease
@@ -28,6 +29,10 @@ shard and sequence range: re-landing the same range overwrites the same objects.
 
 The descriptor is written after every other object of the batch and before the checkpoint moves,
 so a descriptor that exists always describes a complete batch; the loader works from descriptors.
+
+A replay that lands a batch's records again *supersedes* it by writing a marker (a copy of its
+descriptor) at :meth:`LandingLayout.superseded_key`; nothing is deleted (the worker may not delete).
+Every lister of descriptors skips those that have a marker (``landing/descriptors.py``).
 
 The contract is versioned (``LandedBatch.format_version``; docs/landing.md, "Versions of the landing
 contract"). The writer writes :data:`FORMAT_VERSION`; the loader reads every version of
@@ -206,6 +211,11 @@ class LandedBatch(BaseModel):
         return [f for f in (self.changes, self.rejects) if f is not None]
 
 
+#: Where markers of superseded descriptors go, beside ``batches/`` (a folder of its own: out of every listing
+#: of ``batches/``, and a lifecycle rule can leave it alone).
+SUPERSEDED = "_superseded"
+
+
 class LandingLayout:
     """Builds every key of the landing zone from the settings' bucket and prefix."""
 
@@ -259,6 +269,26 @@ class LandingLayout:
         """Prefix to list descriptors: all, or one ``YYYY-MM-DD`` day."""
         base = self._key("batches", f"stream={self.stream_name}")
         return f"{base}/dt={day}/" if day else f"{base}/"
+
+    def superseded_key(self, batch_key: str) -> str:
+        """The marker of a superseded descriptor, or of a listing prefix under ``batches/``:
+        ``<prefix>/batches/...`` -> ``<prefix>/_superseded/batches/...``. Refuses a key outside ``batches/``
+        (a marker elsewhere would hide nothing, or the wrong object)."""
+        batches = self._key("batches") + "/"
+        if not batch_key.startswith(batches):
+            raise ValueError(f"{batch_key!r} is not under {batches!r}: only batch descriptors are superseded")
+        return self._key(SUPERSEDED, batch_key[len(self._key()) :].lstrip("/"))
+
+    def superseded_prefix(self, day: str | None = None) -> str:
+        """Prefix to list markers: all, or one ``YYYY-MM-DD`` day (mirrors :meth:`batches_prefix`)."""
+        return self.superseded_key(self.batches_prefix(day))
+
+    def batch_key_of_marker(self, marker_key: str) -> str:
+        """The descriptor key a marker supersedes (the inverse of :meth:`superseded_key`)."""
+        head = self._key(SUPERSEDED) + "/"
+        if not marker_key.startswith(head):
+            raise ValueError(f"{marker_key!r} is not under {head!r}")
+        return self._key(marker_key[len(head) :])
 
     def value_key(self, shard_id: str, sequence_number: str, sub_sequence_number: int, record_index: int) -> str:
         return self._key(

@@ -558,6 +558,18 @@ class WarehouseSql:
     def drop_stage_failed(self) -> str:
         return self.statement("load.sql", "drop_stage_failed")
 
+    def create_stage_settled(self) -> str:
+        return self.statement("load.sql", "create_stage_settled")
+
+    def insert_stage_settled(self) -> str:
+        return self.statement("load.sql", "insert_stage_settled")
+
+    def settle_failed_batches(self) -> str:
+        return self.statement("load.sql", "settle_failed_batches")
+
+    def drop_stage_settled(self) -> str:
+        return self.statement("load.sql", "drop_stage_settled")
+
     def unresolved_failed_batches(self) -> str:
         return self.statement("load.sql", "unresolved_failed_batches")
 

@@ -31,6 +31,7 @@ from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.report_html import BULK_PUBLISH_COLUMNS
 from cognito_streams.core.shards import ShardInfo
 from cognito_streams.core.sql_text import ReportingSql
+from cognito_streams.landing.descriptors import list_batches
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
 
@@ -80,23 +81,23 @@ class LandedObject:
 
 
 def _shard_of(key: str) -> str:
-    # batches/stream=<s>/dt=<day>/<shard folder>/<first>-<last>.json; a re-created stream's folder has "@<time>".
+    # batches/stream=<s>/dt=<day>/<shard folder>/<first>-<last>.json; a re-created stream's folder has "@<time>",
+    # a replay's "~<token>" (landing.runner).
     folder = key.rsplit("/", 2)[-2]
-    return folder.split("@", 1)[0]
+    return folder.split("@", 1)[0].split("~", 1)[0]
 
 
 def list_recent_batches(s3: Any, layout: LandingLayout, today: date) -> tuple[list[LandedObject], tuple[str, ...]]:
-    """The batch descriptors of the last ``BACKLOG_DAYS`` landing days, and those days."""
+    """The batch descriptors of the last ``BACKLOG_DAYS`` landing days, and those days. Those a replay
+    superseded are left out, as the loader leaves them out: they will never be loaded, so they are no backlog."""
     days = tuple(f"{today - timedelta(days=n):%Y-%m-%d}" for n in reversed(range(BACKLOG_DAYS)))
-    found: list[LandedObject] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for day in days:
-        for page in paginator.paginate(Bucket=layout.bucket, Prefix=layout.batches_prefix(day)):
-            for obj in page.get("Contents") or []:
-                key = obj["Key"]
-                if key.endswith(".json"):
-                    found.append(LandedObject(key, layout.url(key), _shard_of(key), _utc(obj["LastModified"])))
-    return sorted(found, key=lambda o: o.key), days
+    listing = list_batches(s3, layout, [layout.batches_prefix(day) for day in days])
+    found = [
+        LandedObject(o.key, layout.url(o.key), _shard_of(o.key), _utc(o.last_modified))
+        for o in listing.live
+        if o.key.endswith(".json")
+    ]
+    return found, days
 
 
 def peek(kinesis: Any, stream: str, shard_id: str, checkpoint: Checkpoint | None) -> tuple[datetime | None, int | None]:

@@ -49,6 +49,7 @@ from cognito_streams.core.decode import (
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
+from cognito_streams.landing.descriptors import list_batches, mark_superseded
 from cognito_streams.landing.payloads import Gathered, PayloadStore, gather
 from cognito_streams.landing.reader import ReadBatch, ReadLimits, ShardReader, StartPosition
 from cognito_streams.landing.s3url import PayloadFetcher
@@ -699,43 +700,34 @@ def supersede_replayed(
     first_arrived_at: datetime,
     last_arrived_at: datetime,
 ) -> int:
-    """Move aside the descriptors of older batches of the shard folder ``folder`` whose records the replay
-    ``token`` has now landed again (their whole range within ``first_sequence``..``last_sequence``), to
-    ``_superseded/`` beside ``batches/``. The loader works from descriptors: it then loads the replay's
-    batches, which hold those records decoded by the code of now, and never again an older batch that fails
-    (a broken file the replay re-landed with other cuts). Their data files stay where they are. Returns how
-    many were moved; idempotent (a retry of the replay moves nothing twice)."""
+    """Supersede the older batches of the shard folder ``folder`` whose records the replay ``token`` has now
+    landed again (their whole range within ``first_sequence``..``last_sequence``): write a marker for each
+    (``_superseded/`` beside ``batches/``, :func:`landing.descriptors.mark_superseded`), deleting nothing.
+    Every lister of descriptors skips a descriptor with a marker: the loader then loads the replay's batches,
+    which hold those records decoded by the code of now, and never again an older batch that fails (a broken
+    file the replay re-landed with other cuts); it resolves such a batch it had set aside. Returns how many
+    were superseded now; idempotent (a retry of the replay finds them marked: no second marker, nothing
+    counted twice)."""
     layout = ctx.layout
     low, high = sequence_key(first_sequence), sequence_key(last_sequence)
     day = (first_arrived_at - SUPERSEDE_MARGIN).date()
-    moved = 0
+    base = folder.split("@", 1)[0]
+    superseded = 0
     while day <= (last_arrived_at + SUPERSEDE_MARGIN).date():
         prefix = layout.batches_prefix(day.isoformat())
-        paginator = ctx.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=layout.bucket, Prefix=prefix + folder.split("@", 1)[0]):
-            for item in page.get("Contents") or []:
-                key = item["Key"]
-                batch_folder, _, name = key[len(prefix) :].partition("/")
-                base, _, other_token = batch_folder.partition("~")
-                first, _, last = name.removesuffix(".json").partition("-")
-                if base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
-                    continue
-                if low <= int(first) and int(last) <= high:
-                    aside = _superseded_key(layout, key)
-                    ctx.s3.copy_object(
-                        Bucket=layout.bucket, Key=aside, CopySource={"Bucket": layout.bucket, "Key": key}
-                    )
-                    ctx.s3.delete_object(Bucket=layout.bucket, Key=key)
-                    log.info("replay %s superseded %s (moved to %s)", token, layout.url(key), layout.url(aside))
-                    moved += 1
         day += timedelta(days=1)
-    return moved
-
-
-def _superseded_key(layout: LandingLayout, key: str) -> str:
-    """``<prefix>/batches/...`` -> ``<prefix>/_superseded/batches/...`` (out of the loader's listing)."""
-    head = f"{layout.prefix}/" if layout.prefix else ""
-    return f"{head}_superseded/{key[len(head) :]}"
+        # Descriptors already marked are not listed: a retry of the replay marks nothing twice.
+        for item in list_batches(ctx.s3, layout, [prefix + base]).live:
+            batch_folder, _, name = item.key[len(prefix) :].partition("/")
+            batch_base, _, other_token = batch_folder.partition("~")
+            first, _, last = name.removesuffix(".json").partition("-")
+            if batch_base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
+                continue
+            if low <= int(first) and int(last) <= high:
+                marker = mark_superseded(ctx.s3, layout, item.key)
+                log.info("replay %s superseded %s (marker %s)", token, layout.url(item.key), layout.url(marker))
+                superseded += 1
+    return superseded
 
 
 def resolve_payloads(

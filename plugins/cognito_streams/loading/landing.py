@@ -4,6 +4,7 @@ fetch landed files. Works on any boto3 S3 client (the Amazon provider's S3Hook g
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
 from cognito_streams.core.load_plan import LOAD_MANIFESTS, landing_day
+from cognito_streams.landing.descriptors import list_batches
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,43 @@ def check_format_version(url: str, body: bytes) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FoundDescriptors:
+    """A listing of descriptors for the loader."""
+
+    refs: list[DescriptorRef]
+    #: URLs of descriptors a replay superseded (markers under ``_superseded/``), within the listing.
+    superseded: set[str]
+    #: What the listing covered: the descriptors under this URL prefix, of the landing days in the range (None:
+    #: unbounded). A descriptor URL it covered that is neither in ``refs`` nor in ``superseded`` is not there.
+    prefix_url: str
+    day_from: date | None = None
+    day_to: date | None = None
+
+    def covers(self, url: str) -> bool:
+        """Whether the listing speaks for the descriptor ``url`` (its absence from it means something)."""
+        day = landing_day(url)
+        return (
+            url.startswith(self.prefix_url)
+            and day is not None
+            and (self.day_from is None or day >= self.day_from)
+            and (self.day_to is None or day <= self.day_to)
+        )
+
+    def settle(self, set_aside: Iterable[str]) -> dict[str, str]:
+        """Which of the batches set aside by earlier runs (descriptor URLs) this listing shows settled, and how:
+        ``superseded`` (a replay landed their records again) or ``removed`` (the descriptor is no longer in the
+        landing zone). The others (still there, or outside what was listed) are not in the result."""
+        listed = {r.url for r in self.refs}
+        out: dict[str, str] = {}
+        for url in set_aside:
+            if url in self.superseded:
+                out[url] = "superseded"
+            elif url not in listed and self.covers(url):
+                out[url] = "removed"
+        return out
+
+
 class LandingReader:
     """The landing zone of one stream, read-only."""
 
@@ -63,8 +102,13 @@ class LandingReader:
         self.layout = layout
 
     def list_descriptors(self, day_from: date | None = None, day_to: date | None = None) -> list[DescriptorRef]:
-        """Every batch descriptor (``batches/.../*.json``), or those of the days in the range, in key order
-        (by day, shard and sequence range)."""
+        """Every batch descriptor (``batches/.../*.json``) but those a replay superseded, or those of the days in
+        the range, in key order (by day, shard and sequence range)."""
+        return self.find_descriptors(day_from, day_to).refs
+
+    def find_descriptors(self, day_from: date | None = None, day_to: date | None = None) -> FoundDescriptors:
+        """:meth:`list_descriptors`, with what the listing says of the descriptors it left out: those a replay
+        superseded, and which descriptor URLs it covered (so that one absent from it is known to be gone)."""
         prefix = self.layout.batches_prefix()
         prefixes = [prefix]
         if day_from is not None or day_to is not None:
@@ -75,26 +119,36 @@ class LandingReader:
                 and (day_from is None or d >= day_from)
                 and (day_to is None or d <= day_to)
             ]
+        listing = list_batches(self.s3, self.layout, prefixes)
         refs: list[DescriptorRef] = []
         ignored = 0
-        for p in prefixes:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.layout.bucket, Prefix=p):
-                for obj in page.get("Contents", []):
-                    key = obj["Key"]
-                    day = landing_day(key)
-                    if not key.endswith(".json") or day is None:
-                        ignored += 1
-                        continue
-                    if (day_from and day < day_from) or (day_to and day > day_to):
-                        continue
-                    refs.append(DescriptorRef(url=self.layout.url(key), key=key, landing_day=day))
+        for obj in listing.live:
+            day = landing_day(obj.key)
+            if not obj.key.endswith(".json") or day is None:
+                ignored += 1
+                continue
+            if (day_from and day < day_from) or (day_to and day > day_to):
+                continue
+            refs.append(DescriptorRef(url=self.layout.url(obj.key), key=obj.key, landing_day=day))
         if ignored:
             log.warning(
                 "Ignored %d object(s) under %s that are not batch descriptors (batches/stream=<s>/dt=<day>/.../*.json)",
                 ignored,
                 self.layout.url(prefix),
             )
-        return sorted(refs, key=lambda r: r.key)
+        if listing.superseded:
+            log.info(
+                "%d batch descriptor(s) superseded by a replay are left out (markers under %s)",
+                len(listing.superseded),
+                self.layout.url(self.layout.superseded_prefix()),
+            )
+        return FoundDescriptors(
+            refs=refs,
+            superseded={self.layout.url(k) for k in listing.superseded},
+            prefix_url=self.layout.url(prefix),
+            day_from=day_from,
+            day_to=day_to,
+        )
 
     def _day_prefixes(self, prefix: str) -> list[str]:
         out: list[str] = []
@@ -116,13 +170,15 @@ class LandingReader:
         return self.layout.url(key)
 
     def read_batch(self, ref: DescriptorRef) -> BatchToLoad | None:
-        """A descriptor and its manifests, checked against each other; None when the descriptor is gone
-        since it was listed (a replay superseded its batch: docs/landing.md, 'Replay')."""
+        """A descriptor and its manifests, checked against each other; None when the descriptor is gone since it
+        was listed (removed from the landing zone by someone: nothing of the pipeline deletes one)."""
         try:
             body = self.fetch(ref.url)
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                log.info("Batch descriptor %s was superseded since it was listed (a replay): skipped", ref.url)
+                log.warning(
+                    "Batch descriptor %s was removed from the landing zone since it was listed: skipped", ref.url
+                )
                 return None
             raise
         check_format_version(ref.url, body)
@@ -154,7 +210,7 @@ class LandingReader:
             return [], []
         with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(refs)), thread_name_prefix="landing-read") as pool:
             outcomes = list(pool.map(self._read_or_error, refs))
-        # None: superseded by a replay since it was listed (read_batch logged it).
+        # None: removed since it was listed (read_batch logged it).
         batches = [o for o in outcomes if isinstance(o, BatchToLoad)]
         unreadable = [(ref, o) for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, Exception)]
         return batches, unreadable

@@ -47,22 +47,31 @@ def load_landing_zone(
     aside (the transaction it was in is rolled back and the others are loaded again without it), recorded in
     ``failed_batches`` and returned in ``LoadReport.failed``; the caller fails the run naming it
     (:func:`raise_for_failed`). Batches set aside by earlier runs are tried again after the others, in
-    transactions of their own. Any other error (the warehouse or S3 unreachable) stops the run as before."""
+    transactions of their own; one a replay superseded since (or whose descriptor is gone) is resolved as such,
+    since it is not listed any more. Any other error (the warehouse or S3 unreachable) stops the run as before."""
     reader = landing_reader(settings)
     total = LoadReport()
     seen: set[str] = set()
     scope = f"days {day_from or 'first'}..{day_to or 'last'}" if day_from or day_to else "all days"
     with open_warehouse(settings, fetch=reader.fetch, write_manifest=reader.put_load_manifest) as wh:
         set_aside = wh.unresolved_failed_batches()
-        if set_aside:
-            log.warning(
-                "%d batch(es) set aside by earlier runs are not loaded yet; they are tried again after the others: %s",
-                len(set_aside),
-                ", ".join(sorted(set_aside)[:10]) + (" ..." if len(set_aside) > 10 else ""),
-            )
         for pass_no in range(1, max_passes + 1):
-            refs = reader.list_descriptors(day_from, day_to)
+            listing = reader.find_descriptors(day_from, day_to)
+            refs = listing.refs
             found = len(refs)
+            settled = listing.settle(set_aside)
+            if settled:
+                # Not listed any more, so never tried again: resolved, or they would stay unresolved forever.
+                wh.settle_failed_batches(settled)
+                set_aside -= set(settled)
+                _log_settled(settled)
+            if pass_no == 1 and set_aside:
+                log.warning(
+                    "%d batch(es) set aside by earlier runs are not loaded yet; they are tried again after the "
+                    "others: %s",
+                    len(set_aside),
+                    ", ".join(sorted(set_aside)[:10]) + (" ..." if len(set_aside) > 10 else ""),
+                )
             # A batch is tried once per run: one that failed in this run is not tried again by the next pass.
             refs = [r for r in refs if r.url not in seen]
             if not force and refs:
@@ -127,6 +136,27 @@ def _load_refs(
         for f in failed:
             log.error("Set aside batch %s (%s): %s", f.descriptor_url, f.error_kind, f.error_message)
     return total
+
+
+def _log_settled(settled: dict[str, str]) -> None:
+    superseded = sorted(u for u, how in settled.items() if how == "superseded")
+    removed = sorted(u for u, how in settled.items() if how == "removed")
+    if superseded:
+        log.info(
+            "Resolved %d batch(es) set aside by earlier runs as superseded: a replay landed their records again, in "
+            "batches of its own (failed_batches.resolution = 'superseded'): %s",
+            len(superseded),
+            ", ".join(superseded[:10]) + (" ..." if len(superseded) > 10 else ""),
+        )
+    if removed:
+        # Nothing of the pipeline deletes a descriptor: someone did, and the batch's records may be missing.
+        log.warning(
+            "Resolved %d batch(es) set aside by earlier runs as removed: their descriptors are no longer in the "
+            "landing zone, so they cannot be tried again (failed_batches.resolution = 'removed'); if their records "
+            "were not landed again, replay that window or bulk publish: %s",
+            len(removed),
+            ", ".join(removed[:10]) + (" ..." if len(removed) > 10 else ""),
+        )
 
 
 def load_isolating(wh: Warehouse, group: list[BatchToLoad], *, force: bool) -> tuple[LoadReport, list[FailedBatch]]:

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from types import TracebackType
@@ -598,6 +598,23 @@ class Warehouse(ABC):
             cur.execute(self.sql.drop_stage_failed())
 
         self.write(f"record of {len(failed)} failed batch(es)", self.sql.lock_loader(), write)
+
+    def settle_failed_batches(self, settled: Mapping[str, str]) -> None:
+        """Resolve batches set aside earlier that will never be tried again, with how (``{descriptor_url:
+        'superseded' | 'removed'}``: a replay landed their records again, or their descriptor is gone), in a
+        transaction of its own, under the loader's lock. A row already resolved stays as it is."""
+        if not settled:
+            return
+        now = utcnow()
+        rows = sorted(settled.items())
+
+        def write(cur: Cursor) -> None:
+            cur.execute(self.sql.create_stage_settled())
+            insert_rows(cur, self.sql.insert_stage_settled(), rows)
+            cur.execute(self.sql.settle_failed_batches(), (now,))
+            cur.execute(self.sql.drop_stage_settled())
+
+        self.write(f"resolution of {len(settled)} batch(es) set aside", self.sql.lock_loader(), write)
 
     def unresolved_failed_batches(self) -> set[str]:
         """Descriptor URLs of the batches set aside and not loaded since."""
