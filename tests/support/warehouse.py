@@ -116,10 +116,11 @@ def redshift_warehouse(schema: str | None = None) -> Iterator[RedshiftWarehouse]
 
 
 def query(wh: Warehouse, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Rows of a query (``{schema}`` in ``sql`` is the warehouse's schema)."""
+    """Rows of a query, as tuples whatever the driver (redshift-connector gives lists; ``{schema}`` in ``sql`` is the
+    warehouse's schema)."""
     with wh.transaction() as cur:
         cur.execute(sql.replace("{schema}", wh.schema), params)
-        return list(cur.fetchall()) if cur.description else []
+        return [tuple(row) for row in cur.fetchall()] if cur.description else []
 
 
 def read_state(wh: Warehouse) -> WarehouseState:
