@@ -538,7 +538,7 @@ def test_on_redshift_the_emulators_log_shows_redshift_connector_and_the_copies(f
     assert log.problems() == []
     assert log.redshift_connector_sessions >= 5  # at least one per DAG
     assert any(client.startswith("Redshift Python Driver 2.2.0") for client in log.clients)
-    assert len(log.copies) >= 2 and log.copies_failed == [] and log.refused == []
+    assert log.copies and log.copies_failed == [] and log.refused == []
     assert all("format as parquet manifest" in statement for _, statement in log.copies)
     # every change row staged came through those COPYs
     assert (
