@@ -1,8 +1,8 @@
 """The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3), on both warehouses
-(``redshift_default`` of type ``postgres``: the stand-in; of type ``redshift``: the Redshift emulator): it creates the schema, loads landed batches, checks them and announces the load; a second run finds
-nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write; a
-day range with no landed batch fails naming the params; a cleared quality check still judges its run's
-load."""
+(``redshift_default`` of type ``postgres``: the stand-in; of type ``redshift``: the Redshift emulator): it creates
+the schema, loads landed batches, checks them and announces the load; a second run finds nothing and announces
+nothing; a rebuild run gives the same state; bad params fail before any write; a day range with no landed batch
+fails naming the params; a cleared quality check still judges its run's load."""
 
 from __future__ import annotations
 

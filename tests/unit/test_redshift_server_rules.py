@@ -81,9 +81,7 @@ def test_the_gate_decides_a_text_once_and_a_refusal_stays_a_refusal(monkeypatch)
     emulator = RedshiftEmulator(EmulatorConfig(port=1, pg_port=1))
     # GIVEN a passed text and a refused one, each sent three times
     for _ in range(3):
-        assert [s.run for s in emulator.inspect("select getdate()")] == [
-            emulator.inspect("select getdate()")[0].run
-        ]
+        assert [s.run for s in emulator.inspect("select getdate()")] == [emulator.inspect("select getdate()")[0].run]
         with pytest.raises(GateError, match="not supported") as err:
             emulator.inspect("select nextval('s')")
         # THEN the refusal is the gate's every time, with no traceback carried over from an earlier raise
