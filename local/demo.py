@@ -338,7 +338,7 @@ def _redshift_lines(result: DemoResult) -> str:
     if result.warehouse != "redshift" or rl is None:
         return ""
     clients = "; ".join(f"{n} x {client}" for client, n in rl.clients.most_common()) or "none"
-    example = f"\n{'':33}e.g. {rl.copies[0][1][:200]}" if rl.copies else ""
+    example = f"\n{'':33}e.g. {rl.copies[0][1]}" if rl.copies else ""
     return (
         f"  Redshift emulator sessions     {sum(rl.clients.values()):>9,}  ({clients})\n"
         f"  COPY from S3 it executed       {len(rl.copies):>9,}  ({rl.rows_copied:,} rows; "
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     was_running = stack.moto.pid() is not None
     print(f"cognito-streams demo: the whole pipeline on the local stack (state in {stack.cfg.state_dir})")
-    print("[0/7] Starting the local stack (moto, Cognito Sync emulator, PostgreSQL)", flush=True)
+    print("[0/7] Starting the local stack (moto, Cognito Sync emulator, PostgreSQL, Redshift emulator)", flush=True)
     try:
         env = stack.up(migrate=True, echo=True)
     except StackError as err:
