@@ -72,6 +72,10 @@ bench: $(STAMP) ## benchmarks (quick mode); `make bench-full` for the full figur
 bench-full: $(STAMP) ## benchmarks, full mode
 	$(PY) -m bench --full $(BENCH_ARGS)
 
+redshift-check: $(STAMP) ## opt-in: the Redshift path on a real cluster (AIRFLOW_CONN_REDSHIFT_CHECK ...: README)
+	AIRFLOW_HOME="$${AIRFLOW_HOME:-$(CURDIR)/.local/redshift-check}" PYTHONPATH="$(CURDIR)/plugins:$(CURDIR)" \
+		$(PY) -m cognito_streams.redshift_check
+
 clean: ## stop everything and remove .local/ (keeps .venv)
 	-test -x $(PY) && $(PY) -m local.stack clean
 	rm -rf .local

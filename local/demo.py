@@ -9,6 +9,10 @@ with Cognito Sync (``cognito_reconcile``) -> write the health report -> print a 
 Exits non-zero on any mismatch or failed DAG run. The DAGs run in this process with ``dag.test()``,
 their logs go to ``.local/logs/demo.log``; what you see is progress with counts.
 
+With ``CS_WAREHOUSE=redshift`` the warehouse is the Redshift emulator: the summary then also reads the emulator's
+log (``.local/logs/redshift.log``) and fails the demo unless it shows redshift-connector sessions and the COPY
+statements the emulator executed from S3.
+
     python -m local.demo [--identities 300] [--changes 3000] [--keep-running]
 """
 
@@ -29,6 +33,7 @@ from typing import Any
 
 from local.dag_results import return_values
 from local.procs import StackError
+from local.redshift.logread import EmulatorLog, log_size, read_emulator_log
 from local.stack import REPO, Stack, StackConfig
 
 DAG_IDS = (
@@ -70,6 +75,11 @@ class DemoResult:
     reconciliation: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
     seconds: float = 0.0
+    #: the warehouse ``redshift_default`` pointed at (``CS_WAREHOUSE``)
+    warehouse: str = "postgres"
+    #: with the Redshift emulator: what its log shows of this demo (clients, COPYs)
+    redshift_log: EmulatorLog | None = None
+    redshift_log_file: Path | None = None
 
     @property
     def mismatches(self) -> int:
@@ -205,8 +215,9 @@ def run_demo(stack: Stack, config: DemoConfig, *, env: dict[str, str]) -> DemoRe
     from local.simulator import SimulationConfig, simulate
 
     progress = Progress(total=7, quiet=config.quiet)
-    result = DemoResult()
+    result = DemoResult(warehouse=env.get("CS_WAREHOUSE") or "postgres")
     started = datetime.now(UTC)
+    redshift_log_from = log_size(stack.redshift.log_file)
     log_file = stack.cfg.log_dir / "demo.log"
     variable = json.loads(env["AIRFLOW_VAR_COGNITO_PIPELINE"])
     pools, schema = list(variable["identity_pool_ids"]), variable.get("warehouse_schema", "cognito_sync")
@@ -305,8 +316,11 @@ def run_demo(stack: Stack, config: DemoConfig, *, env: dict[str, str]) -> DemoRe
 
     progress.step("Summary")
     # The warehouse redshift_default points at: the stand-in, or the Redshift emulator (CS_WAREHOUSE=redshift).
-    dsn = env["CS_REDSHIFT_DSN"] if env.get("CS_WAREHOUSE") == "redshift" else env["CS_WAREHOUSE_DSN"]
+    dsn = env["CS_REDSHIFT_DSN"] if result.warehouse == "redshift" else env["CS_WAREHOUSE_DSN"]
     result.tables, result.landing, result.loading = _warehouse_counts(dsn, schema, started)
+    if result.warehouse == "redshift":
+        result.redshift_log_file = stack.redshift.log_file
+        result.redshift_log = read_emulator_log(stack.redshift.log_file, redshift_log_from)
     result.seconds = time.monotonic() - progress.t0
     return result
 
@@ -316,6 +330,21 @@ def warehouse_shell(cfg: StackConfig) -> str:
     (``PSQL`` in stack.env), since a fresh machine may have no PostgreSQL client."""
     dsn = "$CS_REDSHIFT_DSN" if cfg.warehouse == "redshift" else "$CS_WAREHOUSE_DSN"
     return f'source {shlex.quote(str(cfg.env_file))} && "$PSQL" "{dsn}"'
+
+
+def _redshift_lines(result: DemoResult) -> str:
+    """The summary's lines on the Redshift emulator's log (nothing with the PostgreSQL stand-in)."""
+    rl = result.redshift_log
+    if result.warehouse != "redshift" or rl is None:
+        return ""
+    clients = "; ".join(f"{n} x {client}" for client, n in rl.clients.most_common()) or "none"
+    example = f"\n{'':33}e.g. {rl.copies[0][1]}" if rl.copies else ""
+    return (
+        f"  Redshift emulator sessions     {sum(rl.clients.values()):>9,}  ({clients})\n"
+        f"  COPY from S3 it executed       {len(rl.copies):>9,}  ({rl.rows_copied:,} rows; "
+        f"{len(rl.copies_failed)} failed, {len(rl.refused)} statement(s) refused){example}\n"
+        f"{'':33}(the emulator's log: {result.redshift_log_file})\n"
+    )
 
 
 def print_summary(result: DemoResult, cfg: StackConfig) -> None:
@@ -337,7 +366,7 @@ def print_summary(result: DemoResult, cfg: StackConfig) -> None:
   duplicates absorbed            {lo.get("duplicates_absorbed", 0):>9,}  (bulk publish resends, at-least-once delivery)
   rows per table (all runs)      {tables}
   mismatches                     {result.mismatches:>9,}  ({compared} compared with Cognito Sync)
-  took                           {result.seconds:>8.0f} s
+{_redshift_lines(result)}  took                           {result.seconds:>8.0f} s
 
 Where to look next:
   - the report:         {result.report_path}
@@ -350,8 +379,18 @@ Where to look next:
 
 
 def conclude(result: DemoResult, cfg: StackConfig) -> int:
-    """Print the summary and the verdict; the exit code: 0 only when nothing differs from Cognito."""
+    """Print the summary and the verdict; the exit code: 0 only when nothing differs from Cognito (and, on the
+    Redshift emulator, when its log shows redshift-connector and the COPYs from S3: the Redshift path was taken)."""
     print_summary(result, cfg)
+    if result.warehouse == "redshift":
+        problems = (result.redshift_log or EmulatorLog()).problems()
+        if problems:
+            print(
+                f"FAILED: CS_WAREHOUSE=redshift, but the Redshift emulator's log ({result.redshift_log_file}) shows "
+                f"{'; '.join(problems)}: the DAGs did not take the Redshift path",
+                file=sys.stderr,
+            )
+            return 1
     if result.mismatches != 0:
         by_kind = ", ".join(f"{n} {k}" for k, n in (result.reconciliation.get("by_kind") or {}).items() if n)
         print(
@@ -383,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     was_running = stack.moto.pid() is not None
     print(f"cognito-streams demo: the whole pipeline on the local stack (state in {stack.cfg.state_dir})")
-    print("[0/7] Starting the local stack (moto, Cognito Sync emulator, PostgreSQL)", flush=True)
+    print("[0/7] Starting the local stack (moto, Cognito Sync emulator, PostgreSQL, Redshift emulator)", flush=True)
     try:
         env = stack.up(migrate=True, echo=True)
     except StackError as err:

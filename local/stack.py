@@ -689,12 +689,27 @@ def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> di
         "CS_WAREHOUSE_DSN": cfg.warehouse_dsn(),
         "CS_WAREHOUSE": cfg.warehouse,
         "CS_REDSHIFT_DSN": cfg.redshift_dsn(),
+        # The Redshift emulator for analysts' tools, as docs/analysts.md's Python example reads them.
+        **redshift_client_environment(cfg),
         # A psql that matches the server, present even where no PostgreSQL client is installed.
         "PSQL": str(_pg_bin_path() / "psql"),
         # The health report task also writes the page here (besides S3).
         "COGNITO_STREAMS_REPORT_DIR": str(cfg.state_dir),
     }
     return env
+
+
+def redshift_client_environment(cfg: StackConfig) -> dict[str, str]:
+    """``REDSHIFT_HOST`` ... ``REDSHIFT_SSL``: the Redshift emulator, in the variables docs/analysts.md's Python
+    example (pandas over SQLAlchemy's Redshift dialect) reads."""
+    return {
+        "REDSHIFT_HOST": cfg.host,
+        "REDSHIFT_PORT": str(cfg.redshift_port),
+        "REDSHIFT_DATABASE": REDSHIFT_DB,
+        "REDSHIFT_USER": REDSHIFT_USER,
+        "REDSHIFT_PASSWORD": REDSHIFT_PASSWORD,
+        "REDSHIFT_SSL": "false",
+    }
 
 
 def warehouse_connection(cfg: StackConfig) -> dict[str, object]:

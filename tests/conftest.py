@@ -7,10 +7,12 @@ running stack and the test suite never meet.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,36 @@ def redshift_emulator(stack: Stack) -> RedshiftEndpoint:
 
     stack.redshift.ensure_running()
     return RedshiftEndpoint(stack.cfg.host, stack.cfg.redshift_port, REDSHIFT_USER, REDSHIFT_PASSWORD, REDSHIFT_DB)
+
+
+#: The warehouses the pipeline runs on in the suite: the plain PostgreSQL stand-in and the Redshift emulator (the
+#: Redshift path: redshift-connector through RedshiftSQLHook, server-side COPY from S3). Also the test ids.
+WAREHOUSES = ("postgres", "redshift")
+
+
+@contextmanager
+def warehouse_env(stack: Stack, warehouse: str) -> Iterator[str]:
+    """Point the pipeline's ``redshift_default`` at ``warehouse`` (``postgres`` or ``redshift``) for the block, as
+    ``CS_WAREHOUSE`` does for the stack: the connection the DAGs and ``open_warehouse`` read, and ``CS_WAREHOUSE``,
+    which ``tests.support.warehouse.connect()`` follows to reach the same database directly. Child processes started
+    in the block inherit both. Starts the Redshift emulator when it is asked for."""
+    from local.stack import warehouse_connection
+
+    if warehouse == "redshift":
+        stack.redshift.ensure_running()
+    conn = warehouse_connection(replace(stack.cfg, warehouse=warehouse))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_REDSHIFT_DEFAULT", json.dumps(conn))
+        mp.setenv("CS_WAREHOUSE", warehouse)
+        yield warehouse
+
+
+@pytest.fixture(params=WAREHOUSES)
+def warehouse_engine(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
+    """Runs the test once per warehouse (ids ``postgres``, ``redshift``), the pipeline's connection pointed at it
+    (:func:`warehouse_env`). Module-scoped fixtures use :func:`warehouse_env` with their own ``params``."""
+    with warehouse_env(stack, request.param) as warehouse:
+        yield warehouse
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +65,10 @@ BACKEND_STARTUP_PARAMETERS = ("application_name", "client_encoding", "DateStyle"
 #: Context fields of an error the emulator had PostgreSQL raise (they would show PL/pgSQL, not Redshift).
 _INTERNAL_FIELDS = ("W", "F", "L", "R", "P", "p", "q", "s", "t", "c", "d", "n")
 _RAISE_TAG = "$redshift_emulator$"
+#: Query texts whose gate decision is kept (statements or refusal). Clients send the same texts over and over
+#: (redshift-connector parses its cached statements again after every CREATE, ALTER, DROP or ROLLBACK: a loader
+#: transaction creates a dozen work tables), and sqlglot takes milliseconds to read one statement.
+GATE_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -566,7 +570,7 @@ class Session:
             await self._send_backend(protocol.message(kind, payload))
 
     def _inspect(self, text: str) -> list[Statement]:
-        return gate.inspect(text, parse_copy=self.server.parse_copy)
+        return self.server.inspect(text)
 
     def _refused(self, err: GateError, text: str) -> None:
         log.info(
@@ -822,6 +826,27 @@ class RedshiftEmulator:
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._gate_decisions: OrderedDict[str, list[Statement] | GateError] = OrderedDict()
+
+    def inspect(self, text: str) -> list[Statement]:
+        """The gate's decision on a query text (``gate.inspect``), remembered for the last GATE_CACHE_SIZE texts:
+        the gate is pure, so a text seen before gets the same statements, or the same refusal raised again."""
+        with self._lock:
+            decision = self._gate_decisions.get(text)
+            if decision is not None:
+                self._gate_decisions.move_to_end(text)
+        if decision is None:
+            try:
+                decision = gate.inspect(text, parse_copy=self.parse_copy)
+            except GateError as err:
+                decision = err
+            with self._lock:
+                self._gate_decisions[text] = decision
+                while len(self._gate_decisions) > GATE_CACHE_SIZE:
+                    self._gate_decisions.popitem(last=False)
+        if isinstance(decision, GateError):
+            raise decision.with_traceback(None)
+        return list(decision)
 
     # COPY's collaborators (rs-copy's module, boto3 clients), made on first use.
     def copy_module(self) -> ModuleType:

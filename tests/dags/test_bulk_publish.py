@@ -3,7 +3,8 @@ once (deferring while it waits), a second run the same day skips with the next e
 during an in-progress publish waits for it, and a failed publish fails the task with its message;
 Cognito's DuplicateRequestException (wait) and AlreadyStreamedException (skip, with the next eligible
 time) when the status read was stale or Cognito's clock differs; the timeout; ``wait_until_eligible``.
-Every attempt is a row of ``bulk_publish_runs``."""
+Every attempt is a row of ``bulk_publish_runs``, on both warehouses (the PostgreSQL stand-in and the Redshift
+emulator)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
 from local.dag_results import return_values
 from tests.support.dag_params import load_dag, snapshot_params
+from tests.support.warehouse import connect
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
@@ -52,7 +53,7 @@ def ctl(emulator: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def pool(stack: Any, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+def pool(warehouse_engine: str, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh pool streaming to a fresh stream, with a little data; the Variable points at it."""
     from local.simulator import SimulationConfig, ensure_streaming, simulate
 
@@ -75,7 +76,7 @@ def pool(stack: Any, emulator: str, aws: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 def runs_table(pool_id: str) -> list[dict[str, Any]]:
-    with psycopg.connect(os.environ["CS_WAREHOUSE_DSN"]) as conn:
+    with connect() as conn:
         cur = conn.execute(
             "select status, decision, reason, started_at, completed_at, failure_message, next_eligible_at "
             "from cognito_sync.bulk_publish_runs where identity_pool_id = %s order by requested_at",

@@ -1,8 +1,8 @@
-"""The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3, PostgreSQL):
-it creates the schema, loads landed batches, checks them and announces the load; a second run finds
-nothing and announces nothing; a rebuild run gives the same state; bad params fail before any write; a
-day range with no landed batch fails naming the params; a cleared quality check still judges its run's
-load."""
+"""The ``cognito_s3_to_redshift`` DAG run with ``dag.test()`` on the local stack (moto S3), on both warehouses
+(``redshift_default`` of type ``postgres``: the stand-in; of type ``redshift``: the Redshift emulator): it creates
+the schema, loads landed batches, checks them and announces the load; a second run finds nothing and announces
+nothing; a rebuild run gives the same state; bad params fail before any write; a day range with no landed batch
+fails naming the params; a cleared quality check still judges its run's load."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from cognito_streams.core.state import expected_state
 from cognito_streams.landing.descriptors import mark_superseded
 from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.landing import split_s3_url
-from cognito_streams.warehouse.postgres import PostgresWarehouse
+from cognito_streams.warehouse.base import Warehouse
 from tests.support.changes import SHARD, change, dataset_remove, resent, sequence_number
 from tests.support.dag_params import load_dag
 from tests.support.landing import LandingWriter, reject_row
-from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
+from tests.support.warehouse import drop_schema, landing_prefix, pipeline_settings, query, read_state, unique_schema
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
 
@@ -35,20 +35,20 @@ def dag() -> Any:
 
 
 @pytest.fixture
-def variable(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def variable(warehouse_engine: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     value = {
         **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
         "warehouse_schema": unique_schema("dag"),
-        "landing_prefix": f"dagtests/{uuid.uuid4().hex[:8]}",
+        "landing_prefix": landing_prefix(f"dagtests/{uuid.uuid4().hex[:8]}"),
     }
     monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(value))
     yield value
     drop_schema(value["warehouse_schema"])
 
 
-def warehouse(variable: dict[str, Any]) -> PostgresWarehouse:
+def warehouse(variable: dict[str, Any]) -> Warehouse:
     wh = open_warehouse(pipeline_settings(**variable))
-    assert isinstance(wh, PostgresWarehouse)
+    assert wh.engine == os.environ["CS_WAREHOUSE"]  # the warehouse the DAG's connection points at
     return wh
 
 

@@ -105,9 +105,12 @@ def test_loader_killed_during_copy_leaves_nothing_partial(
 
 
 def test_loader_killed_during_merge_leaves_nothing_partial(
-    stack: Stack, emulator: str, aws: Any, fault_tmp: Path
+    warehouse_engine: str, stack: Stack, emulator: str, aws: Any, fault_tmp: Path
 ) -> None:
-    with scenario("load-kill-merge", "SIGKILL loader during MERGE", stack, aws, fault_tmp, seed=4) as sc:
+    """On both warehouses: on the Redshift emulator the dead client's session ends with its transaction open, and
+    the server must roll it back (no COMMIT was sent)."""
+    with scenario(f"load-kill-merge-{warehouse_engine}", "SIGKILL loader during MERGE", stack, aws, fault_tmp,
+                  seed=4) as sc:  # fmt: skip
         # GIVEN landed batches, and a first load already in the warehouse
         sc.activity.run(12, delete_share=0.1)
         sc.flush()

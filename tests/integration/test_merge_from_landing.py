@@ -1,6 +1,7 @@
 """The contract between the two DAGs, end to end: records put on a moto Kinesis stream are landed by the
-landing DAG's own code (cognito_streams.landing), then loaded by the loader. The warehouse must hold the
-reference state of exactly what was landed, and account for every record read (landed or rejected)."""
+landing DAG's own code (cognito_streams.landing), then loaded by the loader, into each warehouse (the PostgreSQL
+stand-in; the Redshift emulator, whose COPY reads the landed Parquet as Redshift's does). The warehouse must hold
+the reference state of exactly what was landed, and account for every record read (landed or rejected)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,21 @@ from cognito_streams.loading.run import check_quality, load_landing_zone
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.models import MERGE_STEPS
 from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
-from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
+from tests.support.warehouse import drop_schema, landing_prefix, pipeline_settings, query, read_state, unique_schema
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def settings(stack: Any, aws: Any) -> Iterator[PipelineSettings]:
+def settings(warehouse_engine: str, aws: Any) -> Iterator[PipelineSettings]:
     name = f"contract-{uuid.uuid4().hex[:8]}"
     aws("kinesis").create_stream(StreamName=name, ShardCount=2)
     pools = with_records_pool(orjson.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])["identity_pool_ids"])
     s = pipeline_settings(
-        identity_pool_ids=pools, stream_name=name, landing_prefix=f"contract/{name}", warehouse_schema=unique_schema()
+        identity_pool_ids=pools,
+        stream_name=name,
+        landing_prefix=landing_prefix(f"contract/{name}"),
+        warehouse_schema=unique_schema(),
     )
     with open_warehouse(s) as wh:
         wh.ensure_schema()

@@ -1,9 +1,10 @@
 """Property: whatever order, duplication and batching the changes arrive in, the warehouse ends in the
 reference model's state (core/state.py, docs/semantics.md), after every batch, not just the last.
 
-The SQL under test is the loader's own merge (sql/load.sql) on real PostgreSQL; batches are put in the
-stage with plain inserts (``Warehouse.merge_changes``) instead of S3 + COPY to keep hundreds of examples
-fast; test_merge_scenarios.py covers the S3 + COPY path.
+The SQL under test is the loader's own merge (sql/load.sql), on both warehouses: the PostgreSQL stand-in, and
+the Redshift emulator through redshift-connector (Redshift's SQL, no key enforced, serializable isolation).
+Batches are put in the stage with plain inserts (``Warehouse.merge_changes``) instead of S3 + COPY to keep
+hundreds of examples fast; test_merge_scenarios.py covers the S3 + COPY path.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cognito_streams.core.state import Change, expected_state
-from cognito_streams.warehouse.postgres import PostgresWarehouse
+from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.warehouse.base import Warehouse
+from tests.conftest import warehouse_env
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, sequence_number
-from tests.support.warehouse import postgres_warehouse, query, read_state
+from tests.support.warehouse import drop_schema, drop_unique_keys, pipeline_settings, query, read_state, unique_schema
 
 pytestmark = pytest.mark.integration
 
@@ -79,12 +82,32 @@ def deliveries(draw: st.DrawFn) -> list[list[Change]]:
     return [list(ordered[a:b]) for a, b in itertools.pairwise(bounds) if a < b]
 
 
-@pytest.fixture(scope="module", params=["unique keys", "no unique keys"])
-def warehouse(request: pytest.FixtureRequest, stack) -> Iterator[PostgresWarehouse]:  # type: ignore[no-untyped-def]
-    """The merge on PostgreSQL with its primary keys and unique indexes, and without them, as Redshift (which does
-    not enforce them): correctness must not depend on an index refusing a duplicate."""
-    with postgres_warehouse(unique_keys=request.param == "unique keys") as wh:
-        yield wh
+#: (warehouse, drop the keys after migrating): PostgreSQL with its keys and without (as Redshift treats them), and
+#: the Redshift emulator, which enforces none.
+WAREHOUSE_VARIANTS = [
+    pytest.param(("postgres", False), id="postgres"),
+    pytest.param(("postgres", True), id="postgres-no-keys"),
+    pytest.param(("redshift", False), id="redshift"),
+]
+
+
+@pytest.fixture(scope="module", params=WAREHOUSE_VARIANTS)
+def warehouse(request: pytest.FixtureRequest, stack) -> Iterator[Warehouse]:  # type: ignore[no-untyped-def]
+    """The pipeline's warehouse (``open_warehouse``, as the loader opens it) on a fresh schema, on each engine; on
+    PostgreSQL also without its primary keys and unique indexes (Redshift enforces none: the emulator drops them):
+    correctness must not depend on an index refusing a duplicate."""
+    engine, drop_keys = request.param
+    with warehouse_env(stack, engine):
+        settings = pipeline_settings(warehouse_schema=unique_schema())
+        wh = open_warehouse(settings)
+        try:
+            wh.ensure_schema()
+            if drop_keys:
+                drop_unique_keys(settings.warehouse_schema)
+            yield wh
+        finally:
+            wh.close()
+            drop_schema(settings.warehouse_schema)
 
 
 #: The checks of the tables a merge writes (sql/checks.sql); without keys they are the only guard of the grain.
@@ -94,7 +117,7 @@ MERGE_CHECKS = (
 )  # fmt: skip
 
 
-def assert_grain_holds(wh: PostgresWarehouse) -> None:
+def assert_grain_holds(wh: Warehouse) -> None:
     """The data-quality checks of the merged tables hold."""
     checks = wh.sql.quality_checks()
     with wh.transaction() as cur:
@@ -104,14 +127,14 @@ def assert_grain_holds(wh: PostgresWarehouse) -> None:
             assert failing == 0, f"{name}: {failing} failing, e.g. {example}"
 
 
-def _reset(wh: PostgresWarehouse) -> None:
+def _reset(wh: Warehouse) -> None:
     query(wh, "truncate {schema}.records, {schema}.record_changes, {schema}.dataset_deletes, {schema}.datasets")
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=deliveries())
 def test_any_order_duplication_and_batching_gives_the_reference_state(
-    warehouse: PostgresWarehouse, batches: list[list[Change]]
+    warehouse: Warehouse, batches: list[list[Change]]
 ) -> None:
     # GIVEN an empty warehouse
     _reset(warehouse)
@@ -133,7 +156,7 @@ def test_any_order_duplication_and_batching_gives_the_reference_state(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=deliveries())
-def test_rebuild_from_history_gives_the_same_state(warehouse: PostgresWarehouse, batches: list[list[Change]]) -> None:
+def test_rebuild_from_history_gives_the_same_state(warehouse: Warehouse, batches: list[list[Change]]) -> None:
     # GIVEN a warehouse loaded batch by batch
     _reset(warehouse)
     for batch in batches:
@@ -148,7 +171,7 @@ def test_rebuild_from_history_gives_the_same_state(warehouse: PostgresWarehouse,
     assert_grain_holds(warehouse)
 
 
-def test_pools_are_separate(warehouse: PostgresWarehouse) -> None:
+def test_pools_are_separate(warehouse: Warehouse) -> None:
     # GIVEN the same identity, dataset and key in two pools
     _reset(warehouse)
     other_pool = "us-east-1:11111111-2222-4333-8444-555555555555"

@@ -1,6 +1,8 @@
-"""The loader end to end on the local stack: batches landed in moto S3 by the contract, found, COPYed
-(``COPY ... FROM STDIN`` on PostgreSQL) and merged by ``load_landing_zone``, the code the DAG runs.
-Each scenario of the acceptance list, checked against the reference model (core/state.py)."""
+"""The loader end to end on the local stack: batches landed in moto S3 by the contract, found, COPYed and merged
+by ``load_landing_zone``, the code the DAG runs, on both warehouses: the PostgreSQL stand-in (``COPY ... FROM
+STDIN`` fed by the worker) and the Redshift emulator (redshift-connector through RedshiftSQLHook, the server-side
+``COPY ... FROM 's3://...' IAM_ROLE ... FORMAT AS PARQUET MANIFEST``). Each scenario of the acceptance list,
+checked against the reference model (core/state.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,15 @@ from cognito_streams.core.state import Change, expected_state
 from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.run import load_landing_zone, raise_for_failed, rebuild_current_state
 from cognito_streams.settings import PipelineSettings
+from cognito_streams.warehouse.base import Warehouse
 from cognito_streams.warehouse.models import BatchesFailedError
-from cognito_streams.warehouse.postgres import PostgresWarehouse
+from tests.conftest import warehouse_env
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, resent
 from tests.support.landing import LandingWriter, cut_value, reject_row
 from tests.support.warehouse import (
     drop_schema,
     drop_unique_keys,
+    landing_prefix,
     pipeline_settings,
     query,
     read_state,
@@ -40,9 +44,11 @@ class Landing:
     settings: PipelineSettings
     writer: LandingWriter
 
-    def warehouse(self) -> PostgresWarehouse:
+    engine: str
+
+    def warehouse(self) -> Warehouse:
         wh = open_warehouse(self.settings)
-        assert isinstance(wh, PostgresWarehouse)
+        assert wh.engine == self.engine
         return wh
 
     def load(self, **kwargs: object) -> dict[str, int]:
@@ -64,18 +70,35 @@ class Landing:
             return table_counts(wh)
 
 
-@pytest.fixture(params=["unique keys", "no unique keys"])
+#: (warehouse, drop the keys after migrating): see test_merge_property.WAREHOUSE_VARIANTS.
+WAREHOUSE_VARIANTS = [
+    pytest.param(("postgres", False), id="postgres"),
+    pytest.param(("postgres", True), id="postgres-no-keys"),
+    pytest.param(("redshift", False), id="redshift"),
+]
+
+
+@pytest.fixture(params=WAREHOUSE_VARIANTS)
 def landing(request: pytest.FixtureRequest, stack, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
-    """A fresh schema and landing prefix; with the schema's primary keys and unique indexes, and without them (as
-    Redshift, which does not enforce them). After each scenario every data-quality check must hold: without keys,
-    they are the only guard of each table's grain."""
-    settings = pipeline_settings(warehouse_schema=unique_schema(), landing_prefix=f"t-{uuid.uuid4().hex[:10]}")
+    """A fresh schema and landing prefix on each warehouse; on PostgreSQL with the schema's primary keys and unique
+    indexes, and without them (as Redshift, which does not enforce them). After each scenario every data-quality
+    check must hold: without keys, they are the only guard of each table's grain."""
+    engine, drop_keys = request.param
+    with warehouse_env(stack, engine):
+        yield from _landing(engine, drop_keys, aws)
+
+
+def _landing(engine: str, drop_keys: bool, aws) -> Iterator[Landing]:  # type: ignore[no-untyped-def]
+    settings = pipeline_settings(
+        warehouse_schema=unique_schema(), landing_prefix=landing_prefix(f"t-{uuid.uuid4().hex[:10]}")
+    )
     with open_warehouse(settings) as wh:
         wh.ensure_schema()
-    if request.param == "no unique keys":
+    if drop_keys:
         drop_unique_keys(settings.warehouse_schema)
     try:
-        yield Landing(settings, LandingWriter(aws("s3"), settings.landing_bucket, settings.landing_prefix))
+        writer = LandingWriter(aws("s3"), settings.landing_bucket, settings.landing_prefix)
+        yield Landing(settings, writer, engine)
         with open_warehouse(settings) as wh:
             failed = [r for r in wh.quality_checks(datetime(1970, 1, 1)) if not r.ok]
         assert failed == [], "a scenario broke a table's grain"
@@ -267,11 +290,20 @@ def test_contract_violation_fails_before_merging(landing: Landing) -> None:
     assert landing.counts()["records"] == 0
 
 
+#: What the loader's COPY error says of a key too long for its column, by engine: PostgreSQL's COPY FROM STDIN
+#: error mapped back to the file's row; Redshift's (the emulator's) from sys_load_error_detail.
+TOO_LONG = {
+    "postgres": r"COPY of s3://.+\.parquet .+ too long .+line 2",
+    "redshift": r"(?s)COPY from s3://.+\.manifest failed: .+File name: https://\S+\.parquet.+, line 2, column "
+    r"record_key: .*The length of the data column record_key is longer than the length defined in the table",
+}
+
+
 def test_copy_error_names_the_file_and_line(landing: Landing) -> None:
     # GIVEN a file whose second row has a key longer than the column allows
     landing.writer.land([change("ok", "1", 1, 0), change("k" * 5000, "1", 1, 0, index=1)])
     # WHEN loaded THEN the COPY error names the file, the line and the reason
-    with pytest.raises(BatchesFailedError, match=r"COPY of s3://.+\.parquet .+ too long .+line 2"):
+    with pytest.raises(BatchesFailedError, match=TOO_LONG[landing.engine]):
         landing.load()
     assert landing.counts()["records"] == 0
 

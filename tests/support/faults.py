@@ -36,6 +36,7 @@ from typing import Any
 
 from cognito_streams.settings import PipelineSettings, parse_settings
 from local.stack import LOCAL_ACCOUNT_ID, REPO, Stack
+from tests.support.warehouse import landing_prefix
 
 LAND_DAG = "cognito_stream_to_s3"
 SNAPSHOT_DAG = "cognito_snapshot"
@@ -219,7 +220,7 @@ class Scenario:
             "stream_shards": shards,
             "publish_role_arn": f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/faults/publish-{suffix}",
             "manage_publish_role": True,
-            "landing_prefix": f"faults/{name}-{suffix}",
+            "landing_prefix": landing_prefix(f"faults/{name}-{suffix}"),
             "warehouse_schema": f"faults_{suffix}",
             "run_max_seconds": 20,
             "checkpoint_lease_seconds": 120,
@@ -392,17 +393,17 @@ class Scenario:
     # -- the proof -------------------------------------------------------------------------------
     def reconcile(self) -> dict[str, Any]:
         """``cognito_reconcile``'s logic over every identity, nothing left to settle."""
+        from cognito_streams.loading.connect import open_warehouse
         from cognito_streams.reconcile import Reconciler
-        from cognito_streams.warehouse.postgres import PostgresWarehouse
         from local.emulator.control import EmulatorControl
-        from tests.support.warehouse import connect
 
         emulator_now = datetime.fromtimestamp(
             EmulatorControl(self.stack.cfg.emulator_endpoint).clock()["now_ms"] / 1000, UTC
         )
         # Judge every change: "now" is after the last change on either clock.
         now = max(datetime.now(UTC), emulator_now) + timedelta(seconds=1)
-        with PostgresWarehouse(connect(), self.settings.warehouse_schema) as wh:
+        # The warehouse the pipeline's connection points at (the stand-in or the Redshift emulator).
+        with open_warehouse(self.settings) as wh:
             summary = Reconciler(self.settings, wh).run(
                 f"faults-{self.name}-{uuid.uuid4().hex[:6]}",
                 pool_ids=[self.pool_id],

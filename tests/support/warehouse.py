@@ -24,8 +24,33 @@ def unique_schema(prefix: str = "t") -> str:
 
 
 def connect() -> psycopg.Connection[Any]:
-    """A connection to the session stack's warehouse database (CS_WAREHOUSE_DSN, set by the stack fixture)."""
-    return psycopg.connect(os.environ["CS_WAREHOUSE_DSN"])
+    """A psycopg connection straight to the database the pipeline's warehouse lives in, on the session stack's
+    PostgreSQL: the stand-in's (``CS_WAREHOUSE_DSN``), or with ``CS_WAREHOUSE=redshift`` (``tests.conftest.
+    warehouse_env``) the Redshift emulator's, past its gate. For test set-up, reading back and tampering; the
+    pipeline itself goes through its connection."""
+    return psycopg.connect(admin_dsn())
+
+
+def admin_dsn() -> str:
+    """The libpq DSN :func:`connect` uses."""
+    if os.environ.get("CS_WAREHOUSE") != "redshift":
+        return os.environ["CS_WAREHOUSE_DSN"]
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    dsn = conninfo_to_dict(os.environ["CS_WAREHOUSE_DSN"])
+    redshift = conninfo_to_dict(os.environ["CS_REDSHIFT_DSN"])
+    return make_conninfo(**{**dsn, "dbname": redshift["dbname"]})
+
+
+def is_redshift() -> bool:
+    """Whether the pipeline's warehouse is the Redshift emulator (``tests.conftest.warehouse_env``)."""
+    return os.environ.get("CS_WAREHOUSE") == "redshift"
+
+
+def landing_prefix(name: str) -> str:
+    """A landing prefix for one test, under the stack's ``cognito-streams/``: the shipped COPY role that the Redshift
+    emulator checks (``redshift-copy-role.policy.json``) lets Redshift read that prefix only."""
+    return f"cognito-streams/tests/{name}"
 
 
 @contextmanager
@@ -121,10 +146,11 @@ def redshift_warehouse(schema: str | None = None) -> Iterator[RedshiftWarehouse]
 
 
 def query(wh: Warehouse, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Rows of a query (``{schema}`` in ``sql`` is the warehouse's schema)."""
+    """Rows of a query, as tuples whatever the driver (redshift-connector gives lists; ``{schema}`` in ``sql`` is the
+    warehouse's schema)."""
     with wh.transaction() as cur:
         cur.execute(sql.replace("{schema}", wh.schema), params)
-        return list(cur.fetchall()) if cur.description else []
+        return [tuple(row) for row in cur.fetchall()] if cur.description else []
 
 
 def read_state(wh: Warehouse) -> WarehouseState:

@@ -61,3 +61,40 @@ def test_under_snapshot_a_write_conflict_is_redshifts_conflict_error() -> None:
     assert map_backend_error(fields, 1, "snapshot")["M"] == (
         "could not complete because of conflict with concurrent transaction"
     )
+
+
+def test_the_gate_decides_a_text_once_and_a_refusal_stays_a_refusal(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from local.redshift import gate, server
+    from local.redshift.server import EmulatorConfig, RedshiftEmulator
+
+    calls: list[str] = []
+    real = gate.inspect
+
+    def counting(text: str, **kwargs: object) -> list[gate.Statement]:
+        calls.append(text)
+        return real(text, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gate, "inspect", counting)
+    monkeypatch.setattr(server, "GATE_CACHE_SIZE", 2)
+    emulator = RedshiftEmulator(EmulatorConfig(port=1, pg_port=1))
+    # GIVEN a passed text and a refused one, each sent three times
+    for _ in range(3):
+        assert [s.run for s in emulator.inspect("select getdate()")] == [emulator.inspect("select getdate()")[0].run]
+        with pytest.raises(GateError, match="not supported") as err:
+            emulator.inspect("select nextval('s')")
+        # THEN the refusal is the gate's every time, with no traceback carried over from an earlier raise
+        assert err.value.construct and len(list(_frames(err.value.__traceback__))) <= 2
+    # AND each text was read by the gate once
+    assert calls == ["select getdate()", "select nextval('s')"]
+    # WHEN more texts than the cache holds are seen THEN the oldest is read again
+    emulator.inspect("select 1")
+    emulator.inspect("select getdate()")
+    assert calls[-2:] == ["select 1", "select getdate()"]
+
+
+def _frames(tb):  # type: ignore[no-untyped-def]
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
