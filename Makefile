@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: help venv test test-slow lint stack-up stack-down stack-status up down demo bench bench-full clean
+.PHONY: help venv test test-slow test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,10 +24,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 venv: $(STAMP) ## create .venv with the pinned packages
 
 test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not celery" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the long opt-in tests (fault soak)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-celery: $(STAMP) ## the pipeline on the CeleryExecutor: two workers, one SIGKILLed mid-task (CI runs it)
+	$(PY) -m pytest -m celery $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -58,6 +61,9 @@ bench: $(STAMP) ## benchmarks (quick mode); `make bench-full` for the full figur
 
 bench-full: $(STAMP) ## benchmarks, full mode
 	$(PY) -m bench --full $(BENCH_ARGS)
+
+bench-celery: $(STAMP) ## landing throughput, 8 shards on 1 vs 2 Celery workers (docs/scaling.md)
+	$(PY) -m bench.celery_scaleout $(BENCH_ARGS)
 
 clean: ## stop everything and remove .local/ (keeps .venv)
 	-test -x $(PY) && $(PY) -m local.stack clean

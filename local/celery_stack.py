@@ -231,7 +231,8 @@ class CeleryAirflow(AirflowService):
         env["AIRFLOW__API__PORT"] = str(self.port)
         env["AIRFLOW__API__HOST"] = self.cfg.host
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{self.cfg.host}:{self.port}/execution/"
-        env["AIRFLOW__CORE__PARALLELISM"] = str(max(self.cfg.airflow_parallelism, 2 * self.cfg.worker_concurrency))
+        slots = self.cfg.celery_workers * self.cfg.worker_concurrency
+        env["AIRFLOW__CORE__PARALLELISM"] = str(max(self.cfg.airflow_parallelism, slots))
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         # The report is read from S3 (where write_report puts it), never from a folder a worker wrote.
