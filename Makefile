@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: help venv test test-slow test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
+.PHONY: help venv warm test test-browser test-slow test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,12 +19,25 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@echo "Installing pinned packages into $(VENV) (first time: about a minute)"
 	@$(PY) -m pip install -qq --disable-pip-version-check "pip==$(PIP_VERSION)"
 	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@$(MAKE) --no-print-directory warm
 	@touch $(STAMP)
+
+# The decoder's numba parser compiled once into its on-disk cache, so that no landing task (the first
+# event of a fresh worker) pays the ~20-40 s compile; about a second when the cache is current.
+warm: ## compile the decoder's numba parser into its cache (make venv and make up run it)
+	@PYTHONPATH=plugins $(PY) -m cognito_streams.core.warm
 
 venv: $(STAMP) ## create .venv with the pinned packages
 
 test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
-	$(PY) -m pytest -m "not slow and not celery" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not browser and not celery" $(PYTEST_ARGS)
+
+CHROMIUM ?= /usr/bin/chromium
+
+test-browser: $(STAMP) ## headless Chromium logs into `make up`'s Airflow UI (screenshots: test-output/browser/)
+	@test -x "$(CHROMIUM)" || { echo "make test-browser needs Chromium at $(CHROMIUM): apt-get install -y chromium (Debian/Ubuntu, as root), or set CHROMIUM=/path/to/chromium" >&2; exit 2; }
+	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements-browser.txt -c constraints.txt
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## the long opt-in tests (fault soak)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
@@ -46,7 +59,7 @@ stack-down: $(STAMP) ## stop the local stack
 stack-status: $(STAMP) ## what runs, on which port
 	$(PY) -m local.stack status
 
-up: $(STAMP) ## the stack plus `airflow standalone` with the DAGs (the UI)
+up: $(STAMP) warm ## the stack plus `airflow standalone` with the DAGs (the UI), landing in event mode
 	$(PY) -m local.stack up
 	$(PY) -m local.stack airflow-up
 

@@ -67,6 +67,7 @@ def _ours(data: list[bytes], use_threads: bool = True) -> tuple[Any, dict[str, i
     from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
     from cognito_streams.landing.writer import ChangesParquet, parquet_bytes, rejects_jsonl, rejects_table
     from cognito_streams.settings import PipelineSettings
+    from tests.landing_records import POOL
 
     defaults = PipelineSettings.model_fields
     compression = str(defaults["landing_compression"].default)
@@ -90,6 +91,7 @@ def _ours(data: list[bytes], use_threads: bool = True) -> tuple[Any, dict[str, i
         shard_id="shardId-000000000000",
         landed_file="s3://bench/data/stream=bench/dt=2026-01-01/hour=00/shardId-000000000000/1-2.parquet",
         value_ref=lambda seq, sub, index: f"s3://bench/values/{seq}/{sub}-{index}.txt",
+        identity_pool_ids=(POOL,),  # as the landing does: the configured pools are checked
         use_threads=use_threads,
     )
 
@@ -462,7 +464,7 @@ def _child(n: int, batch_max_records: int) -> None:
 
     from cognito_streams.landing.runner import LandingContext, land_shard, plan_run
     from cognito_streams.settings import parse_settings
-    from tests.landing_records import put_records, seed_records
+    from tests.landing_records import put_records, seed_records, with_records_pool
 
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     kinesis = boto3.client("kinesis", endpoint_url=endpoint)
@@ -475,9 +477,12 @@ def _child(n: int, batch_max_records: int) -> None:
     # high-water mark, reset here so that it covers the landing only.
     _reset_peak()
     before = _peak_mib()
+    variable = json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])
     settings = parse_settings(
         {
-            **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+            **variable,
+            # the records' pool: the landing quarantines those of a pool that is not configured
+            "identity_pool_ids": with_records_pool(variable["identity_pool_ids"]),
             "stream_name": stream,
             "landing_prefix": f"bench/{stream}",
             "batch_max_records": batch_max_records,

@@ -52,9 +52,11 @@ from urllib.parse import quote, urlparse
 
 from bench.harness import BenchContext, Figure
 
-#: Kinesis Data Firehose buffers at least 60 s before it delivers to S3 (and then COPYs into Redshift).
-FIREHOSE_MIN_BUFFER_S = 60.0
-FIREHOSE = "Firehose minimum buffer interval (documented, not measured)"
+#: Amazon Data Firehose buffers for IntervalInSeconds (0-900 s, default 300 s) before it delivers to S3 and
+#: COPYs into Redshift (append-only, duplicates included). Its default is the baseline; zero buffering exists
+#: and delivers in seconds, without merging (not measured here: no Firehose locally).
+FIREHOSE_MIN_BUFFER_S = 300.0
+FIREHOSE = "Firehose default buffering interval (documented: 0-900 s, default 300 s; not measured)"
 SCHEDULE_INTERVAL_S = 60.0
 SHARD_COUNTS = (1, 2, 4, 8)
 POLL_SECONDS = 0.2
@@ -453,8 +455,9 @@ def _wait_visible(
     time.sleep(2 * POLL_SECONDS)  # one more poll after the last load
 
 
-def _check_complete(dsn: str, lane: Lane, fresh: Freshness) -> None:
-    loaded = count_changes(dsn, lane.schema, lane.pool)
+def _check_complete(dsn: str, lane: Lane, fresh: Freshness, others: int = 0) -> None:
+    """Every change made is in ``record_changes`` (``others``: changes made besides ``fresh``'s)."""
+    loaded = count_changes(dsn, lane.schema, lane.pool) - others
     if fresh.missing or loaded != fresh.changes:
         raise RuntimeError(
             f"end-to-end run on {lane.stream}: {fresh.changes} changes made, {loaded} versions in "
@@ -462,45 +465,239 @@ def _check_complete(dsn: str, lane: Lane, fresh: Freshness) -> None:
         )
 
 
-# -- scheduled mode: the real Airflow scheduler ---------------------------------------------------------------
+# -- through Airflow: the one-minute schedule and the event mode ----------------------------------------------
+
+LANDING_DAGS = ("cognito_stream_to_s3", "cognito_s3_to_redshift")
 
 
-def run_scheduled(stack: Any, seconds: float, rate: float, identities: int) -> E2EResult:
-    """``airflow standalone`` with the landing DAG every minute and the loader on its Asset, while the
-    producer makes ``rate`` changes per second for ``seconds``."""
+@dataclass
+class AirflowRun:
+    """What a run through ``airflow standalone`` measured besides freshness."""
+
+    mode: str
+    landing_runs: int = 0
+    loading_runs: int = 0
+    #: event mode: task instances of the two DAGs that started in the idle window, and the window (s)
+    idle_task_instances: int | None = None
+    idle_seconds: float = 0.0
+    idle_dag_runs: int = 0
+    #: event mode: seconds from a lone change's UpdateRecords (its record's arrival) to its landing task's start
+    arrival_to_landing_start: list[float] = field(default_factory=list)
+    landing_runs_per_burst: list[int] = field(default_factory=list)
+    paced_loads: int = 0
+    load_average: list[float] = field(default_factory=list)
+
+
+class AirflowApi:
+    """The REST calls the benchmark makes on ``airflow standalone``."""
+
+    def __init__(self, airflow: Any) -> None:
+        self.airflow = airflow
+        self.token = airflow._token()
+
+    def _all(self, path: str, key: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            sep = "&" if "?" in path else "?"
+            page = self.airflow._api("GET", f"{path}{sep}limit=100&offset={len(out)}", None, self.token)
+            items = list(page.get(key) or [])
+            out.extend(items)
+            if not items or len(out) >= int(page.get("total_entries") or 0):
+                return out
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self._all(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs")
+
+    def task_instances(self, dag_id: str) -> list[dict[str, Any]]:
+        return self._all(f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances", "task_instances")
+
+    def busy(self) -> bool:
+        """A run of the landing or loading DAG is queued or running."""
+        return any(r.get("state") in ("queued", "running") for d in LANDING_DAGS for r in self.dag_runs(d))
+
+
+def _when(value: str | None) -> float | None:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def _warm_parser() -> None:
+    """The decoder's numba parser in its cache before Airflow's task processes need it (what make up does)."""
+    import subprocess
+    import sys
+
+    from bench.harness import REPO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
+    subprocess.run([sys.executable, "-m", "cognito_streams.core.warm"], env=env, check=True, timeout=900)
+
+
+def run_through_airflow(
+    stack: Any, mode: str, seconds: float, rate: float, identities: int, idle_seconds: float = 0.0, bursts: int = 0
+) -> tuple[E2EResult, AirflowRun]:
+    """``airflow standalone`` (scheduler, triggerer, LocalExecutor: a process per task) with the landing DAG
+    in ``mode`` (``schedule``: every minute; ``event``: the records watcher) and the loader on its Asset, while
+    the producer makes ``rate`` changes per second for ``seconds``. In event mode, then: an idle window of
+    ``idle_seconds`` (task instances that start in it are counted) and ``bursts`` lone changes (the time from
+    each one's arrival to its landing task's start, and the landing runs each one caused)."""
     from local.stack import AirflowService, migrate_airflow, stack_environment
 
-    lane = make_lane(stack, 2, identities, "sched")
+    _warm_parser()
+    lane = make_lane(stack, 2, identities, "evt" if mode == "event" else "sched")
     ensure_schema(lane.settings)
     variable = lane.settings.model_dump(mode="json")
-    cfg = replace(stack.cfg, extra_variable=variable)
-    env = stack_environment(cfg)
+    # Each mode gets its own Airflow home (metadata DB, logs): runs of one never mix with the other's.
+    cfg = replace(stack.cfg, extra_variable=variable, state_dir=stack.cfg.state_dir / f"airflow-{mode}")
+    for directory in (cfg.state_dir, cfg.log_dir, cfg.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    env = stack_environment(cfg, [lane.pool])
     migrate_airflow(cfg, env)
     airflow = AirflowService(cfg)
     dsn = os.environ["CS_WAREHOUSE_DSN"]
-    previous = os.environ.get("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE")
-    os.environ["AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE"] = "* * * * *"
+    settings = {
+        "AIRFLOW__COGNITO_STREAMS__LANDING_MODE": mode,
+        "AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE": "* * * * *",
+    }
+    previous = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    extra = AirflowRun(mode)
     try:
         airflow.ensure_running()
-        airflow.unpause(("cognito_stream_to_s3", "cognito_s3_to_redshift"))
+        airflow.unpause(LANDING_DAGS)
+        if mode == "event":
+            airflow.wait_for_watcher()
+            time.sleep(5)  # the triggerer picks the new trigger up within its next loops
+        api = AirflowApi(airflow)
         with Watcher(dsn, lane.schema, lane.pool) as watcher:
+            # Warm-up, not measured: one change through both DAGs, so that the measured window starts with
+            # Airflow's workers and caches as they are in a deployment that has been running.
+            warmup = ProducerConfig(stack.cfg.emulator_endpoint, lane.pool, lane.identities[-1:], 0.0, threads=1)
+            _one_update(warmup, seed=0)
+            _wait_until_loaded(dsn, lane, 1, timeout=3 * SCHEDULE_INTERVAL_S + 120)
             producer_cfg = ProducerConfig(
                 stack.cfg.emulator_endpoint, lane.pool, lane.identities, seconds, threads=2, rate=rate
             )
+            extra.load_average.append(round(os.getloadavg()[0], 2))
             updates = run_producer(producer_cfg)
+            extra.load_average.append(round(os.getloadavg()[0], 2))
             _wait_visible(watcher, updates, timeout=3 * SCHEDULE_INTERVAL_S + 60)
+            if mode == "event":
+                _idle_and_bursts(stack, lane, api, extra, idle_seconds, bursts, watcher)
+        extra.landing_runs = len(api.dag_runs(LANDING_DAGS[0]))
+        extra.loading_runs = len(api.dag_runs(LANDING_DAGS[1]))
+        extra.paced_loads = _paced_loads(cfg.airflow_home)
     finally:
         airflow.stop()
-        if previous is None:
-            os.environ.pop("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", None)
-        else:
-            os.environ["AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     fresh = Freshness.of(updates, watcher)
     try:
-        _check_complete(dsn, lane, fresh)
+        _check_complete(dsn, lane, fresh, others=1 + len(extra.arrival_to_landing_start))
     except RuntimeError as err:
         raise RuntimeError(f"{err}\nAirflow task errors:\n{_airflow_errors(cfg.airflow_home)}") from None
-    return E2EResult("scheduled", 2, fresh, None, seconds, fresh.changes / seconds)
+    return E2EResult(
+        "event" if mode == "event" else "scheduled", 2, fresh, None, seconds, fresh.changes / seconds
+    ), extra
+
+
+def _settle(api: AirflowApi, timeout: float = 180.0) -> None:
+    """Until no landing or loading run is queued or running (several checks in a row: a finished landing
+    run may still queue a loading run)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 3:
+        quiet = 0 if api.busy() else quiet + 1
+        time.sleep(2)
+
+
+def _idle_and_bursts(
+    stack: Any, lane: Lane, api: AirflowApi, extra: AirflowRun, idle_seconds: float, bursts: int, watcher: Watcher
+) -> None:
+    """The idle window (no record arriving), then lone changes a while apart."""
+    _settle(api)
+    window_start = time.time()
+    time.sleep(idle_seconds)
+    window_end = time.time()
+    extra.idle_seconds = window_end - window_start
+    started = [
+        ti
+        for dag_id in LANDING_DAGS
+        for ti in api.task_instances(dag_id)
+        if (t := _when(ti.get("start_date"))) is not None and window_start <= t <= window_end
+    ]
+    extra.idle_task_instances = len(started)
+    extra.idle_dag_runs = sum(
+        1
+        for dag_id in LANDING_DAGS
+        for r in api.dag_runs(dag_id)
+        if (t := _when(r.get("run_after"))) is not None and window_start <= t <= window_end
+    )
+    producer = ProducerConfig(stack.cfg.emulator_endpoint, lane.pool, lane.identities[:1], 0.0, threads=1)
+    for i in range(bursts):
+        runs_before = {r["dag_run_id"] for r in api.dag_runs(LANDING_DAGS[0])}
+        sent = time.time()
+        _one_update(producer, seed=100 + i)
+        deadline = time.monotonic() + 120
+        start: float | None = None
+        while time.monotonic() < deadline and start is None:
+            time.sleep(0.5)
+            for ti in api.task_instances(LANDING_DAGS[0]):
+                if ti["dag_run_id"] not in runs_before and ti["task_id"] == "land_shard":
+                    t = _when(ti.get("start_date"))
+                    if t is not None:
+                        start = t if start is None else min(start, t)
+        if start is None:
+            raise RuntimeError(f"event mode: no landing task started within 120 s of a change (burst {i + 1})")
+        extra.arrival_to_landing_start.append(start - sent)
+        _settle(api)
+        extra.landing_runs_per_burst.append(len({r["dag_run_id"] for r in api.dag_runs(LANDING_DAGS[0])} - runs_before))
+
+
+def _one_update(cfg: ProducerConfig, seed: int) -> None:
+    """One UpdateRecords call (one Kinesis record), as an app makes it."""
+    host = urlparse(cfg.endpoint)
+    conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=60)
+    identity, dataset = cfg.identities[0], "bench_burst"
+    path = _dataset_path(cfg.pool, identity, dataset)
+    conn.request("GET", path + "/records")
+    listing = json.loads(conn.getresponse().read())
+    known = {r["Key"]: r["SyncCount"] for r in listing.get("Records") or []}
+    patch = {"Op": "replace", "Key": "k", "Value": f"burst {seed}", "SyncCount": known.get("k", 0)}
+    body = json.dumps({"SyncSessionToken": listing["SyncSessionToken"], "RecordPatches": [patch]})
+    conn.request("POST", path, body=body)
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"UpdateRecords answered {response.status}: {answer[:300]!r}")
+
+
+def _wait_until_loaded(dsn: str, lane: Lane, changes: int, timeout: float) -> None:
+    """Until ``changes`` versions of the lane's pool are in ``record_changes``."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if count_changes(dsn, lane.schema, lane.pool) >= changes:
+                return
+        except psycopg.errors.UndefinedTable:
+            pass
+        time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"the warm-up change was not loaded into {lane.schema} within {timeout:.0f} s")
+
+
+def _paced_loads(home: Any) -> int:
+    """Load tasks that waited for min_load_interval_seconds (their log says so)."""
+    return sum(
+        1
+        for path in home.glob("logs/dag_id=cognito_s3_to_redshift/**/task_id=load_batches/**/*.log")
+        if "min_load_interval_seconds" in path.read_text(errors="replace")
+    )
 
 
 def _airflow_errors(home: Any, limit: int = 5) -> str:
@@ -742,13 +939,18 @@ def cost_per_change(stack: Any, records: list[tuple[str, bytes]], sizes: tuple[i
 # -- figures ----------------------------------------------------------------------------------------------------------
 
 
-def _freshness_figures(result: E2EResult, goal_s: float, label: str) -> list[Figure]:
+def _freshness_figures(result: E2EResult, goal_s: float, label: str, extra: AirflowRun | None = None) -> list[Figure]:
     f = result.freshness
     note = (
         f"{f.changes:,} changes in {result.seconds:.0f} s ({result.producer_rate:,.0f}/s made), "
         f"{result.shards} shards; "
         f"freshness max {f.seconds[-1] if f.seconds else float('nan'):.1f} s"
     )
+    if extra is not None:
+        note += (
+            f"; {extra.landing_runs} landing and {extra.loading_runs} loading runs, {extra.paced_loads} load(s) paced "
+            f"by min_load_interval_seconds (default 10 s); load average {extra.load_average}"
+        )
     return [
         Figure(
             f"freshness p50, {label}",
@@ -803,9 +1005,46 @@ def run(ctx: BenchContext) -> list[Figure]:
     )
     figures += _freshness_figures(main, 30, "continuous")
 
-    # 2. scheduled with the real Airflow scheduler (quick: one interval, so every phase of the minute once)
-    sched = run_scheduled(stack, ctx.scale(60, 300), rate=200, identities=48)
-    figures += _freshness_figures(sched, SCHEDULE_INTERVAL_S + 30, "one-minute schedule (Airflow)")
+    # 2. through Airflow (airflow standalone: scheduler, triggerer, a process per task) at a steady 200 changes/s:
+    # the event mode (2 min quick, 5 min full; then the idle window and lone changes), beside the one-minute
+    # schedule (quick: one interval, so every phase of the minute once)
+    idle = ctx.scale(120, 600)
+    event, ev = run_through_airflow(
+        stack, "event", ctx.scale(120, 300), rate=200, identities=48, idle_seconds=idle, bursts=ctx.scale(3, 5)
+    )
+    figures += _freshness_figures(event, 30, "event mode (Airflow)", extra=ev)
+    assert ev.idle_task_instances is not None
+    figures.append(
+        Figure(
+            "idle task instances per 10 minutes, event mode",
+            round(ev.idle_task_instances * 600 / max(1.0, ev.idle_seconds), 1),
+            "task instances",
+            higher_is_better=False,
+            goal="< 1 (none)",
+            note=(
+                f"{ev.idle_task_instances} task instance(s) of cognito_stream_to_s3 / cognito_s3_to_redshift started "
+                f"and {ev.idle_dag_runs} run(s) were created in a {ev.idle_seconds:.0f} s window with no record "
+                "arriving (scaled to 10 minutes); only the watcher's trigger ran, in the triggerer"
+            ),
+        )
+    )
+    waits = sorted(ev.arrival_to_landing_start)
+    figures.append(
+        Figure(
+            "event mode: change -> its landing task starts (Airflow)",
+            round(statistics.median(waits), 2),
+            "s",
+            higher_is_better=False,
+            note=(
+                f"median of {len(waits)} lone changes after the idle window "
+                f"(each: {', '.join(f'{w:.1f}' for w in waits)} s;"
+                f" UpdateRecords -> the land_shard task's start: watcher probe <= 1 s, asset event, the scheduler "
+                f"creating the run, plan_shards); landing runs per lone change: {ev.landing_runs_per_burst}"
+            ),
+        )
+    )
+    sched, sc = run_through_airflow(stack, "schedule", ctx.scale(60, 300), rate=200, identities=48)
+    figures += _freshness_figures(sched, SCHEDULE_INTERVAL_S + 30, "one-minute schedule (Airflow)", extra=sc)
 
     # 3. + 4. our part apart from the producer, and scaling with shards
     backlog = synthetic_records(ctx.scale(8_000, 100_000), identities=2_000)

@@ -81,10 +81,22 @@ class Bench:
         }
         self.airflow.extra_env = {
             "AIRFLOW_VAR_COGNITO_PIPELINE": json.dumps(variable),
-            "AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE": "0 0 1 1 *",  # manual runs only
+            "AIRFLOW__COGNITO_STREAMS__LANDING_MODE": "schedule",  # manual runs only
+            "AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE": "0 0 1 1 *",
         }
         self.stack.airflow_up(alive=False)
         self.stack.airflow.unpause((LAND_DAG,))
+        # Unpausing starts the schedule's latest run at once (catchup off): let it land the empty stream first.
+        self.wait_idle()
+
+    def wait_idle(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.api("GET", f"/api/v2/dags/{LAND_DAG}/dagRuns?limit=100")["dag_runs"]
+            if runs and all(r["state"] in ("success", "failed") for r in runs):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"{LAND_DAG}'s first scheduled run did not finish within {timeout:.0f} s")
 
     def fill(self, n: int, seed: int) -> None:
         records = synthetic_records(n, identities=2000, seed=seed)

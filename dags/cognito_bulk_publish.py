@@ -22,6 +22,11 @@ know which windows contain resent data (duplicates are absorbed by the loader's 
 **Params** (manual runs): `identity_pool_ids` (a subset; empty = all from the settings),
 `wait_until_eligible` (backfill at an awkward time: wait for eligibility instead of skipping).
 
+**Backfill**: Airflow's Backfill is refused (`allowed_run_types`): a bulk publish sends today's state
+whatever the date. This DAG *is* the way to resend everything (first load, after an outage); to read the
+stream again use `cognito_stream_to_s3` with `replay_from`, to reload landed days `cognito_s3_to_redshift`
+with `from_day`/`to_day`.
+
 **When it is red**: `FAILED: <message>` is Cognito's FailureMessage (often the stream or role is
 broken: run `cognito_streams_configure`, then this DAG again). `cannot run: streaming is DISABLED` —
 same remedy. `still IN_PROGRESS after ...` — the publish continues in Cognito; rerun to keep waiting.
@@ -35,7 +40,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
 from cognito_streams.operators.bulk_publish import BulkPublishOperator
 
 
@@ -45,8 +50,9 @@ from cognito_streams.operators.bulk_publish import BulkPublishOperator
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
-    tags=["cognito-streams", "backfill"],
+    tags=["cognito-streams", "resend"],
     default_args=default_args(retries=1, retry_delay=timedelta(minutes=5)),
     params={
         "identity_pool_ids": Param(
@@ -65,19 +71,21 @@ from cognito_streams.operators.bulk_publish import BulkPublishOperator
 def cognito_bulk_publish() -> None:
     """Bulk publish per identity pool within Cognito's limits (see doc_md)."""
 
-    @task
+    # The Params and settings are checked here first: a mistake fails at once, never retried.
+    @task(retries=0)
     def pools_to_publish(params: dict[str, Any] | None = None) -> list[str]:
         import logging
 
         from cognito_streams.settings import SettingsError, load_settings
 
-        settings = load_settings()
-        asked = list((params or {}).get("identity_pool_ids") or [])
-        unknown = sorted(set(asked) - set(settings.identity_pool_ids))
-        if unknown:
-            raise SettingsError(
-                f"identity_pool_ids param names pools that are not in cognito_pipeline.identity_pool_ids: {unknown}"
-            )
+        with user_errors():
+            settings = load_settings()
+            asked = list((params or {}).get("identity_pool_ids") or [])
+            unknown = sorted(set(asked) - set(settings.identity_pool_ids))
+            if unknown:
+                raise SettingsError(
+                    f"identity_pool_ids param names pools that are not in cognito_pipeline.identity_pool_ids: {unknown}"
+                )
         pools = asked or list(settings.identity_pool_ids)
         reason = (params or {}).get("reason")
         logging.getLogger(__name__).info(

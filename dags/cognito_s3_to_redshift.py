@@ -6,26 +6,37 @@ docs/warehouse.md), idempotently: the warehouse ends in Cognito Sync's true stat
 twice, late or out of order (rules: docs/semantics.md).
 
 Runs when `cognito_stream_to_s3` announces landed batches (Asset `cognito_streams_landed_batches`), and
-by hand for backfills. One run at a time.
+by hand to reload. One run at a time.
 
-1. **ensure_schema** — applies the `sql/schema/V*.sql` migrations not yet in `schema_migrations`.
-2. **choose_mode** — `load` (default) or `rebuild` (Params below).
-3. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
+1. **check_params** — checks the Params (below) and the settings. A mistake (a reversed day range, `force`
+   without days, `rebuild` with days, a bad `cognito_pipeline` Variable) fails it at once, without retries,
+   with the message: the run ends in seconds and never holds the run slot while loads wait.
+2. **ensure_schema** — applies the `sql/schema/V*.sql` migrations not yet in `schema_migrations`.
+3. **choose_mode** — `load` (default) or `rebuild`.
+4. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
    `load_max_files_per_batch` files per transaction, and lists again until caught up. Per transaction:
    COPY into a stage (Redshift: server-side from the manifest; PostgreSQL: streamed), staged rows checked
    against the manifests' `record_count` and the landing contract, dedupe, new versions into
    `record_changes`, dataset deletes, MERGE of `records` (newer versions only; removes and dataset
    deletes leave tombstones) and `datasets`, quarantined records into `rejected_records`, files into
    `loaded_files`/`loaded_batches`. All or nothing.
-4. **rebuild_state** — rebuilds `records` and `datasets` from `record_changes` + `dataset_deletes`.
-5. **quality_checks** — merge keys unique and not null; staged rows = manifests' counts; datasets' live
+5. **rebuild_state** — rebuilds `records` and `datasets` from `record_changes` + `dataset_deletes`.
+6. **quality_checks** — merge keys unique and not null; staged rows = manifests' counts; datasets' live
    counts = records. Red with the numbers when one fails.
-6. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
+7. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
    run loaded or rebuilt something; skipped otherwise.
 
 **Params** (manual runs): `mode` (`load` | `rebuild`); `from_day`/`to_day` (YYYY-MM-DD, the landing
-`dt=` partition) to load only that range; `force` to merge a day range again even if loaded (harmless:
-nothing changes unless the rules changed).
+`dt=` partition; other forms are refused by the trigger form and the REST API) to load only that range;
+`force` to merge a day range again even if loaded (harmless: nothing changes unless the rules changed).
+
+**Reloading, not backfilling**: Airflow refuses a Backfill of this DAG (it runs on an Asset, and
+`allowed_run_types` leaves backfills out). To merge landed days again: `from_day`/`to_day` with `force`;
+to rebuild the tables from the history: `mode: rebuild`; to read the stream again:
+`cognito_stream_to_s3` with `replay_from`.
+
+After a load it keeps the load's duration and freshness (change made → loaded, p50/p95) in
+`health_samples` and emits them as Airflow metrics (`cognito_streams.loading.*`).
 
 **When it is red** (details: docs/warehouse.md, "When the loader is red"):
 - `COPY ... failed` — names the file, line and reason (Redshift: from `sys_load_error_detail`). Nothing of
@@ -49,7 +60,9 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
 from cognito_streams.assets import LANDED_BATCHES, WAREHOUSE_LOADED
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 @dag(
@@ -58,8 +71,9 @@ from cognito_streams.dag_defaults import default_args
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
-    tags=["cognito-streams", "warehouse", "backfill"],
+    tags=["cognito-streams", "warehouse", "reload"],
     default_args=default_args(retries=2, retry_delay=timedelta(minutes=2), exponential_backoff=True),
     params={
         "mode": Param(
@@ -68,9 +82,19 @@ from cognito_streams.dag_defaults import default_args
             description="load: landed batches (new, or the day range); rebuild: records and datasets from history.",
         ),
         "from_day": Param(
-            None, type=["null", "string"], format="date", description="First landing day (YYYY-MM-DD) to load."
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DAY_PATTERN,
+            description="First landing day to load, YYYY-MM-DD (UTC), e.g. 2026-03-01; at most to_day.",
         ),
-        "to_day": Param(None, type=["null", "string"], format="date", description="Last landing day to load."),
+        "to_day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DAY_PATTERN,
+            description="Last landing day to load, YYYY-MM-DD (UTC); at least from_day.",
+        ),
         "force": Param(False, type="boolean", description="Merge the day range again, even batches already loaded."),
     },
 )
@@ -83,6 +107,16 @@ def cognito_s3_to_redshift() -> None:
 
         return tasks.ensure_schema()
 
+    # The Params' cross-field checks first: a user's mistake fails at once and is never retried.
+    @task(retries=0)
+    def check_params(params: dict[str, Any] | None = None) -> dict[str, str]:
+        from cognito_streams.loading import tasks
+        from cognito_streams.settings import load_settings
+
+        with user_errors():
+            load_settings()
+            return {"next_task": tasks.choose(params)}
+
     @task.branch
     def choose_mode(params: dict[str, Any] | None = None) -> str:
         from cognito_streams.loading import tasks
@@ -91,9 +125,23 @@ def cognito_s3_to_redshift() -> None:
 
     @task
     def load_batches(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from cognito_streams.loading import tasks
+        import time
+        from datetime import UTC, datetime
 
-        return tasks.load(params)
+        from cognito_streams.health.check import record_load
+        from cognito_streams.loading import tasks
+        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.settings import load_settings
+
+        started_at, t0 = datetime.now(UTC), time.monotonic()
+        loaded = tasks.load(params)
+        if loaded.get("batches"):
+            settings = load_settings()
+            with open_warehouse(settings) as warehouse:
+                loaded["health"] = record_load(
+                    settings, warehouse, started_at, time.monotonic() - t0, int(loaded["batches"])
+                )
+        return loaded
 
     @task
     def rebuild_state() -> dict[str, Any]:
@@ -121,7 +169,7 @@ def cognito_s3_to_redshift() -> None:
         outlet_events[WAREHOUSE_LOADED].extra = extra
         return extra
 
-    chosen = ensure_schema() >> choose_mode()
+    chosen = check_params() >> ensure_schema() >> choose_mode()
     chosen >> [load_batches(), rebuild_state()] >> quality_checks() >> announce_loaded()
 
 

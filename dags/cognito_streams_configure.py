@@ -20,6 +20,8 @@ Keeps Amazon Cognito Streams configured and healthy for every identity pool in t
    `cognito_bulk_publish` run is triggered for them.
 5. **check_pools** — red when any pool could not be made right, with the reason per pool.
 
+Backfills are refused (`allowed_run_types`): it configures the present.
+
 **When it is red**: read `check_pools`' log. Typical causes: the role does not trust
 `cognito-sync.amazonaws.com` or lacks `kinesis:PutRecord` on the stream (fix the role, or set
 `manage_publish_role`); the role's trust changed (other principals, a missing opt-in condition) or it
@@ -37,7 +39,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.dag_defaults import default_args
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
 
 BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
 
@@ -48,6 +50,7 @@ BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    allowed_run_types=NO_BACKFILL,
     doc_md=__doc__,
     tags=["cognito-streams", "configuration"],
     default_args=default_args(retries=2, retry_delay=timedelta(minutes=1)),
@@ -70,7 +73,9 @@ def cognito_streams_configure() -> None:
         from cognito_streams.configure import StreamsConfigurator
         from cognito_streams.settings import load_settings
 
-        report = StreamsConfigurator(load_settings()).ensure_stream(reshard=bool((params or {}).get("reshard")))
+        with user_errors():
+            settings = load_settings()
+        report = StreamsConfigurator(settings).ensure_stream(reshard=bool((params or {}).get("reshard")))
         return asdict(report)
 
     @task

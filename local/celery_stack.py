@@ -233,7 +233,10 @@ class CeleryAirflow(AirflowService):
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{self.cfg.host}:{self.port}/execution/"
         slots = self.cfg.celery_workers * self.cfg.worker_concurrency
         env["AIRFLOW__CORE__PARALLELISM"] = str(max(self.cfg.airflow_parallelism, slots))
+        # As lively as `make up` (AirflowService.start): event-mode landing, checks every minute.
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_MODE", "event")
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         # The report is read from S3 (where write_report puts it), never from a folder a worker wrote.
         env.pop("COGNITO_STREAMS_REPORT_DIR", None)
@@ -380,11 +383,11 @@ class CeleryAirflow(AirflowService):
 def seed_numba_caches(targets: list[Path], env: dict[str, str]) -> None:
     """Fill each worker's ``NUMBA_CACHE_DIR`` with the decoder's compiled parser.
 
-    The parser is compiled once into :data:`NUMBA_SEED_DIR` (about a second when that cache is current,
-    20-40 s the first time), as an image build does, then copied: each worker reads only its own copy, and
-    numba rebuilds a copy that the code has outgrown (its index records the source file's stamp)."""
-    warm = ["-m", "cognito_streams.core.warm"] if (REPO / "plugins/cognito_streams/core/warm.py").exists() else None
-    argv = [_python(), *(warm or ["-c", "from local.celery_stack import warm_parser; warm_parser()"])]
+    The parser is compiled once into :data:`NUMBA_SEED_DIR` by ``python -m cognito_streams.core.warm`` (about
+    a second when that cache is current, 20-80 s the first time), as the Dockerfile does at image build, then
+    copied: each worker reads only its own copy, and numba rebuilds a copy the code has outgrown (its index
+    records the source file's stamp)."""
+    argv = [_python(), "-m", "cognito_streams.core.warm"]
     NUMBA_SEED_DIR.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(  # noqa: S603 - our own module
         argv, env={**env, "NUMBA_CACHE_DIR": str(NUMBA_SEED_DIR)}, cwd=REPO, capture_output=True, text=True, check=False
@@ -393,39 +396,6 @@ def seed_numba_caches(targets: list[Path], env: dict[str, str]) -> None:
         raise StackError(f"compiling the decoder's parser into {NUMBA_SEED_DIR} failed:\n{proc.stderr[-3000:]}")
     for target in targets:
         shutil.copytree(NUMBA_SEED_DIR, target, dirs_exist_ok=True)
-
-
-def warm_parser() -> None:
-    """Decode a few records of every shape, so that numba compiles (or loads) the whole parser.
-
-    Used until ``cognito_streams.core.warm`` (issue 19) is there to do the same."""
-    import orjson
-
-    from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
-
-    change = {"key": "k", "value": 'v "\\u00e9" \u20ac', "syncCount": 1, "lastModifiedDate": 1_700_000_000_000}
-    change |= {"deviceLastModifiedDate": 1_700_000_000_000, "op": "replace"}
-    record = {
-        "identityPoolId": "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f",
-        "identityId": "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f",
-        "dataSetName": "ds", "operation": "replace", "payloadType": "Inline", "syncCount": 1,
-        "lastModifiedDate": 1_700_000_000_000,
-        "kinesisSyncRecords": [change, {**change, "op": "remove", "value": None}],
-    }  # fmt: skip
-    data = [
-        orjson.dumps(record),
-        orjson.dumps({**record, "operation": "remove", "kinesisSyncRecords": None}),
-        orjson.dumps({**record, "payloadType": "S3Url", "kinesisSyncRecordsURL": "https://b.s3.amazonaws.com/k"}),
-        b"not json",
-    ]
-    records = KinesisRecords(data=data, sequence_numbers=[str(i) for i in range(1, 5)], arrived_at_ms=[0] * 4)
-    options = DecodeOptions(
-        stream_name="warm",
-        shard_id="shardId-000000000000",
-        landed_file="s3://warm/x.parquet",
-        value_ref=lambda seq, sub, i: f"s3://warm/{seq}-{sub}-{i}",
-    )
-    decode_records(records, options)
 
 
 def kill_machine(process: AirflowProcess) -> list[int]:

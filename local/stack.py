@@ -520,8 +520,12 @@ class AirflowService(Service):
         # Workers reach the task Execution API on the api-server; its default URL assumes port 8080.
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{self.cfg.host}:{self.port}/execution/"
         env["AIRFLOW__CORE__PARALLELISM"] = str(self.cfg.airflow_parallelism)
-        # Lively for the UI: land every minute (the production default is every 5 minutes).
+        # Lively for the UI: land as records arrive (event mode: the watcher in the triggerer starts a
+        # landing run per burst); in schedule mode, every minute (the production default is 5 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_MODE", "event")
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
+        # The stall check every minute too (production default: every 2 minutes).
+        env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)
@@ -538,7 +542,7 @@ class AirflowService(Service):
             method=method,
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
             return dict(json.loads(resp.read() or b"{}"))
 
     def _token(self) -> str:
@@ -552,7 +556,11 @@ class AirflowService(Service):
         token = self._token()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            try:
+                runs = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1&order_by=-run_after", None, token)
+            except TimeoutError:  # a busy machine: the api-server answers late; ask again
+                time.sleep(2)
+                continue
             latest = (runs.get("dag_runs") or [None])[0]  # type: ignore[index]
             if isinstance(latest, dict) and latest.get("state") in ("success", "failed"):
                 return str(latest["state"])
@@ -580,6 +588,22 @@ class AirflowService(Service):
                 "and the UI's DAG import errors"
             )
         return done
+
+    def wait_for_watcher(self, asset_name: str = "cognito_streams_records_waiting", timeout: float = 180.0) -> None:
+        """Wait until the dag-processor registered the asset's watcher (it does at the first parse after the
+        DAG is unpaused); the triggerer starts it within a few seconds after that."""
+        token = self._token()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self._api("GET", f"/api/v2/assets?name_pattern={asset_name}", None, token)
+            assets = found.get("assets")
+            if isinstance(assets, list) and any(isinstance(a, dict) and a.get("watchers") for a in assets):
+                return
+            time.sleep(1)
+        raise StackError(
+            f"the watcher of asset {asset_name} was not registered within {timeout:.0f} s: is landing_mode 'event' "
+            f"and cognito_stream_to_s3 unpaused? See {self.log_file}"
+        )
 
     def admin_password(self) -> str | None:
         path = self.cfg.airflow_home / "simple_auth_manager_passwords.json.generated"
@@ -620,6 +644,7 @@ OUR_DAGS = (
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
     "cognito_reconcile",
+    "cognito_pipeline_health",
 )
 
 
@@ -927,6 +952,11 @@ class Stack:
             state = self.trickle.ensure_running()
             if echo:
                 print(f"  DAGs      unpaused: {', '.join([first, *unpaused])}")
+                mode = os.environ.get("AIRFLOW__COGNITO_STREAMS__LANDING_MODE", "event")
+                print(
+                    f"  landing   {mode} mode"
+                    + (" (a watcher in the triggerer starts a run when records arrive)" if mode == "event" else "")
+                )
                 print(f"  trickle   {state:<16} ~{self.trickle.rate:g} changes/s (log: {self.trickle.log_file})")
         if echo:
             print(

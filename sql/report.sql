@@ -1,4 +1,5 @@
--- The pipeline-health report (core/report_html.py renders it; cognito_streams/report.py gathers it).
+-- The pipeline-health report (core/report_html.py renders it; cognito_streams/report.py gathers it) and the
+-- live health (cognito_streams/health/gather.py and check.py: the statements named health_*).
 
 -- name: changes_per_hour
 -- Versions loaded per hour since the bound time (the caller passes "48 hours ago").
@@ -62,3 +63,92 @@ select
     (select coalesce(sum(rows_staged), 0) from ${schema}.loaded_files where file_kind = 'changes' and loaded_at >= %s),
     (select count(*) from ${schema}.record_changes where loaded_at >= %s),
     (select count(*) from ${schema}.dataset_deletes where loaded_at >= %s);
+
+-- name: health_last_load
+-- Pipeline health (cognito_streams/health: the UI page, /cognito-streams/api/health, the stall check); every
+-- time bound is a bound value (naive UTC). The last load transaction: when, how many batches, their records.
+select loaded_at, count(*) as batches, coalesce(sum(kinesis_records_read), 0) as records_read,
+    coalesce(sum(kinesis_records_rejected), 0) as records_rejected, min(first_arrived_at) as first_arrived_at,
+    max(last_arrived_at) as last_arrived_at
+from ${schema}.loaded_batches
+where loaded_at = (select max(loaded_at) from ${schema}.loaded_batches)
+group by loaded_at;
+
+-- name: health_freshness_per_load
+-- Freshness of each load transaction since the bound time: seconds from the change (Cognito's lastModifiedDate)
+-- to its load, p50 and p95 over the versions that load added to the history. Both percentiles sort by the same
+-- expression (Redshift's rule for several sort-based aggregates in one query). The timestamps (UTC, no zone) are
+-- made timestamptz first: Redshift's EXTRACT(epoch) of a TIMESTAMP is a whole number, of a TIMESTAMPTZ a double.
+select loaded_at, count(*) as changes,
+    percentile_cont(0.5) within group (
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p50_seconds,
+    percentile_cont(0.95) within group (
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p95_seconds
+from ${schema}.record_changes
+where loaded_at >= %s
+group by loaded_at
+order by loaded_at;
+
+-- name: health_freshness_of_load
+-- The same for one load transaction (the loading task's metrics).
+select count(*) as changes,
+    percentile_cont(0.5) within group (
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p50_seconds,
+    percentile_cont(0.95) within group (
+        order by extract(epoch from loaded_at at time zone 'UTC') - extract(epoch from last_modified_at at time zone 'UTC')) as p95_seconds
+from ${schema}.record_changes
+where loaded_at >= %s;
+
+-- name: health_throughput_per_minute
+-- Kinesis records loaded per minute since the bound time (read = landed + rejected), and batches.
+select date_trunc('minute', loaded_at) as minute_at, sum(kinesis_records_read) as records_read,
+    sum(kinesis_records_landed) as records_landed, sum(kinesis_records_rejected) as records_rejected,
+    count(*) as batches
+from ${schema}.loaded_batches
+where loaded_at >= %s
+group by 1
+order by 1;
+
+-- name: health_rejects_per_hour
+select date_trunc('hour', loaded_at) as hour_at, reason, count(*) as records
+from ${schema}.rejected_records
+where loaded_at >= %s
+group by 1, 2
+order by 1, 2;
+
+-- name: health_samples_since
+select sampled_at, metric, series, value
+from ${schema}.health_samples
+where sampled_at >= %s
+order by sampled_at, metric, series;
+
+-- name: insert_health_sample
+insert into ${schema}.health_samples (sampled_at, metric, series, value, source) values (%s, %s, %s, %s, %s);
+
+-- name: prune_health_samples
+delete from ${schema}.health_samples where sampled_at < %s;
+
+-- name: health_loaded_descriptors
+-- Batches loaded from the landing days at or after the bound day (the backlog is what is landed and not here).
+select descriptor_url from ${schema}.loaded_batches where landing_day >= %s;
+
+-- name: health_latest_reconciliation
+select run_id, checked_at, identities, keys_checked, in_flight, mismatches, missing, extra, stale_value,
+    wrong_delete_state, passed, verdict, watermark_at
+from ${schema}.reconciliation_runs
+order by checked_at desc
+limit 1;
+
+-- name: set_reconciliation_verdict
+update ${schema}.reconciliation_runs set verdict = %s, watermark_at = %s where run_id = %s;
+
+-- name: health_previous_sample
+-- The value of a metric at the latest check before the bound time (none: no row).
+select value
+from ${schema}.health_samples
+where metric = %s and sampled_at < %s
+order by sampled_at desc
+limit 1;
+
+-- name: health_last_sample_at
+select max(sampled_at) from ${schema}.health_samples where metric = %s;

@@ -17,6 +17,13 @@ import orjson
 POOL = "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"
 IDENTITY = "us-east-1:7d3c9b1a-2e4f-4c5d-8a6b-0c1d2e3f4a5b"
 
+
+def with_records_pool(pool_ids: list[str]) -> list[str]:
+    """``identity_pool_ids`` plus the pool of these records: the landing rejects records of a pool that is
+    not configured (``unknown_identity_pool``), and the stack's own pools are made up at its start."""
+    return [*pool_ids, POOL] if POOL not in pool_ids else list(pool_ids)
+
+
 #: The shared samples, verbatim (one Kinesis record's data each).
 SAMPLES: dict[str, bytes] = {
     "inline-replace": b'{"identityPoolId": "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f", "identityId": '
@@ -178,6 +185,9 @@ def bad_records() -> list[tuple[str, bytes]]:
             "duplicate_keys",
             good.replace(b'"dataSetName": "game_state"', b'"dataSetName": "game_state", "datasetName": "other"'),
         ),
+        # 40 three-byte characters: 41 characters (within Cognito's 55) but 130 bytes, and not Cognito's shape
+        ("invalid_identifier", good.replace(IDENTITY.encode(), ("us-east-1:" + "\u20ac" * 40).encode())),
+        ("invalid_identifier", good.replace(b'"game_state"', b'"game state"')),
     ]
 
 

@@ -16,6 +16,18 @@ EXPECTED_DAG_IDS = {
     "cognito_bulk_publish",
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
+    "cognito_reconcile",
+    "cognito_pipeline_health",
+}
+#: Tasks that never retry, on purpose: each judges a user's input or this run's outcome (a retry cannot
+#: change the answer, and would hold the DAG's one run slot while scheduled runs wait), or is a check
+#: whose next run comes on schedule.
+NO_RETRIES = {
+    ("cognito_s3_to_redshift", "check_params"),
+    ("cognito_stream_to_s3", "check_shards"),
+    ("cognito_bulk_publish", "pools_to_publish"),
+    ("cognito_reconcile", "check_mismatches"),
+    ("cognito_pipeline_health", "check"),
 }
 
 
@@ -40,7 +52,36 @@ def test_every_dag_has_tags_retries_and_docs(dagbag) -> None:  # type: ignore[no
         assert dag.tags, f"{dag_id} has no tags"
         assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id} has no doc_md"
         for task in dag.tasks:
-            assert task.retries is not None and task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+            if (dag_id, task.task_id) in NO_RETRIES:
+                assert task.retries == 0, f"{dag_id}.{task.task_id} retries a verdict or a user's mistake"
+            else:
+                assert task.retries is not None and task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_no_dag_can_be_backfilled_and_none_is_tagged_so(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """None reads a fixed data interval: an Airflow backfill repeated "now" once per interval (3 landing runs
+    at once, each landing whatever was new). Airflow refuses it in one line; nothing is tagged backfill."""
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.allowed_run_types is not None, f"{dag_id} allows every run type"
+        assert DagRunType.BACKFILL not in dag.allowed_run_types, f"{dag_id} can be backfilled"
+        assert {DagRunType.MANUAL, DagRunType.OPERATOR_TRIGGERED} <= dag.allowed_run_types, dag_id
+        assert "backfill" not in dag.tags, f"{dag_id} is tagged backfill"
+        assert "replay_from" in dag.doc_md or "from_day" in dag.doc_md or "refused" in dag.doc_md, dag_id
+
+
+def test_the_first_task_of_each_manual_run_checks_the_params_and_never_retries(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """A Param typo failed a task that was retried three times while the run held the only run slot:
+    no landing or load for ~12 minutes. The task that checks a DAG's Params is its first and has no retry."""
+    firsts = {
+        "cognito_s3_to_redshift": "check_params",
+        "cognito_bulk_publish": "pools_to_publish",
+    }
+    for dag_id, task_id in firsts.items():
+        dag = dagbag.dags[dag_id]
+        assert [t.task_id for t in dag.roots] == [task_id], dag_id
+        assert dag.get_task(task_id).retries == 0
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

@@ -73,8 +73,12 @@ class FailureAlert:
         self.region_name = topic_arn.split(":")[3]
 
     def __call__(self, context: Any) -> None:
-        """Render the message for this task's context and publish it."""
+        """Render the message for this task's context and publish it (unless the error says not to: a stall
+        already alerted, ``cognito_streams.health.check.StallDetected`` with ``notify`` False)."""
         from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+        if getattr(context.get("exception"), "notify", True) is False:
+            return
 
         notifier = SnsNotifier(
             aws_conn_id=self.aws_conn_id,

@@ -65,7 +65,7 @@ class BulkPublishRecorder:
                 requested_at=requested_at or stored.get("requested_at") or datetime.now(UTC),
                 decision=decision,
                 status=status,
-                reason=str(why)[:1024] if why else None,
+                reason=str(why) if why else None,  # cut to its column's width by the model
                 started_at=_as_datetime(started_at) or stored.get("started_at"),
                 completed_at=_as_datetime(completed_at) or stored.get("completed_at"),
                 failure_message=failure_message or stored.get("failure_message"),

@@ -15,8 +15,9 @@ computed from them but their length, are never logged nor stored there.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from cognito_streams.core.reconcile import (
     unknown_identity,
 )
 from cognito_streams.core.sql_text import ReportingSql
+from cognito_streams.core.values import clip_text
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
@@ -47,6 +49,21 @@ log = logging.getLogger(__name__)
 
 CHUNK = 200  # identities per warehouse query
 COGNITO_CONCURRENCY = 8
+#: reconciliation_results.detail is varchar(4096): bytes, in Redshift.
+RESULT_DETAIL_BYTES = 4096
+
+#: What reconciliation asks the pipeline before judging: (stalled, watermark). The watermark is the time
+#: before which every Kinesis record is landed and loaded (``cognito_streams.health``); None: unknown.
+PipelineProbe = Callable[[], tuple[bool, datetime | None]]
+#: Cognito Streams publishes a change to Kinesis as it is made (within seconds): a change made this long
+#: before the watermark has arrived before it.
+PUBLISH_MARGIN = timedelta(seconds=10)
+#: How often to ask the pipeline again while waiting for it to load past the end of the Cognito reads.
+WATERMARK_POLL_SECONDS = 5.0
+#: The least time to wait for that (with settle_seconds 0 too): an idle pipeline's watermark is the time of
+#: the peek, so it passes the end of the reads plus the publish margin a few seconds later.
+EXTRA_WAIT_MIN_SECONDS = 30.0
+STALLED_VERDICT = "stalled, not judged"
 
 
 @dataclass
@@ -73,6 +90,10 @@ class ReconcileSummary:
     settle_seconds: int = 0
     sample_size: int | None = None
     max_mismatches: int = 0
+    #: ``judged``, or ``stalled, not judged`` (the pipeline was stalled: nothing was compared).
+    verdict: str = "judged"
+    #: The pipeline's watermark the run judged against (None: no probe, or unknown).
+    watermark: datetime | None = None
 
     @property
     def mismatches(self) -> int:
@@ -100,6 +121,8 @@ class ReconcileSummary:
             "by_kind": dict(self.by_kind),
             "max_mismatches": self.max_mismatches,
             "passed": self.passed,
+            "verdict": self.verdict,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
         }
 
 
@@ -280,12 +303,22 @@ class Reconciler:
         max_mismatches: int,
         depth: str = "records",
         now: datetime | None = None,
+        pipeline: PipelineProbe | None = None,
     ) -> ReconcileSummary:
-        """Compare, record, and return the counts (the caller fails the task above the threshold)."""
+        """Compare, record, and return the counts (the caller fails the task above the threshold).
+
+        With ``pipeline`` (the live state, :data:`PipelineProbe`), only what the pipeline has had time to
+        load is judged: nothing at all while it is stalled (verdict ``stalled, not judged``); changes made
+        before its watermark (less ``PUBLISH_MARGIN``) and before ``settle_seconds`` ago; and an ``extra``
+        (a live warehouse row Cognito does not have, so no Cognito time to go by) only once the watermark
+        has passed the end of the Cognito reads, against the warehouse read again then."""
         if depth not in DEPTHS:
             raise ValueError(f"reconciliation depth {depth!r} is not one of {', '.join(DEPTHS)}")
         now = now or datetime.now(UTC)
         settled_before = now - timedelta(seconds=settle_seconds)
+        stalled, mark = pipeline() if pipeline is not None else (False, None)
+        if mark is not None:
+            settled_before = min(settled_before, mark - PUBLISH_MARGIN)
         summary = ReconcileSummary(
             run_id,
             now,
@@ -294,7 +327,16 @@ class Reconciler:
             sample_size=sample_size,
             max_mismatches=max_mismatches,
             depth=depth,
+            watermark=mark,
         )
+        if stalled:
+            summary.verdict = STALLED_VERDICT
+            log.warning(
+                "the pipeline is stalled (records waiting longer than stall_alert_seconds, see Browse > Pipeline "
+                "health): the warehouse is behind Cognito by an unknown amount, so nothing is judged"
+            )
+            self._record(summary, [])
+            return summary
         chosen = self.identities(pool_ids, sample_size, seed=f"{now:%Y-%m-%d}")
         summary.identities = len(chosen)
         log.info(
@@ -358,6 +400,9 @@ class Reconciler:
                     summary.datasets_screened += len(cognito.screened)
                     summary.datasets_described += cognito.described
                     mismatches += datasets.mismatches + records.mismatches
+        if pipeline is not None:
+            timeout = max(float(settle_seconds), EXTRA_WAIT_MIN_SECONDS)
+            mismatches = self._confirm_extras(mismatches, pipeline, summary, timeout=timeout)
         summary.by_kind.update(Counter(m.kind for m in mismatches))
         self._record(summary, mismatches)
         log.info(
@@ -384,6 +429,55 @@ class Reconciler:
             )
         return summary
 
+    def _confirm_extras(
+        self, mismatches: list[Mismatch], pipeline: PipelineProbe, summary: ReconcileSummary, *, timeout: float
+    ) -> list[Mismatch]:
+        """Keep an ``extra`` only if it holds once the pipeline has loaded everything Cognito had when it was
+        read (the delete may have been on its way): wait for the watermark to pass the end of the reads (at
+        most ``timeout`` s), read those rows again, and keep the rows still live and older than the reads.
+        Unconfirmed extras count as in flight."""
+        extras = [m for m in mismatches if m.kind == "extra"]
+        if not extras:
+            return mismatches
+        others = [m for m in mismatches if m.kind != "extra"]
+        read_end = datetime.now(UTC)
+        deadline = time.monotonic() + timeout
+        while True:
+            stalled, mark = pipeline()
+            if not stalled and mark is not None and mark - PUBLISH_MARGIN >= read_end:
+                break
+            if stalled or time.monotonic() >= deadline:
+                log.warning(
+                    "%d extra row(s) not judged: the pipeline has not loaded past the Cognito reads (watermark %s, "
+                    "reads ended %s%s)",
+                    len(extras),
+                    mark.isoformat() if mark else "unknown",
+                    read_end.isoformat(),
+                    ", stalled" if stalled else "",
+                )
+                summary.in_flight += len(extras)
+                return others
+            time.sleep(min(WATERMARK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        summary.watermark = mark
+        confirmed: list[Mismatch] = []
+        by_pool: dict[str, set[str]] = {}
+        for m in extras:
+            by_pool.setdefault(m.identity_pool_id, set()).add(m.identity_id)
+        now_rows = {pool: self.warehouse_side(pool, sorted(ids)) for pool, ids in by_pool.items()}
+        for m in extras:
+            side = now_rows[m.identity_pool_id][m.identity_id]
+            if m.record_key is None:
+                row = side.datasets.get(m.dataset_name)
+                live = row is not None and not row.is_deleted and row.last_modified_at < read_end
+            else:
+                rec = next((r for r in side.records_of(m.dataset_name) if r.key == m.record_key), None)
+                live = rec is not None and not rec.is_deleted and rec.last_modified_at < read_end
+            if live:
+                confirmed.append(m)
+            else:
+                summary.in_flight += 1
+        return others + confirmed
+
     def _record(self, summary: ReconcileSummary, mismatches: list[Mismatch]) -> None:
         checked = summary.checked_at.replace(tzinfo=None)
         with self.warehouse.transaction() as cur:
@@ -401,7 +495,7 @@ class Reconciler:
                             m.dataset_name,
                             m.record_key,
                             m.kind,
-                            m.detail[:4096],
+                            clip_text(m.detail, RESULT_DETAIL_BYTES),
                             m.cognito_sync_count,
                             m.warehouse_sync_count,
                         )
@@ -423,5 +517,13 @@ class Reconciler:
                     summary.sample_size,
                     summary.max_mismatches,
                     summary.passed,
+                ),
+            )
+            cur.execute(
+                self.sql.report("set_reconciliation_verdict"),
+                (
+                    summary.verdict,
+                    summary.watermark.astimezone(UTC).replace(tzinfo=None) if summary.watermark else None,
+                    summary.run_id,
                 ),
             )

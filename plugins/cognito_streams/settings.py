@@ -79,6 +79,10 @@ class PipelineSettings(BaseModel):
     # Extra hosts (``host`` or ``host:port``) whose S3Url payloads may be fetched besides
     # https://*.amazonaws.com and the S3 endpoint of aws_conn_id (e.g. a private S3 endpoint).
     s3url_allowed_hosts: list[str] = []
+    # Networks (CIDR) a payload host not listed above may resolve to besides public addresses (issue
+    # 18: private, loopback and link-local answers are refused), e.g. an S3 interface endpoint of the VPC
+    # with private DNS: ["10.0.0.0/16"].
+    s3url_allowed_networks: list[str] = []
     # Parquet compression of landed files (Redshift COPY reads both): zstd files are 40-44 % smaller
     # and 25-40 % slower to write than snappy (measured once by hand on the demo's files, docs/landing.md).
     landing_compression: Literal["zstd", "snappy"] = "snappy"
@@ -87,6 +91,9 @@ class PipelineSettings(BaseModel):
     warehouse_schema: str = "cognito_sync"
     copy_iam_role_arn: str | None = None
     load_max_files_per_batch: Annotated[int, Field(ge=1, le=10_000)] = 64
+    #: The loader starts a load at most this often (Redshift serialises commits cluster-wide and AWS
+    #: advises against many small ones); what lands meanwhile goes into the next load. 0: no pause.
+    min_load_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
     # Bulk publish ------------------------------------------------------------------------
     bulk_publish_timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86_400)] = 6 * 3600.0
@@ -104,13 +111,18 @@ class PipelineSettings(BaseModel):
     #: datasets whose DescribeDataset summary differs from the warehouse (cheaper, sees less; core.reconcile).
     reconcile_depth: Literal["records", "datasets"] = "records"
 
+    # Health --------------------------------------------------------------------------------
+    #: A stall: records waiting in Kinesis, or landed and not loaded, for longer than this with no
+    #: successful landing or load meanwhile (cognito_pipeline_health alerts; the UI shows it red).
+    stall_alert_seconds: Annotated[float, Field(ge=1, le=7 * 86_400)] = 600.0
+
     @field_validator(
         "stream_shards", "batch_max_records", "batch_max_bytes", "run_max_records", "run_max_seconds",
         "get_records_limit", "s3url_fetch_concurrency", "s3url_fetch_timeout_seconds", "s3url_fetch_retries",
         "value_max_bytes", "checkpoint_lease_seconds", "s3url_max_bytes", "load_max_files_per_batch",
         "bulk_publish_timeout_seconds", "bulk_publish_poll_seconds", "bulk_publish_clock_skew_seconds",
-        "reconcile_sample_size",
-        "reconcile_max_mismatches", "reconcile_settle_seconds",
+        "reconcile_sample_size", "reconcile_max_mismatches", "reconcile_settle_seconds", "stall_alert_seconds",
+        "min_load_interval_seconds",
         mode="before",
     )  # fmt: skip
     @classmethod
@@ -217,6 +229,19 @@ class PipelineSettings(BaseModel):
         """The publish role's permissions boundary: ``publish_role_boundary_arn`` or the default name."""
         return self.publish_role_boundary_arn or default_boundary_arn(self.publish_role_arn)
 
+    @field_validator("s3url_allowed_networks")
+    @classmethod
+    def _allowed_networks(cls, value: list[str]) -> list[str]:
+        bad = []
+        for item in value:
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                bad.append(item)
+        if bad:
+            raise ValueError(f"{bad!r} are not networks in CIDR notation (e.g. 10.0.0.0/16, with no host bits set)")
+        return [str(ipaddress.ip_network(item)) for item in value]
+
     @model_validator(mode="after")
     def _lease_outlives_task(self) -> PipelineSettings:
         if self.checkpoint_lease_seconds <= self.run_max_seconds:
@@ -271,14 +296,14 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings() -> PipelineSettings:
+def load_settings(name: str = VARIABLE_NAME) -> PipelineSettings:
     """Read and validate the Variable at task run time (never at DAG parse time)."""
     from airflow.sdk import Variable
 
-    raw = Variable.get(VARIABLE_NAME, default=None)
+    raw = Variable.get(name, default=None)
     if raw is None:
         raise SettingsError(
-            f"Variable {VARIABLE_NAME} is not set; create it (Admin > Variables, or env "
-            f"AIRFLOW_VAR_{VARIABLE_NAME.upper()}) as described in README, 'Settings'"
+            f"Variable {name} is not set; create it (Admin > Variables, or env "
+            f"AIRFLOW_VAR_{name.upper()}) as described in README, 'Settings'"
         )
     return parse_settings(raw)

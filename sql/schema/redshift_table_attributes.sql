@@ -72,6 +72,11 @@ diststyle key distkey (identity_id)
 compound sortkey (run_id, identity_pool_id, identity_id)
 -- encode zstd: detail, record_key
 
+-- table: health_samples
+-- Small (a few rows per check, 14 days kept), read by time range: on every node, sorted by time.
+diststyle all
+compound sortkey (sampled_at)
+
 -- table: schema_migrations
 diststyle all
 

@@ -20,6 +20,7 @@ DAG_IDS = [
     "cognito_stream_to_s3",
     "cognito_s3_to_redshift",
     "cognito_streams_configure",
+    "cognito_pipeline_health",
 ]
 
 
@@ -59,6 +60,14 @@ def test_a_settle_time_beyond_the_settings_bound_is_refused_naming_the_param(dag
         ("cognito_s3_to_redshift", {"mode": "reload"}, "mode"),
         ("cognito_s3_to_redshift", {"force": "yes"}, "force"),
         ("cognito_stream_to_s3", {"shards": "shardId-000000000000"}, "shards"),
+        ("cognito_stream_to_s3", {"shards": ["shard0"]}, "shards"),
+        # A replay_from that is not a timestamp stalled the pipeline for ~12 minutes (retried in plan_shards).
+        ("cognito_stream_to_s3", {"replay_from": "five minutes ago"}, "replay_from"),
+        # RFC 3339 needs the offset: a bare time is ambiguous, refused rather than guessed.
+        ("cognito_stream_to_s3", {"replay_from": "2026-11-25T08:00:00"}, "replay_from"),
+        ("cognito_stream_to_s3", {"replay_from": "2026-11-25"}, "replay_from"),
+        ("cognito_s3_to_redshift", {"from_day": "2026-3-1"}, "from_day"),
+        ("cognito_s3_to_redshift", {"to_day": "yesterday"}, "to_day"),
         ("cognito_bulk_publish", {"wait_until_eligible": "true"}, "wait_until_eligible"),
         ("cognito_streams_configure", {"reshard": 1}, "reshard"),
     ],
@@ -117,3 +126,51 @@ def test_a_pool_not_in_the_settings_fails_the_run_naming_it(
     out = capsys.readouterr().out
     assert "identity_pool_ids param names pools" in out and "cognito_pipeline.identity_pool_ids" in out
     assert stranger in out
+
+
+@pytest.mark.parametrize("value", ["2026-11-25T08:00:00Z", "2026-11-25T10:00:00+02:00", "2026-11-25T08:00:00.250Z"])
+def test_replay_from_takes_rfc3339_with_an_offset(dags: dict[str, Any], value: str) -> None:
+    from cognito_streams.landing.tasks import parse_replay_from
+
+    assert validated(dags["cognito_stream_to_s3"], {"replay_from": value})["replay_from"] == value
+    assert parse_replay_from(value) is not None  # and the task reads what the form accepted
+    assert "offset" in dags["cognito_stream_to_s3"].params.get_param("replay_from").description
+
+
+def test_the_replay_from_pattern_holds_without_a_date_time_format_checker(dags: dict[str, Any]) -> None:
+    """jsonschema checks ``date-time`` only when rfc3339-validator is installed; the pattern does not depend
+    on it."""
+    import jsonschema
+
+    schema = dags["cognito_stream_to_s3"].params.get_param("replay_from").schema
+    jsonschema.validate("2026-11-25T08:00:00Z", schema)  # no format checker at all
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate("five minutes ago", schema)
+
+
+@pytest.mark.integration
+def test_a_reversed_day_range_fails_the_first_task_at_once_without_retry(
+    dags: dict[str, Any], stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """from_day after to_day was retried three times (2-minute backoff) while the run held the loader's
+    only run slot. Now: the first task fails once, with the message, and nothing else runs."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState
+
+    from local.stack import REPO
+    from tests.support.dag_params import snapshot_params
+
+    # the DAG as deployed, retries included
+    dag = DagBag(dag_folder=str(REPO / "dags" / "cognito_s3_to_redshift.py")).get_dag("cognito_s3_to_redshift")
+    restore = snapshot_params(dag)
+    try:
+        run = dag.test(run_conf={"from_day": "2026-03-02", "to_day": "2026-03-01"})
+    finally:
+        restore()
+    assert run.state == DagRunState.FAILED
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    first = tis["check_params"]
+    assert first.state == "failed" and first.try_number == 1 and first.max_tries == 0
+    assert tis["ensure_schema"].state == "upstream_failed" and tis["load_batches"].state == "upstream_failed"
+    out = capsys.readouterr().out
+    assert "from_day 2026-03-02 is after to_day 2026-03-01; swap them" in out

@@ -86,6 +86,7 @@ def test_the_dag_loads_checks_and_announces_then_idles(
     # THEN every task succeeds but the rebuild branch, the warehouse holds the reference state,
     assert run.state == DagRunState.SUCCESS, states(run)
     assert states(run) == {
+        "check_params": "success",
         "ensure_schema": "success",
         "choose_mode": "success",
         "load_batches": "success",
@@ -134,9 +135,9 @@ def test_inconsistent_params_fail_before_writing(airflow_db: None, dag: Any, var
     run = dag.test(
         logical_date=datetime.now(UTC), run_conf={"mode": "rebuild", "from_day": "2026-01-01", "force": False}
     )
-    # THEN it fails at choose_mode, before loading or rebuilding anything
+    # THEN it fails at its first task, check_params, before the schema, loading or rebuilding anything
     assert run.state == DagRunState.FAILED
-    assert states(run)["choose_mode"] == "failed"
+    assert states(run)["check_params"] == "failed" and states(run)["ensure_schema"] == "upstream_failed"
     assert states(run)["load_batches"] != "success" and states(run)["rebuild_state"] != "success"
 
 

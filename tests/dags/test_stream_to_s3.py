@@ -15,7 +15,7 @@ from cognito_streams.assets import LANDED_BATCHES
 from cognito_streams.core.checkpoints import Checkpoint
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
 from cognito_streams.landing.checkpoints import CheckpointStore
-from tests.landing_records import put_records, seed_records
+from tests.landing_records import put_records, seed_records, with_records_pool
 from tests.support.dag_params import load_dag
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
@@ -30,8 +30,10 @@ def dag() -> Any:
 def stream(stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     name = f"dag-{uuid.uuid4().hex[:8]}"
     aws("kinesis").create_stream(StreamName=name, ShardCount=2)
+    base = json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])
     variable = {
-        **json.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"]),
+        **base,
+        "identity_pool_ids": with_records_pool(base["identity_pool_ids"]),
         "stream_name": name,
         "landing_prefix": f"dagtests/{name}",
     }

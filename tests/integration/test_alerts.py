@@ -54,7 +54,7 @@ def test_every_task_of_every_dag_alerts_when_configured(monkeypatch: pytest.Monk
     monkeypatch.setenv("AIRFLOW__COGNITO_STREAMS__ALERT_SNS_TOPIC_ARN", TOPIC)
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert len(bag.dags) == 5
+    assert len(bag.dags) == 6
     for dag_id, dag in bag.dags.items():
         for task in dag.tasks:
             callbacks = task.on_failure_callback or []

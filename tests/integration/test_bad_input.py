@@ -24,7 +24,7 @@ from cognito_streams.landing import tasks
 from cognito_streams.loading import run
 from cognito_streams.settings import PipelineSettings, parse_settings
 from local.procs import free_port
-from tests.landing_records import SAMPLES, change, dumps, put_records, record, seed_records
+from tests.landing_records import POOL, SAMPLES, change, dumps, put_records, record, seed_records, with_records_pool
 from tests.support.bad_input import AT, BadCase, corpus
 from tests.support.warehouse import connect, drop_schema
 
@@ -34,6 +34,7 @@ OPTIONS = DecodeOptions(
     landed_file="s3://b/data.parquet",
     value_ref=lambda seq, sub, index: f"s3://b/values/{seq}/{sub}-{index}.txt",
     value_max_bytes=65_535,
+    identity_pool_ids=(POOL,),
     chunk_bytes=4_000,
     block_bytes=2_048,
 )
@@ -105,6 +106,7 @@ def landing(stack: Any, aws: Any) -> Iterator[PipelineSettings]:
     settings = parse_settings(
         {
             **base,
+            "identity_pool_ids": with_records_pool(base["identity_pool_ids"]),
             "stream_name": stream,
             "landing_prefix": f"tests/bad-input/{stream}",
             "warehouse_schema": f"bad_{uuid.uuid4().hex[:10]}",
@@ -164,7 +166,7 @@ def s3url_cases(aws: Any, settings: PipelineSettings) -> list[BadCase]:
             "s3url_bad_body",
             "s3url_max_bytes",
         ),
-        BadCase("s3url-nul-in-value", with_url(presigned("nul.json", nul_body)), "bad_field_type", "U+0000"),
+        BadCase("s3url-nul-in-value", with_url(presigned("nul.json", nul_body)), None, rows=1),
         BadCase("s3url-unreachable", with_url(f"http://{allowed_closed}/payload.json"), "s3url_unreachable"),
     ]
 

@@ -27,7 +27,7 @@ from cognito_streams.landing import runner
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused
 from cognito_streams.landing.runner import LandingContext, ShardOutcome, land_shard, plan_run
 from cognito_streams.settings import PipelineSettings, parse_settings
-from tests.landing_records import SAMPLES, bad_records, put_records, seed_records
+from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
 
 pytestmark = pytest.mark.integration
 
@@ -172,6 +172,7 @@ def make_landing(aws: Any, shards: int = 1, **overrides: Any) -> Landing:
     settings = parse_settings(
         {
             **base,
+            "identity_pool_ids": with_records_pool(base["identity_pool_ids"]),
             "stream_name": stream,
             "landing_prefix": f"tests/{stream}",
             "batch_max_records": 100,
@@ -422,10 +423,18 @@ def test_a_replay_relands_from_a_timestamp_and_marks_its_batches(stack: Any, aws
     outcomes = landing.run(
         owner="manual__replay", replay_from=datetime.now(UTC) - timedelta(hours=1), run_id="manual__replay"
     )
-    # THEN everything is read again (duplicates for the loader to absorb), in batches marked replay
+    # THEN everything is read again (duplicates for the loader to absorb), in batches marked replay, named
+    # apart from the first landing's (the loader must load them: it skips descriptors it loaded)
     assert sum(o.records_read for o in outcomes) == 120
-    assert {d.batch_id for d in landing.descriptors()} == first  # same ranges: same objects
-    assert all(d.replay for d in landing.descriptors())
+    replayed = landing.descriptors()
+    assert all(d.replay and "~replay-" in d.batch_id for d in replayed)
+    assert {d.batch_id.replace(d.batch_id.split("/")[1], d.shard_id) for d in replayed} == first  # same cuts
+    # AND the first landing's descriptors, whose records the replay landed again, were moved aside
+    assert sum(o.batches_superseded for o in outcomes) == len(first)
+    aside = landing.s3.list_objects_v2(
+        Bucket=landing.settings.landing_bucket, Prefix=f"{landing.settings.landing_prefix}/_superseded/batches/"
+    )
+    assert len(aside.get("Contents") or []) == len(first)
     assert landing.landed_positions() == {(p["ShardId"], p["SequenceNumber"]) for p in put}
     # and the next scheduled run continues normally (nothing left to read, no rewind again)
     assert all(o.records_read == 0 for o in landing.run())

@@ -5,11 +5,13 @@ reference state of exactly what was landed, and account for every record read (l
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +21,7 @@ from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.run import check_quality, load_landing_zone
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.models import MERGE_STEPS
-from tests.landing_records import SAMPLES, bad_records, put_records, seed_records
+from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema
 
 pytestmark = pytest.mark.integration
@@ -29,7 +31,10 @@ pytestmark = pytest.mark.integration
 def settings(stack: Any, aws: Any) -> Iterator[PipelineSettings]:
     name = f"contract-{uuid.uuid4().hex[:8]}"
     aws("kinesis").create_stream(StreamName=name, ShardCount=2)
-    s = pipeline_settings(stream_name=name, landing_prefix=f"contract/{name}", warehouse_schema=unique_schema())
+    pools = with_records_pool(orjson.loads(os.environ["AIRFLOW_VAR_COGNITO_PIPELINE"])["identity_pool_ids"])
+    s = pipeline_settings(
+        identity_pool_ids=pools, stream_name=name, landing_prefix=f"contract/{name}", warehouse_schema=unique_schema()
+    )
     with open_warehouse(s) as wh:
         wh.ensure_schema()
     yield s

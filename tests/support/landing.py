@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from cognito_streams.core.landing_format import (
     CHANGES_SCHEMA,
+    FORMAT_VERSION,
     REJECTS_SCHEMA,
     FileRef,
     LandedBatch,
@@ -77,9 +78,11 @@ class LandingWriter:
         last: int | None = None,
         arrived_at: datetime | None = None,
         tamper_manifest_count: int | None = None,
+        format_version: int = FORMAT_VERSION,
     ) -> str:
         """Land one batch; returns the descriptor's s3:// URL. ``first``/``last`` default to the changes'
-        sequence range; ``arrived_at`` (UTC) picks the dt=/hour= partition."""
+        sequence range; ``arrived_at`` (UTC) picks the dt=/hour= partition. ``format_version`` 1 writes the
+        files as version 1 of the contract did (millisecond timestamps), for the loader's compatibility."""
         rejects = rejects or []
         seqs = [int(c.sequence_number) for c in changes] + [int(r["sequence_number"]) for r in rejects]
         seqs += [int(r["sequence_number"]) for r in raw_rows or []]
@@ -95,7 +98,7 @@ class LandingWriter:
             url = layout.url(key)
             rows = [replace(c, landed_file=url).as_row() for c in changes]
             rows += [{**r, "landed_file": url} for r in raw_rows or []]
-            body = _parquet(pa.Table.from_pylist(rows, schema=CHANGES_SCHEMA))
+            body = _parquet(pa.Table.from_pylist(rows, schema=CHANGES_SCHEMA), format_version)
             self._put(key, body)
             changes_ref = FileRef(url=url, rows=len(rows), bytes=len(body))
             mkey = layout.manifest_key(shard, first_s, last_s, arrived, "changes")
@@ -124,7 +127,7 @@ class LandingWriter:
                 )
             raw_body = b"\n".join(lines) + b"\n"
             self._put(raw_key, raw_body)
-            body = _parquet(pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
+            body = _parquet(pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA), format_version)
             self._put(key, body)
             rejects_ref = FileRef(url=url, rows=len(rows), bytes=len(body))
             raw_ref = FileRef(url=raw_url, rows=len(lines), bytes=len(raw_body))
@@ -132,6 +135,7 @@ class LandingWriter:
             self._put(mkey, orjson.dumps(copy_manifest([rejects_ref])))
             rejects_manifest = layout.url(mkey)
         descriptor = LandedBatch(
+            format_version=format_version,  # type: ignore[arg-type]
             batch_id=f"{self.stream_name}/{shard}/{first_s}-{last_s}",
             stream_name=self.stream_name,
             shard_id=shard,
@@ -160,7 +164,16 @@ class LandingWriter:
         return self.layout.url(key)
 
 
-def _parquet(table: pa.Table) -> bytes:
+def _parquet(table: pa.Table, format_version: int = FORMAT_VERSION) -> bytes:
+    if format_version == 1:  # INT64 TIMESTAMP(MILLIS, UTC)
+        table = table.cast(
+            pa.schema(
+                [
+                    pa.field(f.name, pa.timestamp("ms", tz="UTC"), f.nullable) if pa.types.is_timestamp(f.type) else f
+                    for f in table.schema
+                ]
+            )
+        )
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()

@@ -171,3 +171,33 @@ def test_arrival_times_are_epoch_milliseconds() -> None:
     reader = ShardReader(kinesis, "s", SHARD, StartPosition("TRIM_HORIZON"), LIMITS, sleep=lambda s: None)
     (batch,) = list(reader.batches())
     assert batch.records.arrived_at_ms == [int(ARRIVED.timestamp() * 1000)]
+
+
+def test_records_given_back_come_first_in_the_next_batch_and_are_not_counted_twice() -> None:
+    # GIVEN a consumer that lands only the first 2 records of each batch it gets (a batch cut short by its
+    # S3Url payloads' bytes) and gives the rest back
+    kinesis = ScriptedKinesis(10)
+    reader = ShardReader(kinesis, "s", SHARD, StartPosition("TRIM_HORIZON"), LIMITS, sleep=lambda s: None)
+    landed: list[list[str]] = []
+    flags = []
+    for batch in reader.batches():
+        sequence_numbers = batch.records.sequence_numbers
+        if len(sequence_numbers) > 2:
+            reader.give_back(len(sequence_numbers) - 2)
+            sequence_numbers = sequence_numbers[:2]
+        landed.append(sequence_numbers)
+        flags.append(batch.caught_up)
+    # THEN every record is landed once, in order; the end of the shard comes with the last records
+    assert [s for batch in landed for s in batch] == [str(i) for i in range(1, 11)]
+    assert all(len(b) <= 2 for b in landed) and flags[-1] and not any(flags[:-1])
+    assert reader.stats.records == 10
+
+
+def test_giving_back_a_whole_batch_or_nothing_is_refused() -> None:
+    kinesis = ScriptedKinesis(3)
+    reader = ShardReader(kinesis, "s", SHARD, StartPosition("TRIM_HORIZON"), LIMITS, sleep=lambda s: None)
+    batch = next(reader.batches())
+    with pytest.raises(ValueError, match="cannot give back"):
+        reader.give_back(len(batch.records))
+    with pytest.raises(ValueError, match="cannot give back"):
+        reader.give_back(0)

@@ -17,6 +17,7 @@ from cognito_streams.core.reconcile import (
     unknown_identity,
     value_matches,
 )
+from cognito_streams.core.values import stored_key, stored_value
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 SETTLED = T0 + timedelta(days=1)
@@ -131,6 +132,24 @@ def test_cut_values_match_by_prefix_and_full_length() -> None:
     assert value_matches(full, w("k", cut, is_value_cut=True, value_bytes=80_000))
     assert not value_matches(full, w("k", cut, is_value_cut=True, value_bytes=79_998))
     assert not value_matches(full + "x", w("k", "z" + cut[1:], is_value_cut=True, value_bytes=80_001))
+
+
+def test_values_and_keys_holding_nul_compare_decoded_with_cognitos() -> None:
+    # GIVEN Cognito values and keys holding U+0000, stored as the landing stores them (core/values.py)
+    value, key = "a\x00b\\c", "le\x00vel"
+    stored = stored_value(value, 65_535)
+    row = w(stored_key(key), stored.text, is_value_cut=True, value_bytes=stored.value_bytes)
+    # WHEN compared  THEN they match, and a different value or key does not
+    assert kinds([c(key, value)], [row]) == {}
+    assert kinds([c(key, "a\x00b\\d")], [row]) == {stored_key(key): "stale_value"}
+    assert kinds([c("level", value)], [row]) == {"level": "missing", stored_key(key): "extra"}
+    # AND a value holding U+0000 too long to store escaped is a prefix up to its first U+0000, like a cut one
+    long_value = "é" * 40_000 + "\x00"
+    cut = stored_value(long_value, 65_535)
+    assert cut.flagged and value_matches(long_value, w("k", cut.text, is_value_cut=True, value_bytes=cut.value_bytes))
+    assert not value_matches("é" * 40_001, w("k", cut.text, is_value_cut=True, value_bytes=cut.value_bytes))
+    # AND the dataset's size counts the key and the value as Cognito does, not their stored forms
+    assert records_summary([row]) == (1, len(key.encode()) + len(value.encode()), T0)
 
 
 def test_sampling_is_deterministic_and_bounded() -> None:

@@ -63,11 +63,13 @@ BAD: dict[str, list[Any]] = {
     "s3url_max_bytes": [1023, 1024**3 + 1, "x"],
     "s3url_allowed_hosts": ["host", ["has space"], ["http://scheme.example.com"], ["host:port"], [1], None,
                             ["host:123456"]],
+    "s3url_allowed_networks": ["10.0.0.0/8", ["10.0.0.1/8"], ["not-a-network"], ["10.0.0.0/33"], [1], None],
     "landing_compression": ["gzip", "", 1, None],
     "warehouse_schema": ["", "Upper", "1starts_with_digit", "has-dash", "a" * 64, "select", "user", "table",
                          *INJECTIONS, None, 5],
     "copy_iam_role_arn": ["", "arn:aws:iam::123456789012:user/x", "arn:aws:iam::123456789012:role/x' --", 3],
     "load_max_files_per_batch": [0, 10_001, "x"],
+    "min_load_interval_seconds": [-1, 3601, "often", True, None],
     "bulk_publish_timeout_seconds": [0, 7 * 86_400 + 1, "x"],
     "bulk_publish_poll_seconds": [0, 3601, "x"],
     "bulk_publish_clock_skew_seconds": [-1, 3601, "x", True, None],
@@ -75,6 +77,7 @@ BAD: dict[str, list[Any]] = {
     "reconcile_max_mismatches": [-1, "none"],
     "reconcile_settle_seconds": [-1, 7 * 86_400 + 1, "x"],
     "reconcile_depth": ["keys", "", 1, None, True],
+    "stall_alert_seconds": [0, 0.5, 7 * 86_400 + 1, "x", True],
 }  # fmt: skip
 
 

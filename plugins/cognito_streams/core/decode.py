@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import string
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +54,14 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cognito_streams.core import fastparse, shape
-from cognito_streams.core.landing_format import CHANGES_SCHEMA, OP_DATASET_REMOVE, OP_REMOVE, OP_REPLACE
-from cognito_streams.core.values import cut_utf8
+from cognito_streams.core.landing_format import (
+    CHANGES_SCHEMA,
+    OP_DATASET_REMOVE,
+    OP_REMOVE,
+    OP_REPLACE,
+    TIMESTAMP_TYPE,
+)
+from cognito_streams.core.values import ESCAPED_NUL, stored_key, stored_value
 
 PAYLOAD_INLINE = "Inline"
 PAYLOAD_S3URL = "S3Url"
@@ -95,7 +102,9 @@ READ_SCHEMA = pa.schema(
 )
 _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=READ_SCHEMA, unexpected_field_behavior="ignore")
 
-_TS = pa.timestamp("ms", tz="UTC")
+_TS = TIMESTAMP_TYPE
+#: Cognito's dates are epoch milliseconds; the landing contract's timestamps are microseconds.
+_US_PER_MS = 1000
 #: pyarrow.json's default block size.
 _READER_DEFAULT_BLOCK = 2**20
 _ROW_HINT = re.compile(r" in row (\d+)\s*$")
@@ -244,7 +253,7 @@ class PendingPayload:
 
 @dataclass(frozen=True, slots=True)
 class CutValue:
-    """The full text of a value that was cut in the changes file, and where it must be kept."""
+    """The exact text of a value the changes file holds cut or escaped, and where it must be kept."""
 
     ref: str
     text: bytes
@@ -280,6 +289,9 @@ class DecodeOptions:
     #: ``(sequence_number, sub_sequence_number, record_index) -> s3 URI`` of a cut value's full text.
     value_ref: Callable[[str, int, int], str]
     value_max_bytes: int = 65_535
+    #: The configured identity pools (the settings' ``identity_pool_ids``): a record of another pool is
+    #: rejected as ``unknown_identity_pool``. None: not checked (tools and tests; the landing always sets it).
+    identity_pool_ids: tuple[str, ...] | None = None
     #: Records are decoded in chunks of about this many bytes, two at a time (bounds memory; several
     #: chunks per batch keep both threads busy to the end).
     chunk_bytes: int = 4 * 2**20
@@ -991,15 +1003,27 @@ def _safe_message(message: str) -> str:
 
 # -- semantic checks and rows --------------------------------------------------------------------
 
-#: Cognito Sync's limits (API reference). Longer text is not Cognito's, and would not fit the warehouse's
-#: columns either: one such row would fail every load of its batch.
+#: Cognito Sync's documented shapes (API reference: IdentityPoolId, IdentityId, DatasetName). Their
+#: ``\w`` is Java's, ASCII only: spelled out, since RE2's and Python's ``\w`` take any letter (40
+#: three-byte letters would pass, and fail Redshift's COPY into varchar(64) with 120 bytes). Matching
+#: text is ASCII, so its length in characters is its width in bytes in the warehouse.
+ID_PATTERN = "^[A-Za-z0-9_-]+:[0-9a-f-]+$"
+DATASET_PATTERN = "^[A-Za-z0-9_.:-]+$"
+_WORD = string.ascii_letters + string.digits + "_"
+#: The patterns as tables of the bytes allowed (``fastparse.shaped`` reads the dictionaries' bytes).
+_ID_REGION_BYTES = np.zeros(256, dtype=bool)
+_ID_REGION_BYTES[list((_WORD + "-").encode())] = True
+_ID_REST_BYTES = np.zeros(256, dtype=bool)
+_ID_REST_BYTES[list(b"0123456789abcdef-")] = True
+_DATASET_BYTES = np.zeros(256, dtype=bool)
+_DATASET_BYTES[list((_WORD + ".:-").encode())] = True
+_COLON = ord(":")
 MAX_ID_CHARS = 55
 MAX_DATASET_CHARS = 128
+#: Cognito's limit on a record key. 1,024 characters take at most 4,096 UTF-8 bytes, the width of
+#: ``record_key``, escaped or not (core/values.py: an escape doubles a one-byte character).
 MAX_KEY_CHARS = 1024
-
-#: Why text with U+0000 is quarantined: valid JSON, but no warehouse text column can hold it (PostgreSQL
-#: refuses it, Redshift's VARCHAR too), so one such value would fail every load of its batch.
-_UNSTORABLE = ", which the warehouse cannot store"
+_ID_SHAPE = "(Cognito's shape: [A-Za-z0-9_-]+:[0-9a-f-]+, at most 55 characters)"
 
 # Reason and detail of each record-level check, in the order they are applied (the first wins).
 _CHECKS: list[tuple[str, str]] = [
@@ -1017,10 +1041,15 @@ _CHECKS: list[tuple[str, str]] = [
     ("bad_field_type", "lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
     ("missing_field", "kinesisSyncRecordsURL is missing or empty (payloadType S3Url)"),
     ("missing_field", "kinesisSyncRecords is missing (operation replace)"),
-    ("bad_field_type", f"identityPoolId, identityId or the dataset name contains U+0000 (NUL){_UNSTORABLE}"),
-    ("bad_field_type", f"identityPoolId is longer than {MAX_ID_CHARS} characters (Cognito's limit)"),
-    ("bad_field_type", f"identityId is longer than {MAX_ID_CHARS} characters (Cognito's limit)"),
-    ("bad_field_type", f"the dataset name is longer than {MAX_DATASET_CHARS} characters (Cognito's limit)"),
+    ("invalid_identifier", f"identityPoolId is not an identity pool id {_ID_SHAPE}"),
+    ("invalid_identifier", f"identityId is not an identity id {_ID_SHAPE}"),
+    (
+        "invalid_identifier",
+        f"the dataset name is not a dataset name (Cognito's shape: [A-Za-z0-9_.:-]+, at most {MAX_DATASET_CHARS} "
+        "characters)",
+    ),
+    ("unknown_identity_pool", "identityPoolId is not one of the configured identity_pool_ids"),
+    ("identity_region_mismatch", "the region of identityId (before ':') is not its identityPoolId's region"),
 ]
 # Element-level checks: a record with a bad element is rejected whole (a sync is all or nothing).
 _ITEM_CHECKS: list[tuple[str, str]] = [
@@ -1033,9 +1062,7 @@ _ITEM_CHECKS: list[tuple[str, str]] = [
     ("missing_field", ".lastModifiedDate is missing"),
     ("bad_field_type", ".lastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
     ("bad_field_type", ".deviceLastModifiedDate is not an epoch-millisecond date between 1970 and 9999"),
-    ("bad_field_type", f".key contains U+0000 (NUL){_UNSTORABLE}"),
     ("bad_field_type", f".key is longer than {MAX_KEY_CHARS} characters (Cognito's limit)"),
-    ("bad_field_type", f".value contains U+0000 (NUL){_UNSTORABLE}"),
     ("duplicate_keys", ".key repeats the key of an earlier element of the same record"),
 ]
 
@@ -1133,6 +1160,69 @@ def _has_nul(values: pa.ChunkedArray | pa.Array, possible: bool = True) -> np.nd
     return _np(pc.fill_null(pc.match_substring(values, "\x00"), False))
 
 
+def _per_record(per_entry: np.ndarray, codes: _Codes) -> np.ndarray:
+    """A property of each distinct value (``per_entry``, one per dictionary entry) for each record."""
+    if not len(per_entry):  # no value at all: every record is null, and rejected for that already
+        return np.zeros(len(codes.codes), dtype=bool)
+    return per_entry[np.clip(codes.codes, 0, len(per_entry) - 1)]
+
+
+def _id_shaped(strings: pa.Array) -> np.ndarray:
+    """Which of ``strings`` (no nulls) match ID_PATTERN and are at most MAX_ID_CHARS long."""
+    return fastparse.shaped(strings, _ID_REGION_BYTES, _ID_REST_BYTES, _COLON, MAX_ID_CHARS)
+
+
+def _dataset_shaped(strings: pa.Array) -> np.ndarray:
+    """Which of ``strings`` (no nulls) match DATASET_PATTERN and are at most MAX_DATASET_CHARS long."""
+    return fastparse.shaped(strings, _DATASET_BYTES, _DATASET_BYTES, -1, MAX_DATASET_CHARS)
+
+
+def _identifier_masks(
+    pool: _Codes, identity: _Codes, dataset: _Codes, configured: tuple[str, ...] | None
+) -> list[np.ndarray]:
+    """The masks of the identifier checks, in ``_CHECKS`` order: pool id, identity id and dataset name
+    not of Cognito's shape; pool not configured (never, when ``configured`` is None); identity id of
+    another region than its pool. Each is decided once per distinct value (the chunk's dictionaries)."""
+    pools, identities = pool.dictionary, identity.dictionary
+    pool_shaped = _id_shaped(pools)
+    pool_ok = pool_shaped.copy()
+    if configured is not None:
+        pool_ok &= _np(pc.is_in(pools, value_set=pa.array(configured, pa.string())))
+    # The region is what comes before the ':'. One pass over the identities per region of a pool that
+    # passed the checks before (the configured ones: a few), records of other pools being rejected anyway.
+    same_region = np.zeros(len(pool.codes), dtype=bool)
+    by_region: dict[str, list[int]] = {}
+    for j in np.flatnonzero(pool_ok).tolist():
+        by_region.setdefault(str(pools[j].as_py()).split(":", 1)[0], []).append(j)
+    for region, entries in by_region.items():
+        of_region = np.zeros(len(pools), dtype=bool)
+        of_region[entries] = True
+        prefixed = _np(pc.starts_with(identities, region + ":"))
+        same_region |= _per_record(of_region, pool) & _per_record(prefixed, identity)
+    return [
+        ~_per_record(pool_shaped, pool),
+        ~_per_record(_id_shaped(identities), identity),
+        ~_per_record(_dataset_shaped(dataset.dictionary), dataset),
+        ~_per_record(pool_ok, pool),
+        ~same_region,
+    ]
+
+
+def _stored_keys(keys: pa.DictionaryArray, nul: bool) -> pa.DictionaryArray:
+    """``keys`` with each key in its stored form (:func:`cognito_streams.core.values.stored_key`: escaped
+    when it holds U+0000 or the text ``\\0``), decided once per distinct key."""
+    dictionary = keys.dictionary
+    odd = _np(pc.match_substring(dictionary, ESCAPED_NUL))
+    if nul:
+        odd |= _has_nul(dictionary)
+    if not odd.any():
+        return keys
+    texts = dictionary.to_pylist()
+    for i in np.flatnonzero(odd).tolist():
+        texts[i] = stored_key(texts[i])
+    return pa.DictionaryArray.from_arrays(keys.indices, pa.array(texts, pa.string()))
+
+
 def _negative(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Not null and below zero."""
     return _validity(_array(values)) & (_int64s(values) < 0)
@@ -1170,12 +1260,14 @@ def _decode_chunk(
     items = table.column("kinesisSyncRecords")
 
     # JSON text holds U+0000 only as the escape \u0000 (or, invalid, as a raw NUL byte): without either in
-    # the chunk, no parsed string holds it, and five substring searches over the columns are saved.
+    # the chunk, no parsed string holds it, and the searches for it in the keys and values are saved.
     nul = b"\x00" in chunk.blob or chunk.contains(r"\\u0000")
     is_s3url = _equals(payload, PAYLOAD_S3URL)
     inline_like = ~is_s3url if not options.resolved_s3url else np.ones(n, dtype=bool)
     is_remove = _equals(operation, OP_REMOVE)
     items_null = _is_null(items)
+    # The rows carry these as codes into a dictionary per chunk; the identifier checks read them there too.
+    pool_codes, identity_codes, dataset_codes = _Codes.of(pool), _Codes.of(identity), _Codes.of(dataset)
     masks = [
         conflict,
         _missing_text(pool),
@@ -1191,10 +1283,7 @@ def _decode_chunk(
         _bad_date(event_date),
         is_s3url & ~inline_like & _missing_text(url),
         inline_like & items_null & ~is_remove,
-        _has_nul(pool, nul) | _has_nul(identity, nul) | _has_nul(dataset, nul),
-        _longer(pool, MAX_ID_CHARS),
-        _longer(identity, MAX_ID_CHARS),
-        _longer(dataset, MAX_DATASET_CHARS),
+        *_identifier_masks(pool_codes, identity_codes, dataset_codes, options.identity_pool_ids),
     ]
     for check, mask in enumerate(masks):
         np.copyto(reason, check, where=mask & (reason < 0) & ~blank)
@@ -1228,9 +1317,7 @@ def _decode_chunk(
             _is_null(date),
             _bad_date(date),
             _bad_date(device),
-            _has_nul(key, nul),
             _longer(key, MAX_KEY_CHARS),
-            _has_nul(pc.struct_field(flat, "value"), nul),
             _repeated_keys(parents, lengths, keys, used),
         ]
         for check, mask in enumerate(item_masks):
@@ -1311,13 +1398,14 @@ def _decode_chunk(
         subs=n_subs,
         arrived=np.asarray(arrived, dtype=np.int64),
         # Rows are taken from landed records only, where these are never null (null is rejected above).
-        pool=_Codes.of(pool),
-        identity=_Codes.of(identity),
-        dataset=_Codes.of(dataset),
+        pool=pool_codes,
+        identity=identity_codes,
+        dataset=dataset_codes,
         payload=is_s3url.astype(np.int32),
         event_sync=_int64s(event_sync),
         event_date=_int64s(event_date),
-        keys=_Codes.encoded(keys),
+        keys=_Codes.encoded(_stored_keys(keys, nul)),
+        nul=nul,
     )
     parts: list[pa.Table] = []
     if len(parents):
@@ -1462,8 +1550,10 @@ class _RowContext:
     payload: np.ndarray
     event_sync: np.ndarray
     event_date: np.ndarray
-    #: The elements' keys (``kinesisSyncRecords[].key``, flattened)
+    #: The elements' keys (``kinesisSyncRecords[].key``, flattened), in their stored form
     keys: _Codes
+    #: The chunk may hold U+0000 in its text (else no value is searched for it)
+    nul: bool
 
     def record_columns(self, where: np.ndarray) -> dict[str, pa.Array]:
         """The columns every row of record ``where`` repeats from it."""
@@ -1481,13 +1571,15 @@ class _RowContext:
         }
 
 
-def _ts(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    return pc.cast(values, _TS)
+def _ts(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Epoch milliseconds (int64, nulls kept) as the contract's UTC microsecond timestamps. Only for dates
+    checked to lie in 1970-9999 (``_bad_date``): their microseconds fit in 64 bits."""
+    return pc.multiply(_array(values), _US_PER_MS).view(_TS)
 
 
 def _ts_of(epoch_ms: np.ndarray) -> pa.Array:
-    """Epoch milliseconds (int64, no nulls) as UTC timestamps, zero-copy."""
-    return pa.Array.from_buffers(_TS, len(epoch_ms), [None, pa.py_buffer(np.ascontiguousarray(epoch_ms))])
+    """Epoch milliseconds (int64, no nulls) as the contract's UTC microsecond timestamps."""
+    return pa.Array.from_buffers(_TS, len(epoch_ms), [None, pa.py_buffer(epoch_ms * _US_PER_MS)])
 
 
 def _repeat(value: str, n: int) -> pa.Array:
@@ -1548,7 +1640,10 @@ def _item_rows(
     bitmap = _bitmap(valid)
     value = pa.Array.from_buffers(pa.string(), m, [bitmap, *value.buffers()[1:]])
     value_bytes = pa.Array.from_buffers(pa.int64(), m, [bitmap, pa.py_buffer(sizes)])
+    # Flagged: cut (too long) or escaped (holds U+0000, which no warehouse text can): core/values.py.
     cut = valid & (sizes > options.value_max_bytes)
+    if ctx.nul:
+        cut |= valid & _has_nul(value)
     value_ref = pa.nulls(m, pa.string())
     if cut.any():
         value, value_ref = _cut_values(ctx, value, cut, parents, positions, out)
@@ -1585,12 +1680,11 @@ def _cut_values(
     refs: list[str | None] = [None] * len(value)
     cut_texts: list[str] = []
     for row, text in zip(rows.tolist(), full, strict=True):
-        data = text.encode("utf-8")
         parent = int(parents[row])
         ref = options.value_ref(ctx.seqs[parent].as_py(), int(ctx.subs[parent]), int(positions[row]))
         refs[row] = ref
-        out.cut_values.append(CutValue(ref, data))
-        cut_texts.append(cut_utf8(data, options.value_max_bytes).decode("utf-8"))
+        out.cut_values.append(CutValue(ref, text.encode("utf-8")))
+        cut_texts.append(stored_value(text, options.value_max_bytes).text)
     value = pc.replace_with_mask(value, pa.array(cut), pa.array(cut_texts, pa.string()))
     return value, pa.array(refs, pa.string())
 

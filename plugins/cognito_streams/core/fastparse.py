@@ -769,3 +769,49 @@ def parse(
     )
     arrays = [columns[name.encode()] for name in schema.names]
     return pa.Table.from_arrays(arrays, schema=schema), flagged
+
+
+# -- shapes of ids (for the decoder's identifier checks) -------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _shaped(
+    data: np.ndarray, offsets: np.ndarray, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int
+) -> np.ndarray:
+    n = len(offsets) - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        a, b = offsets[i], offsets[i + 1]
+        if b - a < 1 or b - a > max_len:
+            continue
+        cut = -1  # where the separator is
+        ok = True
+        for j in range(a, b):
+            c = data[j]
+            if separator >= 0 and c == separator:
+                if cut >= 0:
+                    ok = False
+                    break
+                cut = j
+            elif not (head[c] if cut < 0 else tail[c]):
+                ok = False
+                break
+        out[i] = ok and (separator < 0 or a < cut < b - 1)
+    return out
+
+
+def shaped(strings: pa.Array, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int) -> np.ndarray:
+    """Which of ``strings`` (a string array without nulls) are 1 to ``max_len`` bytes of ``head`` bytes
+    (a 256-entry table of the bytes allowed), or, with a ``separator`` byte (>= 0), ``head`` bytes, the
+    separator once, and ``tail`` bytes, neither part empty: ``[head]+`` or ``[head]+:[tail]+``.
+
+    The decoder's identifier checks (Cognito's patterns): a regular-expression kernel costs a compile
+    and ~0.4 us a value, ten times this per 4 MB chunk.
+    """
+    n, offset = len(strings), strings.offset
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=offset + n + 1)[offset:]
+    data = strings.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, dtype=np.uint8)
+    return np.asarray(_shaped(raw, offsets.astype(np.int64), head, tail, separator, max_len))

@@ -20,6 +20,11 @@ shard and sequence range: re-landing the same range overwrites the same objects.
 
 The descriptor is written after every other object of the batch and before the checkpoint moves,
 so a descriptor that exists always describes a complete batch; the loader works from descriptors.
+
+The contract is versioned (``LandedBatch.format_version``; docs/landing.md, "Versions of the landing
+contract"). The writer writes :data:`FORMAT_VERSION`; the loader reads every version of
+:data:`READABLE_FORMAT_VERSIONS` (old batches stay in the landing zone, and reloads and replays read
+them) and refuses any other with a message saying so.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-FORMAT_VERSION = 1
+#: The version the writer writes. 1: timestamps INT64 TIMESTAMP(MILLIS, UTC); values and keys holding
+#: U+0000 quarantined their whole Kinesis record; ids and dataset names checked in characters only.
+#: 2: timestamps INT64 TIMESTAMP(MICROS, UTC); values holding U+0000 stored escaped and flagged, keys
+#: holding it escaped (core/values.py); ids and dataset names must have Cognito's documented shape, and
+#: the identity pool must be a configured one (else ``invalid_identifier`` / ``unknown_identity_pool`` /
+#: ``identity_region_mismatch`` rejects). The columns and their order are the same in both.
+FORMAT_VERSION = 2
+#: The versions the loader reads.
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 #: ``op`` values in the changes file. ``dataset_remove`` rows carry a dataset-level delete
 #: (``operation: remove`` with no records): ``record_key`` is null, ``last_modified_at`` is the
@@ -40,7 +53,10 @@ OP_REMOVE = "remove"
 OP_DATASET_REMOVE = "dataset_remove"
 OPS = (OP_REPLACE, OP_REMOVE, OP_DATASET_REMOVE)
 
-_TS = pa.timestamp("ms", tz="UTC")
+#: Every timestamp of the landing files: INT64 TIMESTAMP(MICROS, isAdjustedToUTC=true) in Parquet, the most
+#: common encoding and the one Redshift's Parquet reader is known to read right (version 1 wrote MILLIS).
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+_TS = TIMESTAMP_TYPE
 
 #: One row per change. Column ORDER is part of the contract: Redshift COPY maps Parquet columns to
 #: the stage table by position.
@@ -51,10 +67,11 @@ CHANGES_SCHEMA = pa.schema(
         pa.field("dataset_name", pa.string(), nullable=False),
         pa.field("record_key", pa.string()),  # null for dataset_remove
         pa.field("op", pa.string(), nullable=False),
-        pa.field("record_value", pa.string()),  # null for remove; cut to value_max_bytes at a char boundary
-        pa.field("value_bytes", pa.int64()),  # UTF-8 length of the FULL value; null when the value is null
-        pa.field("is_value_cut", pa.bool_(), nullable=False),
-        pa.field("value_ref", pa.string()),  # s3:// URI of the full value when cut, else null
+        # null for remove; cut to value_max_bytes at a char boundary, or escaped (U+0000): core/values.py
+        pa.field("record_value", pa.string()),
+        pa.field("value_bytes", pa.int64()),  # UTF-8 length of the EXACT value; null when the value is null
+        pa.field("is_value_cut", pa.bool_(), nullable=False),  # record_value is not the exact value (cut or escaped)
+        pa.field("value_ref", pa.string()),  # s3:// URI of the exact value when flagged, else null
         pa.field("sync_count", pa.int64(), nullable=False),  # the record's; for dataset_remove the event's
         pa.field("last_modified_at", _TS, nullable=False),  # the record's; for dataset_remove the event's
         pa.field("device_last_modified_at", _TS),
@@ -81,6 +98,9 @@ REJECT_REASONS = (
     "unknown_op",
     "unknown_payload_type",
     "duplicate_keys",
+    "invalid_identifier",
+    "unknown_identity_pool",
+    "identity_region_mismatch",
     "s3url_expired",
     "s3url_forbidden",
     "s3url_not_found",
@@ -124,7 +144,7 @@ class LandedBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format_version: Literal[1] = 1  # = FORMAT_VERSION (a Literal needs the literal for mypy)
+    format_version: Literal[1, 2] = 2  # = FORMAT_VERSION; READABLE_FORMAT_VERSIONS (Literals for mypy)
     batch_id: str  # "<stream>/<shard>/<first>-<last>"
     stream_name: str
     shard_id: str

@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cognito_streams.core.values import decoded_value, original_key, stored_key
+
 KINDS = ("missing", "extra", "stale_value", "wrong_delete_state", "unknown_identity")
 #: How deep a run reads Cognito: every dataset's records, or only where the dataset summary differs.
 DEPTHS = ("records", "datasets")
@@ -59,7 +61,8 @@ class CognitoRecord:
 
 @dataclass(frozen=True)
 class WarehouseRecord:
-    """One row of ``records`` (the value may be cut to ``value_max_bytes``)."""
+    """One row of ``records``: ``key`` and ``value`` as stored (core/values.py: a value may be cut to
+    ``value_max_bytes`` or escaped, a key escaped)."""
 
     dataset_name: str
     key: str
@@ -116,12 +119,15 @@ class IdentityResult:
 
 
 def value_matches(cognito_value: str, row: WarehouseRecord) -> bool:
-    """Equal values; a cut warehouse value matches when it is a prefix of Cognito's full value and
-    ``value_bytes`` is the full value's UTF-8 length."""
-    if not row.is_value_cut:
-        return row.value == cognito_value
-    full_bytes = len(cognito_value.encode("utf-8"))
-    return row.value is not None and cognito_value.startswith(row.value) and row.value_bytes == full_bytes
+    """The stored value, decoded (core/values.py), is Cognito's: equal when the row holds the exact value
+    (as it is, or escaped); when it holds a cut one, a prefix of Cognito's value, with ``value_bytes`` its
+    UTF-8 length."""
+    if row.value is None:
+        return False
+    text, exact = decoded_value(row.value, row.is_value_cut, row.value_bytes)
+    if exact:
+        return text == cognito_value
+    return cognito_value.startswith(text) and row.value_bytes == len(cognito_value.encode("utf-8"))
 
 
 def compare_identity(
@@ -136,7 +142,9 @@ def compare_identity(
     still be in flight and are not judged."""
     result = IdentityResult()
     ours = {(r.dataset_name, r.key): r for r in warehouse}
-    theirs = {(r.dataset_name, r.key): r for r in cognito}
+    # Keys as the warehouse stores them (a key with U+0000 is escaped): mismatches name the stored key, which
+    # reconciliation_results can hold and which joins with records.
+    theirs = {(r.dataset_name, stored_key(r.key)): r for r in cognito}
 
     def mismatch(dataset: str, key: str | None, kind: str, detail: str, c: int | None, w: int | None) -> None:
         result.mismatches.append(Mismatch(identity_pool_id, identity_id, dataset, key, kind, detail, c, w))
@@ -212,7 +220,7 @@ def records_summary(rows: Iterable[WarehouseRecord]) -> tuple[int, int, datetime
         value_bytes = row.value_bytes
         if value_bytes is None:
             value_bytes = 0 if row.value is None else len(row.value.encode("utf-8", "surrogatepass"))
-        size += len(row.key.encode("utf-8", "surrogatepass")) + value_bytes
+        size += len(original_key(row.key).encode("utf-8", "surrogatepass")) + value_bytes
     return live, size, latest
 
 

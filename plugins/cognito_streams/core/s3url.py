@@ -8,9 +8,10 @@ A presigned URL is a bearer credential: it is never logged or stored in a detail
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +41,8 @@ def redacted(url: str) -> str:
 
 
 def host_of(url: str) -> str | None:
-    """``host`` or ``host:port`` (lower case) of an http(s) URL, else None."""
+    """``host`` or ``host:port`` (lower case) of an http(s) URL, else None. For settings and endpoints
+    (the deployment's own S3 endpoint), never for a URL from a record: those go through :func:`check_url`."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -51,22 +53,162 @@ def host_of(url: str) -> str | None:
     return f"{parts.hostname.lower()}:{port}" if port else parts.hostname.lower()
 
 
-def url_problem(url: str, allowed_hosts: frozenset[str]) -> str | None:
-    """Why ``url`` must not be fetched, or None.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    Allowed: ``https://`` URLs on ``*.amazonaws.com``, and any ``http(s)://`` URL whose ``host`` or
-    ``host:port`` is in ``allowed_hosts`` (the S3 endpoint this deployment uses, e.g. a local S3).
-    Anything else is refused: a record must not make the pipeline fetch arbitrary addresses.
+_SCHEME = re.compile(r"(?i)(https?)://")
+#: A DNS name (letters, digits, hyphens; dot-separated labels of 1-63, no empty label, no trailing dot).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?i)(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+#: The request target: a path and query of RFC 3986 characters only (no fragment, no backslash, no space).
+_TARGET = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)*")
+
+
+@dataclass(frozen=True)
+class CheckedUrl:
+    """A payload URL parsed once, by us: the fetch connects to ``host``:``port`` (at an address that was
+    checked) and sends ``target`` with ``Host: authority``, so it fetches exactly what was checked.
+
+    ``explicit``: the host is one the deployment named (``s3url_allowed_hosts`` or its own S3 endpoint);
+    it may then resolve to a private or loopback address (a local or private S3). A host allowed only as
+    ``*.amazonaws.com`` must resolve to public addresses.
     """
-    host = host_of(url)
+
+    scheme: str
+    host: str  # lower case; an IP literal without brackets
+    port: int
+    authority: str  # as given (the Host header: what a presigned URL's signature covers)
+    target: str  # path and query as given
+    explicit: bool = False
+
+    def redacted(self) -> str:
+        """``scheme://authority/path``: no query string (the signature)."""
+        return f"{self.scheme}://{self.authority}{self.target.split('?', 1)[0]}"
+
+
+def parse_url(url: str) -> CheckedUrl | str:
+    """``url`` split into what the fetch uses, or why it is refused (a sentence, without the URL's query).
+
+    Strict on purpose: one parser decides what is fetched, so no URL may mean one thing to a checker and
+    another to an HTTP library (``https://evil.example\\@bucket.s3.amazonaws.com/`` is a host
+    ``evil.example`` to urllib3 and ``bucket.s3.amazonaws.com`` to ``urlsplit``). Refused: anything but
+    printable ASCII, backslashes, user info (``user@``), fragments, a host that is not a DNS name or an IP
+    literal, a port outside 1-65535, characters RFC 3986 does not allow in a path or query."""
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return "kinesisSyncRecordsURL has characters a URL cannot hold (not printable ASCII, or a space)"
+    if "\\" in url:
+        return "kinesisSyncRecordsURL holds a backslash (URL parsers disagree on it)"
+    scheme_match = _SCHEME.match(url)
+    if scheme_match is None:
+        return "kinesisSyncRecordsURL is not an http(s) URL"
+    scheme = scheme_match.group(1).lower()
+    rest = url[scheme_match.end() :]
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, target = rest[:end], rest[end:]
+    if "@" in authority:
+        return "kinesisSyncRecordsURL has user info (user@host): refused"
+    if "#" in target:
+        return "kinesisSyncRecordsURL has a fragment (#): refused"
+    if not target.startswith("/"):
+        target = "/" + target  # an empty path (``https://host?query``) is the root
+    if not _TARGET.fullmatch(target):
+        return "kinesisSyncRecordsURL's path or query has characters RFC 3986 does not allow there"
+    host, port_text = _split_authority(authority)
     if host is None:
-        return "kinesisSyncRecordsURL is not an http(s) URL with a host"
-    bare_host = host.split(":", 1)[0]
-    if host in allowed_hosts or bare_host in allowed_hosts:
+        return "kinesisSyncRecordsURL has no valid host (a DNS name or an IP address)"
+    if port_text is None:
+        port = DEFAULT_PORTS[scheme]
+    elif port_text.isdigit() and len(port_text) <= 5 and 1 <= int(port_text) <= 65535:
+        port = int(port_text)
+    else:
+        return "kinesisSyncRecordsURL has an invalid port"
+    return CheckedUrl(scheme, host, port, authority, target)
+
+
+def _split_authority(authority: str) -> tuple[str | None, str | None]:
+    """(host, port text) of ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; host None when invalid."""
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            return None, None
+        literal, tail = authority[1:close], authority[close + 1 :]
+        if tail and not tail.startswith(":"):
+            return None, None
+        try:
+            address = ipaddress.IPv6Address(literal)
+        except ValueError:
+            return None, None
+        return str(address), (tail[1:] if tail else None)
+    host, sep, port_text = authority.partition(":")
+    if ":" in port_text or not _HOSTNAME.fullmatch(host):
+        return None, None
+    return host.lower(), (port_text if sep else None)
+
+
+def check_url(url: str, allowed_hosts: frozenset[str]) -> CheckedUrl | str:
+    """``url`` parsed (:func:`parse_url`) and allowed, or why it must not be fetched.
+
+    Allowed: ``https://`` on ``*.amazonaws.com`` at port 443 (Cognito's presigned S3 URLs), and any
+    ``http(s)://`` URL whose ``host:port`` is in ``allowed_hosts``, or whose ``host`` is when it uses the
+    scheme's default port (the deployment's own S3 endpoint, ``s3url_allowed_hosts``). Anything else is
+    refused: a record must not make the pipeline fetch arbitrary addresses. Where the host resolves to is
+    checked at fetch time (:func:`address_problem`).
+    """
+    parsed = parse_url(url)
+    if isinstance(parsed, str):
+        return parsed
+    default_port = parsed.port == DEFAULT_PORTS[parsed.scheme]
+    named = f"{parsed.host}:{parsed.port}" in allowed_hosts or (default_port and parsed.host in allowed_hosts)
+    if named:
+        return replace(parsed, explicit=True)
+    aws = parsed.host.endswith(AWS_HOST_SUFFIX)
+    if aws and parsed.scheme != "https":
+        return f"host {parsed.host} is fetched over https only (Cognito's presigned S3 URLs are https)"
+    if aws and default_port:
+        return parsed
+    if parsed.host in allowed_hosts or aws:
+        return (
+            f"port {parsed.port} of host {parsed.host} is not allowed (only {parsed.scheme}'s default port, or a "
+            "host:port listed in s3url_allowed_hosts)"
+        )
+    return f"host {parsed.host} is not an S3 endpoint this pipeline fetches from (see setting s3url_allowed_hosts)"
+
+
+def url_problem(url: str, allowed_hosts: frozenset[str]) -> str | None:
+    """Why ``url`` must not be fetched (:func:`check_url`), or None."""
+    checked = check_url(url, allowed_hosts)
+    return checked if isinstance(checked, str) else None
+
+
+def address_problem(
+    address: str, *, explicit: bool, allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+) -> str | None:
+    """Why a payload host that resolved to ``address`` must not be connected to, or None.
+
+    A host the deployment named may be anywhere (a local S3 on loopback, a private endpoint); any other
+    host must resolve to public addresses only, unless the address is in ``allowed_networks``
+    (``s3url_allowed_networks``: e.g. an S3 interface endpoint of the VPC). Without this, a record naming
+    ``anything.amazonaws.com`` with a DNS answer of 169.254.169.254 would reach the instance metadata."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return f"the host resolved to {address!r}, not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if explicit or any(ip in network for network in allowed_networks):
         return None
-    if urlsplit(url).scheme == "https" and bare_host.endswith(AWS_HOST_SUFFIX):
+    if ip.is_global and not ip.is_multicast:
         return None
-    return f"host {host} is not an S3 endpoint this pipeline fetches from (see setting s3url_allowed_hosts)"
+    kinds = [
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("unspecified", ip.is_unspecified),  # 0.0.0.0 reaches this host on Linux
+        ("private", ip.is_private),
+    ]
+    kind = next((name for name, match in kinds if match), "non-public")
+    return (
+        f"the host resolves to a {kind} address ({ip}): refused (a private S3 endpoint must be named in "
+        "s3url_allowed_hosts, or its network in s3url_allowed_networks)"
+    )
 
 
 @dataclass(frozen=True)

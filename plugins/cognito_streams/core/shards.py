@@ -4,7 +4,9 @@ After a reshard (split or merge) the parent shards close and their children star
 new records. To keep each key's changes in order, a child is read only after every parent has been
 *drained*: closed, and read and checkpointed to its end (the checkpoint says ``finished``). A parent
 that no longer appears in ListShards has aged out of the stream's retention: it cannot be read any
-more, so it does not hold its children back.
+more, so it does not hold its children back. If it had a checkpoint that was not finished, its
+unread tail has expired: the shard is *departed*, planned anyway so that its task fails loudly
+(``MAY BE LOST``) until the loss is acknowledged (its checkpoint deleted).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ShardInfo:
     adjacent_parent_shard_id: str | None = None
     starting_sequence_number: str | None = None
     ending_sequence_number: str | None = None
+    #: No longer listed, though its checkpoint was not read to the end (see the module docstring).
+    departed: bool = False
 
     @property
     def is_closed(self) -> bool:
@@ -51,7 +55,7 @@ class ShardInfo:
             ending_sequence_number=seq_range.get("EndingSequenceNumber"),
         )
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_dict(self) -> dict[str, str | bool | None]:
         """JSON-friendly (XCom)."""
         return {
             "shard_id": self.shard_id,
@@ -59,6 +63,7 @@ class ShardInfo:
             "adjacent_parent_shard_id": self.adjacent_parent_shard_id,
             "starting_sequence_number": self.starting_sequence_number,
             "ending_sequence_number": self.ending_sequence_number,
+            "departed": self.departed,
         }
 
 
@@ -72,15 +77,28 @@ class ShardPlan:
     finished: list[str] = field(default_factory=list)
     #: shards left out by the run's shard filter
     filtered_out: list[str] = field(default_factory=list)
+    #: shards no longer listed whose checkpoint was not read to the end: their tail expired unread
+    departed: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the logs."""
         waiting = ", ".join(f"{child} (after {' and '.join(parents)})" for child, parents in self.waiting.items())
+        departed = (
+            f"; {len(self.departed)} left the stream before being read to their end (MAY BE LOST): "
+            f"{', '.join(self.departed)}"
+            if self.departed
+            else ""
+        )
         return (
             f"{len(self.readable)} shard(s) to read: {', '.join(s.shard_id for s in self.readable) or '-'}; "
             f"{len(self.waiting)} waiting for their parents: {waiting or '-'}; "
-            f"{len(self.finished)} finished; {len(self.filtered_out)} left out by the shard filter"
+            f"{len(self.finished)} finished; {len(self.filtered_out)} left out by the shard filter{departed}"
         )
+
+    def tasks(self) -> list[ShardInfo]:
+        """What the run's landing tasks are mapped over: the readable shards, then the departed ones (whose
+        tasks fail loudly, see :func:`plan_shards`)."""
+        return [*self.readable, *(ShardInfo(shard_id, departed=True) for shard_id in self.departed)]
 
     def unreadable_selection(self, only: Iterable[str], *, replaying: bool = False) -> list[str]:
         """Why shards a manual run named (``only``) would not be read by it nor by a run it enables:
@@ -110,16 +128,22 @@ def plan_shards(
     shards: Iterable[ShardInfo],
     finished: Iterable[str],
     only: Iterable[str] | None = None,
+    unfinished: Iterable[str] = (),
 ) -> ShardPlan:
     """Split the stream's shards into readable, waiting and finished ones.
 
     ``finished``: shards whose checkpoint says they were read to their end. ``only``: a shard filter
-    (manual runs); lineage still applies to the shards it keeps.
+    (manual runs); lineage still applies to the shards it keeps. ``unfinished``: shards with a checkpoint
+    not read to the end; those no longer listed are ``departed`` (their unread tail expired): a parent
+    gone from the stream no longer holds its children back, but it is not forgotten either.
     """
     listed = {s.shard_id: s for s in shards}
     done = set(finished)
     keep = set(only) if only is not None else None
     plan = ShardPlan()
+    plan.departed = sorted(
+        (s for s in set(unfinished) - set(listed) - done if keep is None or s in keep), key=_shard_order
+    )
     for shard_id in sorted(listed, key=_shard_order):
         shard = listed[shard_id]
         if shard_id in done:

@@ -136,6 +136,23 @@ class ShardReader:
         self._last_sequence: str | None = start.sequence_number
         #: Throttled calls in a row: the backoff grows with these and starts over after a success.
         self._throttled_in_a_row = 0
+        #: Records of the batch just yielded that the consumer gave back (:meth:`give_back`).
+        self._given_back = 0
+        self._last_batch_size = 0
+
+    def give_back(self, count: int) -> None:
+        """The last ``count`` records of the batch just yielded were not landed (the batch was cut short,
+        e.g. by its ``S3Url`` payloads' bytes): yield them again, first in the next batch. The run limits
+        do not count them twice."""
+        if not 0 < count < self._last_batch_size:
+            raise ValueError(f"cannot give back {count} of a batch of {self._last_batch_size} records")
+        self._given_back = count
+
+    def _taken_back(self, yielded: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The records given back after ``yielded`` was yielded (a new buffer), and their bytes."""
+        count, self._given_back = self._given_back, 0
+        tail = yielded[len(yielded) - count :] if count else []
+        return tail, sum(len(r["Data"]) for r in tail)
 
     def _iterator(self) -> str:
         if self._last_sequence is not None:
@@ -213,7 +230,7 @@ class ShardReader:
                 self._last_sequence = record["SequenceNumber"]
                 if len(buffer) >= limits.batch_max_records or buffered_bytes >= limits.batch_max_bytes:
                     yield self._batch(buffer, buffered_bytes, lag=lag)
-                    buffer, buffered_bytes = [], 0
+                    buffer, buffered_bytes = self._taken_back(buffer)
             if truncated:
                 continue  # the run limit check above stops the loop
             if next_iterator is None:
@@ -235,7 +252,13 @@ class ShardReader:
             if not records:
                 self.sleep(IDLE_POLL_SECONDS)
         if buffer or ended or caught_up:
-            yield self._batch(buffer, buffered_bytes, lag=lag, ended=ended, caught_up=caught_up)
+            while True:
+                # The end (or the tip) is after these records: a batch cut short gives its rest back, which
+                # comes again with the flags.
+                yield self._batch(buffer, buffered_bytes, lag=lag, ended=ended, caught_up=caught_up)
+                buffer, buffered_bytes = self._taken_back(buffer)
+                if not buffer:
+                    break
 
     def _batch(
         self,
@@ -245,6 +268,7 @@ class ShardReader:
         ended: bool = False,
         caught_up: bool = False,
     ) -> ReadBatch:
+        self._last_batch_size = len(buffer)
         records = KinesisRecords(
             data=[r["Data"] for r in buffer],
             sequence_numbers=[r["SequenceNumber"] for r in buffer],

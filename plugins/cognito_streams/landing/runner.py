@@ -31,6 +31,7 @@ from cognito_streams.core import s3url
 from cognito_streams.core.checkpoints import (
     Checkpoint,
     ExpiryGap,
+    departed_message,
     expiry_gap,
     from_other_stream,
     may_have_expired,
@@ -48,6 +49,7 @@ from cognito_streams.core.decode import (
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
 from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
+from cognito_streams.landing.payloads import Gathered, PayloadStore, gather
 from cognito_streams.landing.reader import ReadBatch, ReadLimits, ShardReader, StartPosition
 from cognito_streams.landing.s3url import PayloadFetcher
 from cognito_streams.landing.writer import BatchRange, BatchWriter
@@ -86,6 +88,8 @@ class ShardOutcome:
     throttled: int = 0
     iterators_renewed: int = 0
     elapsed_seconds: float = 0.0
+    #: Older batches whose records a replay landed again: their descriptors were moved aside (_superseded/).
+    batches_superseded: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """For XCom."""
@@ -103,6 +107,7 @@ class LandingContext:
     store: CheckpointStore
     writer: BatchWriter
     fetcher: PayloadFetcher
+    payloads: PayloadStore
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> LandingContext:
@@ -131,6 +136,7 @@ class LandingContext:
             retries=settings.s3url_fetch_retries,
             max_bytes=settings.s3url_max_bytes,
             allowed_hosts=frozenset(allowed),
+            allowed_networks=settings.s3url_allowed_networks,
         )
         return cls(
             settings=settings,
@@ -140,6 +146,7 @@ class LandingContext:
             store=CheckpointStore(s3, layout, settings.checkpoint_lease_seconds),
             writer=BatchWriter(s3, layout, settings.landing_compression),
             fetcher=fetcher,
+            payloads=PayloadStore(s3, layout),
         )
 
 
@@ -211,7 +218,8 @@ def plan_run(
         )
     if selected:
         # Checked before a replay rewinds anything: a refused run must leave the checkpoints as they were.
-        before = plan_shards(shards, _finished_shards(ctx, stream, warn=False), selected)
+        finished, unfinished = _shard_states(ctx, stream, warn=False)
+        before = plan_shards(shards, finished, only=selected, unfinished=unfinished)
         refused = before.unreadable_selection(selected, replaying=replay_from is not None)
         if refused:
             raise ValueError(
@@ -225,14 +233,22 @@ def plan_run(
             keep = selected is None or shard.shard_id in selected
             if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
-    plan = plan_shards(shards, _finished_shards(ctx, stream, warn=True), selected)
+    finished, unfinished = _shard_states(ctx, stream, warn=True)
+    plan = plan_shards(shards, finished, only=selected, unfinished=unfinished)
     log.info("stream %s: %s", stream, plan.summary())
+    if plan.departed:
+        log.error(
+            "stream %s: shard(s) %s left the stream before being read to their end: records MAY BE LOST; their "
+            "landing tasks fail and say what to do",
+            stream,
+            ", ".join(plan.departed),
+        )
     return plan, rewound
 
 
-def _finished_shards(ctx: LandingContext, stream: str, *, warn: bool) -> list[str]:
-    """Shards whose checkpoint says they were read to their end (checkpoints of a deleted stream of the
-    same name do not count)."""
+def _shard_states(ctx: LandingContext, stream: str, *, warn: bool) -> tuple[list[str], list[str]]:
+    """The shards whose checkpoint says they were read to their end, and those with a checkpoint that was
+    not (checkpoints of a deleted stream of the same name count as neither)."""
     checkpoints = ctx.store.read_all()
     created = stream_created_at(ctx)
     stale = sorted(shard_id for shard_id, ckpt in checkpoints.items() if from_other_stream(ckpt, created))
@@ -244,7 +260,11 @@ def _finished_shards(ctx: LandingContext, stream: str, *, warn: bool) -> list[st
             created.isoformat(),
             ", ".join(stale),
         )
-    return [shard_id for shard_id, ckpt in checkpoints.items() if ckpt.finished and shard_id not in stale]
+    current = {shard_id: ckpt for shard_id, ckpt in checkpoints.items() if shard_id not in stale}
+    return (
+        [shard_id for shard_id, ckpt in current.items() if ckpt.finished],
+        [shard_id for shard_id, ckpt in current.items() if not ckpt.finished],
+    )
 
 
 def _rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
@@ -298,6 +318,8 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     """Land one shard from its checkpoint, within the run limits. See the module docstring."""
     started = time.monotonic()
     shard_id = shard.shard_id
+    if shard.departed:
+        return _departed(ctx, shard_id)
     acquired = ctx.store.acquire(shard_id, owner)
     if isinstance(acquired, LeaseRefused):
         log.warning("%s: not read by this run (%s)", acquired.describe(), owner)
@@ -309,16 +331,20 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
     try:
         _land(ctx, shard, owner, held, outcome)
     except CheckpointConflictError:
+        # The shard is someone else's now: there is no lease of ours to give back.
         outcome.status = "conflict"
-        raise
-    finally:
         outcome.elapsed_seconds = round(time.monotonic() - started, 3)
-        if outcome.status != "conflict":
-            try:
-                ctx.store.release(held[0], owner)
-            except CheckpointConflictError as err:
-                # Someone took the shard over meanwhile; say so without masking an error in flight.
-                log.error("shard %s: could not release the lease: %s", shard_id, err)
+        raise
+    except BaseException as err:
+        outcome.elapsed_seconds = round(time.monotonic() - started, 3)
+        _release_after_failure(ctx, held[0], owner, err)
+        raise
+    outcome.elapsed_seconds = round(time.monotonic() - started, 3)
+    try:
+        ctx.store.release(held[0], owner)
+    except CheckpointConflictError as err:
+        # Someone took the shard over meanwhile: what this task landed stays landed and checkpointed.
+        log.error("shard %s: could not release the lease: %s", shard_id, err)
     log.info(
         "shard %s: %s; read %d = landed %d + rejected %d in %d batch(es); checkpoint at %s; lag %s ms; %.1f s",
         shard_id,
@@ -332,6 +358,40 @@ def land_shard(ctx: LandingContext, shard: ShardInfo, owner: str) -> ShardOutcom
         outcome.elapsed_seconds,
     )
     return outcome
+
+
+def _release_after_failure(ctx: LandingContext, held: Versioned, owner: str, error: BaseException) -> None:
+    """Give the lease back after ``error`` stopped the task, without ever replacing ``error``.
+
+    The task's message and the failure alert show the exception that leaves the task: that must stay the
+    real cause (``MAY BE LOST``, a decode bug, S3 down), not the clean-up's own failure (S3 down too, a
+    conflict). An error while releasing is logged and added to ``error`` as a note; the lease then
+    expires after ``checkpoint_lease_seconds``, and a retry of the same run takes it back at once."""
+    try:
+        ctx.store.release(held, owner)
+    except Exception as cleanup:  # noqa: BLE001 - logged and attached; the error in flight is what the task raises
+        log.error(
+            "shard %s: could not give the lease back after the task failed (%s: %s); it expires by itself. "
+            "The task's own error follows.",
+            held.checkpoint.shard_id,
+            type(cleanup).__name__,
+            cleanup,
+        )
+        error.add_note(
+            f"(then could not give the lease back: {type(cleanup).__name__}: {cleanup}; it expires by itself)"
+        )
+
+
+def _departed(ctx: LandingContext, shard_id: str) -> ShardOutcome:
+    """The task of a shard that left the stream before it was read to its end: it fails, saying what may be
+    lost, until the loss is acknowledged by deleting the shard's checkpoint."""
+    checkpoint = ctx.store.read(shard_id)
+    if checkpoint.etag is None or checkpoint.checkpoint.finished:
+        # Deleted (or finished) since the plan: acknowledged.
+        note = f"shard {shard_id} left the stream; its checkpoint was deleted: the loss is acknowledged"
+        log.info("%s", note)
+        return ShardOutcome(shard_id, "acknowledged", note=note, stopped_because="acknowledged")
+    raise RecordsMayBeLostError(departed_message(checkpoint.checkpoint, ctx.store.url(shard_id)))
 
 
 def stream_created_at(ctx: LandingContext) -> datetime:
@@ -388,11 +448,12 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
         outcome.status = "finished"
         outcome.stopped_because = "already read to its end"
         return
-    if checkpoint.sequence_number is not None:
-        gap = _expiry_gap(ctx, shard.shard_id, checkpoint)
-        if gap is not None:
-            outcome.status = "records_may_be_lost"
-            raise RecordsMayBeLostError(gap.message(ctx.store.url(shard.shard_id)))
+    # Whatever the checkpoint holds (a position, only a time, nothing but parents), records it has not
+    # landed may have expired: checked before any read, never skipped.
+    gap = _expiry_gap(ctx, shard.shard_id, checkpoint, _parent_checkpoints(ctx, shard, checkpoint))
+    if gap is not None:
+        outcome.status = "records_may_be_lost"
+        raise RecordsMayBeLostError(gap.message(ctx.store.url(shard.shard_id)))
     start = _start(checkpoint)
     log.info("shard %s: reading %s", shard.shard_id, start.describe())
     limits = ReadLimits(
@@ -406,7 +467,14 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
     reasons: Counter[str] = Counter()
     for batch in reader.batches():
         if len(batch.records):
-            descriptor_url, landed, rejected, batch_reasons, last = _land_batch(ctx, shard.shard_id, batch, checkpoint)
+            descriptor_url, landed, rejected, batch_reasons, last, kept, superseded = _land_batch(
+                ctx, shard.shard_id, batch, checkpoint
+            )
+            outcome.batches_superseded += superseded
+            if kept < len(batch.records):
+                # Cut short by its payloads' bytes: the rest is read again as the next batch.
+                reader.give_back(len(batch.records) - kept)
+                batch = replace(batch, records=batch.records.slice(0, kept), shard_ended=False, caught_up=False)
             outcome.batches.append(descriptor_url)
             outcome.records_read += landed + rejected
             outcome.records_landed += landed
@@ -433,14 +501,31 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
         outcome.status = "limit"
 
 
-def _expiry_gap(ctx: LandingContext, shard_id: str, checkpoint: Checkpoint) -> ExpiryGap | None:
+def _parent_checkpoints(ctx: LandingContext, shard: ShardInfo, checkpoint: Checkpoint) -> list[Checkpoint]:
+    """The parents' checkpoints, for a shard never read (no position, no time of its own): a child's
+    records began after its parents were last seen open (core.checkpoints.unread_since)."""
+    never_read = checkpoint.sequence_number is None and checkpoint.verified_at is None and not checkpoint.replay_from
+    if not (never_read and shard.parents):
+        return []
+    created = stream_created_at(ctx)
+    parents = []
+    for parent_id in shard.parents:
+        parent = ctx.store.read(parent_id)
+        if parent.etag is not None and not from_other_stream(parent.checkpoint, created):
+            parents.append(parent.checkpoint)
+    return parents
+
+
+def _expiry_gap(
+    ctx: LandingContext, shard_id: str, checkpoint: Checkpoint, parents: list[Checkpoint]
+) -> ExpiryGap | None:
     stream = ctx.settings.stream_name
     retention = ctx.kinesis.retention_hours(stream)
     now = utcnow()
-    # Cheap first: only when the retention may have passed the checkpoint is the shard probed.
-    if not may_have_expired(checkpoint, retention, now):
+    # Cheap first: only when the retention may have passed what was landed is the shard probed.
+    if not may_have_expired(checkpoint, retention, now, parents):
         return None
-    return expiry_gap(checkpoint, retention, now, oldest_kept(ctx.kinesis, stream, shard_id))
+    return expiry_gap(checkpoint, retention, now, oldest_kept(ctx.kinesis, stream, shard_id), parents)
 
 
 def _advanced(
@@ -463,58 +548,122 @@ def _advanced(
         update.update(
             sequence_number=last_sequence,
             last_arrived_at=last_arrived,
-            verified_at=last_arrived,
+            # Never back: a replay re-reads records that were landed before its rewind.
+            verified_at=max(last_arrived, checkpoint.verified_at or last_arrived),
             replay_from=None,
             last_batch_id=descriptor_url,
             records_landed=checkpoint.records_landed + landed,
             records_rejected=checkpoint.records_rejected + rejected,
         )
+        if checkpoint.replay_until is not None and checkpoint.replay_first_sequence is None:
+            first = batch.records.sequence_numbers[0]
+            first_arrived = datetime.fromtimestamp(batch.records.arrived_at_ms[0] / 1000, UTC)
+            update.update(replay_first_sequence=first, replay_first_arrived_at=first_arrived)
         if checkpoint.replay_until is not None and sequence_key(last_sequence) >= sequence_key(checkpoint.replay_until):
-            update.update(replay_until=None)
-    if batch.caught_up and reader.stats.caught_up_at is not None:
-        update["verified_at"] = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
+            # The replay is past where the shard was: later batches are new data, named as usual.
+            update.update(
+                replay_until=None, replay_token=None, replay_first_sequence=None, replay_first_arrived_at=None
+            )
+    if batch.caught_up and not batch.shard_ended and reader.stats.caught_up_at is not None:
+        # Seen at the tip while open. Not at the end of a closed shard: a finished shard's verified_at must stay
+        # before it closed, since its children's records are unread from then on (core.checkpoints.unread_since).
+        caught_up = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
+        update["verified_at"] = max(caught_up, update.get("verified_at") or checkpoint.verified_at or caught_up)
     return checkpoint.model_copy(update=update)
 
 
-def _land_batch(
-    ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
-) -> tuple[str, int, int, Counter[str], str]:
-    records = batch.records
-    first_seq, last_seq = records.sequence_numbers[0], records.sequence_numbers[-1]
-    # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
-    folder = shard_id + (checkpoint.key_suffix or "")
-    span = BatchRange(
+def _span(shard_id: str, folder: str, records: KinesisRecords) -> BatchRange:
+    return BatchRange(
         shard_id=shard_id,
-        first_sequence_number=first_seq,
-        last_sequence_number=last_seq,
+        first_sequence_number=records.sequence_numbers[0],
+        last_sequence_number=records.sequence_numbers[-1],
         first_arrived_at=datetime.fromtimestamp(records.arrived_at_ms[0] / 1000, UTC),
         last_arrived_at=datetime.fromtimestamp(max(records.arrived_at_ms) / 1000, UTC),
         key_shard=folder if folder != shard_id else None,
     )
+
+
+def _land_batch(
+    ctx: LandingContext, shard_id: str, batch: ReadBatch, checkpoint: Checkpoint
+) -> tuple[str, int, int, Counter[str], str, int, int]:
+    """Decode, gather the payloads, write the batch. Returns the descriptor's URI, the counts, the reasons,
+    the last sequence number landed, how many of ``batch``'s records the batch kept (fewer when its
+    ``S3Url`` payloads would pass ``batch_max_bytes``: the caller gives the rest back to the reader), and
+    how many older batches a replay batch superseded."""
+    records = batch.records
+    # A re-created stream's objects go to their own folder: its sequence numbers may repeat the deleted one's.
+    folder = shard_id + (checkpoint.key_suffix or "")
+    replay = checkpoint.replay_until is not None and sequence_key(records.sequence_numbers[0]) <= sequence_key(
+        checkpoint.replay_until
+    )
+    # A replay's batches get names of their own (the loader skips descriptors it has loaded, and a replay
+    # cutting at the same records would write the same names); cut values and payloads keep the shard's.
+    batch_folder = f"{folder}~{checkpoint.replay_token}" if replay and checkpoint.replay_token else folder
+    span = _span(shard_id, batch_folder, records)
     options = DecodeOptions(
         stream_name=ctx.settings.stream_name,
         shard_id=shard_id,
         landed_file=ctx.writer.changes_url(span),
         value_ref=ctx.writer.value_url(folder),
         value_max_bytes=ctx.settings.value_max_bytes,
+        identity_pool_ids=tuple(ctx.settings.identity_pool_ids),
     )
     # The changes file is encoded while the records are decoded (row groups in stream order; the
     # fetched S3Url payloads' rows come last, as in decoded.changes).
     changes_file = ctx.writer.changes_file()
     decoded = decode_records(records, options, sink=changes_file.write)
     if decoded.pending:
-        resolve_payloads(ctx, shard_id, decoded, options, folder=folder, sink=changes_file.write)
-    replay = checkpoint.replay_until is not None and sequence_key(first_seq) <= sequence_key(checkpoint.replay_until)
+        gathering = gather(ctx.payloads, ctx.fetcher, folder, decoded.pending, records, ctx.settings.batch_max_bytes)
+        try:
+            if gathering.keep_records < len(records):
+                log.info(
+                    "shard %s: the batch's S3Url payloads would pass batch_max_bytes (%d): landing its first %d of "
+                    "%d records now, the rest in the next batch",
+                    shard_id,
+                    ctx.settings.batch_max_bytes,
+                    gathering.keep_records,
+                    len(records),
+                )
+                # Decoded again without the records left out: the changes file must hold exactly the batch's rows.
+                records = records.slice(0, gathering.keep_records)
+                span = _span(shard_id, batch_folder, records)
+                options = replace(options, landed_file=ctx.writer.changes_url(span))
+                changes_file = ctx.writer.changes_file()
+                decoded = decode_records(records, options, sink=changes_file.write)
+            resolve_payloads(ctx, shard_id, decoded, options, gathering.items, sink=changes_file.write)
+            log.info(
+                "shard %s: %d S3Url payload(s): %d read back from the landing zone (kept by an earlier landing of "
+                "this batch), %d fetched, %d failed; %.1f MiB",
+                shard_id,
+                len(gathering.items),
+                gathering.reused,
+                gathering.fetched,
+                gathering.failed,
+                gathering.body_bytes / 2**20,
+            )
+        finally:
+            gathering.close()
     _, url = ctx.writer.write(
         span, decoded, decoded.records_read, decoded.records_landed, replay=replay, changes_file=changes_file
     )
+    superseded = 0
+    if replay and checkpoint.replay_token:
+        superseded = supersede_replayed(
+            ctx,
+            folder,
+            checkpoint.replay_token,
+            checkpoint.replay_first_sequence or span.first_sequence_number,
+            span.last_sequence_number,
+            checkpoint.replay_first_arrived_at or span.first_arrived_at,
+            span.last_arrived_at,
+        )
     reasons = Counter(r.reason for r in decoded.rejects)
     log.info(
         "shard %s batch %s-%s: read %d = landed %d + rejected %d%s; %d change rows; %d cut value(s); "
         "%d record(s) checked one by one, %d parser restart(s); descriptor %s",
         shard_id,
-        first_seq,
-        last_seq,
+        span.first_sequence_number,
+        span.last_sequence_number,
         decoded.records_read,
         decoded.records_landed,
         decoded.records_rejected,
@@ -525,7 +674,68 @@ def _land_batch(
         decoded.parser_restarts,
         url,
     )
-    return url, decoded.records_landed, decoded.records_rejected, reasons, last_seq
+    return (
+        url,
+        decoded.records_landed,
+        decoded.records_rejected,
+        reasons,
+        span.last_sequence_number,
+        len(records),
+        superseded,
+    )
+
+
+#: A replay's batches may start a little before the older batches they supersede in arrival time
+#: (ApproximateArrivalTimestamp is approximate): the days around the replay's are looked at too.
+SUPERSEDE_MARGIN = timedelta(days=1)
+
+
+def supersede_replayed(
+    ctx: LandingContext,
+    folder: str,
+    token: str,
+    first_sequence: str,
+    last_sequence: str,
+    first_arrived_at: datetime,
+    last_arrived_at: datetime,
+) -> int:
+    """Move aside the descriptors of older batches of the shard folder ``folder`` whose records the replay
+    ``token`` has now landed again (their whole range within ``first_sequence``..``last_sequence``), to
+    ``_superseded/`` beside ``batches/``. The loader works from descriptors: it then loads the replay's
+    batches, which hold those records decoded by the code of now, and never again an older batch that fails
+    (a broken file the replay re-landed with other cuts). Their data files stay where they are. Returns how
+    many were moved; idempotent (a retry of the replay moves nothing twice)."""
+    layout = ctx.layout
+    low, high = sequence_key(first_sequence), sequence_key(last_sequence)
+    day = (first_arrived_at - SUPERSEDE_MARGIN).date()
+    moved = 0
+    while day <= (last_arrived_at + SUPERSEDE_MARGIN).date():
+        prefix = layout.batches_prefix(day.isoformat())
+        paginator = ctx.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=layout.bucket, Prefix=prefix + folder.split("@", 1)[0]):
+            for item in page.get("Contents") or []:
+                key = item["Key"]
+                batch_folder, _, name = key[len(prefix) :].partition("/")
+                base, _, other_token = batch_folder.partition("~")
+                first, _, last = name.removesuffix(".json").partition("-")
+                if base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
+                    continue
+                if low <= int(first) and int(last) <= high:
+                    aside = _superseded_key(layout, key)
+                    ctx.s3.copy_object(
+                        Bucket=layout.bucket, Key=aside, CopySource={"Bucket": layout.bucket, "Key": key}
+                    )
+                    ctx.s3.delete_object(Bucket=layout.bucket, Key=key)
+                    log.info("replay %s superseded %s (moved to %s)", token, layout.url(key), layout.url(aside))
+                    moved += 1
+        day += timedelta(days=1)
+    return moved
+
+
+def _superseded_key(layout: LandingLayout, key: str) -> str:
+    """``<prefix>/batches/...`` -> ``<prefix>/_superseded/batches/...`` (out of the loader's listing)."""
+    head = f"{layout.prefix}/" if layout.prefix else ""
+    return f"{head}_superseded/{key[len(head) :]}"
 
 
 def resolve_payloads(
@@ -533,21 +743,25 @@ def resolve_payloads(
     shard_id: str,
     decoded: Decoded,
     options: DecodeOptions,
-    folder: str | None = None,
+    gathered: list[Gathered],
     sink: RowSink | None = None,
 ) -> None:
-    """Fetch every pending ``S3Url`` payload of ``decoded``, keep the bodies in the landing zone (under
-    ``folder``, the shard's folder in object keys, by default its id), and decode their records like
-    inline ones (same code); failures become rejects. Updates ``decoded``; the new rows, appended to
-    ``decoded.changes``, go to ``sink`` too (the batch's changes file being encoded)."""
+    """Turn the gathered ``S3Url`` bodies of ``decoded``'s pending payloads (:func:`gather`, kept in the
+    landing zone) into records decoded like inline ones (same code); failures become rejects. Updates
+    ``decoded``; the new rows, appended to ``decoded.changes``, go to ``sink`` too (the batch's changes
+    file being encoded). Bodies are read one at a time (and their files closed)."""
     pending = decoded.pending
     decoded.pending = []
-    results = ctx.fetcher.fetch_all([p.url for p in pending])
+    by_coordinates = {(g.payload.sequence_number, g.payload.sub_sequence_number): g for g in gathered}
+    if set(by_coordinates) != {(p.sequence_number, p.sub_sequence_number) for p in pending}:
+        raise RuntimeError(
+            f"shard {shard_id}: the gathered S3Url payloads are not the batch's pending ones; refusing to land it"
+        )
     resolved: list[bytes] = []
     coordinates: list[tuple[str, int, int]] = []
     originals: dict[tuple[str, int], bytes] = {}
-    fetched = 0
-    for payload, result in zip(pending, results, strict=True):
+    for payload in pending:
+        item = by_coordinates[(payload.sequence_number, payload.sub_sequence_number)]
 
         def quarantine(reason: str, detail: str, payload: PendingPayload = payload) -> None:
             decoded.rejects.append(
@@ -564,34 +778,25 @@ def resolve_payloads(
                 )
             )
 
-        if result.body is None:
-            quarantine(result.reason or "s3url_unreachable", result.detail)
+        if not item.result.ok:
+            quarantine(item.result.reason or "s3url_unreachable", item.result.detail)
             continue
-        fetched += 1
-        kept = ctx.writer.write_payload(
-            folder or shard_id, payload.sequence_number, payload.sub_sequence_number, result.body
-        )
-        records, problem = s3url.payload_records(result.body)
+        body = item.result.read()
+        records, problem = s3url.payload_records(body)
+        del body
         if records is None:
-            quarantine("s3url_bad_body", f"{problem} (body kept at {kept})")
+            quarantine("s3url_bad_body", f"{problem} (body kept at {item.kept_url})")
             continue
         record, error = s3url.resolve(payload.raw, records)
+        del records
         if record is None:
             reason = error.reason if error else "s3url_bad_body"
-            quarantine(reason, f"in the S3Url payload kept at {kept}: {error.detail if error else 'unreadable'}")
+            detail = error.detail if error else "unreadable"
+            quarantine(reason, f"in the S3Url payload kept at {item.kept_url}: {detail}")
             continue
-        coordinate = (payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms)
         resolved.append(record)
-        coordinates.append(coordinate)
+        coordinates.append((payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms))
         originals[(payload.sequence_number, payload.sub_sequence_number)] = payload.raw
-    log.info(
-        "shard %s: %d S3Url payload(s): %d fetched, %d failed, %d decodable",
-        shard_id,
-        len(pending),
-        fetched,
-        len(pending) - fetched,
-        len(resolved),
-    )
     if not resolved:
         return
     sub = decode_records(

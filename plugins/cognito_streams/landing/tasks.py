@@ -38,7 +38,8 @@ def lease_owner(dag_id: str, run_id: str) -> str:
 def plan(
     params: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
 ) -> list[dict[str, Any]]:
-    """Plan task: the readable shards, one dict each (the landing task is mapped over them)."""
+    """Plan task: the readable shards, one dict each (the landing task is mapped over them), then the
+    shards that left the stream before being read to their end (their tasks fail: ``MAY BE LOST``)."""
     settings = settings or load_settings()
     ctx = LandingContext.from_settings(settings)
     replay_from = parse_replay_from(params.get("replay_from"))
@@ -46,7 +47,7 @@ def plan(
     shard_plan, rewound = plan_run(ctx, lease_owner(dag_id, run_id), only=only, replay_from=replay_from, run_id=run_id)
     if rewound:
         log.info("replay from %s: rewound %s", replay_from.isoformat() if replay_from else "", ", ".join(rewound))
-    return [shard.as_dict() for shard in shard_plan.readable]
+    return [shard.as_dict() for shard in shard_plan.tasks()]
 
 
 def land(

@@ -69,7 +69,7 @@ def _parquet_options(column_names: list[str], compression: str) -> dict[str, Any
     """The Parquet writer's options for a landing file with these columns.
 
     The arrow schema is not stored: the Parquet types alone read back as CHANGES_SCHEMA /
-    REJECTS_SCHEMA (strings, UTC millisecond timestamps, ints, required columns), and the decoder's
+    REJECTS_SCHEMA (strings, UTC microsecond timestamps, ints, required columns), and the decoder's
     dictionary-encoded columns (``DECODED_SCHEMA``: the constants, the records' ids and dataset names,
     keys, ``op``, ``payload_type``) are written as plain (dictionary-paged) strings. Given as
     dictionaries, the encoder writes each chunk's dictionary as it is instead of hashing every row.
@@ -343,9 +343,10 @@ def rejects_table(rejects: list[Reject], stream_name: str, shard_id: str, raw_ur
             "shard_id": [shard_id] * n,
             "sequence_number": [r.sequence_number for r in rejects],
             "sub_sequence_number": [r.sub_sequence_number for r in rejects],
-            "arrived_at": pa.array([r.arrived_at_ms for r in rejects], pa.int64()).cast(
-                REJECTS_SCHEMA.field("arrived_at").type
-            ),
+            # Epoch milliseconds, as the contract's (microsecond) timestamps: cast as milliseconds first.
+            "arrived_at": pa.array([r.arrived_at_ms for r in rejects], pa.int64())
+            .cast(pa.timestamp("ms", tz="UTC"))
+            .cast(REJECTS_SCHEMA.field("arrived_at").type),
             "reason": [r.reason for r in rejects],
             "detail": [_storable(r.detail) or r.reason for r in rejects],
             "identity_pool_id": [_storable(r.identity_pool_id, 64) for r in rejects],

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from cognito_streams.core.landing_format import LandedBatch, LandingLayout
+from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
 from cognito_streams.core.load_plan import landing_day
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
@@ -36,6 +38,21 @@ def split_s3_url(url: str) -> tuple[str, str]:
         raise ValueError(f"{url!r} is not an s3://bucket/key URL")
     bucket, key = url[5:].split("/", 1)
     return bucket, key
+
+
+def check_format_version(url: str, body: bytes) -> None:
+    """Refuse a descriptor of a landing-contract version this loader does not know (a newer landing DAG
+    than this loader, or not a descriptor), naming both; an older version it knows passes."""
+    try:
+        version = orjson.loads(body).get("format_version")
+    except (orjson.JSONDecodeError, AttributeError):
+        return  # not a JSON object: the contract's validation says what is wrong with it
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise LoadCheckError(
+            f"batch descriptor {url} has landing format_version {version!r}, which this loader cannot read (it reads "
+            f"versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}; the landing writes {FORMAT_VERSION}): deploy "
+            "the same release of the plugins to the landing and the loading DAGs' workers, then rerun the load"
+        )
 
 
 class LandingReader:
@@ -91,10 +108,19 @@ class LandingReader:
         bucket, key = split_s3_url(url)
         return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def read_batch(self, ref: DescriptorRef) -> BatchToLoad:
-        """A descriptor and its manifests, checked against each other."""
+    def read_batch(self, ref: DescriptorRef) -> BatchToLoad | None:
+        """A descriptor and its manifests, checked against each other; None when the descriptor is gone
+        since it was listed (a replay superseded its batch: docs/landing.md, 'Replay')."""
         try:
-            batch = LandedBatch.model_validate_json(self.fetch(ref.url))
+            body = self.fetch(ref.url)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                log.info("Batch descriptor %s was superseded since it was listed (a replay): skipped", ref.url)
+                return None
+            raise
+        check_format_version(ref.url, body)
+        try:
+            batch = LandedBatch.model_validate_json(body)
         except ValidationError as err:
             raise LoadCheckError(
                 f"batch descriptor {ref.url} does not follow the landing contract (core/landing_format.py): "
@@ -112,8 +138,8 @@ class LandingReader:
         )
 
     def read_batches(self, refs: list[DescriptorRef]) -> list[BatchToLoad]:
-        """:meth:`read_batch` for many, in parallel, in the order given."""
+        """:meth:`read_batch` for many, in parallel, in the order given (those superseded meanwhile left out)."""
         if not refs:
             return []
         with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(refs)), thread_name_prefix="landing-read") as pool:
-            return list(pool.map(self.read_batch, refs))
+            return [batch for batch in pool.map(self.read_batch, refs) if batch is not None]

@@ -29,7 +29,17 @@ def choose(params: dict[str, Any] | None) -> str:
 def load(params: dict[str, Any] | None) -> dict[str, Any]:
     """Load the landed batches not yet loaded (or the day range, forced); returns the counts."""
     p = LoadParams.parse(params)
-    return run.load_landing_zone(load_settings(), day_from=p.day_from, day_to=p.day_to, force=p.force).as_dict()
+    settings = load_settings()
+    if not (p.day_from or p.day_to or p.force):
+        # Regular loads only: a manual backfill or forced reload is not held back.
+        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
+
+        if settings.min_load_interval_seconds > 0:
+            with open_warehouse(settings) as wh:
+                last = last_load_at(wh)
+            wait_for_load_slot(settings, last)
+    return run.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force).as_dict()
 
 
 def rebuild() -> dict[str, Any]:

@@ -117,11 +117,35 @@ class Warehouse(ABC):
         try:
             yield cur
             self._conn.commit()
-        except BaseException:
-            self._conn.rollback()
+        except BaseException as err:
+            self._rollback_after(err)
+            self._close_after(cur, err)
             raise
-        finally:
+        cur.close()
+
+    def _rollback_after(self, error: BaseException) -> None:
+        """Roll back after ``error``, never replacing it: on a dropped connection ``rollback()`` fails too, and
+        its "connection closed" must not take the place of the real error (a failed check, ``COPY ... failed``)
+        in the task's message and the alert. The server rolls back a transaction whose connection died."""
+        try:
+            self._conn.rollback()
+        except Exception as cleanup:  # noqa: BLE001 - logged and attached; the error in flight is what is raised
+            log.error(
+                "rollback after %s failed (%s: %s); the server rolls the transaction back when the connection "
+                "ends. The original error follows.",
+                type(error).__name__,
+                type(cleanup).__name__,
+                cleanup,
+            )
+            error.add_note(f"(the rollback after this error failed too: {type(cleanup).__name__}: {cleanup})")
+
+    @staticmethod
+    def _close_after(cur: Cursor, error: BaseException) -> None:
+        """Close ``cur`` after ``error``; a failure to close (a dead connection) is noted, never raised."""
+        try:
             cur.close()
+        except Exception as cleanup:  # noqa: BLE001 - attached to the error in flight, which is what is raised
+            error.add_note(f"(closing the cursor after this error failed too: {type(cleanup).__name__}: {cleanup})")
 
     # Engine specifics ------------------------------------------------------------------------------
     @abstractmethod

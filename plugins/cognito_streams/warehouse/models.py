@@ -9,9 +9,10 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cognito_streams.core.landing_format import LandedBatch
+from cognito_streams.core.values import clip_text
 
 
 class WarehouseError(RuntimeError):
@@ -185,21 +186,50 @@ class CheckResult:
         return self.failing == 0
 
 
+#: Widths in bytes (Redshift's VARCHAR counts bytes) of ``bulk_publish_runs``' text columns.
+BULK_PUBLISH_TEXT_BYTES = {
+    "attempt_id": 256,
+    "identity_pool_id": 64,
+    "decision": 64,
+    "status": 32,
+    "failure_message": 4096,
+    "dag_run_id": 256,
+    "reason": 1024,
+}
+
+
 class BulkPublishAttempt(BaseModel):
     """A row of ``bulk_publish_runs``: one bulk publish attempt for one identity pool. The writer passes the
-    whole current state of the attempt each time; ``record_bulk_publish_attempt`` upserts it by id."""
+    whole current state of the attempt each time; ``record_bulk_publish_attempt`` upserts it by id.
+
+    Free text (``failure_message``, ``reason``: Cognito's words, ours) is cut to its column's width in bytes
+    at a character boundary; an identifier wider than its column is refused (cutting would change it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    attempt_id: str = Field(min_length=1, max_length=256)
-    identity_pool_id: str = Field(min_length=1, max_length=64)
+    attempt_id: str = Field(min_length=1)
+    identity_pool_id: str = Field(min_length=1)
     requested_at: datetime
-    decision: str = Field(min_length=1, max_length=64)
-    status: str = Field(min_length=1, max_length=32)
+    decision: str = Field(min_length=1)
+    status: str = Field(min_length=1)
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    failure_message: str | None = Field(default=None, max_length=4096)
+    failure_message: str | None = None
     next_eligible_at: datetime | None = None
-    dag_run_id: str | None = Field(default=None, max_length=256)
-    reason: str | None = Field(default=None, max_length=1024)  # why this decision (core.bulk_publish.Plan)
+    dag_run_id: str | None = None
+    reason: str | None = None  # why this decision (core.bulk_publish.Plan)
     updated_at: datetime | None = None  # set by the warehouse when read back
+
+    @field_validator("failure_message", "reason", mode="before")
+    @classmethod
+    def _clip(cls, value: Any, info: Any) -> Any:
+        return clip_text(value, BULK_PUBLISH_TEXT_BYTES[info.field_name]) if isinstance(value, str) else value
+
+    @field_validator("attempt_id", "identity_pool_id", "decision", "status", "dag_run_id")
+    @classmethod
+    def _fits(cls, value: str | None, info: Any) -> str | None:
+        width = BULK_PUBLISH_TEXT_BYTES[info.field_name]
+        size = 0 if value is None else len(value.encode("utf-8", "surrogatepass"))
+        if size > width:
+            raise ValueError(f"is {size} UTF-8 bytes long; bulk_publish_runs.{info.field_name} holds at most {width}")
+        return value
