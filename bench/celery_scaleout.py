@@ -1,9 +1,10 @@
 """Landing throughput on the CeleryExecutor: one pre-filled 8-shard stream landed by one worker, then by two.
 
-    python -m bench.celery_scaleout [--records 80000] [--shards 8] [--concurrency 4] [--rounds 1]
+    python -m bench.celery_scaleout [--records 80000] [--shards 8] [--concurrency 4] [--rounds 1] [--workers 1,2]
     make bench-celery
 
-One local stack in Celery mode (``CS_EXECUTOR=celery``: Redis, the metadata DB on PostgreSQL, the API server,
+One local stack in Celery mode (``CS_EXECUTOR=celery``; moto as ``bench.fastmoto``, whose Kinesis does not slow
+down as the stream grows: Redis, the metadata DB on PostgreSQL, the API server,
 scheduler, DAG processor, triggerer, two workers of ``--concurrency`` slots each). Each round: put ``--records``
 synthetic Cognito Streams records (``bench_e2e.synthetic_records``) into the stream, trigger one
 ``cognito_stream_to_s3`` run with worker-2 stopped (1 worker), then as many again with both workers (2 workers).
@@ -24,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.bench_e2e import synthetic_records
-from bench.harness import cleanup, machine, scratch
+from bench.harness import _start_fast_moto, cleanup, machine, scratch
 from local.celery_stack import CeleryAirflow
 from local.procs import free_port, wait_until
 from local.stack import Stack, StackConfig
@@ -66,6 +67,8 @@ class Bench:
     def start(self) -> None:
         import boto3
 
+        # moto's Kinesis slows down as a stream grows (O(records) per put and read); the benchmarks' moto does not.
+        _start_fast_moto(self.stack)
         env = self.stack.up(migrate=True, emulator=False, redshift=False)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "CS_"))})
         self.kinesis = boto3.client("kinesis", endpoint_url=self.cfg.aws_endpoint, region_name=self.cfg.region)
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4, help="slots per worker")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workers", default="1,2", help="worker counts to run in each round, e.g. 1 or 1,2")
     args = parser.parse_args(argv)
     info = machine()
     print(f"machine: {info.get('cpus')} CPUs, load {info.get('load_average_1_5_15_min')}, {info.get('git_commit')}")
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Celery deployment up in {time.monotonic() - t0:.0f} s", flush=True)
         results = []
         for r in range(args.rounds):
-            for workers in (1, 2):
+            for workers in (int(w) for w in args.workers.split(",")):
                 bench.set_workers(workers)
                 bench.fill(args.records, seed=100 * r + workers)
                 out = bench.land()

@@ -16,8 +16,8 @@ the triggerer and ``CS_CELERY_WORKERS`` (2) Celery workers, with
 - **task logs in S3** (``[logging] remote_logging``, the landing bucket under ``airflow-logs/``): the API
   server cannot read a worker's disk, exactly as on two machines;
 - ``[scheduler] task_instance_heartbeat_timeout`` lowered (``CS_HEARTBEAT_TIMEOUT``, 60 s here against
-  Airflow's 300 s), so that a worker lost mid-task has its task retried on the other within about two
-  minutes (the landing DAG's retry delay is one minute).
+  Airflow's 300 s), so that a worker lost mid-task has its task retried on the other within about three
+  minutes (the landing DAG's retry delay is one minute; ``make test-celery`` measures it, docs/scaling.md).
 
 Every process has a pid file and a log under ``.local/`` like the other services; ``make down`` stops
 them all, workers first.
@@ -432,7 +432,7 @@ def stopped_on_error(airflow: CeleryAirflow) -> Iterator[None]:
 
 def remaining_processes(cfg: StackConfig) -> list[int]:
     """Pids of processes still running whose command line or working directory is in this stack's state
-    folder or uses its ports (for ``make down``'s check, and its test)."""
+    folder (for ``make down``'s check, and its test; the ports are :meth:`Stack.listening_ports`)."""
     import psutil
 
     state = str(cfg.state_dir)
