@@ -23,7 +23,6 @@ import pytest
 
 from local.celery_stack import CeleryAirflow, kill_machine, remaining_processes, worker_names
 from local.fileaudit import SITE_DIR, read_log, violations
-from local.procs import free_port
 from local.stack import REPO, Stack
 from tests.conftest import make_stack_config
 from tests.support.faults import Scenario, scenario
@@ -135,9 +134,7 @@ class CeleryDeployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, str]]]:
     """The Celery stack's services (Airflow is started by the test, with the scenario's Variable)."""
     state = tmp_path_factory.mktemp("celery") / "state"
-    cfg = make_stack_config(
-        state, executor="celery", broker_port=free_port(), heartbeat_timeout=30, stream_shards=SHARDS
-    )
+    cfg = make_stack_config(state, executor="celery", heartbeat_timeout=30, stream_shards=SHARDS)
     stack = Stack(cfg)
     try:
         env = stack.up(migrate=True, emulator=True, redshift=False)
