@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: help venv warm test test-browser test-slow lint stack-up stack-down stack-status up down demo bench bench-full clean
+.PHONY: help venv warm test test-browser test-slow test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ warm: ## compile the decoder's numba parser into its cache (make venv and make u
 venv: $(STAMP) ## create .venv with the pinned packages
 
 test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
-	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not browser and not celery" $(PYTEST_ARGS)
 
 CHROMIUM ?= /usr/bin/chromium
 
@@ -41,6 +41,9 @@ test-browser: $(STAMP) ## headless Chromium logs into `make up`'s Airflow UI (sc
 
 test-slow: $(STAMP) ## the long opt-in tests (fault soak)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-celery: $(STAMP) ## the pipeline on the CeleryExecutor: two workers, one SIGKILLed mid-task (CI runs it)
+	$(PY) -m pytest -m celery $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -75,6 +78,9 @@ bench-full: $(STAMP) ## benchmarks, full mode
 redshift-check: $(STAMP) ## opt-in: the Redshift path on a real cluster (AIRFLOW_CONN_REDSHIFT_CHECK ...: README)
 	AIRFLOW_HOME="$${AIRFLOW_HOME:-$(CURDIR)/.local/redshift-check}" PYTHONPATH="$(CURDIR)/plugins:$(CURDIR)" \
 		$(PY) -m cognito_streams.redshift_check
+
+bench-celery: $(STAMP) ## landing throughput, 8 shards on 1 vs 2 Celery workers (docs/scaling.md)
+	$(PY) -m bench.celery_scaleout $(BENCH_ARGS)
 
 clean: ## stop everything and remove .local/ (keeps .venv)
 	-test -x $(PY) && $(PY) -m local.stack clean

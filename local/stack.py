@@ -15,6 +15,8 @@ port never needs a code change: ``CS_MOTO_PORT``, ``CS_EMULATOR_PORT``, ``CS_PG_
 ``CS_AIRFLOW_PORT``, ``CS_REDSHIFT_PORT``, ``CS_STATE_DIR``. ``CS_WAREHOUSE`` (``postgres``, the default, or
 ``redshift``) decides which warehouse the ``redshift_default`` connection in ``stack.env`` points at: the plain
 PostgreSQL stand-in, or the Redshift emulator (``local/redshift``, docs/redshift-emulator.md) in front of it.
+``CS_EXECUTOR=celery`` runs Airflow on the CeleryExecutor instead of ``airflow standalone``: Redis as the broker
+(``CS_BROKER_PORT``), ``CS_CELERY_WORKERS`` workers, each as if on its own machine (``local/celery_stack.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ REDSHIFT_DB = "dev"
 REDSHIFT_USER = "awsuser"
 REDSHIFT_PASSWORD = "Emulator-Passw0rd"  # noqa: S105 - the local emulator's documented password
 WAREHOUSES = ("postgres", "redshift")
+EXECUTORS = ("local", "celery")
 COPY_ROLE_NAME = "cognito-streams-redshift-copy"
 PG_SYSTEM_USER = "pgserver"  # pgserver's convention: PostgreSQL refuses to run as root
 
@@ -81,6 +84,14 @@ class StackConfig:
     stream_shards: int = 2
     pool_names: tuple[str, ...] = ("cognito_streams_demo",)
     airflow_parallelism: int = 4
+    #: ``local``: ``airflow standalone`` (LocalExecutor); ``celery``: Airflow component by component on the
+    #: CeleryExecutor with a Redis broker and ``celery_workers`` workers (local/celery_stack.py)
+    executor: str = "local"
+    broker_port: int = 45664
+    celery_workers: int = 2
+    worker_concurrency: int = 2
+    #: ``[scheduler] task_instance_heartbeat_timeout`` of the Celery setup (Airflow's default: 300 s)
+    heartbeat_timeout: int = 60
     extra_variable: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +106,10 @@ class StackConfig:
             "CS_REDSHIFT_PORT": "redshift_port",
             "CS_AIRFLOW_PORT": "airflow_port",
             "CS_STREAM_SHARDS": "stream_shards",
+            "CS_BROKER_PORT": "broker_port",
+            "CS_CELERY_WORKERS": "celery_workers",
+            "CS_WORKER_CONCURRENCY": "worker_concurrency",
+            "CS_HEARTBEAT_TIMEOUT": "heartbeat_timeout",
         }
         changes: dict[str, object] = {}
         for var, attr in ints.items():
@@ -107,6 +122,8 @@ class StackConfig:
             changes["state_dir"] = Path(env["CS_STATE_DIR"]).resolve()
         if env.get("CS_WAREHOUSE"):
             changes["warehouse"] = env["CS_WAREHOUSE"]
+        if env.get("CS_EXECUTOR"):
+            changes["executor"] = env["CS_EXECUTOR"]
         return replace(cfg, **changes)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
@@ -114,6 +131,12 @@ class StackConfig:
             raise StackError(
                 f"CS_WAREHOUSE={self.warehouse!r} is not a warehouse of the local stack; use one of "
                 f"{', '.join(WAREHOUSES)} (postgres: the plain PostgreSQL stand-in, redshift: the Redshift emulator)"
+            )
+        if self.executor not in EXECUTORS:
+            raise StackError(
+                f"CS_EXECUTOR={self.executor!r} is not an executor of the local stack; use one of "
+                f"{', '.join(EXECUTORS)} (local: airflow standalone with the LocalExecutor, "
+                "celery: the CeleryExecutor with two workers)"
             )
 
     # Derived locations -------------------------------------------------------------
@@ -696,6 +719,10 @@ def stack_environment(cfg: StackConfig, pool_ids: list[str] | None = None) -> di
         # The health report task also writes the page here (besides S3).
         "COGNITO_STREAMS_REPORT_DIR": str(cfg.state_dir),
     }
+    if cfg.executor == "celery":
+        from local.celery_stack import celery_environment
+
+        env.update(celery_environment(cfg))
     return env
 
 
@@ -848,7 +875,12 @@ class Stack:
         self.postgres = PostgresService(self.cfg)
         self.emulator = EmulatorService(self.cfg)
         self.redshift = RedshiftEmulatorService(self.cfg)
-        self.airflow = AirflowService(self.cfg)
+        from local.celery_stack import CeleryAirflow, RedisBroker
+
+        self.standalone = AirflowService(self.cfg)
+        self.celery = CeleryAirflow(self.cfg)
+        self.broker = RedisBroker(self.cfg)
+        self.airflow: AirflowService = self.celery if self.cfg.executor == "celery" else self.standalone
         self.trickle = TrickleService(self.cfg)
 
     def services(self) -> list[Service]:
@@ -856,6 +888,8 @@ class Stack:
         if EmulatorService.available():
             services.append(self.emulator)
         services.append(self.redshift)
+        if self.cfg.executor == "celery":
+            services.append(self.broker)
         return services
 
     def up(
@@ -883,6 +917,10 @@ class Stack:
         pool_ids = bootstrap_aws(self.cfg)
         env = stack_environment(self.cfg, pool_ids)
         write_env_file(self.cfg, env)
+        if self.cfg.executor == "celery":
+            from local.celery_stack import ensure_databases
+
+            ensure_databases(self.cfg)
         if migrate:
             t0 = time.monotonic()
             migrate_airflow(self.cfg, env)
@@ -892,16 +930,14 @@ class Stack:
 
     def down(self, *, echo: bool = False) -> None:
         """Stop Airflow (if running) and every service; verify the ports are closed."""
-        for service in [self.trickle, self.airflow, self.emulator, self.redshift, self.postgres, self.moto]:
+        everything = [self.trickle, self.celery, self.standalone, self.broker, self.emulator, self.redshift]
+        everything += [self.postgres, self.moto]
+        for service in everything:
             was = service.pid()
             service.stop()
             if echo and was is not None:
                 print(f"  {service.name:<9} stopped (pid {was})")
-        still = [
-            s
-            for s in [self.trickle, self.airflow, self.emulator, self.redshift, self.postgres, self.moto]
-            if s.pid() is not None
-        ]
+        still = [s for s in everything if s.pid() is not None]
         if still:
             raise StackError("could not stop: " + ", ".join(f"{s.name} (pid {s.pid()})" for s in still))
 
@@ -946,7 +982,8 @@ class Stack:
     def listening_ports(self) -> list[int]:
         """Ports of ours that still accept connections (for tests of ``down``)."""
         ports = [
-            self.cfg.moto_port, self.cfg.pg_port, self.cfg.emulator_port, self.cfg.redshift_port, self.cfg.airflow_port
+            self.cfg.moto_port, self.cfg.pg_port, self.cfg.emulator_port, self.cfg.redshift_port, self.cfg.airflow_port,
+            self.cfg.broker_port,
         ]  # fmt: skip
         return [p for p in ports if port_is_listening(p, self.cfg.host)]
 

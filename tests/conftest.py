@@ -51,6 +51,7 @@ def make_stack_config(state_dir: Path, **overrides: object) -> StackConfig:
         "pg_port": free_port(),
         "redshift_port": free_port(),
         "airflow_port": free_port(),
+        "broker_port": free_port(),
         # Tests load again and again within seconds: the loader's pause between loads
         # (min_load_interval_seconds, default 10) would only slow them; tests of it set it themselves.
         "extra_variable": {"min_load_interval_seconds": 0},
