@@ -11,6 +11,7 @@ each of its tasks -> ``load_batches`` ended (the commit) -> the run ended (its s
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import statistics
@@ -124,16 +125,20 @@ def _link(db: sqlite3.Connection, landing: list[RunTimes], loading: list[RunTime
 def _stages(run: RunTimes, order: list[str]) -> list[tuple[str, float | None]]:
     """The run's path as (stage, seconds): the hop to each task and each task's own time."""
     out: list[tuple[str, float | None]] = []
-    prev_end = run.start
+    ends: list[float] = []
     for task_id in order:
         t = run.tasks.get(task_id)
         if t is None or t.start is None:
             continue
-        ready = prev_end
+        # Ready when the last of the earlier tasks it waited for ended (a task beside another, like
+        # check_shards beside publish_landed, did not wait for it).
+        queued = t.queued if t.queued is not None else t.start
+        ready = max([e for e in ends if e <= queued], default=run.start)
         out.append((f"{task_id}: ready -> queued", _diff(t.queued, ready)))
         out.append((f"{task_id}: queued -> started", _diff(t.start, t.queued)))
         out.append((f"{task_id}: started -> ended", _diff(t.end, t.start)))
-        prev_end = t.end
+        if t.end is not None:
+            ends.append(t.end)
     return out
 
 
@@ -201,7 +206,7 @@ def breakdown(db_path: Path, since: float | None = None, until: float | None = N
         )
     # Gaps between consecutive runs: the slot freed -> the next run started.
     for runs, name in ((landing, "landing"), (loading, "loading")):
-        for a, b in zip(runs, runs[1:], strict=False):
+        for a, b in itertools.pairwise(runs):
             if a.end is not None and b.start is not None and b.created is not None and b.created <= a.end:
                 add(f"{name}: previous run ended -> next (waiting) run started", _diff(b.start, a.end))
     table = {

@@ -488,6 +488,9 @@ class AirflowRun:
     load_average: list[float] = field(default_factory=list)
     #: where the time went (bench.airflow_timeline) over the landing runs of the measured window
     breakdown: dict[str, Any] = field(default_factory=dict)
+    #: event mode: CPU seconds the Airflow processes (scheduler, triggerer, api-server, dag-processor,
+    #: executor workers) used per minute of the idle window: the price of the scheduler's loop settings
+    idle_cpu_per_minute: float | None = None
 
 
 class AirflowApi:
@@ -588,7 +591,7 @@ def run_through_airflow(
             _wait_visible(watcher, updates, timeout=3 * SCHEDULE_INTERVAL_S + 60)
             extra.breakdown = _breakdown(cfg.airflow_home, mode, window_start, window_end)
             if mode == "event":
-                _idle_and_bursts(stack, lane, api, extra, idle_seconds, bursts, watcher)
+                _idle_and_bursts(stack, lane, api, extra, idle_seconds, bursts, watcher, airflow.pid())
         extra.landing_runs = len(api.dag_runs(LANDING_DAGS[0]))
         extra.loading_runs = len(api.dag_runs(LANDING_DAGS[1]))
         extra.paced_loads = _paced_loads(cfg.airflow_home)
@@ -638,15 +641,51 @@ def _settle(api: AirflowApi, timeout: float = 180.0) -> None:
         time.sleep(2)
 
 
+def _tree_cpu_seconds(root: int | None) -> float | None:
+    """User + system CPU seconds of ``root`` and its descendants (Linux ``/proc``; None elsewhere)."""
+    if root is None or not os.path.isdir("/proc"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append(int(entry))
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def _idle_and_bursts(
-    stack: Any, lane: Lane, api: AirflowApi, extra: AirflowRun, idle_seconds: float, bursts: int, watcher: Watcher
+    stack: Any,
+    lane: Lane,
+    api: AirflowApi,
+    extra: AirflowRun,
+    idle_seconds: float,
+    bursts: int,
+    watcher: Watcher,
+    airflow_pid: int | None = None,
 ) -> None:
     """The idle window (no record arriving), then lone changes a while apart."""
     _settle(api)
     window_start = time.time()
+    cpu_before = _tree_cpu_seconds(airflow_pid)
     time.sleep(idle_seconds)
+    cpu_after = _tree_cpu_seconds(airflow_pid)
     window_end = time.time()
     extra.idle_seconds = window_end - window_start
+    if cpu_before is not None and cpu_after is not None and idle_seconds > 0:
+        extra.idle_cpu_per_minute = round((cpu_after - cpu_before) * 60 / extra.idle_seconds, 2)
     started = [
         ti
         for dag_id in LANDING_DAGS
@@ -1084,7 +1123,8 @@ def _event_part(ctx: BenchContext, stack: Any) -> list[Figure]:
             note=(
                 f"{ev.idle_task_instances} task instance(s) of cognito_stream_to_s3 / cognito_s3_to_redshift started "
                 f"and {ev.idle_dag_runs} run(s) were created in a {ev.idle_seconds:.0f} s window with no record "
-                "arriving (scaled to 10 minutes); only the watcher's trigger ran, in the triggerer"
+                "arriving (scaled to 10 minutes); only the watcher's trigger ran, in the triggerer; the Airflow "
+                f"processes used {ev.idle_cpu_per_minute} CPU s per minute meanwhile"
             ),
         )
     )
@@ -1175,6 +1215,7 @@ def _scaling_part(ctx: BenchContext, stack: Any) -> list[Figure]:
 
 
 def _cost_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
     # 5. cost per change at two warehouse sizes
     small, large = ctx.scale(50_000, 250_000), ctx.scale(500_000, 2_500_000)
     changes = synthetic_records(ctx.scale(3_000, 25_000), identities=1_000, seed=5)

@@ -1,4 +1,10 @@
-"""The work of each ``cognito_s3_to_redshift`` task, so that the DAG file only wires them."""
+"""The work of each ``cognito_s3_to_redshift`` task, so that the DAG file only wires them.
+
+The loading machinery (warehouse drivers, pyarrow) is imported only by the functions that touch the
+warehouse: every task process of the DAG imports this module, and ``check_params`` and
+``announce_loaded`` never do (0.3-0.6 s of each such task process on the 2-core machine, on every
+change's way into the warehouse; docs/performance.md).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from cognito_streams.loading import run
 from cognito_streams.loading.params import LoadParams
 from cognito_streams.settings import load_settings
-from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
     migrations; returns the counts and, under ``failed_batches``, the batches set aside (the
     ``check_failed_batches`` task fails the run on them, after the checks and the announcement of what was
     loaded)."""
+    from cognito_streams.loading import run
     from cognito_streams.loading.connect import open_warehouse
     from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
 
@@ -67,6 +72,8 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
     the next run of the DAG tries the batches again."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
+
     failed = [FailedBatch.from_dict(f) for f in (loaded or {}).get(FAILED_KEY, [])]
     if failed:
         err = batches_failed_error(failed, load_settings().warehouse_schema)
@@ -77,6 +84,7 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
 def rebuild() -> dict[str, Any]:
     """Rebuild records and datasets from the history (after applying the schema's pending migrations);
     returns the counts."""
+    from cognito_streams.loading import run
     from cognito_streams.loading.connect import open_warehouse
 
     settings = load_settings()
@@ -88,6 +96,8 @@ def rebuild() -> dict[str, Any]:
 def check(since: datetime) -> dict[str, int]:
     """Run the data-quality checks on what was loaded since ``since`` (raises with the numbers when one
     fails); returns ``{check: failing rows}``."""
+    from cognito_streams.loading import run
+
     return {r.name: r.failing for r in run.check_quality(load_settings(), since)}
 
 
