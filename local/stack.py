@@ -496,8 +496,8 @@ class RedshiftEmulatorService(Service):
 #: settings"): the scheduler sleeps at most this long between loops that found nothing to do, so a finished
 #: task's successor, an asset-triggered run and the landing run a watcher event asked for start within a
 #: quarter of a second instead of up to one (each change passes about six such hops). It costs the idle
-#: scheduler four times as many (cheap) loops: docs/performance.md has the CPU figure. Environment variables
-#: set by the caller win.
+#: scheduler up to four times as many (cheap) loops: docs/operations.md. Environment variables set by the
+#: caller win.
 LOW_LATENCY_AIRFLOW = {
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
 }
