@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cognito_streams.landing import tasks as landing_tasks
+from cognito_streams.loading import run
 from cognito_streams.loading import tasks as loading_tasks
 from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.pace import last_load_at
@@ -37,7 +38,7 @@ def paced(stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pip
     }
     monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
     settings = parse_settings(variable)
-    loading_tasks.ensure_schema()
+    run.ensure_schema(settings)
     yield settings
     drop_schema(settings.warehouse_schema)
 
