@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cognito_streams.core.iam import default_boundary_arn
+from cognito_streams.core.configure.iam import default_boundary_arn
 from cognito_streams.core.sql_text import identifier_problem
 
 VARIABLE_NAME = "cognito_pipeline"

@@ -15,9 +15,9 @@ import pytest
 
 from cognito_streams.landing import tasks as landing_tasks
 from cognito_streams.loading import tasks as loading_tasks
-from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.pace import last_load_at
 from cognito_streams.settings import PipelineSettings, parse_settings
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.landing_records import put_records, seed_records
 from tests.support.warehouse import drop_schema, unique_schema
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.health.gather import list_recent_batches
-from cognito_streams.landing.descriptors import mark_superseded
-from cognito_streams.loading.landing import LandingReader, split_s3_url
+from cognito_streams.landing_zone.descriptors import mark_superseded
+from cognito_streams.landing_zone.reader import LandingReader, split_s3_url
+from cognito_streams.monitoring.state import list_recent_batches
 from tests.support.changes import SHARD, STREAM, change
 from tests.support.landing import LandingWriter
 from tests.support.warehouse import pipeline_settings

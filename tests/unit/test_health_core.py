@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cognito_streams.core.health import (
+from cognito_streams.core.report.health import (
     Backlog,
     HealthReport,
     Series,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_streams.core.load_plan import landing_day, plan_groups
+from cognito_streams.core.loading.plan import landing_day, plan_groups
 from cognito_streams.loading.params import LoadParams, LoadParamsError
 
 

@@ -45,7 +45,7 @@ class BulkPublishTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "cognito_streams.triggers.bulk_publish.BulkPublishTrigger",
+            "cognito_streams.bulk_publish.trigger.BulkPublishTrigger",
             {
                 "identity_pool_id": self.identity_pool_id,
                 "aws_conn_id": self.aws_conn_id,

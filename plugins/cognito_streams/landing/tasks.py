@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from cognito_streams.core.shards import ShardInfo
+from cognito_streams.core.landing.shards import ShardInfo
 from cognito_streams.landing.runner import LandingContext, land_shard, plan_run, summarize
 from cognito_streams.settings import PipelineSettings, load_settings
 

@@ -1,5 +1,5 @@
 """The event mode's watcher: a trigger in Airflow's triggerer that fires when records wait in a
-shard after its checkpoint (rules: :mod:`cognito_streams.core.watch`).
+shard after its checkpoint (rules: :mod:`cognito_streams.core.landing.watch`).
 
 It is an ``AssetWatcher``'s trigger (``cognito_streams.assets.RECORDS_WAITING``): each event it
 yields becomes an asset event, which schedules ``cognito_stream_to_s3``. It never reads records for
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from cognito_streams.core import watch as rules
-from cognito_streams.core.checkpoints import Checkpoint, utcnow
+from cognito_streams.core.landing import watch as rules
+from cognito_streams.core.landing.checkpoints import Checkpoint, utcnow
 
 if TYPE_CHECKING:
     # Imported where used: every task process parses the DAG file, which builds this trigger, and
     # pyarrow (landing_format) costs ~0.5 s of that on a busy machine.
+    from cognito_streams.core.landing.shards import ShardInfo
     from cognito_streams.core.landing_format import LandingLayout
-    from cognito_streams.core.shards import ShardInfo
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ class ShardProber:
         return found
 
     def _read_checkpoint(self, shard_id: str) -> tuple[str | None, Checkpoint]:
-        from cognito_streams.core.checkpoints import from_other_stream
-        from cognito_streams.landing.checkpoints import CheckpointStore
+        from cognito_streams.core.landing.checkpoints import from_other_stream
+        from cognito_streams.landing_zone.checkpoints import CheckpointStore
 
         # The lease length does not matter for reading.
         versioned = CheckpointStore(self.clients.s3, self.clients.layout, 1.0).read(shard_id)
@@ -128,7 +128,7 @@ class ShardProber:
     # -- Kinesis ------------------------------------------------------------------------------------------
 
     def _list_shards(self, now: float) -> None:
-        from cognito_streams.core.shards import ShardInfo
+        from cognito_streams.core.landing.shards import ShardInfo
 
         shards: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.clients.stream_name}
@@ -224,7 +224,7 @@ class ShardProber:
     def round(self) -> list[str]:
         """Read the checkpoints, probe the readable shards that are neither leased nor known to wait, and
         return the shards to fire for (empty: nothing to do). Blocking."""
-        from cognito_streams.core.shards import plan_shards
+        from cognito_streams.core.landing.shards import plan_shards
 
         now = self.clock()
         if self.listed_at is None or now - self.listed_at >= LIST_SHARDS_SECONDS:
@@ -285,7 +285,7 @@ class RecordsWaitingTrigger(BaseEventTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "cognito_streams.triggers.records_waiting.RecordsWaitingTrigger",
+            "cognito_streams.landing.trigger.RecordsWaitingTrigger",
             {"variable": self.variable, "poll_seconds": self.poll_seconds, "refire_seconds": self.refire_seconds},
         )
 

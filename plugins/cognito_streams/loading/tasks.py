@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from cognito_streams.loading import run
+from cognito_streams.landing_zone import load as loader
 from cognito_streams.loading.params import LoadParams
 from cognito_streams.settings import load_settings
 from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
@@ -21,7 +21,7 @@ REBUILD_TASK = "rebuild_state"
 
 def ensure_schema() -> list[str]:
     """Create or upgrade the warehouse schema (migrations applied now)."""
-    return run.ensure_schema(load_settings())
+    return loader.ensure_schema(load_settings())
 
 
 def choose(params: dict[str, Any] | None) -> str:
@@ -37,14 +37,14 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
     settings = load_settings()
     if not (p.day_from or p.day_to or p.force):
         # Regular loads only: a manual backfill or forced reload is not held back.
-        from cognito_streams.loading.connect import open_warehouse
         from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
+        from cognito_streams.warehouse.connect import open_warehouse
 
         if settings.min_load_interval_seconds > 0:
             with open_warehouse(settings) as wh:
                 last = last_load_at(wh)
             wait_for_load_slot(settings, last)
-    report = run.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
+    report = loader.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
     return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
 
 
@@ -63,13 +63,13 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
 
 def rebuild() -> dict[str, Any]:
     """Rebuild records and datasets from the history; returns the counts."""
-    return vars(run.rebuild_current_state(load_settings()))
+    return vars(loader.rebuild_current_state(load_settings()))
 
 
 def check(since: datetime) -> dict[str, int]:
     """Run the data-quality checks on what was loaded since ``since`` (raises with the numbers when one
     fails); returns ``{check: failing rows}``."""
-    return {r.name: r.failing for r in run.check_quality(load_settings(), since)}
+    return {r.name: r.failing for r in loader.check_quality(load_settings(), since)}
 
 
 def announcement(loaded: dict[str, Any] | None, rebuilt: dict[str, Any] | None) -> dict[str, Any] | None:

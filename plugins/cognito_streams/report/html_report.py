@@ -13,7 +13,7 @@ import orjson
 
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.reconcile import KINDS
-from cognito_streams.core.report_html import BULK_PUBLISH_COLUMNS, ReportData, render
+from cognito_streams.core.report.html import BULK_PUBLISH_COLUMNS, ReportData, render
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse

@@ -1,7 +1,7 @@
 """The ``Warehouse`` interface and everything both engines share.
 
 One interface, two implementations (``redshift.RedshiftWarehouse``, ``postgres.PostgresWarehouse``),
-chosen only by the conn_type of the warehouse connection (``cognito_streams.loading.connect``). They
+chosen only by the conn_type of the warehouse connection (``cognito_streams.warehouse.connect``). They
 differ in how rows reach the stage (server-side COPY from S3 vs COPY FROM STDIN) and in small planner
 hints; every statement after the COPY is the same text (``sql/load.sql``), run here.
 

@@ -13,7 +13,7 @@ A backlog that is being worked off (landings or loads keep succeeding) is *behin
 is the arrival of the oldest record still waiting in Kinesis (or the time of the peek when none
 waits, or the checkpoint's ``verified_at`` when Kinesis could not be asked), and no later than the
 first arrival of the shard's oldest landed-but-not-loaded batch; the pipeline's watermark is the
-lowest of its shards'. Reconciliation judges only changes older than it (``cognito_streams.reconcile``).
+lowest of its shards'. Reconciliation judges only changes older than it (``cognito_streams.reconcile.reconciler``).
 """
 
 from __future__ import annotations
