@@ -53,7 +53,7 @@ class PipelineSettings(BaseModel):
     # (manage_publish_role); default policy/cognito-streams-publish-boundary in the role's account.
     publish_role_boundary_arn: str | None = None
     # Opt-in confused-deputy conditions written into the publish role's trust policy when the pipeline
-    # creates it, and checked (never rewritten) afterwards: core.iam.TrustCondition. Verify on your
+    # creates it, and checked (never rewritten) afterwards: core.configure.iam.TrustCondition. Verify on your
     # account first: a condition Cognito Sync does not satisfy turns streaming DISABLED.
     publish_role_trust_condition: Literal["none", "source_account", "source_arn"] = "none"
     aws_conn_id: str = "aws_default"

@@ -1,6 +1,6 @@
 """Superseded descriptors (docs/landing.md, 'Replay'): a replay supersedes an older batch by writing a marker
 under ``_superseded/``, never by deleting (the worker's IAM policy has no delete). Every lister of descriptors
-leaves a superseded one out, through one lister (``landing/descriptors.py``): the loader's finding of work and
+leaves a superseded one out, through one lister (``landing_zone/descriptors.py``): the loader's finding of work and
 the health page's backlog. The loader resolves a batch it had set aside that is superseded or gone, and a
 descriptor removed after the loader listed it is skipped, not an error."""
 

@@ -1,4 +1,4 @@
-"""The health rules (core/health.py): when the pipeline is stalled, behind or fine, its watermark, and
+"""The health rules (core/report/health.py): when the pipeline is stalled, behind or fine, its watermark, and
 the JSON document's fields."""
 
 from __future__ import annotations

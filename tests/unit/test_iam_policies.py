@@ -2,7 +2,7 @@
 conditions.
 
 moto evaluates no IAM condition, so the documents are proven statically here, with the
-condition-aware evaluator of ``core.iam`` (:func:`gates`: every statement that could apply to an
+condition-aware evaluator of ``core.configure.iam`` (:func:`gates`: every statement that could apply to an
 action on a resource, with its condition; :func:`decide`: IAM's answer for a request context). Which
 actions take which resources and condition keys comes from AWS's Service Authorization Reference
 (Amazon Cognito Sync, Amazon Cognito Identity, IAM).

@@ -1,7 +1,7 @@
 """Keep Cognito Streams configured: the Kinesis stream, the publish role, each pool's settings.
 
 The adapter half of ``cognito_streams_configure``: AWS calls through the Amazon provider's hooks,
-decisions from the pure core (``core.streams_config``, ``core.iam``).
+decisions from the pure core (``core.configure.streams_config``, ``core.configure.iam``).
 """
 
 from __future__ import annotations
@@ -384,7 +384,7 @@ class StreamsConfigurator:
 
     # -- the pools --------------------------------------------------------------------------
     def plan(self, identity_pool_id: str, stream_problems: list[str], role_problems: list[str]) -> PoolPlan:
-        """Read one pool's configuration and decide (pure decision in ``core.streams_config``)."""
+        """Read one pool's configuration and decide (pure decision in ``core.configure.streams_config``)."""
         try:
             current = self.cognito.get_configuration(identity_pool_id)
         except ClientError as err:

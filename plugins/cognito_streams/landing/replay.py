@@ -78,7 +78,7 @@ def supersede_replayed(
 ) -> int:
     """Supersede the older batches of the shard folder ``folder`` whose records the replay ``token`` has now
     landed again (their whole range within ``first_sequence``..``last_sequence``): write a marker for each
-    (``_superseded/`` beside ``batches/``, :func:`landing.descriptors.mark_superseded`), deleting nothing.
+    (``_superseded/`` beside ``batches/``, :func:`landing_zone.descriptors.mark_superseded`), deleting nothing.
     Every lister of descriptors skips a descriptor with a marker: the loader then loads the replay's batches,
     which hold those records decoded by the code of now, and never again an older batch that fails (a broken
     file the replay re-landed with other cuts); it resolves such a batch it had set aside. Returns how many

@@ -458,7 +458,7 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
 
 def _parent_checkpoints(ctx: LandingContext, shard: ShardInfo, checkpoint: Checkpoint) -> list[Checkpoint]:
     """The parents' checkpoints, for a shard never read (no position, no time of its own): a child's
-    records began after its parents were last seen open (core.checkpoints.unread_since)."""
+    records began after its parents were last seen open (core.landing.checkpoints.unread_since)."""
     never_read = checkpoint.sequence_number is None and checkpoint.verified_at is None and not checkpoint.replay_from
     if not (never_read and shard.parents):
         return []
@@ -521,7 +521,8 @@ def _advanced(
             )
     if batch.caught_up and not batch.shard_ended and reader.stats.caught_up_at is not None:
         # Seen at the tip while open. Not at the end of a closed shard: a finished shard's verified_at must stay
-        # before it closed, since its children's records are unread from then on (core.checkpoints.unread_since).
+        # before it closed, since its children's records are unread from then on
+        # (core.landing.checkpoints.unread_since).
         caught_up = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
         update["verified_at"] = max(caught_up, update.get("verified_at") or checkpoint.verified_at or caught_up)
     return checkpoint.model_copy(update=update)

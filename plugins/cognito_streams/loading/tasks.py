@@ -6,8 +6,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from cognito_streams.core.loading.params import LoadParams
 from cognito_streams.landing_zone import load as loader
-from cognito_streams.loading.params import LoadParams
 from cognito_streams.settings import load_settings
 from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
 

@@ -1,5 +1,5 @@
 """The pipeline-health report's adapter: gather the numbers (warehouse, checkpoints in S3), render
-(``core.report_html``), write it to S3 (served by the Airflow UI plugin) and, locally, to a folder."""
+(``core.report.html``), write it to S3 (served by the Airflow UI plugin) and, locally, to a folder."""
 
 from __future__ import annotations
 

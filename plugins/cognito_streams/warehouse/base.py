@@ -488,7 +488,7 @@ class Warehouse(ABC):
         staged: dict[tuple[str, str], int] = {}
         problems: list[str] = []
         violations: dict[str, tuple[int, str]] = {}
-        # The files at fault, so that the loader can tell which batches to set aside (loading.run).
+        # The files at fault, so that the loader can tell which batches to set aside (landing_zone.load).
         bad_counts: set[str] = set()
         bad_rows: set[str] = set()
         for table, statement, manifests in (
