@@ -445,7 +445,8 @@ def test_a_replay_relands_from_a_timestamp_and_marks_its_batches(stack: Any, aws
     replayed_batches = sorted(landing.descriptors(), key=lambda d: int(d.first_sequence_number))
     token = replayed_batches[0].batch_id.split("/")[1].split("~", 1)[1]
     again = replay.supersede_replayed(
-        landing.ctx,
+        landing.ctx.s3,
+        landing.ctx.layout,
         checkpoint_shard,
         token,
         replayed_batches[0].first_sequence_number,

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cognito_streams.core.landing.checkpoints import utcnow
 from cognito_streams.core.landing.shards import sequence_key
-from cognito_streams.landing_zone.checkpoints import LeaseRefused
+from cognito_streams.core.landing_format import LandingLayout
+from cognito_streams.landing_zone.checkpoints import CheckpointStore, LeaseRefused
 from cognito_streams.landing_zone.descriptors import list_batches, mark_superseded
-
-if TYPE_CHECKING:
-    from cognito_streams.landing.runner import LandingContext
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,10 @@ def check_replay_from(replay_from: datetime, retention_hours: int, now: datetime
         )
 
 
-def rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
+def rewind(store: CheckpointStore, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
     """Rewind the shard's checkpoint to ``replay_from`` under its lease; False when this run (``run_id``)
     rewound it already (a retry of the replay must not rewind twice)."""
-    acquired = ctx.store.acquire(shard_id, owner)
+    acquired = store.acquire(shard_id, owner)
     if isinstance(acquired, LeaseRefused):
         raise RuntimeError(
             f"cannot replay: {acquired.describe()}. Trigger the replay again after that run ends "
@@ -49,16 +47,16 @@ def rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str
         )
     current = acquired
     if current.checkpoint.replay_run_id == run_id and run_id:
-        ctx.store.release(current, owner)
+        store.release(current, owner)
         return False
-    current = ctx.store.update(current, current.checkpoint.rewound(replay_from, run_id, utcnow()), owner)
+    current = store.update(current, current.checkpoint.rewound(replay_from, run_id, utcnow()), owner)
     log.info(
         "shard %s rewound for a replay from %s (it was at sequence number %s)",
         shard_id,
         replay_from.isoformat(),
         current.checkpoint.replay_until,
     )
-    ctx.store.release(current, owner)
+    store.release(current, owner)
     return True
 
 
@@ -68,7 +66,8 @@ SUPERSEDE_MARGIN = timedelta(days=1)
 
 
 def supersede_replayed(
-    ctx: LandingContext,
+    s3: Any,
+    layout: LandingLayout,
     folder: str,
     token: str,
     first_sequence: str,
@@ -84,7 +83,6 @@ def supersede_replayed(
     file the replay re-landed with other cuts); it resolves such a batch it had set aside. Returns how many
     were superseded now; idempotent (a retry of the replay finds them marked: no second marker, nothing
     counted twice)."""
-    layout = ctx.layout
     low, high = sequence_key(first_sequence), sequence_key(last_sequence)
     day = (first_arrived_at - SUPERSEDE_MARGIN).date()
     base = folder.split("@", 1)[0]
@@ -93,14 +91,14 @@ def supersede_replayed(
         prefix = layout.batches_prefix(day.isoformat())
         day += timedelta(days=1)
         # Descriptors already marked are not listed: a retry of the replay marks nothing twice.
-        for item in list_batches(ctx.s3, layout, [prefix + base]).live:
+        for item in list_batches(s3, layout, [prefix + base]).live:
             batch_folder, _, name = item.key[len(prefix) :].partition("/")
             batch_base, _, other_token = batch_folder.partition("~")
             first, _, last = name.removesuffix(".json").partition("-")
             if batch_base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
                 continue
             if low <= int(first) and int(last) <= high:
-                marker = mark_superseded(ctx.s3, layout, item.key)
+                marker = mark_superseded(s3, layout, item.key)
                 log.info("replay %s superseded %s (marker %s)", token, layout.url(item.key), layout.url(marker))
                 superseded += 1
     return superseded

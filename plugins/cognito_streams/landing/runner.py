@@ -208,7 +208,7 @@ def plan_run(
         check_replay_from(replay_from, ctx.kinesis.retention_hours(stream), utcnow())
         for shard in shards:
             keep = selected is None or shard.shard_id in selected
-            if keep and rewind(ctx, shard.shard_id, replay_from, owner, run_id):
+            if keep and rewind(ctx.store, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
     finished, unfinished = _shard_states(ctx, stream, warn=True)
     plan = plan_shards(shards, finished, only=selected, unfinished=unfinished)
@@ -605,7 +605,8 @@ def _land_batch(
     superseded = 0
     if replay and checkpoint.replay_token:
         superseded = supersede_replayed(
-            ctx,
+            ctx.s3,
+            ctx.layout,
             folder,
             checkpoint.replay_token,
             checkpoint.replay_first_sequence or span.first_sequence_number,
