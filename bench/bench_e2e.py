@@ -486,6 +486,11 @@ class AirflowRun:
     landing_runs_per_burst: list[int] = field(default_factory=list)
     paced_loads: int = 0
     load_average: list[float] = field(default_factory=list)
+    #: where the time went (bench.airflow_timeline) over the landing runs of the measured window
+    breakdown: dict[str, Any] = field(default_factory=dict)
+    #: event mode: CPU seconds the Airflow processes (scheduler, triggerer, api-server, dag-processor,
+    #: executor workers) used per minute of the idle window: the price of the scheduler's loop settings
+    idle_cpu_per_minute: float | None = None
 
 
 class AirflowApi:
@@ -579,11 +584,14 @@ def run_through_airflow(
                 stack.cfg.emulator_endpoint, lane.pool, lane.identities, seconds, threads=2, rate=rate
             )
             extra.load_average.append(round(os.getloadavg()[0], 2))
+            window_start = time.time()
             updates = run_producer(producer_cfg)
+            window_end = time.time()
             extra.load_average.append(round(os.getloadavg()[0], 2))
             _wait_visible(watcher, updates, timeout=3 * SCHEDULE_INTERVAL_S + 60)
+            extra.breakdown = _breakdown(cfg.airflow_home, mode, window_start, window_end)
             if mode == "event":
-                _idle_and_bursts(stack, lane, api, extra, idle_seconds, bursts, watcher)
+                _idle_and_bursts(stack, lane, api, extra, idle_seconds, bursts, watcher, airflow.pid())
         extra.landing_runs = len(api.dag_runs(LANDING_DAGS[0]))
         extra.loading_runs = len(api.dag_runs(LANDING_DAGS[1]))
         extra.paced_loads = _paced_loads(cfg.airflow_home)
@@ -604,6 +612,25 @@ def run_through_airflow(
     ), extra
 
 
+def _breakdown(home: Any, mode: str, since: float, until: float) -> dict[str, Any]:
+    """The critical path's stages over the landing runs triggered in the measured window, printed, and kept
+    with the metadata DB and task logs under ``bench/profiles/`` (for a closer look after the run)."""
+    import shutil
+
+    from bench.airflow_timeline import breakdown, render
+    from bench.harness import REPO
+
+    found = breakdown(home / "airflow.db", since=since, until=until)
+    print(f"   where the time went, {mode} mode (seconds):\n" + render(found), flush=True)
+    keep = REPO / "bench" / "profiles" / f"airflow-{mode}-{time.strftime('%Y%m%dT%H%M%S')}"
+    keep.mkdir(parents=True, exist_ok=True)
+    (keep / "breakdown.json").write_text(json.dumps(found, indent=2) + "\n")
+    shutil.copy2(home / "airflow.db", keep / "airflow.db")
+    if (home / "logs").is_dir():
+        shutil.copytree(home / "logs", keep / "logs", dirs_exist_ok=True)
+    return found
+
+
 def _settle(api: AirflowApi, timeout: float = 180.0) -> None:
     """Until no landing or loading run is queued or running (several checks in a row: a finished landing
     run may still queue a loading run)."""
@@ -614,15 +641,51 @@ def _settle(api: AirflowApi, timeout: float = 180.0) -> None:
         time.sleep(2)
 
 
+def _tree_cpu_seconds(root: int | None) -> float | None:
+    """User + system CPU seconds of ``root`` and its descendants (Linux ``/proc``; None elsewhere)."""
+    if root is None or not os.path.isdir("/proc"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = defaultdict(list)
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append(int(entry))
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def _idle_and_bursts(
-    stack: Any, lane: Lane, api: AirflowApi, extra: AirflowRun, idle_seconds: float, bursts: int, watcher: Watcher
+    stack: Any,
+    lane: Lane,
+    api: AirflowApi,
+    extra: AirflowRun,
+    idle_seconds: float,
+    bursts: int,
+    watcher: Watcher,
+    airflow_pid: int | None = None,
 ) -> None:
     """The idle window (no record arriving), then lone changes a while apart."""
     _settle(api)
     window_start = time.time()
+    cpu_before = _tree_cpu_seconds(airflow_pid)
     time.sleep(idle_seconds)
+    cpu_after = _tree_cpu_seconds(airflow_pid)
     window_end = time.time()
     extra.idle_seconds = window_end - window_start
+    if cpu_before is not None and cpu_after is not None and idle_seconds > 0:
+        extra.idle_cpu_per_minute = round((cpu_after - cpu_before) * 60 / extra.idle_seconds, 2)
     started = [
         ti
         for dag_id in LANDING_DAGS
@@ -979,12 +1042,43 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+#: The parts of this benchmark, in order; ``CS_BENCH_E2E_PARTS=event,schedule`` runs only those (e.g. the
+#: freshness through Airflow, ``make bench BENCH_ARGS="--only e2e"`` with the variable set).
+PARTS = ("continuous", "event", "schedule", "components", "scaling", "cost")
+
+
+def _parts() -> set[str]:
+    chosen = {p.strip() for p in os.environ.get("CS_BENCH_E2E_PARTS", "").split(",") if p.strip()}
+    unknown = chosen - set(PARTS)
+    if unknown:
+        raise ValueError(f"CS_BENCH_E2E_PARTS: unknown part(s) {sorted(unknown)}; the parts are {', '.join(PARTS)}")
+    return chosen or set(PARTS)
+
+
 def run(ctx: BenchContext) -> list[Figure]:
     """``make bench`` entry point."""
     quiet()
+    parts = _parts()
     stack = ctx.stack(emulator=True)
     figures: list[Figure] = []
+    if "continuous" in parts:
+        figures += _continuous_part(ctx, stack)
+    if "event" in parts:
+        figures += _event_part(ctx, stack)
+    if "schedule" in parts:
+        sched, sc = run_through_airflow(stack, "schedule", ctx.scale(60, 300), rate=200, identities=48)
+        figures += _freshness_figures(sched, SCHEDULE_INTERVAL_S + 30, "one-minute schedule (Airflow)", extra=sc)
+    if "components" in parts:
+        figures += _components_part(ctx, stack)
+    if "scaling" in parts:
+        figures += _scaling_part(ctx, stack)
+    if "cost" in parts:
+        figures += _cost_part(ctx, stack)
+    return figures
 
+
+def _continuous_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
     # 1. continuous, sustained
     seconds = ctx.scale(30, 300)
     main = run_continuous(stack, 2, seconds, identities=ctx.scale(48, 96), tag="cont")
@@ -1004,7 +1098,12 @@ def run(ctx: BenchContext) -> list[Figure]:
         )
     )
     figures += _freshness_figures(main, 30, "continuous")
+    ctx.continuous_main = main  # type: ignore[attr-defined]  # quick mode's scaling row for 2 shards
+    return figures
 
+
+def _event_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
     # 2. through Airflow (airflow standalone: scheduler, triggerer, a process per task) at a steady 200 changes/s:
     # the event mode (2 min quick, 5 min full; then the idle window and lone changes), beside the one-minute
     # schedule (quick: one interval, so every phase of the minute once)
@@ -1024,7 +1123,8 @@ def run(ctx: BenchContext) -> list[Figure]:
             note=(
                 f"{ev.idle_task_instances} task instance(s) of cognito_stream_to_s3 / cognito_s3_to_redshift started "
                 f"and {ev.idle_dag_runs} run(s) were created in a {ev.idle_seconds:.0f} s window with no record "
-                "arriving (scaled to 10 minutes); only the watcher's trigger ran, in the triggerer"
+                "arriving (scaled to 10 minutes); only the watcher's trigger ran, in the triggerer; the Airflow "
+                f"processes used {ev.idle_cpu_per_minute} CPU s per minute meanwhile"
             ),
         )
     )
@@ -1043,10 +1143,12 @@ def run(ctx: BenchContext) -> list[Figure]:
             ),
         )
     )
-    sched, sc = run_through_airflow(stack, "schedule", ctx.scale(60, 300), rate=200, identities=48)
-    figures += _freshness_figures(sched, SCHEDULE_INTERVAL_S + 30, "one-minute schedule (Airflow)", extra=sc)
+    return figures
 
-    # 3. + 4. our part apart from the producer, and scaling with shards
+
+def _components_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
+    # 3. our part apart from the producer
     backlog = synthetic_records(ctx.scale(8_000, 100_000), identities=2_000)
     mb = sum(len(d) for _, d in backlog) / 1e6
     for shards in SHARD_COUNTS:
@@ -1074,11 +1176,18 @@ def run(ctx: BenchContext) -> list[Figure]:
                     "fetch Parquet from moto S3, stage, merge",
                 )
             )
+    return figures
+
+
+def _scaling_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
+    # 4. scaling with shards
     scale_seconds = ctx.scale(8, 60)
+    main = getattr(ctx, "continuous_main", None)
     for shards in SHARD_COUNTS:
         result = (
             main
-            if shards == 2 and not ctx.full
+            if shards == 2 and not ctx.full and main is not None
             else run_continuous(stack, shards, scale_seconds, identities=ctx.scale(48, 96), tag=f"s{shards}")
         )
         figures.append(
@@ -1102,6 +1211,11 @@ def run(ctx: BenchContext) -> list[Figure]:
             )
         )
 
+    return figures
+
+
+def _cost_part(ctx: BenchContext, stack: Any) -> list[Figure]:
+    figures: list[Figure] = []
     # 5. cost per change at two warehouse sizes
     small, large = ctx.scale(50_000, 250_000), ctx.scale(500_000, 2_500_000)
     changes = synthetic_records(ctx.scale(3_000, 25_000), identities=1_000, seed=5)

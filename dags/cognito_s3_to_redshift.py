@@ -8,12 +8,13 @@ twice, late or out of order (rules: docs/semantics.md).
 Runs when `cognito_stream_to_s3` announces landed batches (Asset `cognito_streams_landed_batches`), and
 by hand to reload. One run at a time.
 
-1. **check_params** — checks the Params (below) and the settings. A mistake (a reversed day range, `force`
-   without days, `rebuild` with days, a bad `cognito_pipeline` Variable) fails it at once, without retries,
-   with the message: the run ends in seconds and never holds the run slot while loads wait.
-2. **ensure_schema** — applies the `sql/schema/V*.sql` migrations not yet in `schema_migrations`.
-3. **choose_mode** — `load` (default) or `rebuild`.
-4. **load_batches** — finds the batch descriptors not in `loaded_batches`, loads them at most
+1. **check_params** — checks the Params (below) and the settings, and chooses the branch: `load` (default)
+   or `rebuild`. A mistake (a reversed day range, `force` without days, `rebuild` with days, a bad
+   `cognito_pipeline` Variable) fails it at once, without retries, with the message: the run ends in seconds
+   and never holds the run slot while loads wait.
+2. **load_batches** — applies the `sql/schema/V*.sql` migrations not yet in `schema_migrations`, waits for
+   `min_load_interval_seconds` since the last load if need be, then finds the batch descriptors not in
+   `loaded_batches`, loads them at most
    `load_max_files_per_batch` files per transaction, and lists again until caught up. Per transaction:
    COPY into a stage (Redshift: one server-side COPY per stage table from a manifest of the whole
    transaction; PostgreSQL: streamed), staged rows checked
@@ -21,12 +22,13 @@ by hand to reload. One run at a time.
    `record_changes`, dataset deletes, MERGE of `records` (newer versions only; removes and dataset
    deletes leave tombstones) and `datasets`, quarantined records into `rejected_records`, files into
    `loaded_files`/`loaded_batches`. All or nothing.
-5. **rebuild_state** — rebuilds `records` and `datasets` from `record_changes` + `dataset_deletes`.
-6. **quality_checks** — every table's grain (Redshift enforces no key), merge keys not null; staged rows =
+3. **rebuild_state** — applies pending migrations, then rebuilds `records` and `datasets` from
+   `record_changes` + `dataset_deletes`.
+4. **quality_checks** — every table's grain (Redshift enforces no key), merge keys not null; staged rows =
    manifests' counts; datasets' live counts = records. Red with the numbers when one fails.
-7. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
+5. **announce_loaded** — emits `cognito_streams_warehouse_loaded` (counts in the event's extra) when the
    run loaded or rebuilt something; skipped otherwise.
-8. **check_failed_batches** — red when `load_batches` set batches aside (a batch whose descriptor, COPY
+6. **check_failed_batches** — red when `load_batches` set batches aside (a batch whose descriptor, COPY
    or checks failed is recorded in `failed_batches` while every other batch loads; later runs try it
    again), naming each batch, its error and the repair.
 
@@ -106,27 +108,14 @@ DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 def cognito_s3_to_redshift() -> None:
     """S3 landing zone -> warehouse, idempotent merges (see doc_md)."""
 
-    @task
-    def ensure_schema() -> list[str]:
+    # The Params' cross-field checks first: a user's mistake fails at once and is never retried. The same
+    # task chooses the branch: every task started costs seconds on a change's way to the warehouse.
+    @task.branch(retries=0)
+    def check_params(params: dict[str, Any] | None = None) -> str:
         from cognito_streams.loading import tasks
-
-        return tasks.ensure_schema()
-
-    # The Params' cross-field checks first: a user's mistake fails at once and is never retried.
-    @task(retries=0)
-    def check_params(params: dict[str, Any] | None = None) -> dict[str, str]:
-        from cognito_streams.loading import tasks
-        from cognito_streams.settings import load_settings
 
         with user_errors():
-            load_settings()
-            return {"next_task": tasks.choose(params)}
-
-    @task.branch
-    def choose_mode(params: dict[str, Any] | None = None) -> str:
-        from cognito_streams.loading import tasks
-
-        return tasks.choose(params)
+            return tasks.check_and_choose(params)
 
     @task
     def load_batches(params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,7 +170,7 @@ def cognito_s3_to_redshift() -> None:
         # A run that set batches aside is red, after the checks and the announcement of what it did load.
         return tasks.check_failed(ti.xcom_pull(task_ids=tasks.LOAD_TASK))
 
-    chosen = check_params() >> ensure_schema() >> choose_mode()
+    chosen = check_params()
     loaded = load_batches()
     chosen >> [loaded, rebuild_state()] >> quality_checks() >> announce_loaded()
     loaded >> check_failed_batches()

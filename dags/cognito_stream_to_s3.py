@@ -18,8 +18,9 @@ Tasks:
   + rejected.
 - `publish_landed` sums up the run and emits the Asset (with the descriptors' URIs) only when
   something landed; otherwise it skips, so the loader is not triggered for nothing.
-- `check_shards` fails the run if a shard's landing task failed (the others' batches were still
-  announced).
+- `check_shards` (beside `publish_landed`, not after it: the run ends, and the next one may start, one task
+  start sooner) fails the run if the plan or a shard's landing task failed (the others' batches are still
+  announced). A failed `publish_landed` fails the run by itself.
 
 Bad records never stop a run: each is quarantined under `rejects/` with its raw bytes, Kinesis
 coordinates and a reason. Checkpoints live in S3 (`_checkpoints/`), not in Airflow's database.
@@ -159,8 +160,10 @@ def cognito_stream_to_s3() -> None:
     def check_shards(planned: Any, outcomes: Any, ti: Any = None, dag_run: Any = None) -> None:
         from cognito_streams.landing import tasks
 
-        # This task runs whatever happened upstream, and as the DAG's last task it decides the run's
-        # state: a failed plan or publish must fail it too, not only a failed shard.
+        # This task runs whatever happened upstream, and as a last task of the DAG it decides the run's
+        # state: a failed plan must fail it too, not only a failed shard. It runs beside publish_landed
+        # (the run's other last task, whose own failure fails the run): the run ends one task start sooner,
+        # and with max_active_runs=1 that is when the next landing run may start.
         states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=tasks.STEP_TASKS)
         broken = tasks.failed_steps(states.get(dag_run.run_id, {}))
         if broken:
@@ -177,7 +180,8 @@ def cognito_stream_to_s3() -> None:
 
     planned = plan_shards()
     outcomes = land_shard.expand(shard=planned)
-    publish_landed(outcomes) >> check_shards(planned, outcomes)
+    publish_landed(outcomes)
+    check_shards(planned, outcomes)
 
 
 DAG = cognito_stream_to_s3()

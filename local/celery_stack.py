@@ -39,6 +39,7 @@ from typing import Any
 
 from local.procs import StackError, pid_alive, read_pid, start_detached, stop_process_group, wait_until
 from local.stack import (
+    LOW_LATENCY_AIRFLOW,
     REPO,
     AirflowService,
     Service,
@@ -238,6 +239,8 @@ class CeleryAirflow(AirflowService):
         env.setdefault("AIRFLOW__COGNITO_STREAMS__LANDING_SCHEDULE", "* * * * *")
         env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
+        for key, value in LOW_LATENCY_AIRFLOW.items():
+            env.setdefault(key, value)
         # The report is read from S3 (where write_report puts it), never from a folder a worker wrote.
         env.pop("COGNITO_STREAMS_REPORT_DIR", None)
         env.update(self.extra_env)

@@ -191,6 +191,6 @@ def test_a_reversed_day_range_fails_the_first_task_at_once_without_retry(
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     first = tis["check_params"]
     assert first.state == "failed" and first.try_number == 1 and first.max_tries == 0
-    assert tis["ensure_schema"].state == "upstream_failed" and tis["load_batches"].state == "upstream_failed"
+    assert tis["load_batches"].state == "upstream_failed" and tis["rebuild_state"].state == "upstream_failed"
     out = capsys.readouterr().out
     assert "from_day 2026-03-02 is after to_day 2026-03-01; swap them" in out

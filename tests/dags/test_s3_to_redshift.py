@@ -89,8 +89,6 @@ def test_the_dag_loads_checks_and_announces_then_idles(
     assert run.state == DagRunState.SUCCESS, states(run)
     assert states(run) == {
         "check_params": "success",
-        "ensure_schema": "success",
-        "choose_mode": "success",
         "load_batches": "success",
         "rebuild_state": "skipped",
         "quality_checks": "success",
@@ -149,8 +147,6 @@ def test_a_bad_batch_is_set_aside_and_the_run_is_red_naming_it(
     assert run.state == DagRunState.FAILED, states(run)
     assert {k: v for k, v in states(run).items() if k != "rebuild_state"} == {
         "check_params": "success",
-        "ensure_schema": "success",
-        "choose_mode": "success",
         "load_batches": "success",
         "quality_checks": "success",
         "announce_loaded": "success",
@@ -224,8 +220,8 @@ def test_inconsistent_params_fail_before_writing(airflow_db: None, dag: Any, var
     )
     # THEN it fails at its first task, check_params, before the schema, loading or rebuilding anything
     assert run.state == DagRunState.FAILED
-    assert states(run)["check_params"] == "failed" and states(run)["ensure_schema"] == "upstream_failed"
-    assert states(run)["load_batches"] != "success" and states(run)["rebuild_state"] != "success"
+    assert states(run)["check_params"] == "failed"
+    assert states(run)["load_batches"] == "upstream_failed" and states(run)["rebuild_state"] == "upstream_failed"
 
 
 def test_a_day_range_with_no_landed_batch_fails_naming_the_params(

@@ -120,6 +120,34 @@ def test_a_failing_shard_fails_the_run_but_the_other_shards_batches_are_announce
     assert all(f"/{shards[1]}/" in url for url in event.extra["descriptors"])
 
 
+def test_a_failed_announcement_fails_the_run(
+    airflow_db: None, dag: Any, stream: dict[str, Any], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_shards runs beside publish_landed, no longer after it (one task start less before the next
+    landing run may start): a publish_landed that fails must still fail the run, by itself."""
+    from airflow.utils.state import DagRunState
+
+    from cognito_streams.landing import tasks
+
+    put_records(aws("kinesis"), stream["stream_name"], seed_records(20, seed=23))
+
+    def broken(outcomes: Any) -> None:
+        raise RuntimeError("the asset event could not be written")
+
+    # GIVEN records to land and an announcement that fails
+    monkeypatch.setattr(tasks, "publish", broken)
+    started = datetime.now(UTC)
+    # WHEN the DAG runs
+    run = dag.test(logical_date=started)
+    # THEN every shard landed and check_shards passed, yet the run is red: its announcement failed
+    got = states(run)
+    assert [v for k, v in got.items() if k.startswith("land_shard[")] == ["success", "success"], got
+    assert got["check_shards"] == "success", got
+    assert got["publish_landed"] == "failed"
+    assert run.state == DagRunState.FAILED, got
+    assert asset_events(started) == []
+
+
 def test_a_manual_run_naming_only_a_child_whose_parent_is_not_drained_is_refused(
     airflow_db: None, dag: Any, stream: dict[str, Any], aws: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cognito_streams.landing import tasks as landing_tasks
+from cognito_streams.landing_zone import load as loader
 from cognito_streams.loading import tasks as loading_tasks
 from cognito_streams.loading.pace import last_load_at
 from cognito_streams.settings import PipelineSettings, parse_settings
@@ -37,7 +38,7 @@ def paced(stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pip
     }
     monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
     settings = parse_settings(variable)
-    loading_tasks.ensure_schema()
+    loader.ensure_schema(settings)
     yield settings
     drop_schema(settings.warehouse_schema)
 

@@ -2,6 +2,11 @@
 
 Each function reads the settings at run time (``load_settings``), builds its AWS clients from the
 ``aws_conn_id`` connection and returns JSON-friendly values for XCom.
+
+The landing runner (and with it the decoder: numba, pyarrow, pandas) is imported only by the functions
+that use it: every task process imports this module, and ``publish_landed`` and ``check_shards`` never
+decode. Measured at load 4-6 on the 2-core machine, that import was 1.3-2 s of each of those task
+processes, on the critical path of every landing run (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -9,11 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cognito_streams.core.landing.shards import ShardInfo
-from cognito_streams.landing.runner import LandingContext, land_shard, plan_run, summarize
-from cognito_streams.settings import PipelineSettings, load_settings
+from cognito_streams.landing.summary import summarize
+
+if TYPE_CHECKING:
+    from cognito_streams.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ def plan(
 ) -> list[dict[str, Any]]:
     """Plan task: the readable shards, one dict each (the landing task is mapped over them), then the
     shards that left the stream before being read to their end (their tasks fail: ``MAY BE LOST``)."""
+    from cognito_streams.landing.runner import LandingContext, plan_run
+    from cognito_streams.settings import load_settings
+
     settings = settings or load_settings()
     ctx = LandingContext.from_settings(settings)
     replay_from = parse_replay_from(params.get("replay_from"))
@@ -54,6 +63,10 @@ def land(
     shard: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
 ) -> dict[str, Any]:
     """Landing task (one per readable shard): see :func:`cognito_streams.landing.runner.land_shard`."""
+    from cognito_streams.core.landing.shards import ShardInfo
+    from cognito_streams.landing.runner import LandingContext, land_shard
+    from cognito_streams.settings import load_settings
+
     settings = settings or load_settings()
     ctx = LandingContext.from_settings(settings)
     info = ShardInfo(**{k: shard.get(k) for k in ShardInfo.__dataclass_fields__})  # type: ignore[arg-type]
@@ -90,8 +103,9 @@ def failed_shards(planned: Iterable[Mapping[str, Any]], outcomes: Iterable[dict[
     return [p["shard_id"] for p in planned if p["shard_id"] not in done]
 
 
-# The run's steps other than the per-shard tasks, which ``failed_shards`` judges from their outcomes.
-STEP_TASKS = ["plan_shards", "publish_landed"]
+# The run's steps before the per-shard tasks, which ``failed_shards`` judges from their outcomes.
+# (``publish_landed`` runs beside ``check_shards``: a failure of it fails the run as a last task itself.)
+STEP_TASKS = ["plan_shards"]
 
 
 def failed_steps(states: Mapping[str, str | None]) -> list[str]:

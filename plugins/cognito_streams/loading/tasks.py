@@ -1,4 +1,10 @@
-"""The work of each ``cognito_s3_to_redshift`` task, so that the DAG file only wires them."""
+"""The work of each ``cognito_s3_to_redshift`` task, so that the DAG file only wires them.
+
+The loading machinery (warehouse drivers, pyarrow) is imported only by the functions that touch the
+warehouse: every task process of the DAG imports this module, and ``check_params`` and
+``announce_loaded`` never do (0.3-0.6 s of each such task process on the 2-core machine, on every
+change's way into the warehouse; docs/performance.md).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cognito_streams.core.loading.params import LoadParams
-from cognito_streams.landing_zone import load as loader
 from cognito_streams.settings import load_settings
-from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
 
 log = logging.getLogger(__name__)
 
@@ -19,31 +23,45 @@ FAILED_KEY = "failed_batches"
 REBUILD_TASK = "rebuild_state"
 
 
-def ensure_schema() -> list[str]:
-    """Create or upgrade the warehouse schema (migrations applied now)."""
-    return loader.ensure_schema(load_settings())
-
-
 def choose(params: dict[str, Any] | None) -> str:
     """The task to run for these params (validated here, before anything is written)."""
     return REBUILD_TASK if LoadParams.parse(params).mode == "rebuild" else LOAD_TASK
 
 
+def check_and_choose(params: dict[str, Any] | None) -> str:
+    """The ``check_params`` task: the settings and the Params checked (a mistake raises ``ValueError``, which
+    the task turns into a failure without retries), and the branch to follow (``load_batches`` or
+    ``rebuild_state``). Pure: nothing is read from the warehouse or S3, so it is cheap on every run."""
+    load_settings()
+    return choose(params)
+
+
+def _schema_ready(warehouse: Any) -> None:
+    """The migrations not applied yet, applied: the first step of a load or a rebuild, not a task of its own,
+    since every task the loader starts adds seconds to each change's way into the warehouse."""
+    applied = warehouse.ensure_schema()
+    if applied:
+        log.info("schema migrations applied: %s", ", ".join(applied))
+
+
 def load(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Load the landed batches not yet loaded (or the day range, forced); returns the counts and, under
-    ``failed_batches``, the batches set aside (the ``check_failed_batches`` task fails the run on them, after
-    the checks and the announcement of what was loaded)."""
+    """Load the landed batches not yet loaded (or the day range, forced), after applying the schema's pending
+    migrations; returns the counts and, under ``failed_batches``, the batches set aside (the
+    ``check_failed_batches`` task fails the run on them, after the checks and the announcement of what was
+    loaded)."""
+    from cognito_streams.landing_zone import load as loader
+    from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
+    from cognito_streams.warehouse.connect import open_warehouse
+
     p = LoadParams.parse(params)
     settings = load_settings()
-    if not (p.day_from or p.day_to or p.force):
-        # Regular loads only: a manual backfill or forced reload is not held back.
-        from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
-        from cognito_streams.warehouse.connect import open_warehouse
-
-        if settings.min_load_interval_seconds > 0:
-            with open_warehouse(settings) as wh:
-                last = last_load_at(wh)
-            wait_for_load_slot(settings, last)
+    # Regular loads only are paced: a manual backfill or forced reload is not held back.
+    paced = not (p.day_from or p.day_to or p.force) and settings.min_load_interval_seconds > 0
+    with open_warehouse(settings) as wh:
+        _schema_ready(wh)
+        last = last_load_at(wh) if paced else None
+    if paced:
+        wait_for_load_slot(settings, last)
     report = loader.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
     return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
 
@@ -54,6 +72,8 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
     the next run of the DAG tries the batches again."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from cognito_streams.warehouse.models import FailedBatch, batches_failed_error
+
     failed = [FailedBatch.from_dict(f) for f in (loaded or {}).get(FAILED_KEY, [])]
     if failed:
         err = batches_failed_error(failed, load_settings().warehouse_schema)
@@ -62,13 +82,22 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
 
 
 def rebuild() -> dict[str, Any]:
-    """Rebuild records and datasets from the history; returns the counts."""
-    return vars(loader.rebuild_current_state(load_settings()))
+    """Rebuild records and datasets from the history (after applying the schema's pending migrations);
+    returns the counts."""
+    from cognito_streams.landing_zone import load as loader
+    from cognito_streams.warehouse.connect import open_warehouse
+
+    settings = load_settings()
+    with open_warehouse(settings) as wh:
+        _schema_ready(wh)
+    return vars(loader.rebuild_current_state(settings))
 
 
 def check(since: datetime) -> dict[str, int]:
     """Run the data-quality checks on what was loaded since ``since`` (raises with the numbers when one
     fails); returns ``{check: failing rows}``."""
+    from cognito_streams.landing_zone import load as loader
+
     return {r.name: r.failing for r in loader.check_quality(load_settings(), since)}
 
 
