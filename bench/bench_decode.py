@@ -65,7 +65,7 @@ def _ours(data: list[bytes], use_threads: bool = True) -> tuple[Any, dict[str, i
     reader restarts and records checked one by one in the last run. ``use_threads=False``: everything on
     the calling thread (for its CPU time alone)."""
     from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
-    from cognito_streams.landing.writer import ChangesParquet, parquet_bytes, rejects_jsonl, rejects_table
+    from cognito_streams.landing_zone.writer import ChangesParquet, parquet_bytes, rejects_jsonl, rejects_table
     from cognito_streams.settings import PipelineSettings
     from tests.landing_records import POOL
 
@@ -145,7 +145,7 @@ def _orjson_loop(data: list[bytes]) -> Any:
     import pyarrow as pa
 
     from cognito_streams.core.landing_format import CHANGES_SCHEMA
-    from cognito_streams.landing.writer import parquet_bytes
+    from cognito_streams.landing_zone.writer import parquet_bytes
     from cognito_streams.settings import PipelineSettings
 
     compression = str(PipelineSettings.model_fields["landing_compression"].default)

@@ -320,7 +320,7 @@ def continuous(settings: Any, stop: threading.Event, cycles: Cycles) -> None:
 
 def _continuous(settings: Any, stop: threading.Event, cycles: Cycles) -> None:
     from cognito_streams.landing.runner import LandingContext
-    from cognito_streams.loading.run import load_landing_zone
+    from cognito_streams.landing_zone.load import load_landing_zone
 
     ctx = LandingContext.from_settings(settings)
     owner = f"bench:{uuid.uuid4().hex[:8]}"
@@ -391,7 +391,7 @@ def make_lane(stack: Any, shards: int, identities: int, tag: str) -> Lane:
 
 
 def ensure_schema(settings: Any) -> None:
-    from cognito_streams.loading.run import ensure_schema as ensure
+    from cognito_streams.landing_zone.load import ensure_schema as ensure
 
     ensure(settings)
 
@@ -885,7 +885,7 @@ class Component:
 def components(stack: Any, shards: int, records: list[tuple[str, bytes]], load: bool = True) -> Component:
     """Land a pre-filled stream (timed), beside the bare read floor; then load it (timed)."""
     from cognito_streams.landing.runner import LandingContext
-    from cognito_streams.loading.run import load_landing_zone
+    from cognito_streams.landing_zone.load import load_landing_zone
 
     settings = prefill(stack, shards, records, f"comp{shards}")
     t0 = time.perf_counter()
@@ -977,7 +977,7 @@ def cost_per_change(stack: Any, records: list[tuple[str, bytes]], sizes: tuple[i
     """Land ``records`` once, then load them into warehouses already holding ``sizes`` rows: returns
     (rows, landing + loading seconds per change)."""
     from cognito_streams.landing.runner import LandingContext
-    from cognito_streams.loading.run import load_landing_zone
+    from cognito_streams.landing_zone.load import load_landing_zone
 
     settings = prefill(stack, 2, records, "cost")
     ctx = LandingContext.from_settings(settings)

@@ -238,7 +238,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     """``make bench`` entry point."""
     import boto3
 
-    from cognito_streams.core import s3url
+    from cognito_streams.core.landing import s3url
 
     stack = ctx.stack(emulator=False)
     n = ctx.scale(200, 1_000)

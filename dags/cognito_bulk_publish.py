@@ -40,8 +40,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from cognito_streams.bulk_publish.operator import BulkPublishOperator
 from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
-from cognito_streams.operators.bulk_publish import BulkPublishOperator
 
 
 @dag(

@@ -55,10 +55,10 @@ def cognito_pipeline_health() -> None:
     def check() -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from cognito_streams.health.check import run_check
         from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.report.check import run_check
         from cognito_streams.settings import load_settings
+        from cognito_streams.warehouse.connect import open_warehouse
 
         with user_errors():
             settings = load_settings()

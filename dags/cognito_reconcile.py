@@ -94,11 +94,11 @@ def cognito_reconcile() -> None:
     def reconcile(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from cognito_streams.health.gather import pipeline_state
         from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-        from cognito_streams.loading.connect import open_warehouse
-        from cognito_streams.reconcile import Reconciler
+        from cognito_streams.monitoring.state import pipeline_state
+        from cognito_streams.reconcile.reconciler import Reconciler
         from cognito_streams.settings import SettingsError, load_settings
+        from cognito_streams.warehouse.connect import open_warehouse
 
         with user_errors():
             settings, p = load_settings(), params or {}
@@ -133,9 +133,9 @@ def cognito_reconcile() -> None:
     def write_report() -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from cognito_streams.loading.connect import open_warehouse
-        from cognito_streams.report import write_report as write
+        from cognito_streams.report.html_report import write_report as write
         from cognito_streams.settings import load_settings
+        from cognito_streams.warehouse.connect import open_warehouse
 
         settings = load_settings()
         with open_warehouse(settings) as warehouse:

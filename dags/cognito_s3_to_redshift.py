@@ -122,10 +122,10 @@ def cognito_s3_to_redshift() -> None:
         import time
         from datetime import UTC, datetime
 
-        from cognito_streams.health.check import record_load
         from cognito_streams.loading import tasks
-        from cognito_streams.loading.connect import open_warehouse
+        from cognito_streams.monitoring.samples import record_load
         from cognito_streams.settings import load_settings
+        from cognito_streams.warehouse.connect import open_warehouse
 
         started_at, t0 = datetime.now(UTC), time.monotonic()
         loaded = tasks.load(params)

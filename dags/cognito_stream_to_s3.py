@@ -134,8 +134,8 @@ def cognito_stream_to_s3() -> None:
     def land_shard(shard: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
         from airflow.sdk import get_current_context
 
-        from cognito_streams.health import metrics
         from cognito_streams.landing import tasks
+        from cognito_streams.monitoring import metrics
 
         get_current_context()["shard_id"] = shard["shard_id"]  # type: ignore[typeddict-unknown-key]
 

@@ -70,7 +70,7 @@ def cognito_streams_configure() -> None:
     def ensure_stream(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from dataclasses import asdict
 
-        from cognito_streams.configure import StreamsConfigurator
+        from cognito_streams.configure.configurator import StreamsConfigurator
         from cognito_streams.settings import load_settings
 
         with user_errors():
@@ -82,7 +82,7 @@ def cognito_streams_configure() -> None:
     def ensure_publish_role() -> dict[str, Any]:
         from dataclasses import asdict
 
-        from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+        from cognito_streams.configure.configurator import ConfigurationError, StreamsConfigurator
         from cognito_streams.settings import load_settings
 
         report = StreamsConfigurator(load_settings()).ensure_publish_role()
@@ -97,7 +97,7 @@ def cognito_streams_configure() -> None:
 
     @task
     def configure_pools() -> dict[str, Any]:
-        from cognito_streams.configure import StreamsConfigurator, summarize
+        from cognito_streams.configure.configurator import StreamsConfigurator, summarize
         from cognito_streams.settings import load_settings
 
         return summarize(StreamsConfigurator(load_settings()).configure_pools())
@@ -111,7 +111,7 @@ def cognito_streams_configure() -> None:
 
     @task(trigger_rule="all_done")
     def check_pools(summary: Any, role: Any) -> dict[str, Any]:
-        from cognito_streams.configure import ConfigurationError
+        from cognito_streams.configure.configurator import ConfigurationError
 
         if summary is None or role is None:
             # Runs whatever happened upstream: without their results the pools' state is unknown.

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: moto's fixed account id; ARNs in the local settings use it.
 LOCAL_ACCOUNT_ID = "123456789012"
-#: ``cognito_streams.core.iam.DEFAULT_BOUNDARY_NAME`` (the stack runs without ``plugins/`` on its path).
+#: ``cognito_streams.core.configure.iam.DEFAULT_BOUNDARY_NAME`` (the stack runs without ``plugins/`` on its path).
 PUBLISH_BOUNDARY_NAME = "cognito-streams-publish-boundary"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 

@@ -7,7 +7,7 @@ A small FastAPI app mounted on the API server at ``/cognito-streams``:
   30 seconds while the page is open.
 - ``/cognito-streams/api/health``: the same numbers as JSON for monitoring tools (fields:
   docs/operations.md, "Pipeline health"). Computed live from the warehouse, the checkpoints and a
-  peek at Kinesis (``cognito_streams.health.gather``), cached ``CACHE_SECONDS``; never from stored HTML.
+  peek at Kinesis (``cognito_streams.report.gather``), cached ``CACHE_SECONDS``; never from stored HTML.
 
 Both answer 401 without a signed-in user (Airflow's JWT cookie or a bearer token) and 403 to a user
 who may not read every DAG of the pipeline (the auth manager's ``is_authorized_dag``). Every answer
@@ -41,7 +41,7 @@ PIPELINE_DAGS = (
 )
 #: A page refreshing every 30 s in several browsers costs one computation per this many seconds.
 CACHE_SECONDS = 15.0
-STATIC = Path(__file__).resolve().parent / "cognito_streams" / "health" / "static"
+STATIC = Path(__file__).resolve().parent / "cognito_streams" / "report" / "static"
 
 #: No inline script or style, nothing from another origin; framed only by the Airflow UI itself.
 CSP = (
@@ -123,10 +123,10 @@ def compute(hours: float) -> dict[str, Any]:
     """The health JSON, live (settings from the ``cognito_pipeline`` Variable, the DAGs' connections)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from cognito_streams.health.gather import gather
     from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.report.gather import gather
     from cognito_streams.settings import load_settings
+    from cognito_streams.warehouse.connect import open_warehouse
 
     settings = load_settings()
     s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()

@@ -756,7 +756,7 @@ when not matched then insert (
 drop table if exists stg_failed;
 
 -- name: create_stage_settled
--- Batches set aside earlier that the landing zone no longer lists (loading.run: superseded by a replay, or
+-- Batches set aside earlier that the landing zone no longer lists (landing_zone.load: superseded by a replay, or
 -- their descriptor removed): they would never be tried again, so they are resolved with how.
 create temp table stg_settled (
     descriptor_url varchar(2048) not null,

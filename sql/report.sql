@@ -1,5 +1,5 @@
--- The pipeline-health report (core/report_html.py renders it; cognito_streams/report.py gathers it) and the
--- live health (cognito_streams/health/gather.py and check.py: the statements named health_*).
+-- The pipeline-health report (core/report/html.py renders it; report/html_report.py gathers it) and the live health
+-- (monitoring/state.py, monitoring/samples.py, report/gather.py and report/check.py: the statements named health_*).
 
 -- name: changes_per_hour
 -- Versions loaded per hour since the bound time (the caller passes "48 hours ago").
@@ -65,7 +65,7 @@ select
     (select count(*) from ${schema}.dataset_deletes where loaded_at >= %s);
 
 -- name: health_last_load
--- Pipeline health (cognito_streams/health: the UI page, /cognito-streams/api/health, the stall check); every
+-- Pipeline health (cognito_streams/report: the UI page, /cognito-streams/api/health, the stall check); every
 -- time bound is a bound value (naive UTC). The last load transaction: when, how many batches, their records.
 select loaded_at, count(*) as batches, coalesce(sum(kinesis_records_read), 0) as records_read,
     coalesce(sum(kinesis_records_rejected), 0) as records_rejected, min(first_arrived_at) as first_arrived_at,

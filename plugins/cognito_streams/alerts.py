@@ -74,7 +74,7 @@ class FailureAlert:
 
     def __call__(self, context: Any) -> None:
         """Render the message for this task's context and publish it (unless the error says not to: a stall
-        already alerted, ``cognito_streams.health.check.StallDetected`` with ``notify`` False)."""
+        already alerted, ``cognito_streams.report.check.StallDetected`` with ``notify`` False)."""
         from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
         if getattr(context.get("exception"), "notify", True) is False:

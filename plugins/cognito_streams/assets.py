@@ -23,23 +23,3 @@ WAREHOUSE_LOADED = Asset(
     uri="cognito-streams://warehouse/loaded",
     group="cognito_streams",
 )
-
-
-def records_waiting(poll_seconds: float = 1.0) -> Asset:
-    """The asset that schedules ``cognito_stream_to_s3`` in event mode: its ``AssetWatcher`` fires when
-    records wait in the Kinesis stream after a shard's checkpoint (``triggers.records_waiting``). The
-    event's extra: ``{"from_trigger": true, "payload": {"shards": [...], "at": ISO time}}``."""
-    from airflow.sdk import AssetWatcher
-
-    from cognito_streams.triggers.records_waiting import RecordsWaitingTrigger
-
-    return Asset(
-        name="cognito_streams_records_waiting",
-        uri="cognito-streams://kinesis/records-waiting",
-        group="cognito_streams",
-        watchers=[
-            AssetWatcher(
-                name="cognito_streams_records_watcher", trigger=RecordsWaitingTrigger(poll_seconds=poll_seconds)
-            )
-        ],
-    )

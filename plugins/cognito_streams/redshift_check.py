@@ -186,7 +186,7 @@ def land_batch(settings: Any, s3: Any) -> tuple[Any, str]:
     and its URL."""
     from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
     from cognito_streams.core.landing_format import LandingLayout
-    from cognito_streams.landing.writer import BatchRange, BatchWriter
+    from cognito_streams.landing_zone.writer import BatchRange, BatchWriter
 
     data = cognito_records()
     now = datetime.now(UTC)
@@ -284,8 +284,8 @@ def run_check(cfg: CheckConfig, out: TextIO = sys.stdout) -> None:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk.bases.hook import BaseHook
 
-    from cognito_streams.loading import run
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.landing_zone import load as loader
+    from cognito_streams.warehouse.connect import open_warehouse
 
     conn = BaseHook.get_connection(CONN_ID)
     if conn.conn_type != "redshift":
@@ -325,7 +325,7 @@ def run_check(cfg: CheckConfig, out: TextIO = sys.stdout) -> None:
             steps.done()
 
             steps.start("Loading it: COPY ... FORMAT AS PARQUET MANIFEST with IAM_ROLE, then the merge")
-            report = run.load_landing_zone(settings)
+            report = loader.load_landing_zone(settings)
             failed = getattr(report, "failed", None) or []
             if report.batches != 1 or failed:
                 reasons = "; ".join(f"{f.descriptor_url}: {f.error_message}" for f in failed)
@@ -349,7 +349,7 @@ def run_check(cfg: CheckConfig, out: TextIO = sys.stdout) -> None:
             steps.done()
 
             steps.start("Data-quality checks (sql/checks.sql)")
-            results = run.check_quality(settings, since=started - timedelta(minutes=1))
+            results = loader.check_quality(settings, since=started - timedelta(minutes=1))
             steps.detail(f"{len(results)} checks passed")
             steps.done()
         except (CheckFailedError, UsageError):
@@ -368,7 +368,7 @@ def run_check(cfg: CheckConfig, out: TextIO = sys.stdout) -> None:
 
 def _clean_up(settings: Any, s3: Any, steps: Steps, *, drop: bool) -> None:
     """Drop the schema and delete the objects; a failure here is reported, never raised over the check's own."""
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.warehouse.connect import open_warehouse
 
     if drop:
         try:

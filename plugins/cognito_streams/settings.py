@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cognito_streams.core.iam import default_boundary_arn
+from cognito_streams.core.configure.iam import default_boundary_arn
 from cognito_streams.core.sql_text import identifier_problem
 
 VARIABLE_NAME = "cognito_pipeline"
@@ -53,7 +53,7 @@ class PipelineSettings(BaseModel):
     # (manage_publish_role); default policy/cognito-streams-publish-boundary in the role's account.
     publish_role_boundary_arn: str | None = None
     # Opt-in confused-deputy conditions written into the publish role's trust policy when the pipeline
-    # creates it, and checked (never rewritten) afterwards: core.iam.TrustCondition. Verify on your
+    # creates it, and checked (never rewritten) afterwards: core.configure.iam.TrustCondition. Verify on your
     # account first: a condition Cognito Sync does not satisfy turns streaming DISABLED.
     publish_role_trust_condition: Literal["none", "source_account", "source_arn"] = "none"
     aws_conn_id: str = "aws_default"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cognito_streams.core.iam import DEFAULT_BOUNDARY_NAME, publish_role_trust_policy
+from cognito_streams.core.configure.iam import DEFAULT_BOUNDARY_NAME, publish_role_trust_policy
 from local.dag_results import return_values
 from tests.conftest import REPO
 from tests.support.dag_params import load_dag, snapshot_params
@@ -295,7 +295,7 @@ def test_an_unmanaged_publish_role_that_does_not_exist_fails_naming_the_role_and
 
 
 def test_an_on_demand_stream_is_never_resharded(setup: dict[str, Any], aws: Any) -> None:
-    from cognito_streams.configure import StreamsConfigurator
+    from cognito_streams.configure.configurator import StreamsConfigurator
     from cognito_streams.settings import load_settings
 
     # GIVEN the stream exists in on-demand mode (moto gives it 4 shards), the settings say 2
@@ -316,7 +316,7 @@ def test_a_refused_reshard_says_what_to_do(setup: dict[str, Any], aws: Any, monk
     such quota, so the refusal is stubbed on the one call (the describe calls stay real)."""
     from botocore.exceptions import ClientError
 
-    from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+    from cognito_streams.configure.configurator import ConfigurationError, StreamsConfigurator
     from cognito_streams.settings import load_settings
 
     # GIVEN a 1-shard stream, settings saying 2, and Kinesis refusing to scale it today
@@ -354,7 +354,7 @@ def test_a_pool_cognito_refuses_to_configure_does_not_cost_the_others_their_back
     from airflow.utils.state import DagRunState
     from botocore.exceptions import ClientError
 
-    from cognito_streams import configure
+    from cognito_streams.configure import configurator
     from cognito_streams.hooks.cognito_sync import CognitoSyncHook
     from local.emulator.control import EmulatorControl
 
@@ -381,7 +381,7 @@ def test_a_pool_cognito_refuses_to_configure_does_not_cost_the_others_their_back
         return real_set(self, identity_pool_id, *args)
 
     monkeypatch.setattr(CognitoSyncHook, "set_configuration", set_configuration)
-    monkeypatch.setattr(configure, "ROLE_PROPAGATION_SECONDS", 0.0)
+    monkeypatch.setattr(configurator, "ROLE_PROPAGATION_SECONDS", 0.0)
     # WHEN the DAG runs
     run = dag.test()
     # THEN it is red, check_pools naming pool B and Cognito's reason, yet pool A is re-enabled and backfilled
@@ -412,7 +412,7 @@ def test_a_failed_step_before_the_pools_makes_check_pools_name_it(
     The refusal of Kinesis (a scaling quota moto does not have) is stubbed on the one call."""
     from airflow.utils.state import DagRunState
 
-    from cognito_streams.configure import ConfigurationError, StreamsConfigurator
+    from cognito_streams.configure.configurator import ConfigurationError, StreamsConfigurator
 
     # GIVEN a stream with another shard count, and Kinesis refusing to reshard it today
     aws("kinesis").create_stream(StreamName=setup["variable"]["stream_name"], ShardCount=1)
@@ -442,7 +442,7 @@ def role_of(aws: Any, setup: dict[str, Any]) -> dict[str, Any]:
 
 
 def configurator(variable: dict[str, Any]) -> Any:
-    from cognito_streams.configure import StreamsConfigurator
+    from cognito_streams.configure.configurator import StreamsConfigurator
     from cognito_streams.settings import parse_settings
 
     return StreamsConfigurator(parse_settings(variable))

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.landing.checkpoints import CheckpointStore
+from cognito_streams.landing.trigger import Clients, RecordsWaitingTrigger, ShardProber
+from cognito_streams.landing_zone.checkpoints import CheckpointStore
 from cognito_streams.settings import parse_settings
-from cognito_streams.triggers.records_waiting import Clients, RecordsWaitingTrigger, ShardProber
 from tests.landing_records import put_records, seed_records
 
 pytestmark = [pytest.mark.dag, pytest.mark.integration]
@@ -248,7 +248,7 @@ def test_the_watcher_reads_a_recreated_streams_shards_despite_the_old_checkpoint
 ) -> None:
     from datetime import UTC, datetime
 
-    from cognito_streams.core.checkpoints import Checkpoint
+    from cognito_streams.core.landing.checkpoints import Checkpoint
 
     settings = parse_settings(watched)
     layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)

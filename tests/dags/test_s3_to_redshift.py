@@ -17,10 +17,10 @@ import pytest
 
 from cognito_streams.assets import WAREHOUSE_LOADED
 from cognito_streams.core.state import expected_state
-from cognito_streams.landing.descriptors import mark_superseded
-from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.landing import split_s3_url
+from cognito_streams.landing_zone.descriptors import mark_superseded
+from cognito_streams.landing_zone.reader import split_s3_url
 from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.support.changes import SHARD, change, dataset_remove, resent, sequence_number
 from tests.support.dag_params import load_dag
 from tests.support.landing import LandingWriter, reject_row

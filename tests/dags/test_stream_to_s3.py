@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cognito_streams.assets import LANDED_BATCHES
-from cognito_streams.core.checkpoints import Checkpoint
+from cognito_streams.core.landing.checkpoints import Checkpoint
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
-from cognito_streams.landing.checkpoints import CheckpointStore
+from cognito_streams.landing_zone.checkpoints import CheckpointStore
 from tests.landing_records import put_records, seed_records, with_records_pool
 from tests.support.dag_params import load_dag
 

@@ -32,8 +32,8 @@ from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_re
 from cognito_streams.core.landing_format import LandedBatch, LandingLayout
 from cognito_streams.core.state import Change, WarehouseState, expected_state
 from cognito_streams.landing import runner
-from cognito_streams.landing.descriptors import list_batches
-from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.landing_zone.descriptors import list_batches
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.landing_records import put_records, seed_records, with_records_pool
 from tests.support.dag_params import load_dag
 from tests.support.no_deletes import refusing_s3_deletes

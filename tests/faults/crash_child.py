@@ -6,7 +6,7 @@ given back, nothing flushed.
 
 The spec: ``{"task": "land" | "load" | "snapshot", "kill_at": <point>, "nth": n, "variable": {...}, "dag_id",
 "run_id"}``. The task runs the same function bodies the DAG's tasks run (``landing.tasks.plan`` then
-``landing.tasks.land`` per shard; ``loading.run.ensure_schema`` then ``loading.run.load_landing_zone``;
+``landing.tasks.land`` per shard; ``loading.loader.ensure_schema`` then ``loading.loader.load_landing_zone``;
 ``snapshot.tasks.parse_params``, ``page`` then ``walk`` per unit);
 the kill point wraps one pipeline function so that its ``nth`` call ends the process:
 
@@ -77,11 +77,11 @@ def arm(owner: Any, name: str, nth: int, *, after: bool, when: Callable[..., boo
 def arm_point(kill_at: str, nth: int) -> None:
     """Wrap the pipeline function that ``kill_at`` names."""
     if kill_at == "after_batch_written":
-        from cognito_streams.landing.writer import BatchWriter
+        from cognito_streams.landing_zone.writer import BatchWriter
 
         arm(BatchWriter, "write", nth, after=True)
     elif kill_at == "before_descriptor":
-        from cognito_streams.landing.writer import BatchWriter
+        from cognito_streams.landing_zone.writer import BatchWriter
 
         arm(BatchWriter, "_put", nth, after=False, when=lambda _self, key, *a, **k: "/batches/" in key)
     elif kill_at == "s3url_fetch":
@@ -89,11 +89,11 @@ def arm_point(kill_at: str, nth: int) -> None:
 
         arm(PayloadFetcher, "_try", nth, after=True)
     elif kill_at == "after_checkpoint":
-        from cognito_streams.landing.checkpoints import CheckpointStore
+        from cognito_streams.landing_zone.checkpoints import CheckpointStore
 
         arm(CheckpointStore, "update", nth, after=True)
     elif kill_at == "snapshot_batch_written":
-        from cognito_streams.landing.writer import BatchWriter
+        from cognito_streams.landing_zone.writer import BatchWriter
 
         arm(BatchWriter, "write", nth, after=True)
     elif kill_at == "snapshot_read":
@@ -136,10 +136,10 @@ def main(argv: list[str]) -> int:
         for unit in snapshot.page(run, spec["run_id"], settings):
             snapshot.walk(unit, settings)
     elif spec["task"] == "load":
-        from cognito_streams.loading import run
+        from cognito_streams.landing_zone import load as loader
 
-        run.ensure_schema(settings)
-        run.load_landing_zone(settings)
+        loader.ensure_schema(settings)
+        loader.load_landing_zone(settings)
     else:
         raise SystemExit(f"crash_child: unknown task {spec['task']!r}")
     sys.stderr.write(f"crash_child: the task ended without reaching {spec['kill_at']} #{spec.get('nth', 1)}\n")

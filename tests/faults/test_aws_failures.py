@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cognito_streams.landing.writer import BatchWriter
+from cognito_streams.landing_zone.writer import BatchWriter
 from cognito_streams.warehouse.postgres import PostgresWarehouse
 from local.stack import Stack
 from tests.faults.conftest import Proxy
@@ -140,7 +140,7 @@ def test_refused_connections_while_landing_and_loading(
 def test_the_readers_backoff_starts_over_after_a_successful_read() -> None:
     """Found by the throttling scenario: the backoff grew with every throttle of the run, so after a
     few of them each later throttle, however isolated, waited the 5 s maximum."""
-    from cognito_streams.core.shards import ShardInfo
+    from cognito_streams.core.landing.shards import ShardInfo
     from cognito_streams.landing.reader import ReadLimits, ShardReader, StartPosition
     from tests.unit.test_land_reader import ScriptedKinesis
 

@@ -79,7 +79,7 @@ def test_snapshot_killed_midway_resumes_from_its_cursor(stack: Stack, emulator: 
 
 
 def _status(sc: Any, snapshot_id: str) -> dict[str, Any]:
-    from cognito_streams.snapshot.store import snapshot_status
+    from cognito_streams.landing_zone.snapshots import snapshot_status
     from cognito_streams.snapshot.walker import SnapshotContext
 
     return snapshot_status(SnapshotContext.from_settings(sc.settings).store, snapshot_id)

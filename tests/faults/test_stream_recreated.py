@@ -84,7 +84,7 @@ def test_stream_deleted_and_recreated_is_repaired_and_refilled(
 def _checkpoint(**changes: Any) -> Any:
     from datetime import UTC, datetime
 
-    from cognito_streams.core.checkpoints import Checkpoint
+    from cognito_streams.core.landing.checkpoints import Checkpoint
 
     base = Checkpoint.new("s", "shardId-000000000000", datetime(2026, 1, 1, tzinfo=UTC))
     return base.model_copy(update=changes)
@@ -93,7 +93,7 @@ def _checkpoint(**changes: Any) -> Any:
 def test_a_checkpoint_knows_the_stream_it_was_written_for() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from cognito_streams.core.checkpoints import from_other_stream
+    from cognito_streams.core.landing.checkpoints import from_other_stream
 
     created = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
     # GIVEN a checkpoint of the stream created at `created` (through a JSON round trip)
@@ -136,8 +136,8 @@ def test_a_checkpoint_from_before_the_field_existed_is_judged_by_kinesis(kinesis
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from cognito_streams.landing.checkpoints import Versioned
     from cognito_streams.landing.runner import ShardOutcome, _same_stream
+    from cognito_streams.landing_zone.checkpoints import Versioned
 
     created = datetime(2026, 3, 1, tzinfo=UTC)
     # GIVEN a checkpoint written before checkpoints kept the stream's creation time

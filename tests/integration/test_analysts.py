@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from local.redshift.logread import log_size
 from tests.conftest import warehouse_env
 from tests.support.changes import change

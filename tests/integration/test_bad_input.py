@@ -21,7 +21,7 @@ import pytest
 from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
 from cognito_streams.core.landing_format import REJECT_REASONS
 from cognito_streams.landing import tasks
-from cognito_streams.loading import run
+from cognito_streams.landing_zone import load as loader
 from cognito_streams.settings import PipelineSettings, parse_settings
 from local.procs import free_port
 from tests.landing_records import POOL, SAMPLES, change, dumps, put_records, record, seed_records, with_records_pool
@@ -195,9 +195,9 @@ def test_the_corpus_through_the_pipeline_is_quarantined_landed_and_loaded(landin
     outcomes = [
         tasks.land(shard, "bad_input", "run-1", settings) for shard in tasks.plan({}, "bad_input", "run-1", settings)
     ]
-    run.ensure_schema(settings)
-    loaded = run.load_landing_zone(settings)
-    run.raise_for_failed(loaded, settings.warehouse_schema)  # as the DAG's check_failed_batches
+    loader.ensure_schema(settings)
+    loaded = loader.load_landing_zone(settings)
+    loader.raise_for_failed(loaded, settings.warehouse_schema)  # as the DAG's check_failed_batches
     schema = settings.warehouse_schema
     with connect() as conn:
         rejected = {

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from cognito_streams.core.checkpoints import Checkpoint
+from cognito_streams.core.landing.checkpoints import Checkpoint
 from cognito_streams.landing import runner
-from cognito_streams.landing.checkpoints import CheckpointStore
+from cognito_streams.landing_zone.checkpoints import CheckpointStore
 from cognito_streams.warehouse.models import LoadCheckError
 from tests.integration.test_landing import make_landing
 from tests.landing_records import put_records, seed_records

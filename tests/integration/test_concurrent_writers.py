@@ -146,7 +146,7 @@ def test_bulk_publish_tasks_of_two_pools_record_at_once(schema: str, gate: Gate)
 
 
 def _record_run(wh: PostgresWarehouse, run_id: str) -> None:
-    from cognito_streams.reconcile import Reconciler, ReconcileSummary
+    from cognito_streams.reconcile.reconciler import Reconciler, ReconcileSummary
 
     reconciler = object.__new__(Reconciler)  # the warehouse write alone: no Cognito clients needed
     reconciler.warehouse = wh

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cognito_streams.core.report_html import CHART_IDS
+from cognito_streams.core.report.html import CHART_IDS
 from tests.conftest import WAREHOUSES, warehouse_env
 from tests.support.warehouse import admin_dsn, landing_prefix
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from cognito_streams.health.gather import gather, pipeline_state
+from cognito_streams.monitoring.state import pipeline_state
+from cognito_streams.report.gather import gather
 from local.stack import Stack
 from tests.support.dag_params import load_dag
 from tests.support.faults import scenario
@@ -54,7 +55,7 @@ def test_a_stall_is_alerted_red_and_reconciliation_does_not_cry_wolf(
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-    from cognito_streams.reconcile import STALLED_VERDICT, Reconciler
+    from cognito_streams.reconcile.reconciler import STALLED_VERDICT, Reconciler
     from cognito_streams.warehouse.postgres import PostgresWarehouse
 
     topic, queue_url = _sqs_queue(aws)

@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cognito_streams.core.checkpoints import Checkpoint
+from cognito_streams.core.landing.checkpoints import Checkpoint
+from cognito_streams.core.landing.shards import ShardInfo
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECTS_SCHEMA, LandedBatch
-from cognito_streams.core.shards import ShardInfo
-from cognito_streams.landing import runner
-from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused
-from cognito_streams.landing.descriptors import list_batches
+from cognito_streams.landing import replay, runner
 from cognito_streams.landing.runner import LandingContext, ShardOutcome, land_shard, plan_run
+from cognito_streams.landing_zone.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused
+from cognito_streams.landing_zone.descriptors import list_batches
 from cognito_streams.settings import PipelineSettings, parse_settings
 from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
 from tests.support.no_deletes import refusing_s3_deletes
@@ -304,7 +304,7 @@ def test_a_crash_before_the_descriptor_leaves_the_batch_to_the_rerun(
 ) -> None:
     landing = make_landing(aws)
     put = put_records(landing.kinesis, landing.stream, seed_records(150, seed=8))
-    from cognito_streams.landing.writer import BatchWriter
+    from cognito_streams.landing_zone.writer import BatchWriter
 
     real_put = BatchWriter._put
 
@@ -444,8 +444,9 @@ def test_a_replay_relands_from_a_timestamp_and_marks_its_batches(stack: Any, aws
     (checkpoint_shard,) = {o.shard_id for o in outcomes}
     replayed_batches = sorted(landing.descriptors(), key=lambda d: int(d.first_sequence_number))
     token = replayed_batches[0].batch_id.split("/")[1].split("~", 1)[1]
-    again = runner.supersede_replayed(
-        landing.ctx,
+    again = replay.supersede_replayed(
+        landing.ctx.s3,
+        landing.ctx.layout,
         checkpoint_shard,
         token,
         replayed_batches[0].first_sequence_number,
@@ -460,9 +461,9 @@ def test_a_replay_relands_from_a_timestamp_and_marks_its_batches(stack: Any, aws
 
 def test_a_replay_outside_the_retention_is_refused(stack: Any, aws: Any) -> None:
     landing = make_landing(aws)
-    with pytest.raises(runner.ReplayOutOfRangeError, match="older than the stream's retention"):
+    with pytest.raises(replay.ReplayOutOfRangeError, match="older than the stream's retention"):
         landing.run(replay_from=datetime.now(UTC) - timedelta(hours=30))
-    with pytest.raises(runner.ReplayOutOfRangeError, match="future"):
+    with pytest.raises(replay.ReplayOutOfRangeError, match="future"):
         landing.run(replay_from=datetime.now(UTC) + timedelta(hours=1))
 
 
@@ -478,7 +479,7 @@ def test_a_failed_task_gives_its_lease_back_after_moving_the_checkpoint(
     # GIVEN a task that lands one batch, moves the checkpoint, then fails on the second batch
     landing = make_landing(aws)
     put = put_records(landing.kinesis, landing.stream, seed_records(150, seed=12))
-    from cognito_streams.landing.writer import BatchWriter
+    from cognito_streams.landing_zone.writer import BatchWriter
 
     real_put = BatchWriter._put
     descriptors = {"n": 0}

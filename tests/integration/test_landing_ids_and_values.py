@@ -10,8 +10,8 @@ import pytest
 
 from cognito_streams.core.reconcile import WarehouseRecord, value_matches
 from cognito_streams.core.values import original_key
-from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.run import load_landing_zone
+from cognito_streams.landing_zone.load import load_landing_zone
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.integration.test_landing import make_landing
 from tests.landing_records import IDENTITY, POOL, change, dumps, put_records, record, seed_records
 from tests.support.warehouse import drop_schema, query

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cognito_streams.landing.writer import BatchWriter
+from cognito_streams.landing_zone.writer import BatchWriter
 from local.procs import free_port
 from tests.integration.test_landing import make_landing
 from tests.integration.test_landing_s3url import EXPIRED, s3url_record

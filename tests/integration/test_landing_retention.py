@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cognito_streams.core.checkpoints import Checkpoint
+from cognito_streams.core.landing.checkpoints import Checkpoint
 from cognito_streams.landing import runner
 from cognito_streams.landing import tasks as landing_tasks
 from tests.integration.test_landing import Landing, make_landing

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cognito_streams.core.state import expected_state
-from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.run import load_landing_zone
+from cognito_streams.landing_zone.load import load_landing_zone
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.support.changes import change, dataset_remove
 from tests.support.landing import LandingWriter
 from tests.support.warehouse import drop_schema, pipeline_settings, query, read_state, unique_schema

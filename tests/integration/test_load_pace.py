@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from cognito_streams.landing import tasks as landing_tasks
-from cognito_streams.loading import run
+from cognito_streams.landing_zone import load as loader
 from cognito_streams.loading import tasks as loading_tasks
-from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.loading.pace import last_load_at
 from cognito_streams.settings import PipelineSettings, parse_settings
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.landing_records import put_records, seed_records
 from tests.support.warehouse import drop_schema, unique_schema
 
@@ -38,7 +38,7 @@ def paced(stack: Any, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pip
     }
     monkeypatch.setenv("AIRFLOW_VAR_COGNITO_PIPELINE", json.dumps(variable))
     settings = parse_settings(variable)
-    run.ensure_schema(settings)
+    loader.ensure_schema(settings)
     yield settings
     drop_schema(settings.warehouse_schema)
 

@@ -18,9 +18,9 @@ import pytest
 
 from cognito_streams.core.state import Change, expected_state
 from cognito_streams.landing import tasks as landing_tasks
-from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.run import check_quality, load_landing_zone
+from cognito_streams.landing_zone.load import check_quality, load_landing_zone
 from cognito_streams.settings import PipelineSettings
+from cognito_streams.warehouse.connect import open_warehouse
 from cognito_streams.warehouse.models import MERGE_STEPS
 from tests.landing_records import SAMPLES, bad_records, put_records, seed_records, with_records_pool
 from tests.support.warehouse import drop_schema, landing_prefix, pipeline_settings, query, read_state, unique_schema

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cognito_streams.core.state import Change, expected_state
-from cognito_streams.loading.connect import open_warehouse
 from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from tests.conftest import warehouse_env
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, sequence_number
 from tests.support.warehouse import drop_schema, drop_unique_keys, pipeline_settings, query, read_state, unique_schema

@@ -15,10 +15,10 @@ import pytest
 
 from cognito_streams.core.sql_text import WarehouseSql
 from cognito_streams.core.state import Change, expected_state
-from cognito_streams.loading.connect import open_warehouse
-from cognito_streams.loading.run import load_landing_zone, raise_for_failed, rebuild_current_state
+from cognito_streams.landing_zone.load import load_landing_zone, raise_for_failed, rebuild_current_state
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from cognito_streams.warehouse.models import BatchesFailedError
 from tests.conftest import warehouse_env
 from tests.support.changes import IDENTITY, POOL, change, dataset_remove, resent

@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cognito_streams.core.iam import load_template
+from cognito_streams.core.configure.iam import load_template
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECTS_SCHEMA, FileRef, copy_manifest
 from cognito_streams.core.sql_text import WarehouseSql
-from cognito_streams.landing.writer import DICTIONARY_COLUMNS, parquet_bytes
+from cognito_streams.landing_zone.writer import DICTIONARY_COLUMNS, parquet_bytes
 from local.redshift import copy as rs_copy
 from local.redshift.copy import LoadErrorLog, parse_copy, run_copy
 from local.redshift.errors import RedshiftError

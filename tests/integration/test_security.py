@@ -111,7 +111,7 @@ def test_no_sql_file_or_warehouse_module_holds_keys_or_a_credentials_clause() ->
 
 
 def test_redshift_without_a_copy_role_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.warehouse.connect import open_warehouse
     from cognito_streams.warehouse.models import WarehouseError
 
     # GIVEN a Redshift connection (nothing listens there) and settings without copy_iam_role_arn

@@ -120,7 +120,7 @@ def run_snapshot(dag: Any, conf: dict[str, Any] | None = None) -> dict[str, Any]
 
 def reconcile(p: Pool) -> dict[str, Any]:
     """``cognito_reconcile``'s comparison over every identity, nothing left to settle."""
-    from cognito_streams.reconcile import Reconciler
+    from cognito_streams.reconcile.reconciler import Reconciler
     from cognito_streams.warehouse.postgres import PostgresWarehouse
 
     now = datetime.now(UTC) + timedelta(days=2)  # after any change, on either clock (the emulator's may be moved)
@@ -226,8 +226,8 @@ def test_a_pool_never_streamed_is_loaded_by_the_snapshot_alone_and_exported(
     assert manifest["dynamodb_import"]["InputFormat"] == "DYNAMODB_JSON"
     assert manifest["loaded_through"] is not None
     # AND the pipeline-health report shows the snapshot's progress (read from its cursor in S3)
-    from cognito_streams.health.gather import gather
     from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
+    from cognito_streams.report.gather import gather
     from cognito_streams.warehouse.postgres import PostgresWarehouse
 
     with PostgresWarehouse(connect(), schema) as wh:

@@ -1,6 +1,6 @@
 """Superseded descriptors (docs/landing.md, 'Replay'): a replay supersedes an older batch by writing a marker
 under ``_superseded/``, never by deleting (the worker's IAM policy has no delete). Every lister of descriptors
-leaves a superseded one out, through one lister (``landing/descriptors.py``): the loader's finding of work and
+leaves a superseded one out, through one lister (``landing_zone/descriptors.py``): the loader's finding of work and
 the health page's backlog. The loader resolves a batch it had set aside that is superseded or gone, and a
 descriptor removed after the loader listed it is skipped, not an error."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.health.gather import list_recent_batches
-from cognito_streams.landing.descriptors import mark_superseded
-from cognito_streams.loading.landing import LandingReader, split_s3_url
+from cognito_streams.landing_zone.descriptors import mark_superseded
+from cognito_streams.landing_zone.reader import LandingReader, split_s3_url
+from cognito_streams.monitoring.state import list_recent_batches
 from tests.support.changes import SHARD, STREAM, change
 from tests.support.landing import LandingWriter
 from tests.support.warehouse import pipeline_settings

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cognito_streams.loading.connect import open_warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from cognito_streams.warehouse.models import BulkPublishAttempt, DataQualityError, MigrationError, WarehouseError
 from cognito_streams.warehouse.postgres import PostgresWarehouse
 from tests.support.changes import change, dataset_remove

@@ -166,7 +166,7 @@ def _when(value: str) -> datetime:
 
 def _checkpoint_landed(sc: Scenario, s3: Any, shard_id: str) -> int:
     from cognito_streams.core.landing_format import LandingLayout
-    from cognito_streams.landing.checkpoints import CheckpointStore
+    from cognito_streams.landing_zone.checkpoints import CheckpointStore
 
     layout = LandingLayout(sc.settings.landing_bucket, sc.settings.landing_prefix, sc.settings.stream_name)
     checkpoint = CheckpointStore(s3, layout, sc.settings.checkpoint_lease_seconds).read_all().get(shard_id)

@@ -249,7 +249,7 @@ class Scenario:
     # -- setup -------------------------------------------------------------------------------
     def configure(self) -> None:
         """What ``cognito_streams_configure`` does: the stream, the publish role, the pool streaming."""
-        from cognito_streams.configure import StreamsConfigurator
+        from cognito_streams.configure.configurator import StreamsConfigurator
 
         configurator = StreamsConfigurator(self.settings)
         configurator.ensure_stream()
@@ -281,18 +281,18 @@ class Scenario:
         return outcomes
 
     def ensure_schema(self) -> None:
-        from cognito_streams.loading import run
+        from cognito_streams.landing_zone import load as loader
 
-        run.ensure_schema(self.settings)
+        loader.ensure_schema(self.settings)
 
     def load(self) -> dict[str, Any]:
         """One ``load_batches`` task body: every landed batch not loaded yet."""
-        from cognito_streams.loading import run
+        from cognito_streams.landing_zone import load as loader
 
-        run.ensure_schema(self.settings)
-        report = run.load_landing_zone(self.settings)
+        loader.ensure_schema(self.settings)
+        report = loader.load_landing_zone(self.settings)
         # As the DAG's check_failed_batches: a run that set a batch aside is red.
-        run.raise_for_failed(report, self.settings.warehouse_schema)
+        loader.raise_for_failed(report, self.settings.warehouse_schema)
         return report.as_dict()
 
     def snapshot(self, run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -393,8 +393,8 @@ class Scenario:
     # -- the proof -------------------------------------------------------------------------------
     def reconcile(self) -> dict[str, Any]:
         """``cognito_reconcile``'s logic over every identity, nothing left to settle."""
-        from cognito_streams.loading.connect import open_warehouse
-        from cognito_streams.reconcile import Reconciler
+        from cognito_streams.reconcile.reconciler import Reconciler
+        from cognito_streams.warehouse.connect import open_warehouse
         from local.emulator.control import EmulatorControl
 
         emulator_now = datetime.fromtimestamp(

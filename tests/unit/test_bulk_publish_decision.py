@@ -163,7 +163,7 @@ def test_the_trigger_polls_past_a_stale_status_to_the_outcome(monkeypatch: pytes
     """The trigger with the details stubbed (the DAG test drives the emulator's stale reads)."""
     import asyncio
 
-    from cognito_streams.triggers.bulk_publish import BulkPublishTrigger
+    from cognito_streams.bulk_publish.trigger import BulkPublishTrigger
 
     old = {"BulkPublishStatus": "FAILED", "BulkPublishStartTime": EARLIER.isoformat(), "FailureMessage": "old"}
     running = {"BulkPublishStatus": "IN_PROGRESS", "BulkPublishStartTime": NOW.isoformat()}

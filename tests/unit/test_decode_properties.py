@@ -24,7 +24,7 @@ from cognito_streams.core.decode import (
 )
 from cognito_streams.core.landing_format import CHANGES_SCHEMA
 from cognito_streams.core.values import decoded_value, original_key, stored_key, stored_value
-from cognito_streams.landing.writer import ChangesParquet, parquet_bytes
+from cognito_streams.landing_zone.writer import ChangesParquet, parquet_bytes
 from tests.landing_records import bad_records, dumps, record
 
 MAX = 40  # a tiny value_max_bytes, so that cutting happens often

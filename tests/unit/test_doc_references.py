@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = re.compile(r"""(README|docs/[\w-]+\.md),\s*(?:"\s*"\s*)?['"]([^'"\n]{2,60})['"]""")
+# A section in double quotes may hold an apostrophe ("Freshness: Airflow's settings"); one in single quotes not.
+REFERENCE = re.compile(r"""(README|docs/[\w-]+\.md),\s*(?:"\s*"\s*)?(?:"([^"\n]{2,60})"|'([^'\n]{2,60})')""")
 
 
 def _sections(doc: Path) -> set[str]:
@@ -25,7 +26,8 @@ def _references() -> list[tuple[str, str, str]]:
         for source in sorted((REPO / folder).rglob("*.py")):
             # Messages are often split over adjacent string literals: join them before matching.
             text = re.sub(r"""["']\s*\n\s*f?["']""", "", source.read_text())
-            for doc, section in REFERENCE.findall(text):
+            for doc, double, single in REFERENCE.findall(text):
+                section = double or single
                 found.append((str(source.relative_to(REPO)), doc, section))
     return found
 

@@ -1,4 +1,4 @@
-"""The health rules (core/health.py): when the pipeline is stalled, behind or fine, its watermark, and
+"""The health rules (core/report/health.py): when the pipeline is stalled, behind or fine, its watermark, and
 the JSON document's fields."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cognito_streams.core.health import (
+from cognito_streams.core.report.health import (
     Backlog,
     HealthReport,
     Series,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cognito_streams.core.health import ShardState
-from cognito_streams.health import metrics
+from cognito_streams.core.report.health import ShardState
+from cognito_streams.monitoring import metrics
 
 NOW = datetime(2026, 11, 25, 20, 40, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 conditions.
 
 moto evaluates no IAM condition, so the documents are proven statically here, with the
-condition-aware evaluator of ``core.iam`` (:func:`gates`: every statement that could apply to an
+condition-aware evaluator of ``core.configure.iam`` (:func:`gates`: every statement that could apply to an
 action on a resource, with its condition; :func:`decide`: IAM's answer for a request context). Which
 actions take which resources and condition keys comes from AWS's Service Authorization Reference
 (Amazon Cognito Sync, Amazon Cognito Identity, IAM).
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cognito_streams.core.iam import (
+from cognito_streams.core.configure.iam import (
     DEFAULT_BOUNDARY_NAME,
     Decision,
     allows,
@@ -362,7 +362,7 @@ def test_the_cli_renders_every_document_from_the_settings(
 ) -> None:
     import json
 
-    from cognito_streams.iam_cli import main
+    from cognito_streams.configure.iam_cli import main
 
     settings = {
         "identity_pool_ids": POOLS,
@@ -392,7 +392,7 @@ def test_the_cli_names_a_bad_setting(capsys: pytest.CaptureFixture[str], monkeyp
     import io
     import sys
 
-    from cognito_streams.iam_cli import main
+    from cognito_streams.configure.iam_cli import main
 
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"stream_name": "x"}'))
     assert main(["--settings", "-", "--region", "us-east-1"]) == 2
@@ -408,7 +408,7 @@ def test_the_local_stack_creates_the_default_boundary_by_its_name() -> None:
 def test_the_loader_may_write_its_load_manifests_and_redshift_read_them(policies) -> None:  # type: ignore[no-untyped-def]
     # The loader writes one combined COPY manifest per stage table per load under <prefix>/load-manifests/
     # (core/load_plan.load_manifest_name); the worker may write there but delete nothing, and the COPY role reads it.
-    from cognito_streams.core.load_plan import LOAD_MANIFESTS, load_manifest_name
+    from cognito_streams.core.loading.plan import LOAD_MANIFESTS, load_manifest_name
 
     key = f"cognito-streams/{LOAD_MANIFESTS}/{load_manifest_name('stg_changes', ['s3://landing-bucket/a.parquet'])}"
     arn = f"arn:aws:s3:::landing-bucket/{key}"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_streams.core import s3url
-from cognito_streams.core.checkpoints import Checkpoint, expiry_gap, lease_holder, may_have_expired
-from cognito_streams.core.shards import ShardInfo, plan_shards, sequence_key
+from cognito_streams.core.landing import s3url
+from cognito_streams.core.landing.checkpoints import Checkpoint, expiry_gap, lease_holder, may_have_expired
+from cognito_streams.core.landing.shards import ShardInfo, plan_shards, sequence_key
 from cognito_streams.core.values import cut_utf8
 from tests.landing_records import SAMPLES
 

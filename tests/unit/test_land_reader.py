@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cognito_streams.core.shards import ShardInfo
+from cognito_streams.core.landing.shards import ShardInfo
 from cognito_streams.landing.reader import ReadLimits, ShardReader, StartPosition
 
 ARRIVED = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

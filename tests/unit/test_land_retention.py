@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cognito_streams.core.checkpoints import (
+from cognito_streams.core.landing.checkpoints import (
     Checkpoint,
     departed_message,
     expiry_gap,
     may_have_expired,
     unread_since,
 )
-from cognito_streams.core.shards import ShardInfo, plan_shards
+from cognito_streams.core.landing.shards import ShardInfo, plan_shards
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 URL = "s3://b/_checkpoints/stream=s/shardId-2.json"

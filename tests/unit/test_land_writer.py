@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cognito_streams.core.decode import DecodeOptions, KinesisRecords, decode_records
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, LandingLayout
-from cognito_streams.landing.writer import (
+from cognito_streams.landing_zone.writer import (
     NUMPY_ISO_MS_MAX,
     BatchRange,
     BatchWriter,

@@ -27,7 +27,7 @@ from cognito_streams.core.landing_format import (
     LandedBatch,
     LandingLayout,
 )
-from cognito_streams.landing.writer import BatchRange, BatchWriter
+from cognito_streams.landing_zone.writer import BatchRange, BatchWriter
 from tests.landing_records import IDENTITY, POOL, SAMPLES, change, dumps, record
 
 # (column, physical type, logical type, repetition, pages) in file order. TIMESTAMP(MICROS, UTC) is INT64
@@ -268,7 +268,7 @@ class ReadableS3(FakeS3):
 def test_the_loader_refuses_a_descriptor_of_a_version_it_does_not_know_and_says_what_to_do(version: object) -> None:
     from datetime import date
 
-    from cognito_streams.loading.landing import DescriptorRef, LandingReader
+    from cognito_streams.landing_zone.reader import DescriptorRef, LandingReader
     from cognito_streams.warehouse.models import LoadCheckError
 
     # GIVEN a landed batch whose descriptor says another version of the contract (a newer landing DAG)
@@ -291,7 +291,7 @@ def test_the_loader_refuses_a_descriptor_of_a_version_it_does_not_know_and_says_
 def test_the_loader_reads_descriptors_of_every_version_it_knows(version: int) -> None:
     from datetime import date
 
-    from cognito_streams.loading.landing import DescriptorRef, LandingReader
+    from cognito_streams.landing_zone.reader import DescriptorRef, LandingReader
 
     _, written = land("snappy")
     s3 = ReadableS3()

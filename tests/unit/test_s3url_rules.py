@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cognito_streams.core import s3url
+from cognito_streams.core.landing import s3url
 from cognito_streams.settings import parse_settings
 
 ALLOWED = frozenset({"payloads.example", "127.0.0.1:4566"})

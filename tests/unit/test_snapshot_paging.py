@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.snapshot import ChunkProgress
+from cognito_streams.landing_zone.snapshots import SnapshotConflictError, SnapshotStore
 from cognito_streams.settings import parse_settings
-from cognito_streams.snapshot.store import SnapshotConflictError, SnapshotStore
 from cognito_streams.snapshot.walker import Counters, SnapshotContext, page_identities
 
 POOL = "us-east-1:0f5b2a4e-7c1d-4a3b-9e2f-1a2b3c4d5e6f"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from cognito_streams.snapshot.store import SnapshotConflictError
+from cognito_streams.landing_zone.snapshots import SnapshotConflictError
 from cognito_streams.snapshot.tasks import is_transient, network_retries_only
 
 

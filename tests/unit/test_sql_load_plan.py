@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_streams.core.load_plan import landing_day, plan_groups
-from cognito_streams.loading.params import LoadParams, LoadParamsError
+from cognito_streams.core.loading.params import LoadParams, LoadParamsError
+from cognito_streams.core.loading.plan import landing_day, plan_groups
 
 
 @given(sizes=st.lists(st.integers(1, 4), max_size=40), bound=st.integers(1, 10))

@@ -94,7 +94,7 @@ def test_merge_changes_stages_rows_by_multi_row_inserts() -> None:
 
 def test_reconciliation_results_go_in_multi_row_inserts() -> None:
     from cognito_streams.core.reconcile import Mismatch
-    from cognito_streams.reconcile import Reconciler, ReconcileSummary
+    from cognito_streams.reconcile.reconciler import Reconciler, ReconcileSummary
 
     conn = FakeRedshift()
     wh = RedshiftWarehouse(conn, "cognito_sync", copy_iam_role_arn=ROLE)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cognito_streams.core.iam import (
+from cognito_streams.core.configure.iam import (
     RoleArn,
     allows,
     publish_role_boundary,
@@ -16,7 +16,7 @@ from cognito_streams.core.iam import (
     stream_arn,
     trusts_service,
 )
-from cognito_streams.core.streams_config import PoolAction, plan_pool, reshard_steps
+from cognito_streams.core.configure.streams_config import PoolAction, plan_pool, reshard_steps
 
 ROLE = "arn:aws:iam::123456789012:role/cognito-streams-publish"
 STREAM = "cognito-sync-stream"

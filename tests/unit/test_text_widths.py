@@ -11,7 +11,7 @@ import pytest
 
 from cognito_streams.core.reconcile import Mismatch
 from cognito_streams.core.sql_text import ReportingSql
-from cognito_streams.reconcile import Reconciler, ReconcileSummary
+from cognito_streams.reconcile.reconciler import Reconciler, ReconcileSummary
 from cognito_streams.warehouse.models import BulkPublishAttempt
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

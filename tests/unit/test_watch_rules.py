@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cognito_streams.core import watch
-from cognito_streams.core.checkpoints import Checkpoint, Lease
-from cognito_streams.core.load_pace import load_wait_seconds
+from cognito_streams.core.landing import watch
+from cognito_streams.core.landing.checkpoints import Checkpoint, Lease
+from cognito_streams.core.loading.pace import load_wait_seconds
 from cognito_streams.landing.mode import LandingModeError, parse_landing_mode, parse_poll_seconds
 from cognito_streams.settings import SettingsError, parse_settings
 

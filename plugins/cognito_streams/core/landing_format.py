@@ -32,7 +32,7 @@ so a descriptor that exists always describes a complete batch; the loader works 
 
 A replay that lands a batch's records again *supersedes* it by writing a marker (a copy of its
 descriptor) at :meth:`LandingLayout.superseded_key`; nothing is deleted (the worker may not delete).
-Every lister of descriptors skips those that have a marker (``landing/descriptors.py``).
+Every lister of descriptors skips those that have a marker (``landing_zone/descriptors.py``).
 
 The contract is versioned (``LandedBatch.format_version``; docs/landing.md, "Versions of the landing
 contract"). The writer writes :data:`FORMAT_VERSION`; the loader reads every version of

@@ -3,7 +3,7 @@ DAG file is parsed, like ``landing_schedule``).
 
 - ``schedule`` (the default): a cron schedule, ``landing_schedule`` (every 5 minutes by default).
 - ``event``: event-driven scheduling. The DAG is scheduled on the asset ``RECORDS_WAITING``, whose
-  ``AssetWatcher`` runs :class:`~cognito_streams.triggers.records_waiting.RecordsWaitingTrigger` in
+  ``AssetWatcher`` runs :class:`~cognito_streams.landing.trigger.RecordsWaitingTrigger` in
   the triggerer: it fires when records wait after a shard's checkpoint. While nothing arrives, no task
   instance starts and no worker slot is held.
 
@@ -39,7 +39,7 @@ def parse_landing_mode(value: str | None) -> LandingMode:
 
 def parse_poll_seconds(value: str | None) -> float:
     """``[cognito_streams] event_poll_seconds``: seconds between two probes of a shard (at least 1)."""
-    from cognito_streams.core.watch import WATCHER_MIN_CALL_INTERVAL_SECONDS
+    from cognito_streams.core.landing.watch import WATCHER_MIN_CALL_INTERVAL_SECONDS
 
     try:
         seconds = float(value) if value not in (None, "") else WATCHER_MIN_CALL_INTERVAL_SECONDS
@@ -57,6 +57,24 @@ def landing_schedule(mode: LandingMode, cron: str, poll_seconds: float) -> Any:
     """The ``schedule`` of ``cognito_stream_to_s3`` for this mode."""
     if mode == "schedule":
         return cron
-    from cognito_streams.assets import records_waiting
-
     return [records_waiting(poll_seconds)]
+
+
+def records_waiting(poll_seconds: float = 1.0) -> Any:
+    """The asset that schedules ``cognito_stream_to_s3`` in event mode: its ``AssetWatcher`` fires when
+    records wait in the Kinesis stream after a shard's checkpoint (``landing.trigger``). The
+    event's extra: ``{"from_trigger": true, "payload": {"shards": [...], "at": ISO time}}``."""
+    from airflow.sdk import Asset, AssetWatcher
+
+    from cognito_streams.landing.trigger import RecordsWaitingTrigger
+
+    return Asset(
+        name="cognito_streams_records_waiting",
+        uri="cognito-streams://kinesis/records-waiting",
+        group="cognito_streams",
+        watchers=[
+            AssetWatcher(
+                name="cognito_streams_records_watcher", trigger=RecordsWaitingTrigger(poll_seconds=poll_seconds)
+            )
+        ],
+    )

@@ -20,13 +20,23 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import IO, Any
 
+import pyarrow as pa
 from botocore.exceptions import ClientError
 
-from cognito_streams.core.decode import KinesisRecords, PendingPayload
+from cognito_streams.core.decode import (
+    Decoded,
+    DecodeOptions,
+    KinesisRecords,
+    PendingPayload,
+    Reject,
+    RowSink,
+    decode_records,
+)
+from cognito_streams.core.landing import s3url
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.landing.s3url import READ_CHUNK_BYTES, FetchResult, PayloadFetcher, spool
 
@@ -219,3 +229,84 @@ def gather(
             gathering.failed += 1
     gathering.body_bytes = total
     return gathering
+
+
+def resolve_payloads(
+    shard_id: str,
+    decoded: Decoded,
+    options: DecodeOptions,
+    gathered: list[Gathered],
+    sink: RowSink | None = None,
+) -> None:
+    """Turn the gathered ``S3Url`` bodies of ``decoded``'s pending payloads (:func:`gather`, kept in the
+    landing zone) into records decoded like inline ones (same code); failures become rejects. Updates
+    ``decoded``; the new rows, appended to ``decoded.changes``, go to ``sink`` too (the batch's changes
+    file being encoded). Bodies are read one at a time (and their files closed)."""
+    pending = decoded.pending
+    decoded.pending = []
+    by_coordinates = {(g.payload.sequence_number, g.payload.sub_sequence_number): g for g in gathered}
+    if set(by_coordinates) != {(p.sequence_number, p.sub_sequence_number) for p in pending}:
+        raise RuntimeError(
+            f"shard {shard_id}: the gathered S3Url payloads are not the batch's pending ones; refusing to land it"
+        )
+    resolved: list[bytes] = []
+    coordinates: list[tuple[str, int, int]] = []
+    originals: dict[tuple[str, int], bytes] = {}
+    for payload in pending:
+        item = by_coordinates[(payload.sequence_number, payload.sub_sequence_number)]
+
+        def quarantine(reason: str, detail: str, payload: PendingPayload = payload) -> None:
+            decoded.rejects.append(
+                Reject(
+                    payload.sequence_number,
+                    payload.sub_sequence_number,
+                    payload.arrived_at_ms,
+                    reason,
+                    detail,
+                    payload.raw,
+                    payload.identity_pool_id,
+                    payload.identity_id,
+                    payload.dataset_name,
+                )
+            )
+
+        if not item.result.ok:
+            quarantine(item.result.reason or "s3url_unreachable", item.result.detail)
+            continue
+        body = item.result.read()
+        records, problem = s3url.payload_records(body)
+        del body
+        if records is None:
+            quarantine("s3url_bad_body", f"{problem} (body kept at {item.kept_url})")
+            continue
+        record, error = s3url.resolve(payload.raw, records)
+        del records
+        if record is None:
+            reason = error.reason if error else "s3url_bad_body"
+            detail = error.detail if error else "unreadable"
+            quarantine(reason, f"in the S3Url payload kept at {item.kept_url}: {detail}")
+            continue
+        resolved.append(record)
+        coordinates.append((payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms))
+        originals[(payload.sequence_number, payload.sub_sequence_number)] = payload.raw
+    if not resolved:
+        return
+    sub = decode_records(
+        KinesisRecords(
+            data=resolved,
+            sequence_numbers=[c[0] for c in coordinates],
+            arrived_at_ms=[c[2] for c in coordinates],
+            sub_sequence_numbers=[c[1] for c in coordinates],
+        ),
+        replace(options, resolved_s3url=True),
+        sink=sink,
+    )
+    for reject in sub.rejects:
+        # Keep the Kinesis record's own bytes (the rejects file must hold what Kinesis delivered).
+        raw = originals.get((reject.sequence_number, reject.sub_sequence_number), reject.raw)
+        decoded.rejects.append(replace(reject, raw=raw, detail=f"in the S3Url payload: {reject.detail}"))
+    decoded.cut_values.extend(sub.cut_values)
+    decoded.records_landed += sub.records_landed
+    decoded.records_checked_slowly += sub.records_checked_slowly
+    if sub.changes.num_rows:
+        decoded.changes = pa.concat_tables([decoded.changes, sub.changes]) if decoded.changes.num_rows else sub.changes

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from cognito_streams.core.decode import KinesisRecords
-from cognito_streams.core.shards import ShardInfo
+from cognito_streams.core.landing.shards import ShardInfo
 
 log = logging.getLogger(__name__)
 

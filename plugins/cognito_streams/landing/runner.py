@@ -21,14 +21,18 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 from botocore.exceptions import ClientError
 
-from cognito_streams.core import s3url
-from cognito_streams.core.checkpoints import (
+from cognito_streams.core.decode import (
+    DecodeOptions,
+    KinesisRecords,
+    decode_records,
+)
+from cognito_streams.core.landing import s3url
+from cognito_streams.core.landing.checkpoints import (
     Checkpoint,
     ExpiryGap,
     departed_message,
@@ -37,24 +41,15 @@ from cognito_streams.core.checkpoints import (
     may_have_expired,
     utcnow,
 )
-from cognito_streams.core.decode import (
-    Decoded,
-    DecodeOptions,
-    KinesisRecords,
-    PendingPayload,
-    Reject,
-    RowSink,
-    decode_records,
-)
+from cognito_streams.core.landing.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
 from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.core.shards import ShardInfo, ShardPlan, plan_shards, sequence_key
-from cognito_streams.landing.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
-from cognito_streams.landing.descriptors import list_batches, mark_superseded
-from cognito_streams.landing.payloads import Gathered, PayloadStore, gather
+from cognito_streams.landing.payloads import PayloadStore, gather, resolve_payloads
 from cognito_streams.landing.reader import ReadBatch, ReadLimits, ShardReader, StartPosition
+from cognito_streams.landing.replay import check_replay_from, rewind, supersede_replayed
 from cognito_streams.landing.s3url import PayloadFetcher
 from cognito_streams.landing.summary import RunSummary, summarize  # noqa: F401 - the run's totals, re-exported
-from cognito_streams.landing.writer import BatchRange, BatchWriter
+from cognito_streams.landing_zone.checkpoints import CheckpointConflictError, CheckpointStore, LeaseRefused, Versioned
+from cognito_streams.landing_zone.writer import BatchRange, BatchWriter
 from cognito_streams.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -65,10 +60,6 @@ PROBE_MAX_CALLS = 20
 
 class RecordsMayBeLostError(RuntimeError):
     """A checkpoint points before the stream's trim horizon: records may have expired unread."""
-
-
-class ReplayOutOfRangeError(ValueError):
-    """``replay_from`` is not within the stream's retention."""
 
 
 @dataclass
@@ -182,21 +173,6 @@ def _arrival(value: datetime | float | int | str) -> datetime:
 # -- planning -------------------------------------------------------------------------------------
 
 
-def check_replay_from(replay_from: datetime, retention_hours: int, now: datetime) -> None:
-    """``replay_from`` must be in the past and within the stream's retention."""
-    if replay_from.tzinfo is None:
-        raise ReplayOutOfRangeError(f"replay_from {replay_from.isoformat()} has no time zone; give it in UTC (…Z)")
-    oldest = now - timedelta(hours=retention_hours)
-    if replay_from > now:
-        raise ReplayOutOfRangeError(f"replay_from {replay_from.isoformat()} is in the future (now {now.isoformat()})")
-    if replay_from <= oldest:
-        raise ReplayOutOfRangeError(
-            f"replay_from {replay_from.isoformat()} is older than the stream's retention ({retention_hours} h: "
-            f"the oldest record kept arrived after {oldest.isoformat()}). Kinesis no longer has that data: "
-            "replay from a later time, or use cognito_bulk_publish to republish everything."
-        )
-
-
 def plan_run(
     ctx: LandingContext,
     owner: str,
@@ -233,7 +209,7 @@ def plan_run(
         check_replay_from(replay_from, ctx.kinesis.retention_hours(stream), utcnow())
         for shard in shards:
             keep = selected is None or shard.shard_id in selected
-            if keep and _rewind(ctx, shard.shard_id, replay_from, owner, run_id):
+            if keep and rewind(ctx.store, shard.shard_id, replay_from, owner, run_id):
                 rewound.append(shard.shard_id)
     finished, unfinished = _shard_states(ctx, stream, warn=True)
     plan = plan_shards(shards, finished, only=selected, unfinished=unfinished)
@@ -267,28 +243,6 @@ def _shard_states(ctx: LandingContext, stream: str, *, warn: bool) -> tuple[list
         [shard_id for shard_id, ckpt in current.items() if ckpt.finished],
         [shard_id for shard_id, ckpt in current.items() if not ckpt.finished],
     )
-
-
-def _rewind(ctx: LandingContext, shard_id: str, replay_from: datetime, owner: str, run_id: str) -> bool:
-    acquired = ctx.store.acquire(shard_id, owner)
-    if isinstance(acquired, LeaseRefused):
-        raise RuntimeError(
-            f"cannot replay: {acquired.describe()}. Trigger the replay again after that run ends "
-            "(or after the lease expires)."
-        )
-    current = acquired
-    if current.checkpoint.replay_run_id == run_id and run_id:
-        ctx.store.release(current, owner)
-        return False
-    current = ctx.store.update(current, current.checkpoint.rewound(replay_from, run_id, utcnow()), owner)
-    log.info(
-        "shard %s rewound for a replay from %s (it was at sequence number %s)",
-        shard_id,
-        replay_from.isoformat(),
-        current.checkpoint.replay_until,
-    )
-    ctx.store.release(current, owner)
-    return True
 
 
 # -- landing one shard ------------------------------------------------------------------------------
@@ -505,7 +459,7 @@ def _land(ctx: LandingContext, shard: ShardInfo, owner: str, held: list[Versione
 
 def _parent_checkpoints(ctx: LandingContext, shard: ShardInfo, checkpoint: Checkpoint) -> list[Checkpoint]:
     """The parents' checkpoints, for a shard never read (no position, no time of its own): a child's
-    records began after its parents were last seen open (core.checkpoints.unread_since)."""
+    records began after its parents were last seen open (core.landing.checkpoints.unread_since)."""
     never_read = checkpoint.sequence_number is None and checkpoint.verified_at is None and not checkpoint.replay_from
     if not (never_read and shard.parents):
         return []
@@ -568,7 +522,8 @@ def _advanced(
             )
     if batch.caught_up and not batch.shard_ended and reader.stats.caught_up_at is not None:
         # Seen at the tip while open. Not at the end of a closed shard: a finished shard's verified_at must stay
-        # before it closed, since its children's records are unread from then on (core.checkpoints.unread_since).
+        # before it closed, since its children's records are unread from then on
+        # (core.landing.checkpoints.unread_since).
         caught_up = datetime.fromtimestamp(reader.stats.caught_up_at, UTC)
         update["verified_at"] = max(caught_up, update.get("verified_at") or checkpoint.verified_at or caught_up)
     return checkpoint.model_copy(update=update)
@@ -632,7 +587,7 @@ def _land_batch(
                 options = replace(options, landed_file=ctx.writer.changes_url(span))
                 changes_file = ctx.writer.changes_file()
                 decoded = decode_records(records, options, sink=changes_file.write)
-            resolve_payloads(ctx, shard_id, decoded, options, gathering.items, sink=changes_file.write)
+            resolve_payloads(shard_id, decoded, options, gathering.items, sink=changes_file.write)
             log.info(
                 "shard %s: %d S3Url payload(s): %d read back from the landing zone (kept by an earlier landing of "
                 "this batch), %d fetched, %d failed; %.1f MiB",
@@ -651,7 +606,8 @@ def _land_batch(
     superseded = 0
     if replay and checkpoint.replay_token:
         superseded = supersede_replayed(
-            ctx,
+            ctx.s3,
+            ctx.layout,
             folder,
             checkpoint.replay_token,
             checkpoint.replay_first_sequence or span.first_sequence_number,
@@ -685,129 +641,3 @@ def _land_batch(
         len(records),
         superseded,
     )
-
-
-#: A replay's batches may start a little before the older batches they supersede in arrival time
-#: (ApproximateArrivalTimestamp is approximate): the days around the replay's are looked at too.
-SUPERSEDE_MARGIN = timedelta(days=1)
-
-
-def supersede_replayed(
-    ctx: LandingContext,
-    folder: str,
-    token: str,
-    first_sequence: str,
-    last_sequence: str,
-    first_arrived_at: datetime,
-    last_arrived_at: datetime,
-) -> int:
-    """Supersede the older batches of the shard folder ``folder`` whose records the replay ``token`` has now
-    landed again (their whole range within ``first_sequence``..``last_sequence``): write a marker for each
-    (``_superseded/`` beside ``batches/``, :func:`landing.descriptors.mark_superseded`), deleting nothing.
-    Every lister of descriptors skips a descriptor with a marker: the loader then loads the replay's batches,
-    which hold those records decoded by the code of now, and never again an older batch that fails (a broken
-    file the replay re-landed with other cuts); it resolves such a batch it had set aside. Returns how many
-    were superseded now; idempotent (a retry of the replay finds them marked: no second marker, nothing
-    counted twice)."""
-    layout = ctx.layout
-    low, high = sequence_key(first_sequence), sequence_key(last_sequence)
-    day = (first_arrived_at - SUPERSEDE_MARGIN).date()
-    base = folder.split("@", 1)[0]
-    superseded = 0
-    while day <= (last_arrived_at + SUPERSEDE_MARGIN).date():
-        prefix = layout.batches_prefix(day.isoformat())
-        day += timedelta(days=1)
-        # Descriptors already marked are not listed: a retry of the replay marks nothing twice.
-        for item in list_batches(ctx.s3, layout, [prefix + base]).live:
-            batch_folder, _, name = item.key[len(prefix) :].partition("/")
-            batch_base, _, other_token = batch_folder.partition("~")
-            first, _, last = name.removesuffix(".json").partition("-")
-            if batch_base != folder or other_token == token or "/" in name or not (first.isdigit() and last.isdigit()):
-                continue
-            if low <= int(first) and int(last) <= high:
-                marker = mark_superseded(ctx.s3, layout, item.key)
-                log.info("replay %s superseded %s (marker %s)", token, layout.url(item.key), layout.url(marker))
-                superseded += 1
-    return superseded
-
-
-def resolve_payloads(
-    ctx: LandingContext,
-    shard_id: str,
-    decoded: Decoded,
-    options: DecodeOptions,
-    gathered: list[Gathered],
-    sink: RowSink | None = None,
-) -> None:
-    """Turn the gathered ``S3Url`` bodies of ``decoded``'s pending payloads (:func:`gather`, kept in the
-    landing zone) into records decoded like inline ones (same code); failures become rejects. Updates
-    ``decoded``; the new rows, appended to ``decoded.changes``, go to ``sink`` too (the batch's changes
-    file being encoded). Bodies are read one at a time (and their files closed)."""
-    pending = decoded.pending
-    decoded.pending = []
-    by_coordinates = {(g.payload.sequence_number, g.payload.sub_sequence_number): g for g in gathered}
-    if set(by_coordinates) != {(p.sequence_number, p.sub_sequence_number) for p in pending}:
-        raise RuntimeError(
-            f"shard {shard_id}: the gathered S3Url payloads are not the batch's pending ones; refusing to land it"
-        )
-    resolved: list[bytes] = []
-    coordinates: list[tuple[str, int, int]] = []
-    originals: dict[tuple[str, int], bytes] = {}
-    for payload in pending:
-        item = by_coordinates[(payload.sequence_number, payload.sub_sequence_number)]
-
-        def quarantine(reason: str, detail: str, payload: PendingPayload = payload) -> None:
-            decoded.rejects.append(
-                Reject(
-                    payload.sequence_number,
-                    payload.sub_sequence_number,
-                    payload.arrived_at_ms,
-                    reason,
-                    detail,
-                    payload.raw,
-                    payload.identity_pool_id,
-                    payload.identity_id,
-                    payload.dataset_name,
-                )
-            )
-
-        if not item.result.ok:
-            quarantine(item.result.reason or "s3url_unreachable", item.result.detail)
-            continue
-        body = item.result.read()
-        records, problem = s3url.payload_records(body)
-        del body
-        if records is None:
-            quarantine("s3url_bad_body", f"{problem} (body kept at {item.kept_url})")
-            continue
-        record, error = s3url.resolve(payload.raw, records)
-        del records
-        if record is None:
-            reason = error.reason if error else "s3url_bad_body"
-            detail = error.detail if error else "unreadable"
-            quarantine(reason, f"in the S3Url payload kept at {item.kept_url}: {detail}")
-            continue
-        resolved.append(record)
-        coordinates.append((payload.sequence_number, payload.sub_sequence_number, payload.arrived_at_ms))
-        originals[(payload.sequence_number, payload.sub_sequence_number)] = payload.raw
-    if not resolved:
-        return
-    sub = decode_records(
-        KinesisRecords(
-            data=resolved,
-            sequence_numbers=[c[0] for c in coordinates],
-            arrived_at_ms=[c[2] for c in coordinates],
-            sub_sequence_numbers=[c[1] for c in coordinates],
-        ),
-        replace(options, resolved_s3url=True),
-        sink=sink,
-    )
-    for reject in sub.rejects:
-        # Keep the Kinesis record's own bytes (the rejects file must hold what Kinesis delivered).
-        raw = originals.get((reject.sequence_number, reject.sub_sequence_number), reject.raw)
-        decoded.rejects.append(replace(reject, raw=raw, detail=f"in the S3Url payload: {reject.detail}"))
-    decoded.cut_values.extend(sub.cut_values)
-    decoded.records_landed += sub.records_landed
-    decoded.records_checked_slowly += sub.records_checked_slowly
-    if sub.changes.num_rows:
-        decoded.changes = pa.concat_tables([decoded.changes, sub.changes]) if decoded.changes.num_rows else sub.changes

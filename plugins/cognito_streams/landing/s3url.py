@@ -6,9 +6,10 @@ the record, before anything else of the batch is written. Each URL is tried up t
 (connection errors, timeouts, HTTP 5xx/429/408); an expired, forbidden or missing object is final.
 
 A record must not make the pipeline fetch an address of its choosing (SSRF). So a URL is parsed once,
-by :func:`cognito_streams.core.s3url.check_url`, and that one parsed object is what the fetch uses: its
-host is resolved here, every address it resolves to is checked (:func:`~cognito_streams.core.s3url.address_problem`:
-public only, unless the deployment named the host), and the connection goes to the checked address
+by :func:`cognito_streams.core.landing.s3url.check_url`, and that one parsed object is what the fetch uses:
+its host is resolved here, every address it resolves to is checked
+(:func:`~cognito_streams.core.landing.s3url.address_problem`: public only, unless the deployment named the
+host), and the connection goes to the checked address
 (TLS still verifies the certificate for the host name), with ``Host`` and the request target taken
 from the same object. No second parser, no second DNS lookup between the check and the connection.
 
@@ -43,7 +44,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from cognito_streams.core import s3url
+from cognito_streams.core.landing import s3url
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,7 @@ def land(
     shard: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
 ) -> dict[str, Any]:
     """Landing task (one per readable shard): see :func:`cognito_streams.landing.runner.land_shard`."""
-    from cognito_streams.core.shards import ShardInfo
+    from cognito_streams.core.landing.shards import ShardInfo
     from cognito_streams.landing.runner import LandingContext, land_shard
     from cognito_streams.settings import load_settings
 

@@ -1,5 +1,5 @@
 """The loader's pause before a load, so that loads start at most once per ``min_load_interval_seconds``
-(:mod:`cognito_streams.core.load_pace`). The last load's time is the warehouse's own record
+(:mod:`cognito_streams.core.loading.pace`). The last load's time is the warehouse's own record
 (``max(loaded_at)`` of ``loaded_batches``), so manual runs and retries count too."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cognito_streams.core.load_pace import load_wait_seconds
+from cognito_streams.core.loading.pace import load_wait_seconds
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse

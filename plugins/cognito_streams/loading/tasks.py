@@ -12,7 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from cognito_streams.loading.params import LoadParams
+from cognito_streams.core.loading.params import LoadParams
 from cognito_streams.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,9 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
     migrations; returns the counts and, under ``failed_batches``, the batches set aside (the
     ``check_failed_batches`` task fails the run on them, after the checks and the announcement of what was
     loaded)."""
-    from cognito_streams.loading import run
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.landing_zone import load as loader
     from cognito_streams.loading.pace import last_load_at, wait_for_load_slot
+    from cognito_streams.warehouse.connect import open_warehouse
 
     p = LoadParams.parse(params)
     settings = load_settings()
@@ -62,7 +62,7 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
         last = last_load_at(wh) if paced else None
     if paced:
         wait_for_load_slot(settings, last)
-    report = run.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
+    report = loader.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
     return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
 
 
@@ -84,21 +84,21 @@ def check_failed(loaded: dict[str, Any] | None) -> int:
 def rebuild() -> dict[str, Any]:
     """Rebuild records and datasets from the history (after applying the schema's pending migrations);
     returns the counts."""
-    from cognito_streams.loading import run
-    from cognito_streams.loading.connect import open_warehouse
+    from cognito_streams.landing_zone import load as loader
+    from cognito_streams.warehouse.connect import open_warehouse
 
     settings = load_settings()
     with open_warehouse(settings) as wh:
         _schema_ready(wh)
-    return vars(run.rebuild_current_state(settings))
+    return vars(loader.rebuild_current_state(settings))
 
 
 def check(since: datetime) -> dict[str, int]:
     """Run the data-quality checks on what was loaded since ``since`` (raises with the numbers when one
     fails); returns ``{check: failing rows}``."""
-    from cognito_streams.loading import run
+    from cognito_streams.landing_zone import load as loader
 
-    return {r.name: r.failing for r in run.check_quality(load_settings(), since)}
+    return {r.name: r.failing for r in loader.check_quality(load_settings(), since)}
 
 
 def announcement(loaded: dict[str, Any] | None, rebuilt: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ from cognito_streams.core.snapshot import (
 )
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.core.values import original_key
-from cognito_streams.snapshot.store import SnapshotStateError
+from cognito_streams.landing_zone.snapshots import SnapshotStateError
 from cognito_streams.snapshot.walker import WAREHOUSE_CHUNK, SnapshotContext
 from cognito_streams.warehouse.base import Warehouse
 

@@ -89,7 +89,7 @@ def unit_label(unit: Mapping[str, Any]) -> str:
 def page(run: Mapping[str, Any], run_id: str, settings: PipelineSettings | None = None) -> list[dict[str, Any]]:
     """First task: the warehouse schema (the walk reads it), then the identities paged into chunks; returns
     the walk's mapped work."""
-    from cognito_streams.loading.run import ensure_schema
+    from cognito_streams.landing_zone.load import ensure_schema
     from cognito_streams.snapshot.walker import SnapshotContext, page_identities, plan_units
 
     settings = settings or load_settings()
@@ -130,9 +130,9 @@ def walk(unit: Mapping[str, Any], settings: PipelineSettings | None = None) -> d
 def load(run: Mapping[str, Any], settings: PipelineSettings | None = None) -> dict[str, Any]:
     """Load every batch of the snapshot not loaded yet (the walk tasks load theirs as they go; a batch a
     killed try landed is loaded here), check the data quality, and give the export its watermark."""
-    from cognito_streams.loading.run import check_quality, load_descriptors, raise_for_failed
+    from cognito_streams.landing_zone.load import check_quality, load_descriptors, raise_for_failed
+    from cognito_streams.landing_zone.snapshots import snapshot_status
     from cognito_streams.snapshot.export import loaded_through
-    from cognito_streams.snapshot.store import snapshot_status
     from cognito_streams.snapshot.walker import SnapshotContext
 
     settings = settings or load_settings()

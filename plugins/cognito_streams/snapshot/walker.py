@@ -58,9 +58,9 @@ from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.core.walk import IdentityRead, walk_identity
 from cognito_streams.hooks.cognito_identity import CognitoIdentityHook
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
-from cognito_streams.landing.writer import BatchRange, BatchWriter
+from cognito_streams.landing_zone.snapshots import SnapshotStateError, SnapshotStore, snapshot_status
+from cognito_streams.landing_zone.writer import BatchRange, BatchWriter
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.snapshot.store import SnapshotStateError, SnapshotStore, snapshot_status
 from cognito_streams.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,8 @@ class SnapshotContext:
         """Clients from the ``aws_conn_id`` connection; Cognito Sync's retries in botocore's adaptive mode."""
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from cognito_streams.loading.connect import open_warehouse
-        from cognito_streams.loading.run import load_descriptors
+        from cognito_streams.landing_zone.load import load_descriptors
+        from cognito_streams.warehouse.connect import open_warehouse
 
         s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
         layout = LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name)

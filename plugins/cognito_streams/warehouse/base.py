@@ -1,7 +1,7 @@
 """The ``Warehouse`` interface and everything both engines share.
 
 One interface, two implementations (``redshift.RedshiftWarehouse``, ``postgres.PostgresWarehouse``),
-chosen only by the conn_type of the warehouse connection (``cognito_streams.loading.connect``). They
+chosen only by the conn_type of the warehouse connection (``cognito_streams.warehouse.connect``). They
 differ in how rows reach the stage (server-side COPY from S3 vs COPY FROM STDIN) and in small planner
 hints; every statement after the COPY is the same text (``sql/load.sql``), run here.
 
@@ -488,7 +488,7 @@ class Warehouse(ABC):
         staged: dict[tuple[str, str], int] = {}
         problems: list[str] = []
         violations: dict[str, tuple[int, str]] = {}
-        # The files at fault, so that the loader can tell which batches to set aside (loading.run).
+        # The files at fault, so that the loader can tell which batches to set aside (landing_zone.load).
         bad_counts: set[str] = set()
         bad_rows: set[str] = set()
         for table, statement, manifests in (

@@ -26,7 +26,7 @@ class WarehouseError(RuntimeError):
 
 class BatchDataError(WarehouseError):
     """A load failed because of what some landed files or batches hold (not because of the warehouse or the
-    network): the loader loads the other batches and records these as failed (``loading.run``).
+    network): the loader loads the other batches and records these as failed (``landing_zone.load``).
 
     ``files``: the data files found at fault, when known; ``descriptors``: the batch descriptors, when known."""
 
@@ -230,7 +230,7 @@ class LoadReport:
     #: Wall time of each step after the COPY (``MERGE_STEPS``), for the task log and the benchmark; the commit
     #: is what merge_seconds has beyond their sum.
     step_seconds: dict[str, float] = field(default_factory=dict)
-    #: Batches set aside by the loader (``loading.run``): not loaded, recorded in failed_batches.
+    #: Batches set aside by the loader (``landing_zone.load``): not loaded, recorded in failed_batches.
     failed: list[FailedBatch] = field(default_factory=list)
 
     _SUMMED = (

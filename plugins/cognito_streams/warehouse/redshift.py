@@ -21,7 +21,7 @@ import orjson
 import redshift_connector
 
 from cognito_streams.core.landing_format import FileRef, copy_manifest
-from cognito_streams.core.load_plan import load_manifest_name
+from cognito_streams.core.loading.plan import load_manifest_name
 from cognito_streams.core.sql_text import SqlLibrary
 from cognito_streams.warehouse.base import Connection, Cursor, Warehouse, utcnow
 from cognito_streams.warehouse.models import LoadError, Manifest, ManifestEntry, WarehouseError, WriteManifest

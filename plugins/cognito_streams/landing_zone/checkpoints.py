@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from cognito_streams.core.checkpoints import Checkpoint, Lease, lease_holder, utcnow
+from cognito_streams.core.landing.checkpoints import Checkpoint, Lease, lease_holder, utcnow
 from cognito_streams.core.landing_format import LandingLayout
 
 log = logging.getLogger(__name__)

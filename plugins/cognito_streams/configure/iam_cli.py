@@ -1,6 +1,6 @@
 """Print the IAM policy documents for a deployment, rendered from its ``cognito_pipeline`` settings.
 
-    PYTHONPATH=plugins python -m cognito_streams.iam_cli --settings pipeline.json --region eu-west-1
+    PYTHONPATH=plugins python -m cognito_streams.configure.iam_cli --settings pipeline.json --region eu-west-1
 
 ``--settings`` is the Variable's JSON (a file, or ``-`` for stdin; default: the environment variable
 ``AIRFLOW_VAR_COGNITO_PIPELINE``). The account and partition come from ``publish_role_arn``; the
@@ -19,13 +19,15 @@ import sys
 
 import orjson
 
-from cognito_streams.core.iam import RoleArn, shipped_policies
+from cognito_streams.core.configure.iam import RoleArn, shipped_policies
 from cognito_streams.settings import SettingsError, parse_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m cognito_streams.iam_cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cognito_streams.configure.iam_cli", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--settings", help="the cognito_pipeline JSON: a file path or '-' (default: the env var)")
     parser.add_argument("--region", required=True, help="AWS region of the stream and pools, e.g. us-east-1")
     args = parser.parse_args(argv)

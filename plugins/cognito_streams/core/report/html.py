@@ -38,7 +38,7 @@ BULK_PUBLISH_COLUMNS = (
 
 @dataclass
 class ReportData:
-    """Everything the report shows; gathered by ``cognito_streams.report`` from the warehouse and S3."""
+    """Everything the report shows; gathered by ``cognito_streams.report.html_report`` from the warehouse and S3."""
 
     generated_at: datetime
     warehouse_schema: str

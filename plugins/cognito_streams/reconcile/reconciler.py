@@ -53,7 +53,7 @@ COGNITO_CONCURRENCY = 8
 RESULT_DETAIL_BYTES = 4096
 
 #: What reconciliation asks the pipeline before judging: (stalled, watermark). The watermark is the time
-#: before which every Kinesis record is landed and loaded (``cognito_streams.health``); None: unknown.
+#: before which every Kinesis record is landed and loaded (``cognito_streams.monitoring.state``); None: unknown.
 PipelineProbe = Callable[[], tuple[bool, datetime | None]]
 #: Cognito Streams publishes a change to Kinesis as it is made (within seconds): a change made this long
 #: before the watermark has arrived before it.

@@ -44,8 +44,8 @@ class BulkPublishRecorder:
         next_eligible_at: datetime | None = None,
     ) -> None:
         """Upsert the attempt with these fields; fields not given keep their stored values."""
-        from cognito_streams.loading.connect import open_warehouse
         from cognito_streams.warehouse import BulkPublishAttempt
+        from cognito_streams.warehouse.connect import open_warehouse
 
         with open_warehouse(self.settings) as warehouse:
             warehouse.ensure_schema()

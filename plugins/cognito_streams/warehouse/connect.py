@@ -1,4 +1,4 @@
-"""Opening the warehouse and the landing zone from the Airflow connections named in the settings.
+"""Opening the warehouse from the Airflow connection named in the settings.
 
 The only switch between Redshift and the PostgreSQL stand-in is the conn_type of the warehouse
 connection (settings.warehouse_conn_id, ``redshift_default``): nothing else branches on the target.
@@ -6,8 +6,6 @@ connection (settings.warehouse_conn_id, ``redshift_default``): nothing else bran
 
 from __future__ import annotations
 
-from cognito_streams.core.landing_format import LandingLayout
-from cognito_streams.loading.landing import LandingReader
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
 from cognito_streams.warehouse.models import WarehouseError, WriteManifest
@@ -16,22 +14,14 @@ from cognito_streams.warehouse.postgres import Fetch
 SUPPORTED_CONN_TYPES = ("redshift", "postgres")
 
 
-def landing_reader(settings: PipelineSettings) -> LandingReader:
-    """The landing zone, through the Amazon provider's S3Hook on settings.aws_conn_id."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-    return LandingReader(s3, LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name))
-
-
 def open_warehouse(
     settings: PipelineSettings, *, fetch: Fetch | None = None, write_manifest: WriteManifest | None = None
 ) -> Warehouse:
     """The warehouse of settings.warehouse_conn_id: Redshift (redshift-connector via RedshiftSQLHook) or
     PostgreSQL (psycopg 3 with the connection's host, port, login, password and schema = database).
-    To load files, the loader gives both ways to the landing zone (``LandingReader``); each engine takes the
-    one it needs: ``fetch`` reads landed files (the PostgreSQL stand-in streams them), ``write_manifest`` writes
-    the load's combined COPY manifest (Redshift reads the files itself)."""
+    To load files, the loader gives both ways to the landing zone (``landing_zone.reader.LandingReader``);
+    each engine takes the one it needs: ``fetch`` reads landed files (the PostgreSQL stand-in streams them),
+    ``write_manifest`` writes the load's combined COPY manifest (Redshift reads the files itself)."""
     from airflow.sdk.bases.hook import BaseHook
 
     conn_id = settings.warehouse_conn_id

@@ -1,6 +1,6 @@
 """Pipeline health, pure: what is red now, the watermark, the numbers of the health page and its JSON.
 
-The adapter (``cognito_streams.health``) gathers the inputs live: each open shard's checkpoint and a
+The adapter (``cognito_streams.monitoring.state``) gathers the inputs live: each open shard's checkpoint and a
 one-record peek at Kinesis after it, the landed batches not yet in ``loaded_batches``, the last
 load. Nothing here knows Airflow, boto3 or SQL.
 
@@ -13,7 +13,7 @@ A backlog that is being worked off (landings or loads keep succeeding) is *behin
 is the arrival of the oldest record still waiting in Kinesis (or the time of the peek when none
 waits, or the checkpoint's ``verified_at`` when Kinesis could not be asked), and no later than the
 first arrival of the shard's oldest landed-but-not-loaded batch; the pipeline's watermark is the
-lowest of its shards'. Reconciliation judges only changes older than it (``cognito_streams.reconcile``).
+lowest of its shards'. Reconciliation judges only changes older than it (``cognito_streams.reconcile.reconciler``).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class HealthReport:
     bulk_publish: list[dict[str, Any]] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     charts: dict[str, list[Series]] = field(default_factory=dict)
-    #: The latest ``cognito_snapshot``'s progress from its cursor in S3 (``snapshot.store.snapshot_status``):
+    #: The latest ``cognito_snapshot``'s progress from its cursor in S3 (``landing_zone.snapshots.snapshot_status``):
     #: identities done and total, rate, ETA, batches; ``{"snapshot_id": None}`` when none ever ran.
     snapshot: dict[str, Any] = field(default_factory=dict)
     #: What each source said when it could not be read (a partial page says why).

@@ -1,4 +1,4 @@
-"""Per-shard checkpoints and their lease, pure (the S3 store is ``cognito_streams.landing.checkpoints``).
+"""Per-shard checkpoints and their lease, pure (the S3 store is ``cognito_streams.landing_zone.checkpoints``).
 
 A checkpoint says how far a shard has been landed: the Kinesis sequence number of the last record
 whose batch is complete in the landing zone. It lives in S3, outside Airflow's metadata DB, and is

@@ -1,7 +1,7 @@
 """Keep Cognito Streams configured: the Kinesis stream, the publish role, each pool's settings.
 
 The adapter half of ``cognito_streams_configure``: AWS calls through the Amazon provider's hooks,
-decisions from the pure core (``core.streams_config``, ``core.iam``).
+decisions from the pure core (``core.configure.streams_config``, ``core.configure.iam``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.kinesis import KinesisHook
 from botocore.exceptions import ClientError
 
-from cognito_streams.core.iam import (
+from cognito_streams.core.configure.iam import (
     PUBLISH_ACTIONS,
     RoleArn,
     RoleDocuments,
@@ -29,7 +29,7 @@ from cognito_streams.core.iam import (
     trust_conditions,
     trust_drift,
 )
-from cognito_streams.core.streams_config import PoolAction, PoolPlan, plan_pool, reshard_steps
+from cognito_streams.core.configure.streams_config import PoolAction, PoolPlan, plan_pool, reshard_steps
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings
 
@@ -355,8 +355,8 @@ class StreamsConfigurator:
                 [
                     f"role {self.role.name} does not exist and cannot be created yet: its permissions boundary "
                     f"{boundary_arn} {why}. An administrator creates that managed policy from the "
-                    "cognito-publish-role.boundary document of python -m cognito_streams.iam_cli (the worker may not "
-                    "create policies), or sets publish_role_boundary_arn to an existing one"
+                    "cognito-publish-role.boundary document of python -m cognito_streams.configure.iam_cli (the worker "
+                    "may not create policies), or sets publish_role_boundary_arn to an existing one"
                 ],
             )
         problems = boundary_problems(boundary_arn, boundary, self.target_stream_arn())
@@ -384,7 +384,7 @@ class StreamsConfigurator:
 
     # -- the pools --------------------------------------------------------------------------
     def plan(self, identity_pool_id: str, stream_problems: list[str], role_problems: list[str]) -> PoolPlan:
-        """Read one pool's configuration and decide (pure decision in ``core.streams_config``)."""
+        """Read one pool's configuration and decide (pure decision in ``core.configure.streams_config``)."""
         try:
             current = self.cognito.get_configuration(identity_pool_id)
         except ClientError as err:

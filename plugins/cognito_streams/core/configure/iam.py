@@ -427,7 +427,8 @@ def trust_problems(document: dict[str, Any] | str) -> list[str]:
     if "*" in trusted_principals(document):
         problems.append(
             "its trust policy lets any principal ('*') assume it, so anyone could put records on the stream: trust "
-            f"the service principal {COGNITO_SYNC_PRINCIPAL} only (python -m cognito_streams.iam_cli renders it)"
+            f"the service principal {COGNITO_SYNC_PRINCIPAL} only "
+            "(python -m cognito_streams.configure.iam_cli renders it)"
         )
     if not trusts_service(document):
         problems.append(f"its trust policy does not let {COGNITO_SYNC_PRINCIPAL} assume it (sts:AssumeRole)")
@@ -484,7 +485,7 @@ def boundary_problems(boundary_arn: str, boundary: dict[str, Any] | None, target
             f"its permissions boundary {boundary_arn} cannot be read by the worker, so it cannot be checked: the "
             "worker may read the boundary named by publish_role_boundary_arn (default "
             f"policy/{DEFAULT_BOUNDARY_NAME}) and AWS managed policies; render the worker policy with "
-            "python -m cognito_streams.iam_cli after setting publish_role_boundary_arn"
+            "python -m cognito_streams.configure.iam_cli after setting publish_role_boundary_arn"
         ]
     missing = [a for a in PUBLISH_ACTIONS if not allows([boundary], a, target_stream_arn)]
     if missing:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from cognito_streams.core.health import ShardState
+from cognito_streams.core.report.health import ShardState
 
 log = logging.getLogger(__name__)
 

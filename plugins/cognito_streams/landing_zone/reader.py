@@ -15,8 +15,9 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from cognito_streams.core.landing_format import FORMAT_VERSION, READABLE_FORMAT_VERSIONS, LandedBatch, LandingLayout
-from cognito_streams.core.load_plan import LOAD_MANIFESTS, landing_day
-from cognito_streams.landing.descriptors import list_batches
+from cognito_streams.core.loading.plan import LOAD_MANIFESTS, landing_day
+from cognito_streams.landing_zone.descriptors import list_batches
+from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.models import BatchToLoad, LoadCheckError, Manifest
 
 log = logging.getLogger(__name__)
@@ -227,3 +228,11 @@ class LandingReader:
                     descriptors=(ref.url,),
                 )
             raise
+
+
+def landing_reader(settings: PipelineSettings) -> LandingReader:
+    """The landing zone, through the Amazon provider's S3Hook on settings.aws_conn_id."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+    return LandingReader(s3, LandingLayout(settings.landing_bucket, settings.landing_prefix, settings.stream_name))

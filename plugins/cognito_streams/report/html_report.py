@@ -1,5 +1,5 @@
 """The pipeline-health report's adapter: gather the numbers (warehouse, checkpoints in S3), render
-(``core.report_html``), write it to S3 (served by the Airflow UI plugin) and, locally, to a folder."""
+(``core.report.html``), write it to S3 (served by the Airflow UI plugin) and, locally, to a folder."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import orjson
 
 from cognito_streams.core.landing_format import LandingLayout
 from cognito_streams.core.reconcile import KINDS
-from cognito_streams.core.report_html import BULK_PUBLISH_COLUMNS, ReportData, render
+from cognito_streams.core.report.html import BULK_PUBLISH_COLUMNS, ReportData, render
 from cognito_streams.core.sql_text import ReportingSql
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse

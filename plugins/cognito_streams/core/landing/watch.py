@@ -1,5 +1,5 @@
 """The rules of the event mode's watcher, pure: when records are waiting in a shard, when to fire,
-and how often the watcher may call Kinesis (the I/O is ``cognito_streams.triggers.records_waiting``).
+and how often the watcher may call Kinesis (the I/O is ``cognito_streams.landing.trigger``).
 
 The watcher runs in Airflow's triggerer and starts a landing run (through an asset event) when a
 shard holds records after its checkpoint. Its rules:
@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cognito_streams.core.checkpoints import Checkpoint
+from cognito_streams.core.landing.checkpoints import Checkpoint
 
 #: Kinesis: GetRecords and GetShardIterator each allow 5 calls per second per shard, shared by every
 #: reader of the shard. The watcher's share: one call of each per shard per second.

@@ -1,39 +1,30 @@
-"""The work of ``cognito_pipeline_health`` (the stall check) and the load samples of
-``cognito_s3_to_redshift``: take the live state, keep it in ``health_samples``, emit the metrics, and
-fail the check when the pipeline is stalled (the task's failure is the alert: the SNS notifier of
+"""The work of ``cognito_pipeline_health`` (the stall check): take the live state (``monitoring.state``),
+keep it in ``health_samples`` (``monitoring.samples``), emit the metrics, and fail the check when the
+pipeline is stalled (the task's failure is the alert: the SNS notifier of
 ``cognito_streams.alerts``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from cognito_streams.core.health import iso
+from cognito_streams.core.report.health import iso
 from cognito_streams.core.sql_text import ReportingSql
-from cognito_streams.health import metrics
-from cognito_streams.health.gather import (
-    LOAD_SECONDS_METRIC,
-    STALLED_METRIC,
-    PipelineState,
-    pipeline_state,
-    sample_rows,
-)
+from cognito_streams.monitoring import metrics
+from cognito_streams.monitoring.samples import write_samples
+from cognito_streams.monitoring.state import STALLED_METRIC, PipelineState, pipeline_state, sample_rows, utc_naive
 from cognito_streams.settings import PipelineSettings
-from cognito_streams.warehouse.base import Cursor, Warehouse, insert_rows
+from cognito_streams.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
-#: health_samples rows older than this are deleted by each check.
-KEEP_SAMPLES = timedelta(days=14)
 #: While a stall lasts, the alert is sent again after this long (every check in between is red, silently).
 REALERT = timedelta(hours=1)
 ALERTED_METRIC = "stall_alerted"
 CHECK_SOURCE = "cognito_pipeline_health"
-LOAD_SOURCE = "cognito_s3_to_redshift"
 
 
 class StallDetected(AirflowFailException):
@@ -45,30 +36,11 @@ class StallDetected(AirflowFailException):
         self.notify = notify
 
 
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def write_samples(
-    warehouse: Warehouse, at: datetime, rows: Sequence[tuple[str, str, float]], source: str, *, prune: bool = False
-) -> None:
-    """Insert one check's (or load's) samples; with ``prune``, delete those older than ``KEEP_SAMPLES``."""
-    sql = ReportingSql(warehouse.schema, warehouse.engine)
-    stamp = _naive(at)
-
-    def write(cur: Cursor) -> None:
-        insert_rows(cur, sql.report("insert_health_sample"), [(stamp, m, s, float(v), source) for m, s, v in rows])
-        if prune:
-            cur.execute(sql.report("prune_health_samples"), (_naive(at - KEEP_SAMPLES),))
-
-    warehouse.write(f"{len(rows)} health sample(s) from {source}", sql.report("lock_health_samples"), write)
-
-
 def _should_notify(warehouse: Warehouse, now: datetime) -> bool:
     """A new stall (the previous check was not stalled), or one last alerted ``REALERT`` ago or more."""
     sql = ReportingSql(warehouse.schema, warehouse.engine)
     with warehouse.transaction() as cur:
-        cur.execute(sql.report("health_previous_sample"), (STALLED_METRIC, _naive(now)))
+        cur.execute(sql.report("health_previous_sample"), (STALLED_METRIC, utc_naive(now)))
         previous = cur.fetchone()
         cur.execute(sql.report("health_last_sample_at"), (ALERTED_METRIC,))
         alerted = cur.fetchone()
@@ -123,23 +95,3 @@ def run_check(
             message += f"\n(alerted already; the alert is repeated every {REALERT} while the stall lasts)"
         raise StallDetected(message, notify=notify)
     return summary
-
-
-def record_load(
-    settings: PipelineSettings, warehouse: Warehouse, started_at: datetime, seconds: float, batches: int
-) -> dict[str, Any]:
-    """After a load: the freshness of the versions it added, its duration, as samples and metrics."""
-    sql = ReportingSql(warehouse.schema, warehouse.engine)
-    with warehouse.transaction() as cur:
-        cur.execute(sql.report("health_freshness_of_load"), (_naive(started_at),))
-        changes, p50, p95 = cur.fetchone()
-    freshness = {
-        "changes": int(changes or 0),
-        "p50_seconds": None if p50 is None else round(float(p50), 3),
-        "p95_seconds": None if p95 is None else round(float(p95), 3),
-    }
-    rows: list[tuple[str, str, float]] = [(LOAD_SECONDS_METRIC, "", seconds)]
-    rows += [(f"freshness_{k}", "", float(v)) for k, v in freshness.items() if k != "changes" and v is not None]
-    write_samples(warehouse, datetime.now(UTC), rows, LOAD_SOURCE)
-    metrics.loaded(seconds, batches, freshness)
-    return {"load_seconds": round(seconds, 3), **freshness}

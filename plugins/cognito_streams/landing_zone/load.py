@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
-from cognito_streams.core.load_plan import landing_day, plan_groups
-from cognito_streams.loading.connect import landing_reader, open_warehouse
-from cognito_streams.loading.landing import DescriptorRef, LandingReader, split_s3_url
+from cognito_streams.core.loading.plan import landing_day, plan_groups
+from cognito_streams.landing_zone.reader import DescriptorRef, LandingReader, landing_reader, split_s3_url
 from cognito_streams.settings import PipelineSettings
 from cognito_streams.warehouse.base import Warehouse
+from cognito_streams.warehouse.connect import open_warehouse
 from cognito_streams.warehouse.models import (
     BatchDataError,
     BatchToLoad,

@@ -19,7 +19,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
-from cognito_streams.bulk_publish import BulkPublishRecorder
+from cognito_streams.bulk_publish.history import BulkPublishRecorder
+from cognito_streams.bulk_publish.trigger import BulkPublishTrigger
 from cognito_streams.core.bulk_publish import (
     Action,
     BulkPublishState,
@@ -31,7 +32,6 @@ from cognito_streams.core.bulk_publish import (
 )
 from cognito_streams.hooks.cognito_sync import CognitoSyncHook
 from cognito_streams.settings import PipelineSettings, load_settings
-from cognito_streams.triggers.bulk_publish import BulkPublishTrigger
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""The rules of the pipeline-health report (pure): the assessment (stall, watermark, freshness) and the HTML."""
+
+from __future__ import annotations
