@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PIP_VERSION := 26.3
 
-.PHONY: help venv warm test test-browser test-slow test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
+.PHONY: help venv warm test test-browser test-slow test-standalone test-celery lint stack-up stack-down stack-status up down demo bench bench-full bench-celery clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,8 +29,8 @@ warm: ## compile the decoder's numba parser into its cache (make venv and make u
 
 venv: $(STAMP) ## create .venv with the pinned packages
 
-test: $(STAMP) ## bootstrap and run the whole test suite (what CI runs)
-	$(PY) -m pytest -m "not slow and not browser and not celery" $(PYTEST_ARGS)
+test: $(STAMP) ## bootstrap and run the test suite (CI then runs test-standalone, test-celery, test-browser: .ci/run)
+	$(PY) -m pytest -m "not slow and not browser and not celery and not standalone" $(PYTEST_ARGS)
 
 CHROMIUM ?= /usr/bin/chromium
 
@@ -41,6 +41,9 @@ test-browser: $(STAMP) ## headless Chromium logs into `make up`'s Airflow UI (sc
 
 test-slow: $(STAMP) ## the long opt-in tests (fault soak)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+test-standalone: $(STAMP) ## the pipeline under `airflow standalone`: its health, and event mode surviving kills (CI runs it)
+	$(PY) -m pytest -m standalone $(PYTEST_ARGS)
 
 test-celery: $(STAMP) ## the pipeline on the CeleryExecutor: two workers, one SIGKILLed mid-task (CI runs it)
 	$(PY) -m pytest -m celery $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ from local.stack import AirflowService, Stack, migrate_airflow, stack_environmen
 from tests.support.faults import Scenario, scenario
 from tests.support.warehouse import connect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.standalone]
 
 LAND, LOAD = "cognito_stream_to_s3", "cognito_s3_to_redshift"
 

@@ -13,7 +13,7 @@ import pytest
 from local.stack import OUR_DAGS, Stack
 from tests.conftest import make_stack_config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.standalone]
 
 
 def _call(
