@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cognito_streams.core import fastparse
-from cognito_streams.core.decode import _PARSE_OPTIONS, READ_SCHEMA, DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import READ_SCHEMA, DecodeOptions, KinesisRecords, decode_records, fastparse
+from cognito_streams.core.decode.fallback import PARSE_OPTIONS
 from tests.support.bad_input import GOOD, corpus
 
 OPTIONS = DecodeOptions(
@@ -38,7 +38,7 @@ def fast(records: list[bytes]) -> tuple[pa.Table, np.ndarray]:
 
 
 def pyarrow_rows(records: list[bytes]) -> pa.Table:
-    return pj.read_json(pa.BufferReader(b"\n".join(records) + b"\n"), parse_options=_PARSE_OPTIONS)
+    return pj.read_json(pa.BufferReader(b"\n".join(records) + b"\n"), parse_options=PARSE_OPTIONS)
 
 
 def assert_reads_like_pyarrow(records: list[bytes]) -> None:

@@ -24,30 +24,12 @@ The input is valid UTF-8 (the decoder screens it before parsing): bytes >= 0x80 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
-# Indices of the read members. Top level: 0-6 strings, 7-8 integers, 9 the array of items.
-_TOP_NAMES = (
-    b"identityPoolId",
-    b"identityId",
-    b"dataSetName",
-    b"datasetName",
-    b"operation",
-    b"kinesisSyncRecordsURL",
-    b"payloadType",
-    b"lastModifiedDate",
-    b"syncCount",
-    b"kinesisSyncRecords",
-)
-_TOP_STRINGS = 7
-_TOP_INTS = 2
-_LIST = 9
-# Items: 0-2 strings, 3-5 integers.
-_ITEM_NAMES = (b"key", b"value", b"op", b"syncCount", b"lastModifiedDate", b"deviceLastModifiedDate")
-_ITEM_STRINGS = 3
-_ITEM_INTS = 3
 #: Initial nesting room for an ignored member's value; it grows, as RapidJSON reads any depth (the exact
 #: check does not, so flagging deep values would reject records the pyarrow path lands).
 _DEPTH = 64
@@ -70,15 +52,24 @@ _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 
 
+class _Names(NamedTuple):
+    """The member names read, as the numba code matches them (given, not global: numba's cache would keep
+    names it compiled in after they changed in the schema): each level's names joined with their offsets,
+    string members first, then int64 members (then, at the top, the list of items)."""
+
+    top_text: np.ndarray
+    top_offs: np.ndarray
+    top_strings: int
+    item_text: np.ndarray
+    item_offs: np.ndarray
+    item_strings: int
+
+
 def _name_table(names: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(names) + 1, dtype=np.int64)
     for i, name in enumerate(names):
         offsets[i + 1] = offsets[i] + len(name)
     return np.frombuffer(b"".join(names), dtype=np.uint8).copy(), offsets
-
-
-_TOP_TEXT, _TOP_OFFS = _name_table(_TOP_NAMES)
-_ITEM_TEXT, _ITEM_OFFS = _name_table(_ITEM_NAMES)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -404,18 +395,28 @@ def _text(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
 
 
 @nb.njit(cache=True, nogil=True)
-def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarray, it: int, stack: np.ndarray) -> int:
+def _item(
+    b: np.ndarray,
+    i: int,
+    n: int,
+    items: np.ndarray,
+    item_bits: np.ndarray,
+    it: int,
+    stack: np.ndarray,
+    names: _Names,
+) -> int:
     """Parse the item object at ``i`` (at its ``{``) into row ``it``; the index after it, or -1."""
-    for k in range(_ITEM_STRINGS):
+    offs, strings = names.item_offs, names.item_strings
+    for k in range(strings):
         items[k, it] = -1
-    bits = 8  # the struct is valid
+    bits = 1 << (len(offs) - 1 - strings)  # the struct is valid
     seen = 0
     i = _ws(b, i + 1, n)
     if i < n and b[i] == _RBRACE:
         item_bits[it] = bits
         return i + 1
     while True:
-        k, i, seen = _member(b, i, n, _ITEM_TEXT, _ITEM_OFFS, seen)
+        k, i, seen = _member(b, i, n, names.item_text, offs, seen)
         if i < 0:
             return -1
         c = b[i]
@@ -423,18 +424,18 @@ def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarra
             i = _skip(b, i, n, stack)
         elif c == 110:
             i = _null(b, i, n)
-        elif k < _ITEM_STRINGS:
+        elif k < strings:
             end, after = _text(b, i, n)
             if after < 0:
                 return -1
             items[k, it] = i + 1
-            items[_ITEM_STRINGS + k, it] = end
+            items[strings + k, it] = end
             i = after
         else:
             v, i = _int(b, i, n)
             if i >= 0:
-                items[_ITEM_STRINGS + k, it] = v
-                bits |= 1 << (k - _ITEM_STRINGS)
+                items[strings + k, it] = v
+                bits |= 1 << (k - strings)
         if i < 0:
             return -1
         i = _ws(b, i, n)
@@ -461,9 +462,12 @@ def _record(
     item_bits: np.ndarray,
     it: int,
     stack: np.ndarray,
+    names: _Names,
 ) -> int:
     """Parse record ``r`` (bytes ``[i, n)``); the number of items after it, -1 when flagged, or
     _NO_ROOM when the item arrays are full."""
+    top_strings = names.top_strings
+    items_at = len(names.top_offs) - 2  # the list is the last name read
     i = _ws(b, i, n)
     if i >= n or b[i] != _LBRACE:
         return -1
@@ -474,7 +478,7 @@ def _record(
         i += 1
     else:
         while True:
-            k, i, seen = _member(b, i, n, _TOP_TEXT, _TOP_OFFS, seen)
+            k, i, seen = _member(b, i, n, names.top_text, names.top_offs, seen)
             if i < 0:
                 return -1
             c = b[i]
@@ -482,22 +486,22 @@ def _record(
                 i = _skip(b, i, n, stack)
             elif c == 110:
                 i = _null(b, i, n)
-            elif k < _TOP_STRINGS:
+            elif k < top_strings:
                 end, after = _text(b, i, n)
                 if after < 0:
                     return -1
                 top[k, r] = i + 1
-                top[_TOP_STRINGS + k, r] = end
+                top[top_strings + k, r] = end
                 i = after
-            elif k < _LIST:
+            elif k < items_at:
                 v, i = _int(b, i, n)
                 if i >= 0:
-                    top_ints[k - _TOP_STRINGS, r] = v
-                    bits |= 1 << (k - _TOP_STRINGS)
+                    top_ints[k - top_strings, r] = v
+                    bits |= 1 << (k - top_strings)
             else:
                 if c != _LBRACKET:
                     return -1
-                bits |= 4
+                bits |= 1 << (items_at - top_strings)  # the list is valid
                 i = _ws(b, i + 1, n)
                 if i < n and b[i] == _RBRACKET:
                     i += 1
@@ -508,11 +512,11 @@ def _record(
                         if it >= len(item_bits):
                             return _NO_ROOM
                         if b[i] == _LBRACE:
-                            i = _item(b, i, n, items, item_bits, it, stack)
+                            i = _item(b, i, n, items, item_bits, it, stack, names)
                         else:
                             # A null element is a null struct (as pyarrow reads it).
                             i = _null(b, i, n)
-                            for j in range(_ITEM_STRINGS):
+                            for j in range(names.item_strings):
                                 items[j, it] = -1
                             item_bits[it] = 0
                         if i < 0:
@@ -542,16 +546,19 @@ def _record(
 
 @nb.njit(cache=True, nogil=True)
 def _scan(
-    b: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    b: np.ndarray, starts: np.ndarray, lengths: np.ndarray, names: _Names
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     nrec = len(starts)
+    top_strings, item_strings = names.top_strings, names.item_strings
+    top_int_count = len(names.top_offs) - 2 - top_strings
+    item_int_count = len(names.item_offs) - 1 - item_strings
     # Room for an item per 128 bytes (the benchmark's items take ~140): the arrays grow (doubling) for
     # more. Counting the braces instead cost a pass over every byte, ~5 % of the scan.
     opens = len(b) // 128 + 16
-    top = np.empty((2 * _TOP_STRINGS, nrec), dtype=np.int64)
-    top_ints = np.zeros((_TOP_INTS, nrec), dtype=np.int64)
+    top = np.empty((2 * top_strings, nrec), dtype=np.int64)
+    top_ints = np.zeros((top_int_count, nrec), dtype=np.int64)
     top_bits = np.zeros(nrec, dtype=np.uint8)
-    items = np.empty((2 * _ITEM_STRINGS + _ITEM_INTS, opens), dtype=np.int64)
+    items = np.empty((2 * item_strings + item_int_count, opens), dtype=np.int64)
     item_bits = np.zeros(opens, dtype=np.uint8)
     list_offsets = np.zeros(nrec + 1, dtype=np.int32)
     flagged = np.zeros(nrec, dtype=np.bool_)
@@ -559,10 +566,10 @@ def _scan(
     it = 0
     for r in range(nrec):
         while True:
-            for k in range(_TOP_STRINGS):
+            for k in range(top_strings):
                 top[k, r] = -1
             s = starts[r]
-            got = _record(b, r, s, s + lengths[r], top, top_ints, top_bits, items, item_bits, it, stack)
+            got = _record(b, r, s, s + lengths[r], top, top_ints, top_bits, items, item_bits, it, stack, names)
             if got != _NO_ROOM:
                 break
             grown = np.empty((items.shape[0], 2 * items.shape[1]), dtype=np.int64)
@@ -574,18 +581,18 @@ def _scan(
         if got < 0:
             # The row of a blanked record: all nulls, a null list.
             flagged[r] = True
-            for k in range(_TOP_STRINGS):
+            for k in range(top_strings):
                 top[k, r] = -1
-            top_ints[0, r] = 0
-            top_ints[1, r] = 0
+            for k in range(top_int_count):
+                top_ints[k, r] = 0
             top_bits[r] = 0
         else:
             it = got
         list_offsets[r + 1] = it
-    for j in range(_ITEM_INTS):
+    for j in range(item_int_count):
         for t in range(it):
             if not item_bits[t] & (1 << j):
-                items[2 * _ITEM_STRINGS + j, t] = 0
+                items[2 * item_strings + j, t] = 0
     return top, top_ints, top_bits, items, item_bits, list_offsets, flagged, it
 
 
@@ -728,90 +735,77 @@ def _int_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [_validity(valid), pa.py_buffer(values)])
 
 
+def _names_in_order(struct: pa.Schema | pa.StructType, last: pa.DataType | None) -> tuple[tuple[str, ...], int]:
+    """The member names of ``struct`` and how many of them are strings: strings first, then int64s, then
+    (when ``last`` is given) one member of type ``last``. Anything else is a schema this parser cannot read."""
+    fields = list(struct)
+    kinds = [f.type for f in fields]
+    strings = next((i for i, kind in enumerate(kinds) if kind != pa.string()), len(kinds))
+    ints_end = next((i for i in range(strings, len(kinds)) if kinds[i] != pa.int64()), len(kinds))
+    expected_end = len(kinds) - 1 if last is not None else len(kinds)
+    if ints_end != expected_end or (last is not None and kinds[-1] != last) or ints_end - strings > 7:
+        raise ValueError(
+            f"fastparse reads string members, then at most 7 int64 members{', then one list' if last else ''}; "
+            f"got {[str(kind) for kind in kinds]}"
+        )
+    return tuple(f.name for f in fields), strings
+
+
+#: The layouts of the schemas parsed: the names of the members and of the items' members, and the _Names.
+_LAYOUTS: dict[pa.Schema, tuple[tuple[str, ...], tuple[str, ...], _Names]] = {}
+
+
+def _layout(schema: pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...], _Names]:
+    layout = _LAYOUTS.get(schema)
+    if layout is None:
+        last = schema.field(len(schema.names) - 1).type
+        if not pa.types.is_list(last) or not pa.types.is_struct(last.value_type):
+            raise ValueError(f"fastparse reads a schema whose last member is a list of structs, got {last}")
+        top, top_strings = _names_in_order(schema, last)
+        item, item_strings = _names_in_order(last.value_type, None)
+        top_text, top_offs = _name_table(tuple(name.encode() for name in top))
+        item_text, item_offs = _name_table(tuple(name.encode() for name in item))
+        layout = top, item, _Names(top_text, top_offs, top_strings, item_text, item_offs, item_strings)
+        _LAYOUTS[schema] = layout
+    return layout
+
+
 def parse(
     blob: bytes | bytearray, starts: np.ndarray, lengths: np.ndarray, schema: pa.Schema
 ) -> tuple[pa.Table, np.ndarray] | None:
     """Parse the records ``blob[starts[i] : starts[i] + lengths[i]]`` into a table of ``schema`` (the
-    decoder's READ_SCHEMA) and a boolean per record: flagged (its row is all nulls and means nothing).
+    decoder's READ_SCHEMA: string members, then int64 members, then one list of structs of string and
+    int64 members) and a boolean per record: flagged (its row is all nulls and means nothing).
 
     Returns None when a column would be too large for Arrow's 32-bit offsets (the caller falls back).
     """
+    top_names, item_names, layout = _layout(schema)
+    top_count, item_count = len(top_names), len(item_names)
     b = np.frombuffer(blob, dtype=np.uint8)
     top, top_ints, top_bits, items, item_bits, list_offsets, flagged, nitems = _scan(
-        b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64)
+        b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64), layout
     )
-    top_strings = _string_arrays(b, top, _TOP_STRINGS)
+    top_strings = _string_arrays(b, top, layout.top_strings)
     if top_strings is None:
         return None
-    columns: dict[bytes, pa.Array] = dict(zip(_TOP_NAMES, top_strings, strict=False))
-    for k in range(_TOP_INTS):
-        columns[_TOP_NAMES[_TOP_STRINGS + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
+    columns = dict(zip(top_names, top_strings, strict=False))
+    for k in range(top_count - 1 - layout.top_strings):
+        columns[top_names[layout.top_strings + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
     items = items[:, :nitems]
     item_bits = item_bits[:nitems]
-    item_strings = _string_arrays(b, np.ascontiguousarray(items[: 2 * _ITEM_STRINGS]), _ITEM_STRINGS)
+    item_strings = _string_arrays(b, np.ascontiguousarray(items[: 2 * layout.item_strings]), layout.item_strings)
     if item_strings is None:
         return None
     children = list(item_strings)
-    for k in range(_ITEM_INTS):
-        values = np.ascontiguousarray(items[2 * _ITEM_STRINGS + k])
+    item_ints = item_count - layout.item_strings
+    for k in range(item_ints):
+        values = np.ascontiguousarray(items[2 * layout.item_strings + k])
         children.append(_int_array(values, (item_bits & (1 << k)) != 0))
-    list_type = schema.field("kinesisSyncRecords").type
-    item_type = list_type.value_type
-    by_name = dict(zip((name.decode() for name in _ITEM_NAMES), children, strict=True))
-    struct = pa.Array.from_buffers(
-        item_type,
-        nitems,
-        [_validity((item_bits & 8) != 0)],
-        children=[by_name[item_type.field(i).name] for i in range(item_type.num_fields)],
+    list_type = schema.field(top_count - 1).type
+    item_valid = _validity((item_bits & (1 << item_ints)) != 0)
+    struct = pa.Array.from_buffers(list_type.value_type, nitems, [item_valid], children=children)
+    list_bit = 1 << (top_count - 1 - layout.top_strings)
+    columns[top_names[-1]] = pa.Array.from_buffers(
+        list_type, len(starts), [_validity((top_bits & list_bit) != 0), pa.py_buffer(list_offsets)], children=[struct]
     )
-    columns[_TOP_NAMES[_LIST]] = pa.Array.from_buffers(
-        list_type, len(starts), [_validity((top_bits & 4) != 0), pa.py_buffer(list_offsets)], children=[struct]
-    )
-    arrays = [columns[name.encode()] for name in schema.names]
-    return pa.Table.from_arrays(arrays, schema=schema), flagged
-
-
-# -- shapes of ids (for the decoder's identifier checks) -------------------------------------------
-
-
-@nb.njit(cache=True, nogil=True)
-def _shaped(
-    data: np.ndarray, offsets: np.ndarray, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int
-) -> np.ndarray:
-    n = len(offsets) - 1
-    out = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        if b - a < 1 or b - a > max_len:
-            continue
-        cut = -1  # where the separator is
-        ok = True
-        for j in range(a, b):
-            c = data[j]
-            if separator >= 0 and c == separator:
-                if cut >= 0:
-                    ok = False
-                    break
-                cut = j
-            elif not (head[c] if cut < 0 else tail[c]):
-                ok = False
-                break
-        out[i] = ok and (separator < 0 or a < cut < b - 1)
-    return out
-
-
-def shaped(strings: pa.Array, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int) -> np.ndarray:
-    """Which of ``strings`` (a string array without nulls) are 1 to ``max_len`` bytes of ``head`` bytes
-    (a 256-entry table of the bytes allowed), or, with a ``separator`` byte (>= 0), ``head`` bytes, the
-    separator once, and ``tail`` bytes, neither part empty: ``[head]+`` or ``[head]+:[tail]+``.
-
-    The decoder's identifier checks (Cognito's patterns): a regular-expression kernel costs a compile
-    and ~0.4 us a value, ten times this per 4 MB chunk.
-    """
-    n, offset = len(strings), strings.offset
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=offset + n + 1)[offset:]
-    data = strings.buffers()[2]
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, dtype=np.uint8)
-    return np.asarray(_shaped(raw, offsets.astype(np.int64), head, tail, separator, max_len))
+    return pa.Table.from_arrays([columns[name] for name in top_names], schema=schema), flagged
