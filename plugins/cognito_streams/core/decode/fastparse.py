@@ -24,12 +24,38 @@ The input is valid UTF-8 (the decoder screens it before parsing): bytes >= 0x80 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import zlib
 
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from cognito_streams.core.decode.rules import (
+    ITEM_INT_FIELDS,
+    ITEM_STRING_FIELDS,
+    RECORDS_FIELD,
+    TOP_INT_FIELDS,
+    TOP_STRING_FIELDS,
+)
+
+# The members read (rules.py states them): their indices as the numba code reads them. Top level: the
+# strings, then the integers, then the array of items; items: the strings, then the integers. numba compiles
+# these in as constants (a third faster than reading them from arrays given at run time), so its cache,
+# keyed by this file's source alone, must be checked against them: see _compiled_for.
+_TOP_NAMES = tuple(name.encode() for name in (*TOP_STRING_FIELDS, *TOP_INT_FIELDS, RECORDS_FIELD))
+_TOP_STRINGS = len(TOP_STRING_FIELDS)
+_TOP_INTS = len(TOP_INT_FIELDS)
+_LIST = _TOP_STRINGS + _TOP_INTS
+_ITEM_NAMES = tuple(name.encode() for name in (*ITEM_STRING_FIELDS, *ITEM_INT_FIELDS))
+_ITEM_STRINGS = len(ITEM_STRING_FIELDS)
+_ITEM_INTS = len(ITEM_INT_FIELDS)
+#: The bits of a record's (and an item's) flags: one per integer member given, then the list's (item's) own.
+_LIST_BIT = 1 << _TOP_INTS
+_ITEM_BIT = 1 << _ITEM_INTS
+if _TOP_INTS > 7 or _ITEM_INTS > 7:
+    raise ValueError("fastparse keeps a record's flags in 8 bits: at most 7 integer members per level")
+#: What the compiled code was compiled for (see _compiled_for).
+_LAYOUT_ID = zlib.crc32(b"|".join(_TOP_NAMES) + b"/" + b"|".join(_ITEM_NAMES))
 #: Initial nesting room for an ignored member's value; it grows, as RapidJSON reads any depth (the exact
 #: check does not, so flagging deep values would reject records the pyarrow path lands).
 _DEPTH = 64
@@ -52,24 +78,15 @@ _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 
 
-class _Names(NamedTuple):
-    """The member names read, as the numba code matches them (given, not global: numba's cache would keep
-    names it compiled in after they changed in the schema): each level's names joined with their offsets,
-    string members first, then int64 members (then, at the top, the list of items)."""
-
-    top_text: np.ndarray
-    top_offs: np.ndarray
-    top_strings: int
-    item_text: np.ndarray
-    item_offs: np.ndarray
-    item_strings: int
-
-
 def _name_table(names: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(names) + 1, dtype=np.int64)
     for i, name in enumerate(names):
         offsets[i + 1] = offsets[i] + len(name)
     return np.frombuffer(b"".join(names), dtype=np.uint8).copy(), offsets
+
+
+_TOP_TEXT, _TOP_OFFS = _name_table(_TOP_NAMES)
+_ITEM_TEXT, _ITEM_OFFS = _name_table(_ITEM_NAMES)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -395,28 +412,18 @@ def _text(b: np.ndarray, i: int, n: int) -> tuple[int, int]:
 
 
 @nb.njit(cache=True, nogil=True)
-def _item(
-    b: np.ndarray,
-    i: int,
-    n: int,
-    items: np.ndarray,
-    item_bits: np.ndarray,
-    it: int,
-    stack: np.ndarray,
-    names: _Names,
-) -> int:
+def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarray, it: int, stack: np.ndarray) -> int:
     """Parse the item object at ``i`` (at its ``{``) into row ``it``; the index after it, or -1."""
-    offs, strings = names.item_offs, names.item_strings
-    for k in range(strings):
+    for k in range(_ITEM_STRINGS):
         items[k, it] = -1
-    bits = 1 << (len(offs) - 1 - strings)  # the struct is valid
+    bits = _ITEM_BIT  # the struct is valid
     seen = 0
     i = _ws(b, i + 1, n)
     if i < n and b[i] == _RBRACE:
         item_bits[it] = bits
         return i + 1
     while True:
-        k, i, seen = _member(b, i, n, names.item_text, offs, seen)
+        k, i, seen = _member(b, i, n, _ITEM_TEXT, _ITEM_OFFS, seen)
         if i < 0:
             return -1
         c = b[i]
@@ -424,18 +431,18 @@ def _item(
             i = _skip(b, i, n, stack)
         elif c == 110:
             i = _null(b, i, n)
-        elif k < strings:
+        elif k < _ITEM_STRINGS:
             end, after = _text(b, i, n)
             if after < 0:
                 return -1
             items[k, it] = i + 1
-            items[strings + k, it] = end
+            items[_ITEM_STRINGS + k, it] = end
             i = after
         else:
             v, i = _int(b, i, n)
             if i >= 0:
-                items[strings + k, it] = v
-                bits |= 1 << (k - strings)
+                items[_ITEM_STRINGS + k, it] = v
+                bits |= 1 << (k - _ITEM_STRINGS)
         if i < 0:
             return -1
         i = _ws(b, i, n)
@@ -462,12 +469,9 @@ def _record(
     item_bits: np.ndarray,
     it: int,
     stack: np.ndarray,
-    names: _Names,
 ) -> int:
     """Parse record ``r`` (bytes ``[i, n)``); the number of items after it, -1 when flagged, or
     _NO_ROOM when the item arrays are full."""
-    top_strings = names.top_strings
-    items_at = len(names.top_offs) - 2  # the list is the last name read
     i = _ws(b, i, n)
     if i >= n or b[i] != _LBRACE:
         return -1
@@ -478,7 +482,7 @@ def _record(
         i += 1
     else:
         while True:
-            k, i, seen = _member(b, i, n, names.top_text, names.top_offs, seen)
+            k, i, seen = _member(b, i, n, _TOP_TEXT, _TOP_OFFS, seen)
             if i < 0:
                 return -1
             c = b[i]
@@ -486,22 +490,22 @@ def _record(
                 i = _skip(b, i, n, stack)
             elif c == 110:
                 i = _null(b, i, n)
-            elif k < top_strings:
+            elif k < _TOP_STRINGS:
                 end, after = _text(b, i, n)
                 if after < 0:
                     return -1
                 top[k, r] = i + 1
-                top[top_strings + k, r] = end
+                top[_TOP_STRINGS + k, r] = end
                 i = after
-            elif k < items_at:
+            elif k < _LIST:
                 v, i = _int(b, i, n)
                 if i >= 0:
-                    top_ints[k - top_strings, r] = v
-                    bits |= 1 << (k - top_strings)
+                    top_ints[k - _TOP_STRINGS, r] = v
+                    bits |= 1 << (k - _TOP_STRINGS)
             else:
                 if c != _LBRACKET:
                     return -1
-                bits |= 1 << (items_at - top_strings)  # the list is valid
+                bits |= _LIST_BIT
                 i = _ws(b, i + 1, n)
                 if i < n and b[i] == _RBRACKET:
                     i += 1
@@ -512,11 +516,11 @@ def _record(
                         if it >= len(item_bits):
                             return _NO_ROOM
                         if b[i] == _LBRACE:
-                            i = _item(b, i, n, items, item_bits, it, stack, names)
+                            i = _item(b, i, n, items, item_bits, it, stack)
                         else:
                             # A null element is a null struct (as pyarrow reads it).
                             i = _null(b, i, n)
-                            for j in range(names.item_strings):
+                            for j in range(_ITEM_STRINGS):
                                 items[j, it] = -1
                             item_bits[it] = 0
                         if i < 0:
@@ -546,19 +550,16 @@ def _record(
 
 @nb.njit(cache=True, nogil=True)
 def _scan(
-    b: np.ndarray, starts: np.ndarray, lengths: np.ndarray, names: _Names
+    b: np.ndarray, starts: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     nrec = len(starts)
-    top_strings, item_strings = names.top_strings, names.item_strings
-    top_int_count = len(names.top_offs) - 2 - top_strings
-    item_int_count = len(names.item_offs) - 1 - item_strings
     # Room for an item per 128 bytes (the benchmark's items take ~140): the arrays grow (doubling) for
     # more. Counting the braces instead cost a pass over every byte, ~5 % of the scan.
     opens = len(b) // 128 + 16
-    top = np.empty((2 * top_strings, nrec), dtype=np.int64)
-    top_ints = np.zeros((top_int_count, nrec), dtype=np.int64)
+    top = np.empty((2 * _TOP_STRINGS, nrec), dtype=np.int64)
+    top_ints = np.zeros((_TOP_INTS, nrec), dtype=np.int64)
     top_bits = np.zeros(nrec, dtype=np.uint8)
-    items = np.empty((2 * item_strings + item_int_count, opens), dtype=np.int64)
+    items = np.empty((2 * _ITEM_STRINGS + _ITEM_INTS, opens), dtype=np.int64)
     item_bits = np.zeros(opens, dtype=np.uint8)
     list_offsets = np.zeros(nrec + 1, dtype=np.int32)
     flagged = np.zeros(nrec, dtype=np.bool_)
@@ -566,10 +567,10 @@ def _scan(
     it = 0
     for r in range(nrec):
         while True:
-            for k in range(top_strings):
+            for k in range(_TOP_STRINGS):
                 top[k, r] = -1
             s = starts[r]
-            got = _record(b, r, s, s + lengths[r], top, top_ints, top_bits, items, item_bits, it, stack, names)
+            got = _record(b, r, s, s + lengths[r], top, top_ints, top_bits, items, item_bits, it, stack)
             if got != _NO_ROOM:
                 break
             grown = np.empty((items.shape[0], 2 * items.shape[1]), dtype=np.int64)
@@ -581,18 +582,18 @@ def _scan(
         if got < 0:
             # The row of a blanked record: all nulls, a null list.
             flagged[r] = True
-            for k in range(top_strings):
+            for k in range(_TOP_STRINGS):
                 top[k, r] = -1
-            for k in range(top_int_count):
+            for k in range(_TOP_INTS):
                 top_ints[k, r] = 0
             top_bits[r] = 0
         else:
             it = got
         list_offsets[r + 1] = it
-    for j in range(item_int_count):
+    for j in range(_ITEM_INTS):
         for t in range(it):
             if not item_bits[t] & (1 << j):
-                items[2 * item_strings + j, t] = 0
+                items[2 * _ITEM_STRINGS + j, t] = 0
     return top, top_ints, top_bits, items, item_bits, list_offsets, flagged, it
 
 
@@ -735,77 +736,59 @@ def _int_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [_validity(valid), pa.py_buffer(values)])
 
 
-def _names_in_order(struct: pa.Schema | pa.StructType, last: pa.DataType | None) -> tuple[tuple[str, ...], int]:
-    """The member names of ``struct`` and how many of them are strings: strings first, then int64s, then
-    (when ``last`` is given) one member of type ``last``. Anything else is a schema this parser cannot read."""
-    fields = list(struct)
-    kinds = [f.type for f in fields]
-    strings = next((i for i, kind in enumerate(kinds) if kind != pa.string()), len(kinds))
-    ints_end = next((i for i in range(strings, len(kinds)) if kinds[i] != pa.int64()), len(kinds))
-    expected_end = len(kinds) - 1 if last is not None else len(kinds)
-    if ints_end != expected_end or (last is not None and kinds[-1] != last) or ints_end - strings > 7:
-        raise ValueError(
-            f"fastparse reads string members, then at most 7 int64 members{', then one list' if last else ''}; "
-            f"got {[str(kind) for kind in kinds]}"
-        )
-    return tuple(f.name for f in fields), strings
-
-
-#: The layouts of the schemas parsed: the names of the members and of the items' members, and the _Names.
-_LAYOUTS: dict[pa.Schema, tuple[tuple[str, ...], tuple[str, ...], _Names]] = {}
-
-
-def _layout(schema: pa.Schema) -> tuple[tuple[str, ...], tuple[str, ...], _Names]:
-    layout = _LAYOUTS.get(schema)
-    if layout is None:
-        last = schema.field(len(schema.names) - 1).type
-        if not pa.types.is_list(last) or not pa.types.is_struct(last.value_type):
-            raise ValueError(f"fastparse reads a schema whose last member is a list of structs, got {last}")
-        top, top_strings = _names_in_order(schema, last)
-        item, item_strings = _names_in_order(last.value_type, None)
-        top_text, top_offs = _name_table(tuple(name.encode() for name in top))
-        item_text, item_offs = _name_table(tuple(name.encode() for name in item))
-        layout = top, item, _Names(top_text, top_offs, top_strings, item_text, item_offs, item_strings)
-        _LAYOUTS[schema] = layout
-    return layout
+@nb.njit(cache=True, nogil=True)
+def _compiled_for() -> int:
+    """The _LAYOUT_ID this module's machine code was compiled with: numba compiles globals in as constants
+    and caches the code by this file's source, so after a change to the members in rules.py alone it
+    would load code that reads the old ones."""
+    return _LAYOUT_ID
 
 
 def parse(
     blob: bytes | bytearray, starts: np.ndarray, lengths: np.ndarray, schema: pa.Schema
 ) -> tuple[pa.Table, np.ndarray] | None:
     """Parse the records ``blob[starts[i] : starts[i] + lengths[i]]`` into a table of ``schema`` (the
-    decoder's READ_SCHEMA: string members, then int64 members, then one list of structs of string and
-    int64 members) and a boolean per record: flagged (its row is all nulls and means nothing).
+    decoder's READ_SCHEMA) and a boolean per record: flagged (its row is all nulls and means nothing).
 
     Returns None when a column would be too large for Arrow's 32-bit offsets (the caller falls back).
     """
-    top_names, item_names, layout = _layout(schema)
-    top_count, item_count = len(top_names), len(item_names)
+    if _compiled_for() != _LAYOUT_ID:
+        raise RuntimeError(
+            "numba's cache of core/decode/fastparse.py holds code compiled for other members than those "
+            "core/decode/rules.py reads now (rules.py changed, fastparse.py did not, and numba keys its cache by "
+            "fastparse.py alone): delete core/decode/__pycache__/fastparse.* (or the NUMBA_CACHE_DIR folder) and "
+            "run python -m cognito_streams.core.warm"
+        )
     b = np.frombuffer(blob, dtype=np.uint8)
     top, top_ints, top_bits, items, item_bits, list_offsets, flagged, nitems = _scan(
-        b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64), layout
+        b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64)
     )
-    top_strings = _string_arrays(b, top, layout.top_strings)
+    top_strings = _string_arrays(b, top, _TOP_STRINGS)
     if top_strings is None:
         return None
-    columns = dict(zip(top_names, top_strings, strict=False))
-    for k in range(top_count - 1 - layout.top_strings):
-        columns[top_names[layout.top_strings + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
+    columns: dict[bytes, pa.Array] = dict(zip(_TOP_NAMES, top_strings, strict=False))
+    for k in range(_TOP_INTS):
+        columns[_TOP_NAMES[_TOP_STRINGS + k]] = _int_array(top_ints[k], (top_bits & (1 << k)) != 0)
     items = items[:, :nitems]
     item_bits = item_bits[:nitems]
-    item_strings = _string_arrays(b, np.ascontiguousarray(items[: 2 * layout.item_strings]), layout.item_strings)
+    item_strings = _string_arrays(b, np.ascontiguousarray(items[: 2 * _ITEM_STRINGS]), _ITEM_STRINGS)
     if item_strings is None:
         return None
     children = list(item_strings)
-    item_ints = item_count - layout.item_strings
-    for k in range(item_ints):
-        values = np.ascontiguousarray(items[2 * layout.item_strings + k])
+    for k in range(_ITEM_INTS):
+        values = np.ascontiguousarray(items[2 * _ITEM_STRINGS + k])
         children.append(_int_array(values, (item_bits & (1 << k)) != 0))
-    list_type = schema.field(top_count - 1).type
-    item_valid = _validity((item_bits & (1 << item_ints)) != 0)
-    struct = pa.Array.from_buffers(list_type.value_type, nitems, [item_valid], children=children)
-    list_bit = 1 << (top_count - 1 - layout.top_strings)
-    columns[top_names[-1]] = pa.Array.from_buffers(
-        list_type, len(starts), [_validity((top_bits & list_bit) != 0), pa.py_buffer(list_offsets)], children=[struct]
+    list_type = schema.field(RECORDS_FIELD).type
+    item_type = list_type.value_type
+    by_name = dict(zip((name.decode() for name in _ITEM_NAMES), children, strict=True))
+    struct = pa.Array.from_buffers(
+        item_type,
+        nitems,
+        [_validity((item_bits & _ITEM_BIT) != 0)],
+        children=[by_name[item_type.field(i).name] for i in range(item_type.num_fields)],
     )
-    return pa.Table.from_arrays([columns[name] for name in top_names], schema=schema), flagged
+    columns[_TOP_NAMES[_LIST]] = pa.Array.from_buffers(
+        list_type, len(starts), [_validity((top_bits & _LIST_BIT) != 0), pa.py_buffer(list_offsets)], children=[struct]
+    )
+    arrays = [columns[name.encode()] for name in schema.names]
+    return pa.Table.from_arrays(arrays, schema=schema), flagged
