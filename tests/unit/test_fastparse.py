@@ -360,3 +360,24 @@ def test_a_record_over_several_lines_is_compacted_on_the_fast_path_too() -> None
     assert_same_outcome(data, OPTIONS)
     out = decode_records(kinesis(data), OPTIONS)
     assert out.records_landed == 4 and [r.reason for r in out.rejects] == ["invalid_json"]
+
+
+def test_the_parser_reads_the_members_the_rules_name() -> None:
+    # GIVEN the rules' members (rules.py states them once; the parser compiles them in as constants)
+    from cognito_streams.core.decode import rules
+
+    # THEN the parser's table is READ_SCHEMA, whose members are exactly the rules' own, typed as they say
+    table, _ = fast([GOOD])
+    assert table.schema.names == [*rules.TOP_STRING_FIELDS, *rules.TOP_INT_FIELDS, rules.RECORDS_FIELD]
+    assert table.schema.field(rules.RECORDS_FIELD).type.value_type.names == list(rules.ITEM_FIELDS)
+
+
+def test_machine_code_compiled_for_other_members_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the parser's machine code, compiled (or loaded from numba's cache) for the members it reads
+    fast([GOOD])
+    # WHEN the members the module reads differ from those compiled in (rules.py changed and fastparse.py did
+    # not: numba keys its cache by fastparse.py alone, and would load the old code)
+    monkeypatch.setattr(fastparse, "_LAYOUT_ID", fastparse._LAYOUT_ID + 1)
+    # THEN parsing refuses, saying what to do, instead of reading the old members
+    with pytest.raises(RuntimeError, match=r"delete core/decode/__pycache__/fastparse"):
+        fast([GOOD])
