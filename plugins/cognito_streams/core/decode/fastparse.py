@@ -4,11 +4,17 @@ Why write a parser by hand: the decoder's parse was ``pyarrow.json`` with an exp
 (:data:`~cognito_streams.core.decode.READ_SCHEMA`), about half of its CPU; no maintained library
 parses these records faster (measured: polars, duckdb, msgspec, arro3-io/arrow-rs all at or below
 pyarrow, see docs/performance.md). This parser knows the one record shape, so it skips the work a
-general reader does (type inference per value, builders per field, block chunking) and runs about
-twice as fast per CPU-second, compiled by numba (``nogil``: the decoder's two threads run it at once).
+general reader does (type inference per value, builders per field, block chunking) and runs two to three
+times as fast per CPU-second, compiled by numba (``nogil``: the decoder's two threads run it at once).
+What it buys, measured on the benchmark's records on one thread: 517–569 MB per CPU-second for this parse
+alone (2026-12, interleaved runs; 335 against pyarrow's 154 in docs/performance.md's full run), the
+decode+land throughput from 98 to 295 MB/s with fixes around it. What it costs: numba (about 110 MiB of
+RSS per process, a 20–40 s compile on first use, cached on disk and seeded by ``core/warm.py``), and this
+module to keep exact to pyarrow (tests/unit/test_fastparse.py compares them, hypothesis included). The
+members it reads are rules.py's, compiled in as constants (see :func:`_compiled_for`).
 
 Contract (what :func:`parse` promises): a table with schema exactly ``READ_SCHEMA`` whose rows equal
-what ``pyarrow.json.read_json(..., parse_options=_PARSE_OPTIONS)`` reads from the same records, for
+what ``pyarrow.json.read_json(..., parse_options=fallback.PARSE_OPTIONS)`` reads from the same records, for
 every record not *flagged*. A record is flagged whenever the parser is not sure it reads it exactly as
 pyarrow would (a syntax error, a wrong JSON type for a read field, a repeated read member, a member name
 with an escape, a number with a fraction, an exponent, a leading zero or 19+ digits in a read field, a
