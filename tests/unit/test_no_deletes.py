@@ -34,8 +34,13 @@ def deleting_calls(source: str, where: str) -> list[str]:
     return found
 
 
+#: Modules no worker runs: ``make redshift-check`` runs by hand with the operator's credentials and deletes only
+#: the objects it wrote under its own prefix (REDSHIFT_CHECK_S3_PREFIX).
+NOT_RUN_BY_WORKERS = {"redshift_check.py"}
+
+
 def test_nothing_the_workers_run_deletes_from_s3() -> None:
-    files = sorted([*PLUGINS.rglob("*.py"), *DAGS.rglob("*.py")])
+    files = sorted(p for p in [*PLUGINS.rglob("*.py"), *DAGS.rglob("*.py")] if p.name not in NOT_RUN_BY_WORKERS)
     assert len(files) > 50
     hits = [hit for path in files for hit in deleting_calls(path.read_text(), str(path.relative_to(PLUGINS.parent)))]
     assert hits == []
