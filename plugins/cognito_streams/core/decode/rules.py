@@ -108,6 +108,11 @@ VALUE_MAX_BYTES = 65_535
 
 # -- shapes of ids -----------------------------------------------------------------------------------
 
+# Since version 2 of the landing contract (docs/landing.md, "Versions of the landing contract"; version 3
+# checks the same): ids and dataset names must have Cognito's shapes (invalid_identifier), the pool must
+# be one of the configured identity_pool_ids (unknown_identity_pool), and the identity id must name its
+# pool's region (identity_region_mismatch). Version 1 counted characters only and landed any pool.
+
 #: Cognito Sync's documented shapes (API reference: IdentityPoolId, IdentityId, DatasetName). Their
 #: ``\w`` is Java's, ASCII only: spelled out, since RE2's and Python's ``\w`` take any letter (40
 #: three-byte letters would pass, and fail Redshift's COPY into varchar(64) with 120 bytes). Matching
