@@ -254,11 +254,10 @@ def _chunk_blobs(data: list[bytes]) -> list[bytes]:
 
 
 def _fast_parse_alone(data: list[bytes]) -> Any:
-    """The decoder's own parse (``core/fastparse.py``) alone on one thread, chunk by chunk."""
+    """The decoder's own parse (``core/decode/fastparse.py``) alone on one thread, chunk by chunk."""
     import numpy as np
 
-    from cognito_streams.core import fastparse
-    from cognito_streams.core.decode import READ_SCHEMA
+    from cognito_streams.core.decode import READ_SCHEMA, fastparse
 
     chunks = []
     for blob in _chunk_blobs(data):
@@ -283,7 +282,7 @@ def _parse_alone(data: list[bytes]) -> Any:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    from cognito_streams.core.decode import _PARSE_OPTIONS
+    from cognito_streams.core.decode.fallback import PARSE_OPTIONS
 
     blobs = _chunk_blobs(data)
     read_options = pj.ReadOptions(use_threads=False, block_size=2**20)
@@ -291,7 +290,7 @@ def _parse_alone(data: list[bytes]) -> Any:
     def run() -> int:
         rows = 0
         for blob in blobs:
-            for batch in pj.open_json(pa.BufferReader(blob), read_options=read_options, parse_options=_PARSE_OPTIONS):
+            for batch in pj.open_json(pa.BufferReader(blob), read_options=read_options, parse_options=PARSE_OPTIONS):
                 rows += batch.num_rows
         return rows
 
@@ -409,7 +408,8 @@ def throughput(ctx: BenchContext) -> list[Figure]:
             baseline="pyarrow.json parse alone (the decoder's schema, one thread, good records only)",
             baseline_value=round(good_bytes / cpu_parse / 1e6, 1),
             note=(
-                f"the decoder's own parse (core/fastparse.py) alone: {good_bytes / cpu_fast_parse / 1e6:.0f} MB/CPU-s, "
+                "the decoder's own parse (core/decode/fastparse.py) alone: "
+                f"{good_bytes / cpu_fast_parse / 1e6:.0f} MB/CPU-s, "
                 f"{cpu_fast_parse / good_bytes / (cpu_single / total):.0%} of ours' CPU per MB; checks, rows, "
                 "the exact checks and the Parquet file the rest. pyarrow's parse is (c)'s (with type inference, on "
                 "two threads) and the decoder's fallback path"

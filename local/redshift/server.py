@@ -462,7 +462,10 @@ class Session:
                     self.writer.write(bytes(out))
                     out.clear()
                     await self.writer.drain()
-        except SessionClosedError:
+        except (SessionClosedError, OSError):
+            # The backend closed, or reset, its connection (a reset arriving before the backend's last messages
+            # were read makes recv fail with ECONNRESET and drops them): end the client's session too, or a
+            # client that sent its statement while the relay was idle waits for an answer for ever.
             self.writer.close()
         finally:
             # Whoever waits for an answer must not wait for ever once the backend is gone.

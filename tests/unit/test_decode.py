@@ -12,8 +12,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from cognito_streams.core import decode as decode_module
-from cognito_streams.core.decode import DECODED_SCHEMA, DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import DECODED_SCHEMA, DecodeOptions, KinesisRecords, decode_records, fallback
+from cognito_streams.core.decode import chunk as chunk_module
+from cognito_streams.core.decode import decoder as decoder_module
 from cognito_streams.core.landing_format import CHANGES_SCHEMA, REJECT_REASONS
 from tests.landing_records import SAMPLES, bad_records, change, dumps, record, seed_records
 
@@ -191,7 +192,7 @@ def test_the_screens_only_save_time_the_outcome_is_the_same_without_them(monkeyp
     for i, (_, raw) in enumerate(bad_records()):
         data.insert(7 + i * 15, raw)
     screened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000, fast_parse=False))
-    monkeypatch.setattr(decode_module, "SCREEN_MIN_RESTARTS", 10**9)
+    monkeypatch.setattr(fallback, "SCREEN_MIN_RESTARTS", 10**9)
     unscreened = decode_records(batch(data), replace(OPTIONS, block_bytes=8_192, chunk_bytes=100_000, fast_parse=False))
     # THEN the same rows and the same rejects, with more restarts without the screens
     assert screened.changes.equals(unscreened.changes)
@@ -345,7 +346,7 @@ def test_mismatched_input_lists_are_refused() -> None:
 
 def test_safe_message_drops_the_value_a_conversion_error_quotes() -> None:
     message = "Failed to convert JSON to int64, couldn't parse:SECRET"
-    assert "SECRET" not in decode_module._safe_message(message)
+    assert "SECRET" not in fallback._safe_message(message)
 
 
 def test_raw_bytes_are_kept_exactly() -> None:
@@ -391,7 +392,7 @@ def test_a_batch_ends_in_smaller_chunks_so_that_both_threads_finish_together() -
     # GIVEN 10,000 records of 1,000 bytes (about 10 MB) cut into chunks of about 1 MB (each up to the
     # record that crosses it)
     lengths = np.full(10_000, 999, dtype=np.int64)
-    bounds = list(decode_module._chunks(lengths, 2**20))
+    bounds = list(decoder_module._chunks(lengths, 2**20))
     sizes = [int(lengths[lo:hi].sum() + (hi - lo)) for lo, hi in bounds]
     # THEN they cover every record once, in order
     assert bounds[0][0] == 0 and bounds[-1][1] == 10_000
@@ -402,13 +403,13 @@ def test_a_batch_ends_in_smaller_chunks_so_that_both_threads_finish_together() -
     assert min(sizes) >= 2**20 // 8 - 1_000
     # and the plan that starts the first chunk before reading the other lengths gives the same chunks
     data = [b"x" * 999] * 10_000
-    plan, several = decode_module._chunk_plan(data, 2**20)
+    plan, several = decoder_module._chunk_plan(data, 2**20)
     assert several and [(lo, hi) for lo, hi, _ in plan] == bounds
-    small, several = decode_module._chunk_plan(data[:50], 2**20)
+    small, several = decoder_module._chunk_plan(data[:50], 2**20)
     assert not several and [(lo, hi) for lo, hi, _ in small] == [(0, 50)]
     # and a batch smaller than one chunk is still split over both threads (unless under an eighth of one)
-    assert len(list(decode_module._chunks(np.full(400, 999, dtype=np.int64), 2**20))) == 2
-    assert len(list(decode_module._chunks(np.full(100, 999, dtype=np.int64), 2**20))) == 1
+    assert len(list(decoder_module._chunks(np.full(400, 999, dtype=np.int64), 2**20))) == 2
+    assert len(list(decoder_module._chunks(np.full(100, 999, dtype=np.int64), 2**20))) == 1
 
 
 def test_every_record_with_invalid_utf8_in_a_chunk_is_found_one_validation_pass_each() -> None:
@@ -418,13 +419,13 @@ def test_every_record_with_invalid_utf8_in_a_chunk_is_found_one_validation_pass_
     broken = {7: b"\x80", 8: b"\xe2\x82", 150: b"\xed\xa0\x80", 299: b"\xff"}
     for index, junk in broken.items():
         data[index] = data[index].replace("välue".encode(), junk)
-    chunk = decode_module._Chunk(data)
+    chunk = chunk_module.Chunk(data)
     # WHEN the records holding invalid UTF-8 are looked for
-    found = decode_module._invalid_utf8_records(chunk)
+    found = chunk_module.invalid_utf8_records(chunk)
     # THEN exactly those are found, as validating groups of records and then single records finds them
     assert np.flatnonzero(found).tolist() == sorted(broken)
-    strings = decode_module._records_array(chunk).view(pa.large_string())
-    assert np.flatnonzero(decode_module._invalid_utf8_groups(chunk, strings, 0, 64)).tolist() == sorted(broken)
+    strings = chunk_module.records_array(chunk).view(pa.large_string())
+    assert np.flatnonzero(chunk_module.invalid_utf8_groups(chunk, strings, 0, 64)).tolist() == sorted(broken)
     # and a decode rejects each of them as invalid_utf8, in stream order
     out = decode_records(batch(data, first_seq=0), OPTIONS)
     assert [(int(r.sequence_number), r.reason) for r in out.rejects] == [(i, "invalid_utf8") for i in sorted(broken)]
@@ -438,10 +439,10 @@ def test_a_chunk_of_mostly_invalid_utf8_finds_every_bad_record_past_the_named_on
     for i in range(400):
         if i not in good:
             data[i] = data[i].replace("välue".encode(), b"v\xe4lue")
-    assert len(data) - len(good) > decode_module.UTF8_NAMED_MAX
-    chunk = decode_module._Chunk(data)
+    assert len(data) - len(good) > chunk_module.UTF8_NAMED_MAX
+    chunk = chunk_module.Chunk(data)
     # WHEN the records holding invalid UTF-8 are looked for
-    found = decode_module._invalid_utf8_records(chunk)
+    found = chunk_module.invalid_utf8_records(chunk)
     # THEN every bad one is found (the first ones by name, the rest by groups) and no good one
     assert np.flatnonzero(~found).tolist() == sorted(good)
     # and a decode lands exactly the good ones

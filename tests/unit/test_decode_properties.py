@@ -17,11 +17,9 @@ from cognito_streams.core.decode import (
     ID_PATTERN,
     DecodeOptions,
     KinesisRecords,
-    _dataset,
-    _dataset_shaped,
-    _id_shaped,
     decode_records,
 )
+from cognito_streams.core.decode.rules import dataset_names, dataset_shaped, id_shaped
 from cognito_streams.core.landing_format import CHANGES_SCHEMA
 from cognito_streams.core.values import decoded_value, original_key, stored_key, stored_value
 from cognito_streams.landing_zone.writer import ChangesParquet, parquet_bytes
@@ -243,7 +241,7 @@ def test_dataset_name_and_conflicts_are_those_of_kernels_over_every_record(
 
     ds_a, ds_b = column([a for a, _ in pairs]), column([b for _, b in pairs])
     # WHEN only the records with datasetName are compared
-    dataset, conflict = _dataset(ds_a, ds_b)
+    dataset, conflict = dataset_names(ds_a, ds_b)
     # THEN the names and conflicts are those of a coalesce and a comparison over every record
     assert dataset.to_pylist() == pc.coalesce(ds_a, ds_b).to_pylist()
     every = pc.fill_null(pc.and_(pc.is_valid(ds_b), pc.not_equal(ds_a, ds_b)), False)
@@ -293,7 +291,7 @@ def test_the_shape_checks_are_the_documented_patterns(texts: list[str], offset: 
     # GIVEN any strings (as a slice of a larger array, the way a chunk's dictionaries can be)
     strings = pa.array(["x"] * offset + texts, pa.string()).slice(offset)
     # WHEN the vectorized shape checks run  THEN they say what Cognito's patterns say (ASCII \w), with the lengths
-    assert _id_shaped(strings).tolist() == [re.fullmatch(ID_PATTERN, t) is not None and len(t) <= 55 for t in texts]
-    assert _dataset_shaped(strings).tolist() == [
+    assert id_shaped(strings).tolist() == [re.fullmatch(ID_PATTERN, t) is not None and len(t) <= 55 for t in texts]
+    assert dataset_shaped(strings).tolist() == [
         re.fullmatch(DATASET_PATTERN, t) is not None and len(t) <= 128 for t in texts
     ]

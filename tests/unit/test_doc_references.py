@@ -1,6 +1,6 @@
 """Error messages and DAG docs that send people to a section of the README or of docs/*.md
 ("see README, 'Settings'") name a section that exists: a heading (or its words before a
-parenthesis: 'Decoding' for "Decoding (`core/decode.py`)"), or a bold paragraph label."""
+parenthesis: 'Decoding' for "Decoding (`core/decode/`)"), or a bold paragraph label."""
 
 from __future__ import annotations
 

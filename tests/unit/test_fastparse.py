@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cognito_streams.core import fastparse
-from cognito_streams.core.decode import _PARSE_OPTIONS, READ_SCHEMA, DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import READ_SCHEMA, DecodeOptions, KinesisRecords, decode_records, fastparse
+from cognito_streams.core.decode.fallback import PARSE_OPTIONS
 from tests.support.bad_input import GOOD, corpus
 
 OPTIONS = DecodeOptions(
@@ -38,7 +38,7 @@ def fast(records: list[bytes]) -> tuple[pa.Table, np.ndarray]:
 
 
 def pyarrow_rows(records: list[bytes]) -> pa.Table:
-    return pj.read_json(pa.BufferReader(b"\n".join(records) + b"\n"), parse_options=_PARSE_OPTIONS)
+    return pj.read_json(pa.BufferReader(b"\n".join(records) + b"\n"), parse_options=PARSE_OPTIONS)
 
 
 def assert_reads_like_pyarrow(records: list[bytes]) -> None:
@@ -360,3 +360,24 @@ def test_a_record_over_several_lines_is_compacted_on_the_fast_path_too() -> None
     assert_same_outcome(data, OPTIONS)
     out = decode_records(kinesis(data), OPTIONS)
     assert out.records_landed == 4 and [r.reason for r in out.rejects] == ["invalid_json"]
+
+
+def test_the_parser_reads_the_members_the_rules_name() -> None:
+    # GIVEN the rules' members (rules.py states them once; the parser compiles them in as constants)
+    from cognito_streams.core.decode import rules
+
+    # THEN the parser's table is READ_SCHEMA, whose members are exactly the rules' own, typed as they say
+    table, _ = fast([GOOD])
+    assert table.schema.names == [*rules.TOP_STRING_FIELDS, *rules.TOP_INT_FIELDS, rules.RECORDS_FIELD]
+    assert table.schema.field(rules.RECORDS_FIELD).type.value_type.names == list(rules.ITEM_FIELDS)
+
+
+def test_machine_code_compiled_for_other_members_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the parser's machine code, compiled (or loaded from numba's cache) for the members it reads
+    fast([GOOD])
+    # WHEN the members the module reads differ from those compiled in (rules.py changed and fastparse.py did
+    # not: numba keys its cache by fastparse.py alone, and would load the old code)
+    monkeypatch.setattr(fastparse, "_LAYOUT_ID", fastparse._LAYOUT_ID + 1)
+    # THEN parsing refuses, saying what to do, instead of reading the old members
+    with pytest.raises(RuntimeError, match=r"delete core/decode/__pycache__/fastparse"):
+        fast([GOOD])

@@ -18,8 +18,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cognito_streams.core import shape
-from cognito_streams.core.decode import Decoded, DecodeOptions, KinesisRecords, decode_records
+from cognito_streams.core.decode import Decoded, DecodeOptions, KinesisRecords, decode_records, shape
 from cognito_streams.core.landing_format import REJECT_REASONS
 from tests.landing_records import SAMPLES, change, dumps, record
 

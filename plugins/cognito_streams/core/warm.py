@@ -1,9 +1,11 @@
 """Compile the decoder's numba parser ahead of time, so that no landing task pays it.
 
-``core/fastparse.py`` is compiled by numba on first use (about 20–30 s on a 2-core machine) and the
-machine code is cached on disk (``cache=True``): in ``__pycache__`` beside the source when that is
-writable, else under ``NUMBA_CACHE_DIR``. A worker process that finds the cache loads it in well
-under a second. Run this once where the workers' cache lives — ``make venv``/``make up`` do for the
+``core/decode/fastparse.py`` (and the id-shape kernel of ``core/decode/columns.py``) is compiled by
+numba on first use (about 20–30 s on a 2-core machine) and the machine code is cached on disk
+(``cache=True``): in ``__pycache__`` beside the source when that is writable, else under
+``NUMBA_CACHE_DIR`` (in a folder named after the source's directory and a hash of its path, so a
+module that moved is compiled again). A worker process that finds the cache loads it in well under a
+second. Run this once where the workers' cache lives — ``make venv``/``make up`` do for the
 local stack, the Dockerfile does at image build — and the first record of a fresh worker is decoded
 at full speed instead of waiting for the compiler:
 
@@ -59,9 +61,9 @@ def sample_records() -> list[bytes]:
 def _dispatchers() -> list[Any]:
     from numba.core.registry import CPUDispatcher
 
-    from cognito_streams.core import fastparse
+    from cognito_streams.core.decode import columns, fastparse
 
-    return [v for v in vars(fastparse).values() if isinstance(v, CPUDispatcher)]
+    return [v for module in (fastparse, columns) for v in vars(module).values() if isinstance(v, CPUDispatcher)]
 
 
 def cache_stats() -> dict[str, int]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from cognito_streams.core import shape
+from cognito_streams.core.decode import shape
 
 #: Hosts Cognito's presigned URLs point at (S3, any region, virtual-hosted or path style).
 AWS_HOST_SUFFIX = ".amazonaws.com"
@@ -244,7 +244,7 @@ def payload_records(body: bytes) -> tuple[list[Any] | None, str | None]:
     """The records of a fetched body: a JSON array of record objects, or an object with a
     ``kinesisSyncRecords`` array. Returns ``(records, None)`` or ``(None, why not)``.
 
-    The records keep their repeated member names visible (see :mod:`cognito_streams.core.shape`).
+    The records keep their repeated member names visible (see :mod:`cognito_streams.core.decode.shape`).
     """
     value, error = _parse_any(body)
     if error is not None:

@@ -1,14 +1,16 @@
 """The exact, per-record check of a Cognito Streams record's *shape*: is it UTF-8, valid JSON, an
-object, free of duplicate members, and are the fields the decoder reads of the right JSON type?
+object, free of duplicate members, and are the members the decoder reads (:mod:`.rules`: the fields
+and their types) of the right JSON type?
 
-This is the slow path of :mod:`cognito_streams.core.decode`: the vectorized reader sends here only
-the few records it could not parse (or that a cheap screen found suspicious), and this module says
-exactly why, in the words of :data:`cognito_streams.core.landing_format.REJECT_REASONS`.
+This is the slow path of :mod:`cognito_streams.core.decode`: the screens and parsers send here only
+the few records they could not read (or found suspicious), and this module says exactly why, in the
+words of :data:`cognito_streams.core.landing_format.REJECT_REASONS`. What it costs: orjson, and a second
+parse with ``json`` for repeated member names, per record (tens of microseconds): fine for the few.
 
 It mirrors what the columnar JSON reader accepts for the decoder's schema, no more: a record this
 module accepts parses in the fast path, and a record it rejects would have broken the fast path.
 Semantic checks (missing ids, unknown ``op``, negative counts, ...) are not done here; they are
-vectorized in the decoder and apply to every record alike.
+the vectorized RECORD_CHECKS and ITEM_CHECKS of :mod:`.rules`, and apply to every record alike.
 
 Details never contain record values: only field names, positions and types.
 """
@@ -21,27 +23,17 @@ from typing import Any
 
 import orjson
 
-#: Top-level fields the decoder reads, with the JSON type each must have when present and not null.
-TOP_STRING_FIELDS = (
-    "identityPoolId",
-    "identityId",
-    "dataSetName",
-    "datasetName",
-    "operation",
-    "payloadType",
-    "kinesisSyncRecordsURL",
+from cognito_streams.core.decode.rules import (
+    INT64_MAX,
+    INT64_MIN,
+    ITEM_FIELDS,
+    ITEM_INT_FIELDS,
+    ITEM_STRING_FIELDS,
+    RECORDS_FIELD,
+    TOP_FIELDS,
+    TOP_INT_FIELDS,
+    TOP_STRING_FIELDS,
 )
-TOP_INT_FIELDS = ("syncCount", "lastModifiedDate")
-RECORDS_FIELD = "kinesisSyncRecords"
-TOP_FIELDS = (*TOP_STRING_FIELDS, *TOP_INT_FIELDS, RECORDS_FIELD)
-
-#: Fields of each element of ``kinesisSyncRecords``.
-ITEM_STRING_FIELDS = ("key", "value", "op")
-ITEM_INT_FIELDS = ("syncCount", "lastModifiedDate", "deviceLastModifiedDate")
-ITEM_FIELDS = (*ITEM_STRING_FIELDS, *ITEM_INT_FIELDS)
-
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,17 @@ Why write a parser by hand: the decoder's parse was ``pyarrow.json`` with an exp
 (:data:`~cognito_streams.core.decode.READ_SCHEMA`), about half of its CPU; no maintained library
 parses these records faster (measured: polars, duckdb, msgspec, arro3-io/arrow-rs all at or below
 pyarrow, see docs/performance.md). This parser knows the one record shape, so it skips the work a
-general reader does (type inference per value, builders per field, block chunking) and runs about
-twice as fast per CPU-second, compiled by numba (``nogil``: the decoder's two threads run it at once).
+general reader does (type inference per value, builders per field, block chunking) and runs two to three
+times as fast per CPU-second, compiled by numba (``nogil``: the decoder's two threads run it at once).
+What it buys, measured on the benchmark's records on one thread: 517–569 MB per CPU-second for this parse
+alone (2026-12, interleaved runs; 335 against pyarrow's 154 in docs/performance.md's full run), the
+decode+land throughput from 98 to 295 MB/s with fixes around it. What it costs: numba (about 110 MiB of
+RSS per process, a 20–40 s compile on first use, cached on disk and seeded by ``core/warm.py``), and this
+module to keep exact to pyarrow (tests/unit/test_fastparse.py compares them, hypothesis included). The
+members it reads are rules.py's, compiled in as constants (see :func:`_compiled_for`).
 
 Contract (what :func:`parse` promises): a table with schema exactly ``READ_SCHEMA`` whose rows equal
-what ``pyarrow.json.read_json(..., parse_options=_PARSE_OPTIONS)`` reads from the same records, for
+what ``pyarrow.json.read_json(..., parse_options=fallback.PARSE_OPTIONS)`` reads from the same records, for
 every record not *flagged*. A record is flagged whenever the parser is not sure it reads it exactly as
 pyarrow would (a syntax error, a wrong JSON type for a read field, a repeated read member, a member name
 with an escape, a number with a fraction, an exponent, a leading zero or 19+ digits in a read field, a
@@ -24,30 +30,38 @@ The input is valid UTF-8 (the decoder screens it before parsing): bytes >= 0x80 
 
 from __future__ import annotations
 
+import zlib
+
 import numba as nb
 import numpy as np
 import pyarrow as pa
 
-# Indices of the read members. Top level: 0-6 strings, 7-8 integers, 9 the array of items.
-_TOP_NAMES = (
-    b"identityPoolId",
-    b"identityId",
-    b"dataSetName",
-    b"datasetName",
-    b"operation",
-    b"kinesisSyncRecordsURL",
-    b"payloadType",
-    b"lastModifiedDate",
-    b"syncCount",
-    b"kinesisSyncRecords",
+from cognito_streams.core.decode.rules import (
+    ITEM_INT_FIELDS,
+    ITEM_STRING_FIELDS,
+    RECORDS_FIELD,
+    TOP_INT_FIELDS,
+    TOP_STRING_FIELDS,
 )
-_TOP_STRINGS = 7
-_TOP_INTS = 2
-_LIST = 9
-# Items: 0-2 strings, 3-5 integers.
-_ITEM_NAMES = (b"key", b"value", b"op", b"syncCount", b"lastModifiedDate", b"deviceLastModifiedDate")
-_ITEM_STRINGS = 3
-_ITEM_INTS = 3
+
+# The members read (rules.py states them): their indices as the numba code reads them. Top level: the
+# strings, then the integers, then the array of items; items: the strings, then the integers. numba compiles
+# these in as constants (a third faster than reading them from arrays given at run time), so its cache,
+# keyed by this file's source alone, must be checked against them: see _compiled_for.
+_TOP_NAMES = tuple(name.encode() for name in (*TOP_STRING_FIELDS, *TOP_INT_FIELDS, RECORDS_FIELD))
+_TOP_STRINGS = len(TOP_STRING_FIELDS)
+_TOP_INTS = len(TOP_INT_FIELDS)
+_LIST = _TOP_STRINGS + _TOP_INTS
+_ITEM_NAMES = tuple(name.encode() for name in (*ITEM_STRING_FIELDS, *ITEM_INT_FIELDS))
+_ITEM_STRINGS = len(ITEM_STRING_FIELDS)
+_ITEM_INTS = len(ITEM_INT_FIELDS)
+#: The bits of a record's (and an item's) flags: one per integer member given, then the list's (item's) own.
+_LIST_BIT = 1 << _TOP_INTS
+_ITEM_BIT = 1 << _ITEM_INTS
+if _TOP_INTS > 7 or _ITEM_INTS > 7:
+    raise ValueError("fastparse keeps a record's flags in 8 bits: at most 7 integer members per level")
+#: What the compiled code was compiled for (see _compiled_for).
+_LAYOUT_ID = zlib.crc32(b"|".join(_TOP_NAMES) + b"/" + b"|".join(_ITEM_NAMES))
 #: Initial nesting room for an ignored member's value; it grows, as RapidJSON reads any depth (the exact
 #: check does not, so flagging deep values would reject records the pyarrow path lands).
 _DEPTH = 64
@@ -408,7 +422,7 @@ def _item(b: np.ndarray, i: int, n: int, items: np.ndarray, item_bits: np.ndarra
     """Parse the item object at ``i`` (at its ``{``) into row ``it``; the index after it, or -1."""
     for k in range(_ITEM_STRINGS):
         items[k, it] = -1
-    bits = 8  # the struct is valid
+    bits = _ITEM_BIT  # the struct is valid
     seen = 0
     i = _ws(b, i + 1, n)
     if i < n and b[i] == _RBRACE:
@@ -497,7 +511,7 @@ def _record(
             else:
                 if c != _LBRACKET:
                     return -1
-                bits |= 4
+                bits |= _LIST_BIT
                 i = _ws(b, i + 1, n)
                 if i < n and b[i] == _RBRACKET:
                     i += 1
@@ -576,8 +590,8 @@ def _scan(
             flagged[r] = True
             for k in range(_TOP_STRINGS):
                 top[k, r] = -1
-            top_ints[0, r] = 0
-            top_ints[1, r] = 0
+            for k in range(_TOP_INTS):
+                top_ints[k, r] = 0
             top_bits[r] = 0
         else:
             it = got
@@ -728,6 +742,14 @@ def _int_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [_validity(valid), pa.py_buffer(values)])
 
 
+@nb.njit(cache=True, nogil=True)
+def _compiled_for() -> int:
+    """The _LAYOUT_ID this module's machine code was compiled with: numba compiles globals in as constants
+    and caches the code by this file's source, so after a change to the members in rules.py alone it
+    would load code that reads the old ones."""
+    return _LAYOUT_ID
+
+
 def parse(
     blob: bytes | bytearray, starts: np.ndarray, lengths: np.ndarray, schema: pa.Schema
 ) -> tuple[pa.Table, np.ndarray] | None:
@@ -736,6 +758,13 @@ def parse(
 
     Returns None when a column would be too large for Arrow's 32-bit offsets (the caller falls back).
     """
+    if _compiled_for() != _LAYOUT_ID:
+        raise RuntimeError(
+            "numba's cache of core/decode/fastparse.py holds code compiled for other members than those "
+            "core/decode/rules.py reads now (rules.py changed, fastparse.py did not, and numba keys its cache by "
+            "fastparse.py alone): delete core/decode/__pycache__/fastparse.* (or the NUMBA_CACHE_DIR folder) and "
+            "run python -m cognito_streams.core.warm"
+        )
     b = np.frombuffer(blob, dtype=np.uint8)
     top, top_ints, top_bits, items, item_bits, list_offsets, flagged, nitems = _scan(
         b, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(lengths, dtype=np.int64)
@@ -755,63 +784,17 @@ def parse(
     for k in range(_ITEM_INTS):
         values = np.ascontiguousarray(items[2 * _ITEM_STRINGS + k])
         children.append(_int_array(values, (item_bits & (1 << k)) != 0))
-    list_type = schema.field("kinesisSyncRecords").type
+    list_type = schema.field(RECORDS_FIELD).type
     item_type = list_type.value_type
     by_name = dict(zip((name.decode() for name in _ITEM_NAMES), children, strict=True))
     struct = pa.Array.from_buffers(
         item_type,
         nitems,
-        [_validity((item_bits & 8) != 0)],
+        [_validity((item_bits & _ITEM_BIT) != 0)],
         children=[by_name[item_type.field(i).name] for i in range(item_type.num_fields)],
     )
     columns[_TOP_NAMES[_LIST]] = pa.Array.from_buffers(
-        list_type, len(starts), [_validity((top_bits & 4) != 0), pa.py_buffer(list_offsets)], children=[struct]
+        list_type, len(starts), [_validity((top_bits & _LIST_BIT) != 0), pa.py_buffer(list_offsets)], children=[struct]
     )
     arrays = [columns[name.encode()] for name in schema.names]
     return pa.Table.from_arrays(arrays, schema=schema), flagged
-
-
-# -- shapes of ids (for the decoder's identifier checks) -------------------------------------------
-
-
-@nb.njit(cache=True, nogil=True)
-def _shaped(
-    data: np.ndarray, offsets: np.ndarray, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int
-) -> np.ndarray:
-    n = len(offsets) - 1
-    out = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        if b - a < 1 or b - a > max_len:
-            continue
-        cut = -1  # where the separator is
-        ok = True
-        for j in range(a, b):
-            c = data[j]
-            if separator >= 0 and c == separator:
-                if cut >= 0:
-                    ok = False
-                    break
-                cut = j
-            elif not (head[c] if cut < 0 else tail[c]):
-                ok = False
-                break
-        out[i] = ok and (separator < 0 or a < cut < b - 1)
-    return out
-
-
-def shaped(strings: pa.Array, head: np.ndarray, tail: np.ndarray, separator: int, max_len: int) -> np.ndarray:
-    """Which of ``strings`` (a string array without nulls) are 1 to ``max_len`` bytes of ``head`` bytes
-    (a 256-entry table of the bytes allowed), or, with a ``separator`` byte (>= 0), ``head`` bytes, the
-    separator once, and ``tail`` bytes, neither part empty: ``[head]+`` or ``[head]+:[tail]+``.
-
-    The decoder's identifier checks (Cognito's patterns): a regular-expression kernel costs a compile
-    and ~0.4 us a value, ten times this per 4 MB chunk.
-    """
-    n, offset = len(strings), strings.offset
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=offset + n + 1)[offset:]
-    data = strings.buffers()[2]
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, dtype=np.uint8)
-    return np.asarray(_shaped(raw, offsets.astype(np.int64), head, tail, separator, max_len))
