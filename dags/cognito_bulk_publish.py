@@ -41,7 +41,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from cognito_streams.bulk_publish.operator import BulkPublishOperator
-from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args
 
 
 @dag(
@@ -74,24 +74,9 @@ def cognito_bulk_publish() -> None:
     # The Params and settings are checked here first: a mistake fails at once, never retried.
     @task(retries=0)
     def pools_to_publish(params: dict[str, Any] | None = None) -> list[str]:
-        import logging
+        from cognito_streams.bulk_publish import tasks
 
-        from cognito_streams.settings import SettingsError, load_settings
-
-        with user_errors():
-            settings = load_settings()
-            asked = list((params or {}).get("identity_pool_ids") or [])
-            unknown = sorted(set(asked) - set(settings.identity_pool_ids))
-            if unknown:
-                raise SettingsError(
-                    f"identity_pool_ids param names pools that are not in cognito_pipeline.identity_pool_ids: {unknown}"
-                )
-        pools = asked or list(settings.identity_pool_ids)
-        reason = (params or {}).get("reason")
-        logging.getLogger(__name__).info(
-            "bulk publish for %d pool(s)%s", len(pools), f" (reason: {reason})" if reason else ""
-        )
-        return pools
+        return tasks.pools_to_publish(params)
 
     BulkPublishOperator.partial(
         task_id="bulk_publish",

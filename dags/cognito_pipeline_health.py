@@ -30,7 +30,7 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.sdk.configuration import conf
 
-from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args
 
 # Config, not I/O: read from airflow.cfg / the environment when the file is parsed.
 HEALTH_SCHEDULE = conf.get("cognito_streams", "health_schedule", fallback="*/2 * * * *")
@@ -53,23 +53,9 @@ def cognito_pipeline_health() -> None:
 
     @task(execution_timeout=timedelta(minutes=5))
     def check() -> dict[str, Any]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from cognito_streams.report import tasks
 
-        from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-        from cognito_streams.report.check import run_check
-        from cognito_streams.settings import load_settings
-        from cognito_streams.warehouse.connect import open_warehouse
-
-        with user_errors():
-            settings = load_settings()
-        with open_warehouse(settings) as warehouse:
-            warehouse.ensure_schema()
-            return run_check(
-                settings,
-                warehouse,
-                S3Hook(aws_conn_id=settings.aws_conn_id).get_conn(),
-                KinesisReaderHook(aws_conn_id=settings.aws_conn_id),
-            )
+        return tasks.check()
 
     check()
 

@@ -52,7 +52,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task
 
-from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args
 
 
 @dag(
@@ -92,73 +92,21 @@ def cognito_reconcile() -> None:
 
     @task
     def reconcile(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from cognito_streams.reconcile import tasks
 
-        from cognito_streams.hooks.kinesis_reader import KinesisReaderHook
-        from cognito_streams.monitoring.state import pipeline_state
-        from cognito_streams.reconcile.reconciler import Reconciler
-        from cognito_streams.settings import SettingsError, load_settings
-        from cognito_streams.warehouse.connect import open_warehouse
-
-        with user_errors():
-            settings, p = load_settings(), params or {}
-            pools = list(p.get("identity_pool_ids") or settings.identity_pool_ids)
-            unknown = sorted(set(pools) - set(settings.identity_pool_ids))
-            if unknown:
-                raise SettingsError(
-                    f"identity_pool_ids param names pools not in cognito_pipeline.identity_pool_ids: {unknown}"
-                )
-        pick = lambda name, default: default if p.get(name) is None else int(p[name])  # noqa: E731
-        s3 = S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-        kinesis = KinesisReaderHook(aws_conn_id=settings.aws_conn_id)
-        with open_warehouse(settings) as warehouse:
-            warehouse.ensure_schema()
-
-            def pipeline() -> tuple[bool, Any]:
-                state = pipeline_state(settings, warehouse, s3, kinesis)
-                return state.assessment.stalled, state.assessment.watermark
-
-            summary = Reconciler(settings, warehouse).run(
-                dag_run.run_id,
-                pool_ids=pools,
-                sample_size=pick("sample_size", settings.reconcile_sample_size),
-                settle_seconds=pick("settle_seconds", settings.reconcile_settle_seconds),
-                max_mismatches=pick("max_mismatches", settings.reconcile_max_mismatches),
-                depth=p.get("depth") or settings.reconcile_depth,
-                pipeline=pipeline,
-            )
-        return summary.as_dict()
+        return tasks.reconcile(params, dag_run.run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_report() -> dict[str, Any]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from cognito_streams.report import tasks
 
-        from cognito_streams.report.html_report import write_report as write
-        from cognito_streams.settings import load_settings
-        from cognito_streams.warehouse.connect import open_warehouse
-
-        settings = load_settings()
-        with open_warehouse(settings) as warehouse:
-            warehouse.ensure_schema()
-            return write(settings, warehouse, S3Hook(aws_conn_id=settings.aws_conn_id).get_conn())
+        return tasks.write_report()
 
     @task(retries=0)
     def check_mismatches(summary: Any) -> dict[str, int]:
-        if summary.get("verdict", "judged") != "judged":
-            import logging
+        from cognito_streams.reconcile import tasks
 
-            logging.getLogger(__name__).warning(
-                "reconciliation %s: %s (the stall alarm of cognito_pipeline_health covers the pipeline; "
-                "reconcile again once it has caught up)",
-                summary["run_id"],
-                summary["verdict"],
-            )
-        if not summary["passed"]:
-            raise ValueError(
-                f"reconciliation {summary['run_id']}: {summary['mismatches']} mismatch(es) > max_mismatches "
-                f"{summary['max_mismatches']} ({summary['by_kind']}); see reconciliation_results for this run_id"
-            )
-        return summary["by_kind"]
+        return tasks.check_mismatches(summary)
 
     summary = reconcile()
     summary >> write_report()

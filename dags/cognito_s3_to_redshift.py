@@ -119,23 +119,9 @@ def cognito_s3_to_redshift() -> None:
 
     @task
     def load_batches(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        import time
-        from datetime import UTC, datetime
-
         from cognito_streams.loading import tasks
-        from cognito_streams.monitoring.samples import record_load
-        from cognito_streams.settings import load_settings
-        from cognito_streams.warehouse.connect import open_warehouse
 
-        started_at, t0 = datetime.now(UTC), time.monotonic()
-        loaded = tasks.load(params)
-        if loaded.get("batches"):
-            settings = load_settings()
-            with open_warehouse(settings) as warehouse:
-                loaded["health"] = record_load(
-                    settings, warehouse, started_at, time.monotonic() - t0, int(loaded["batches"])
-                )
-        return loaded
+        return tasks.load_batches(params)
 
     @task
     def rebuild_state() -> dict[str, Any]:

@@ -135,13 +135,9 @@ def cognito_stream_to_s3() -> None:
         from airflow.sdk import get_current_context
 
         from cognito_streams.landing import tasks
-        from cognito_streams.monitoring import metrics
 
         get_current_context()["shard_id"] = shard["shard_id"]  # type: ignore[typeddict-unknown-key]
-
-        outcome = tasks.land(shard, dag_run.dag_id, dag_run.run_id)
-        metrics.landed(outcome)
-        return outcome
+        return tasks.land_with_metrics(shard, dag_run.dag_id, dag_run.run_id)
 
     @task(outlets=[LANDED_BATCHES], trigger_rule=TriggerRule.ALL_DONE)
     def publish_landed(outcomes: Any, outlet_events: Any = None) -> dict[str, Any]:
@@ -164,19 +160,7 @@ def cognito_stream_to_s3() -> None:
         # state: a failed plan must fail it too, not only a failed shard. It runs beside publish_landed
         # (the run's other last task, whose own failure fails the run): the run ends one task start sooner,
         # and with max_active_runs=1 that is when the next landing run may start.
-        states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id], task_ids=tasks.STEP_TASKS)
-        broken = tasks.failed_steps(states.get(dag_run.run_id, {}))
-        if broken:
-            raise RuntimeError(
-                f"{' and '.join(broken)} failed: see {'its' if len(broken) == 1 else 'their'} task log "
-                "(nothing is lost: the checkpoints move only after a batch is landed, the next run goes on from them)"
-            )
-        failed = tasks.failed_shards(list(planned or []), list(outcomes or []))
-        if failed:
-            raise RuntimeError(
-                f"landing failed for shard(s) {', '.join(failed)}: see their land_shard task logs "
-                "(the other shards' batches were landed and announced)"
-            )
+        tasks.check_shards(planned, outcomes, ti, dag_run.dag_id, dag_run.run_id)
 
     planned = plan_shards()
     outcomes = land_shard.expand(shard=planned)

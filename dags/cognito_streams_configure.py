@@ -39,7 +39,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from cognito_streams.dag_defaults import NO_BACKFILL, default_args, user_errors
+from cognito_streams.dag_defaults import NO_BACKFILL, default_args
 
 BULK_PUBLISH_DAG_ID = "cognito_bulk_publish"
 
@@ -68,67 +68,34 @@ def cognito_streams_configure() -> None:
 
     @task
     def ensure_stream(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from dataclasses import asdict
+        from cognito_streams.configure import tasks
 
-        from cognito_streams.configure.configurator import StreamsConfigurator
-        from cognito_streams.settings import load_settings
-
-        with user_errors():
-            settings = load_settings()
-        report = StreamsConfigurator(settings).ensure_stream(reshard=bool((params or {}).get("reshard")))
-        return asdict(report)
+        return tasks.ensure_stream(params)
 
     @task
     def ensure_publish_role() -> dict[str, Any]:
-        from dataclasses import asdict
+        from cognito_streams.configure import tasks
 
-        from cognito_streams.configure.configurator import ConfigurationError, StreamsConfigurator
-        from cognito_streams.settings import load_settings
-
-        report = StreamsConfigurator(load_settings()).ensure_publish_role()
-        if report.action in ("invalid", "drifted"):
-            # Not raised here: pools may still be fine to inspect; check_pools turns this red.
-            import logging
-
-            logging.getLogger(__name__).error("publish role %s: %s", report.role_arn, "; ".join(report.problems))
-        elif report.action not in ("created", "updated", "unchanged", "validated"):
-            raise ConfigurationError(f"unexpected role report {report}")
-        return asdict(report)
+        return tasks.ensure_publish_role()
 
     @task
     def configure_pools() -> dict[str, Any]:
-        from cognito_streams.configure.configurator import StreamsConfigurator, summarize
-        from cognito_streams.settings import load_settings
+        from cognito_streams.configure import tasks
 
-        return summarize(StreamsConfigurator(load_settings()).configure_pools())
+        return tasks.configure_pools()
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def pools_to_backfill(summary: Any, params: dict[str, Any] | None = None) -> dict[str, Any] | bool:
-        pools = summary["needs_backfill"]
-        if not pools or not (params or {}).get("backfill_reenabled", True):
-            return False
-        return {"identity_pool_ids": pools, "reason": "streaming was re-enabled by cognito_streams_configure"}
+        from cognito_streams.configure import tasks
 
+        return tasks.pools_to_backfill(summary, params)
+
+    # Runs whatever happened upstream: without their results the pools' state is unknown.
     @task(trigger_rule="all_done")
     def check_pools(summary: Any, role: Any) -> dict[str, Any]:
-        from cognito_streams.configure.configurator import ConfigurationError
+        from cognito_streams.configure import tasks
 
-        if summary is None or role is None:
-            # Runs whatever happened upstream: without their results the pools' state is unknown.
-            steps = (("ensure_publish_role", role), ("configure_pools", summary))
-            missing = [name for name, out in steps if out is None]
-            raise ConfigurationError(
-                f"Cognito Streams is not healthy: the pools were not checked: {' and '.join(missing)} did not run or "
-                "failed (open the log of the first failed task: ensure_stream, ensure_publish_role or configure_pools)"
-            )
-        failed = [p for p in summary["pools"] if p["action"] == "fail"]
-        if failed or role["action"] in ("invalid", "drifted"):
-            lines = [f"- pool {p['identity_pool_id']}: {'; '.join(p['reasons'])}" for p in failed]
-            if role["action"] in ("invalid", "drifted"):
-                what = "" if role["action"] == "invalid" else " has drifted (the pipeline does not repair this)"
-                lines.insert(0, f"- publish role {role['role_arn']}{what}: {'; '.join(role['problems'])}")
-            raise ConfigurationError("Cognito Streams is not healthy:\n" + "\n".join(lines))
-        return summary["counts"]
+        return tasks.check_pools(summary, role)
 
     stream = ensure_stream()
     role = ensure_publish_role()

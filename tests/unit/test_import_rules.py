@@ -4,8 +4,12 @@
   ``cognito_streams`` outside ``core``; the features (``configure``, ``bulk_publish``, ``landing``,
   ``loading``, ``reconcile``, ``snapshot``, ``report``) import each other only through the shared parts
   or ``core``: import-linter's contracts in pyproject.toml (``[tool.importlinter]``).
-- A DAG file imports only its own feature and shared parts; the UI plugin only the report and shared
-  parts: checked here on the files' syntax trees (they are no package import-linter could read).
+- A DAG file is wiring: it imports only its feature's ``tasks`` module (the task bodies), ``assets`` and
+  ``dag_defaults``; besides, the bulk publish DAG its feature's operator and the landing DAG ``landing.mode``
+  (its schedule, read at parse time). One exception: ``cognito_reconcile`` also writes the report after
+  reconciling, so it imports ``reconcile.tasks`` and ``report.tasks``. The UI plugin imports only the
+  report and shared parts. Both checked here on the files' syntax trees (they are no package import-linter
+  could read).
 
 Each rule is also shown to fail: the contracts on a copy of the package with one bad import added, the DAG
 check on a DAG file's text with one.
@@ -28,27 +32,34 @@ PLUGINS = ROOT / "plugins"
 FEATURES = ("configure", "bulk_publish", "landing", "loading", "reconcile", "snapshot", "report")
 SHARED = ("settings", "alerts", "assets", "dag_defaults", "hooks", "warehouse", "landing_zone", "monitoring")
 
-#: Which features each DAG runs. cognito_reconcile also writes the report once it has reconciled.
-DAG_FEATURES = {
-    "cognito_streams_configure": {"configure"},
-    "cognito_bulk_publish": {"bulk_publish"},
-    "cognito_stream_to_s3": {"landing"},
-    "cognito_s3_to_redshift": {"loading"},
-    "cognito_reconcile": {"reconcile", "report"},
-    "cognito_snapshot": {"snapshot"},
-    "cognito_pipeline_health": {"report"},
+#: What a DAG file may import of cognito_streams besides DAG_SHARED: its feature's task module (and an
+#: operator or parse-time schedule of that feature). cognito_reconcile is the one DAG of two features: it
+#: also writes the report once it has reconciled.
+DAG_MODULES = {
+    "cognito_streams_configure": {"configure.tasks"},
+    "cognito_bulk_publish": {"bulk_publish.tasks", "bulk_publish.operator"},
+    "cognito_stream_to_s3": {"landing.tasks", "landing.mode"},
+    "cognito_s3_to_redshift": {"loading.tasks"},
+    "cognito_reconcile": {"reconcile.tasks", "report.tasks"},
+    "cognito_snapshot": {"snapshot.tasks"},
+    "cognito_pipeline_health": {"report.tasks"},
 }
+#: The shared parts a DAG file wires with: the Assets between the DAGs, every DAG's defaults.
+DAG_SHARED = ("assets", "dag_defaults")
 
 
 def our_imports(source: str) -> list[str]:
-    """Every ``cognito_streams...`` module a source imports, at any depth (task bodies import lazily)."""
+    """Every ``cognito_streams...`` module a source imports, at any depth (task bodies import lazily).
+
+    ``from package import name`` counts as importing ``package.name`` (``from cognito_streams.landing import
+    tasks`` imports the module ``landing.tasks``, not all of ``landing``)."""
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name.split(".")[0] == "cognito_streams"]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "cognito_streams":
-            if node.module == "cognito_streams":
-                found += [f"cognito_streams.{a.name}" for a in node.names]
+            if (PLUGINS / node.module.replace(".", "/")).is_dir():
+                found += [f"{node.module}.{a.name}" for a in node.names]
             else:
                 found.append(node.module)
     return found
@@ -58,6 +69,13 @@ def refused(source: str, allowed_features: set[str]) -> list[str]:
     """The imports of ``source`` that are neither a shared part nor one of ``allowed_features``."""
     allowed = set(SHARED) | allowed_features
     return [m for m in our_imports(source) if m.split(".")[1] not in allowed]
+
+
+def refused_in_dag(source: str, dag_id: str) -> list[str]:
+    """The imports of a DAG file's ``source`` that are not in DAG_MODULES[dag_id] or DAG_SHARED (a module or
+    a name in one: ``dag_defaults.user_errors`` is ``dag_defaults``)."""
+    allowed = {f"cognito_streams.{m}" for m in (*DAG_MODULES[dag_id], *DAG_SHARED)}
+    return [m for m in our_imports(source) if not any(m == a or m.startswith(a + ".") for a in allowed)]
 
 
 def lint_imports(plugins: Path) -> subprocess.CompletedProcess[str]:
@@ -121,22 +139,76 @@ def test_a_bad_import_breaks_a_contract(tmp_path: Path, module: str, bad_import:
 
 
 @pytest.mark.parametrize("dag_file", sorted((ROOT / "dags").glob("*.py")), ids=lambda p: p.stem)
-def test_a_dag_file_imports_only_its_feature_and_shared_parts(dag_file: Path) -> None:
-    assert dag_file.stem in DAG_FEATURES, f"{dag_file.name}: say which feature it runs in DAG_FEATURES"
+def test_a_dag_file_imports_only_its_task_module_and_shared_wiring(dag_file: Path) -> None:
+    assert dag_file.stem in DAG_MODULES, f"{dag_file.name}: say what it may import in DAG_MODULES"
     source = dag_file.read_text()
     assert our_imports(source), f"{dag_file.name} imports nothing of cognito_streams: is the check reading it?"
-    assert refused(source, DAG_FEATURES[dag_file.stem]) == []
+    assert refused_in_dag(source, dag_file.stem) == [], (
+        f"{dag_file.name}: a task body that opens the warehouse, a hook or the settings belongs in its "
+        "feature's tasks module (docs/architecture.md, 'The direction of imports')"
+    )
 
 
-def test_a_dag_file_importing_another_feature_or_core_is_refused() -> None:
-    source = (ROOT / "dags" / "cognito_stream_to_s3.py").read_text()
-    assert refused(source + "\nfrom cognito_streams.loading.tasks import load\n", {"landing"}) == [
-        "cognito_streams.loading.tasks"
-    ]
-    assert refused(source + "\ndef f():\n    from cognito_streams.core import decode\n", {"landing"}) == [
-        "cognito_streams.core"
-    ]
-    assert refused(source + "\nfrom cognito_streams import reconcile\n", {"landing"}) == ["cognito_streams.reconcile"]
+def test_only_cognito_reconcile_runs_two_features() -> None:
+    features = {dag: {m.split(".")[0] for m in modules} for dag, modules in DAG_MODULES.items()}
+    assert {dag for dag, f in features.items() if len(f) > 1} == {"cognito_reconcile"}
+    assert features["cognito_reconcile"] == {"reconcile", "report"}
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "bad_import", "reported"),
+    [
+        # another feature's task module
+        ("cognito_stream_to_s3", "from cognito_streams.loading.tasks import load", "cognito_streams.loading.tasks"),
+        # core, lazily in a task body
+        (
+            "cognito_stream_to_s3",
+            "def f():\n    from cognito_streams.core import decode",
+            "cognito_streams.core.decode",
+        ),
+        # a whole feature package
+        ("cognito_stream_to_s3", "from cognito_streams import reconcile", "cognito_streams.reconcile"),
+        # the own feature's adapters other than its task module
+        ("cognito_stream_to_s3", "from cognito_streams.landing import runner", "cognito_streams.landing.runner"),
+        (
+            "cognito_reconcile",
+            "from cognito_streams.reconcile.reconciler import Reconciler",
+            "cognito_streams.reconcile.reconciler",
+        ),
+        # shared parts a task body opens: they belong in the task module
+        (
+            "cognito_s3_to_redshift",
+            "def f():\n    from cognito_streams.settings import load_settings",
+            "cognito_streams.settings",
+        ),
+        (
+            "cognito_pipeline_health",
+            "from cognito_streams.warehouse.connect import open_warehouse",
+            "cognito_streams.warehouse.connect",
+        ),
+        (
+            "cognito_reconcile",
+            "from cognito_streams.hooks.kinesis_reader import KinesisReaderHook",
+            "cognito_streams.hooks.kinesis_reader",
+        ),
+        (
+            "cognito_stream_to_s3",
+            "from cognito_streams.monitoring import metrics",
+            "cognito_streams.monitoring.metrics",
+        ),
+        # the exception of cognito_reconcile is its own: the health DAG may not import reconcile
+        ("cognito_pipeline_health", "from cognito_streams.reconcile import tasks", "cognito_streams.reconcile.tasks"),
+        # an extra of one DAG is not every DAG's
+        (
+            "cognito_s3_to_redshift",
+            "from cognito_streams.landing.mode import DEFAULT_SCHEDULE",
+            "cognito_streams.landing.mode",
+        ),
+    ],
+)
+def test_a_dag_file_importing_more_than_its_wiring_is_refused(dag_id: str, bad_import: str, reported: str) -> None:
+    source = (ROOT / "dags" / f"{dag_id}.py").read_text()
+    assert refused_in_dag(source + "\n" + bad_import + "\n", dag_id) == [reported]
 
 
 def test_the_ui_plugin_imports_only_the_report_and_shared_parts() -> None:

@@ -73,6 +73,16 @@ def land(
     return land_shard(ctx, info, lease_owner(dag_id, run_id)).as_dict()
 
 
+def land_with_metrics(shard: Mapping[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
+    """The ``land_shard`` task: :func:`land`, then its counts and lag emitted as Airflow metrics
+    (:func:`cognito_streams.monitoring.metrics.landed`)."""
+    from cognito_streams.monitoring import metrics
+
+    outcome = land(shard, dag_id, run_id)
+    metrics.landed(outcome)
+    return outcome
+
+
 #: Descriptor URIs listed in the asset event (and publish_landed's XCom). A busy run lands several
 #: batches on each of hundreds of shards; the loader lists the landing zone itself, so the event
 #: carries the counts and a sample, not a list that grows with the stream.
@@ -111,3 +121,28 @@ STEP_TASKS = ["plan_shards"]
 def failed_steps(states: Mapping[str, str | None]) -> list[str]:
     """The steps in ``STEP_TASKS`` that failed this run, from Airflow's task states of the run."""
     return [task_id for task_id in STEP_TASKS if states.get(task_id) in ("failed", "upstream_failed")]
+
+
+def check_shards(
+    planned: Iterable[Mapping[str, Any]] | None,
+    outcomes: Iterable[dict[str, Any] | None] | None,
+    ti: Any,
+    dag_id: str,
+    run_id: str,
+) -> None:
+    """The ``check_shards`` task, the run's verdict: raises ``RuntimeError`` when a step of the run
+    (``STEP_TASKS``, from Airflow's task states read through the task instance ``ti``) or a shard's landing
+    failed, naming them and where to look."""
+    states = ti.get_task_states(dag_id=dag_id, run_ids=[run_id], task_ids=STEP_TASKS)
+    broken = failed_steps(states.get(run_id, {}))
+    if broken:
+        raise RuntimeError(
+            f"{' and '.join(broken)} failed: see {'its' if len(broken) == 1 else 'their'} task log "
+            "(nothing is lost: the checkpoints move only after a batch is landed, the next run goes on from them)"
+        )
+    failed = failed_shards(list(planned or []), list(outcomes or []))
+    if failed:
+        raise RuntimeError(
+            f"landing failed for shard(s) {', '.join(failed)}: see their land_shard task logs "
+            "(the other shards' batches were landed and announced)"
+        )

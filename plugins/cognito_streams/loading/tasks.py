@@ -9,7 +9,7 @@ change's way into the warehouse; docs/performance.md).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cognito_streams.core.loading.params import LoadParams
@@ -64,6 +64,25 @@ def load(params: dict[str, Any] | None) -> dict[str, Any]:
         wait_for_load_slot(settings, last)
     report = loader.load_landing_zone(settings, day_from=p.day_from, day_to=p.day_to, force=p.force)
     return {**report.as_dict(), FAILED_KEY: [f.as_dict() for f in report.failed]}
+
+
+def load_batches(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``load_batches`` task: :func:`load`, then, when it loaded batches, its freshness and duration kept
+    as a health sample and metrics under ``health`` (:func:`cognito_streams.monitoring.samples.record_load`)."""
+    import time
+
+    from cognito_streams.monitoring.samples import record_load
+    from cognito_streams.warehouse.connect import open_warehouse
+
+    started_at, t0 = datetime.now(UTC), time.monotonic()
+    loaded = load(params)
+    if loaded.get("batches"):
+        settings = load_settings()
+        with open_warehouse(settings) as warehouse:
+            loaded["health"] = record_load(
+                settings, warehouse, started_at, time.monotonic() - t0, int(loaded["batches"])
+            )
+    return loaded
 
 
 def check_failed(loaded: dict[str, Any] | None) -> int:
