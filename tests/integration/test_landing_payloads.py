@@ -9,60 +9,43 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
 
 from cognito_streams.landing_zone.writer import BatchWriter
-from local.procs import free_port
 from tests.integration.test_landing import make_landing
 from tests.integration.test_landing_s3url import EXPIRED, s3url_record
 from tests.landing_records import SAMPLES, change, dumps, put_records, seed_records
+from tests.support.http import QuietHandler, serving
 
 pytestmark = pytest.mark.integration
 
 
-class ExpiringS3(BaseHTTPRequestHandler):
+class ExpiringS3(QuietHandler):
     """``/p/<n>``: body n at the first GET, then S3's "Request has expired" (a presigned URL's fate)."""
 
     bodies: ClassVar[dict[str, bytes]] = {}
     calls: ClassVar[Counter[str]] = Counter()
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the name BaseHTTPRequestHandler calls
         path = self.path.split("?", 1)[0]
         ExpiringS3.calls[path] += 1
         if ExpiringS3.calls[path] == 1 and path in ExpiringS3.bodies:
-            self._send(200, ExpiringS3.bodies[path])
+            self.send(200, ExpiringS3.bodies[path])
         else:
-            self._send(403, EXPIRED)
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+            self.send(403, EXPIRED)
 
 
 @pytest.fixture
 def expiring_s3() -> Iterator[str]:
     ExpiringS3.bodies.clear()
     ExpiringS3.calls.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), ExpiringS3)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ExpiringS3) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_a_batch_landed_again_uses_the_kept_bodies_not_the_expired_urls(

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
@@ -17,6 +15,7 @@ import pytest
 from local.procs import free_port
 from tests.integration.test_landing import make_landing
 from tests.landing_records import SAMPLES, change, dumps, put_records, record
+from tests.support.http import QuietHandler, serving
 
 pytestmark = pytest.mark.integration
 
@@ -31,45 +30,30 @@ DENIED = (
 )
 
 
-class FakeS3(BaseHTTPRequestHandler):
+class FakeS3(QuietHandler):
     """Answers like S3 for the cases moto cannot produce; /flaky fails once, then serves the body."""
 
     calls: dict[str, int] = {}  # noqa: RUF012 - shared by the server's handler instances on purpose
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the name BaseHTTPRequestHandler calls
         path = self.path.split("?", 1)[0]
         FakeS3.calls[path] = FakeS3.calls.get(path, 0) + 1
         if path == "/bucket/expired":
-            self._send(403, EXPIRED)
+            self.send(403, EXPIRED)
         elif path == "/bucket/denied":
-            self._send(403, DENIED)
+            self.send(403, DENIED)
         elif path == "/bucket/flaky" and FakeS3.calls[path] == 1:
-            self._send(503, b"<Error><Code>SlowDown</Code></Error>")
+            self.send(503, b"<Error><Code>SlowDown</Code></Error>")
         elif path == "/bucket/flaky":
-            self._send(200, SAMPLES["s3url-body"])
+            self.send(200, SAMPLES["s3url-body"])
         else:
-            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>")
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+            self.send(404, b"<Error><Code>NoSuchKey</Code></Error>")
 
 
 @pytest.fixture
 def fake_s3() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), FakeS3)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(FakeS3) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def s3url_record(url: str, key: str = "k") -> bytes:

@@ -13,17 +13,16 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import urllib3.util.connection
 
 from cognito_streams.landing.s3url import PayloadFetcher
-from local.procs import free_port
 from tests.integration.test_landing import make_landing
 from tests.integration.test_landing_s3url import s3url_record
 from tests.landing_records import SAMPLES, put_records
+from tests.support.http import QuietHandler, serving
 
 pytestmark = pytest.mark.integration
 
@@ -62,33 +61,20 @@ def evil() -> Iterator[Listener]:
         listener.close()
 
 
-class Payload(BaseHTTPRequestHandler):
+class Payload(QuietHandler):
     """Answers every GET with the sample S3Url body, and remembers the Host header it got."""
 
     hosts: list[str] = []  # noqa: RUF012 - shared by the handler instances on purpose
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the name BaseHTTPRequestHandler calls
         Payload.hosts.append(self.headers.get("Host", ""))
-        body = SAMPLES["s3url-body"]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
+        self.send(200, SAMPLES["s3url-body"])
 
 
 @pytest.fixture
 def payload_server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Payload)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Payload) as port:
+        yield port
 
 
 @pytest.fixture
