@@ -502,6 +502,15 @@ LOW_LATENCY_AIRFLOW = {
     "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
 }
 
+#: The scheduler's LocalExecutor starts its workers from a forkserver that imported the tasks' modules (the
+#: decoder, the hooks, the warehouse drivers) once: each task process forked by a worker inherits them
+#: instead of importing them on its start (cognito_streams/preload.py; docs/operations.md). LocalExecutor only:
+#: Celery workers fork their tasks themselves.
+PRELOADED_LOCAL_WORKERS = {
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "airflow,cognito_streams.preload",
+}
+
 
 class AirflowService(Service):
     """``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) on SQLite."""
@@ -538,7 +547,7 @@ class AirflowService(Service):
         # The stall check every minute too (production default: every 2 minutes).
         env.setdefault("AIRFLOW__COGNITO_STREAMS__HEALTH_SCHEDULE", "* * * * *")
         env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "30"
-        for key, value in LOW_LATENCY_AIRFLOW.items():
+        for key, value in {**LOW_LATENCY_AIRFLOW, **PRELOADED_LOCAL_WORKERS}.items():
             env.setdefault(key, value)
         argv = [_venv_bin("airflow"), "standalone"]
         pid = start_detached(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd=REPO)

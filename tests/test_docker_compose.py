@@ -104,3 +104,7 @@ def test_the_local_executor_override_is_valid_and_starts_no_worker() -> None:
     ):
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor", name
     assert services["airflow-worker"]["deploy"]["replicas"] == 0
+    # the scheduler's executor workers start from a forkserver with the tasks' modules imported
+    scheduler = services["airflow-scheduler"]["environment"]
+    assert scheduler["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    assert scheduler["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == "airflow,cognito_streams.preload"

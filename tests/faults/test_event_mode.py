@@ -146,6 +146,10 @@ def test_event_mode_survives_a_triggerer_kill_and_a_landing_task_kill(
         sc.activity.run(10)
         sc.flush()
         wait_until(lambda: loaded_changes(schema) > 0, 240, "the first changes loaded in event mode")
+        # ... with the stack's scheduler starting its task processes from the forkserver preload: a landing
+        # task finds the decoder imported (cognito_streams/preload.py)
+        logs = [p.read_text() for p in (airflow.cfg.airflow_home / "logs").rglob("task_id=land_shard/**/*.log")]
+        assert logs and all("decoder preloaded: yes" in log for log in logs), logs[:1]
 
         # WHEN the triggerer dies (SIGKILL, with its trigger runner) and changes are made meanwhile
         env = airflow.kill_triggerer()

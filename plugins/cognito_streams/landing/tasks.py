@@ -12,6 +12,7 @@ processes, on the critical path of every landing run (docs/performance.md).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,9 @@ def land(
     shard: Mapping[str, Any], dag_id: str, run_id: str, settings: PipelineSettings | None = None
 ) -> dict[str, Any]:
     """Landing task (one per readable shard): see :func:`cognito_streams.landing.runner.land_shard`."""
+    # Whether the process this task was forked from had imported the decoder already (cognito_streams.preload,
+    # docs/operations.md): how an operator checks that the scheduler's forkserver preload took.
+    log.info("decoder preloaded: %s", "yes" if "cognito_streams.landing.runner" in sys.modules else "no")
     from cognito_streams.core.landing.shards import ShardInfo
     from cognito_streams.landing.runner import LandingContext, land_shard
     from cognito_streams.settings import load_settings
