@@ -66,7 +66,6 @@ from cognito_streams.core.warm import warm
 warm()
 
 # Everything imported so far into the collector's permanent generation, as Airflow does before it forks its
-# workers (LocalExecutor._spawn_workers_with_gc_freeze): a task process's collections then never walk these
-# objects, and so never write to (and copy) the pages it shares with this process. Without it, measured, every
-# task of a run took 1-2 s longer than with no preload at all.
+# workers (LocalExecutor._spawn_workers_with_gc_freeze): the collections of a worker and of its task processes
+# then never walk these objects, and so never write to (and copy) the pages they share with this process.
 gc.freeze()
