@@ -1002,6 +1002,23 @@ def cost_per_change(stack: Any, records: list[tuple[str, bytes]], sizes: tuple[i
 # -- figures ----------------------------------------------------------------------------------------------------------
 
 
+def _task_start_mode() -> str:
+    """How the run's scheduler started its task processes (the stack's default, or what the caller's environment
+    set instead): with the forkserver preload, or forked from the scheduler importing their modules themselves."""
+    from local.stack import PRELOADED_LOCAL_WORKERS
+
+    method = os.environ.get(
+        "AIRFLOW__SCHEDULER__MP_START_METHOD", PRELOADED_LOCAL_WORKERS["AIRFLOW__SCHEDULER__MP_START_METHOD"]
+    )
+    preload = os.environ.get(
+        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD",
+        PRELOADED_LOCAL_WORKERS["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"],
+    )
+    if method == "forkserver" and preload:
+        return f"from the scheduler's forkserver, preloaded with {preload}"
+    return f"from the scheduler's {method or 'default'} start method, no preload"
+
+
 def _freshness_figures(result: E2EResult, goal_s: float, label: str, extra: AirflowRun | None = None) -> list[Figure]:
     f = result.freshness
     note = (
@@ -1012,7 +1029,8 @@ def _freshness_figures(result: E2EResult, goal_s: float, label: str, extra: Airf
     if extra is not None:
         note += (
             f"; {extra.landing_runs} landing and {extra.loading_runs} loading runs, {extra.paced_loads} load(s) paced "
-            f"by min_load_interval_seconds (default 10 s); load average {extra.load_average}"
+            f"by min_load_interval_seconds (default 10 s); load average {extra.load_average}; "
+            f"task processes {_task_start_mode()}"
         )
     return [
         Figure(
