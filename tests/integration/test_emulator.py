@@ -292,9 +292,14 @@ def test_usage_of_pools_and_identities(cs: Any, aws: Callable[[str], Any], pool:
     assert usage["SyncSessionsCount"] == 2
     assert usage["DataStorage"] == len("key12345") + len("kv")
     assert usage["LastModifiedDate"]
-    listed = [
-        u for u in cs.list_identity_pool_usage(MaxResults=60)["IdentityPoolUsages"] if u["IdentityPoolId"] == pool
-    ]
+    # (every page: the session's emulator holds the pools of every test before this one, often more than 60)
+    listed, token = [], None
+    while True:
+        page = cs.list_identity_pool_usage(MaxResults=60, **({"NextToken": token} if token else {}))
+        listed += [u for u in page["IdentityPoolUsages"] if u["IdentityPoolId"] == pool]
+        token = page.get("NextToken")
+        if not token:
+            break
     assert listed == [usage]
     # AND each identity's usage
     mine = cs.describe_identity_usage(IdentityPoolId=pool, IdentityId=identity)["IdentityUsage"]
